@@ -1,0 +1,83 @@
+// swift-tools-version:6.0
+// MeterGate: signed, store-and-forward energy readings from Modbus meters, power rails and S0 pulses.
+import PackageDescription
+
+let package = Package(
+    name: "MeterGate",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "metergate", targets: ["metergate"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.0"..<"5.0.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+    ],
+    targets: [
+        // C libraries from Debian: one system-library target each, imported only by its wrapper module.
+        .systemLibrary(name: "CModbus", pkgConfig: "libmodbus", providers: [.apt(["libmodbus-dev"])]),
+        .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CGPIOD", pkgConfig: "libgpiod", providers: [.apt(["libgpiod-dev"])]),
+
+        // Value types shared by every stage; no I/O.
+        .target(name: "MeterCore"),
+        // YAML files (config, boards, meter profiles) read with file, key path and line in every error.
+        .target(name: "ConfigFile", dependencies: [.product(name: "Yams", package: "Yams")]),
+
+        // Sources.
+        .target(name: "Modbus", dependencies: ["MeterCore", "ConfigFile", "CModbus", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "PowerRails", dependencies: ["MeterCore", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Pulse", dependencies: ["MeterCore", "CGPIOD", .product(name: "Logging", package: "swift-log")]),
+
+        // Accounting, signing, storage, transport.
+        .target(name: "Accounting", dependencies: ["MeterCore"]),
+        .target(name: "Signing", dependencies: ["MeterCore", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "Outbox", dependencies: ["MeterCore", "CSQLite", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "MQTT", dependencies: ["CMosquitto", .product(name: "Logging", package: "swift-log")]),
+
+        // Simulated meters and faults, served over real libmodbus.
+        .target(name: "Simulator", dependencies: ["MeterCore", "Modbus", .product(name: "Logging", package: "swift-log")]),
+
+        // Config, wiring, lifecycle.
+        .target(name: "Gateway", dependencies: [
+            "MeterCore", "ConfigFile", "Modbus", "PowerRails", "Pulse", "Accounting", "Signing", "Outbox", "MQTT", "Simulator",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+        ]),
+        .executableTarget(name: "metergate", dependencies: [
+            "Gateway", "MeterCore", "ConfigFile", "Modbus", "PowerRails", "Pulse", "Signing", "Outbox", "MQTT", "Simulator",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+        ]),
+
+        // Tests: one target per module, Swift Testing, real parts where they run here.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "MeterCoreTests", dependencies: ["MeterCore"]),
+        .testTarget(name: "ConfigFileTests", dependencies: ["ConfigFile"]),
+        .testTarget(name: "ModbusTests", dependencies: ["Modbus", "MeterCore", "TestSupport"]),
+        .testTarget(name: "PowerRailsTests", dependencies: ["PowerRails", "TestSupport"]),
+        .testTarget(name: "PulseTests", dependencies: ["Pulse", "TestSupport"]),
+        .testTarget(name: "AccountingTests", dependencies: ["Accounting", "MeterCore"]),
+        .testTarget(name: "SigningTests", dependencies: ["Signing", "MeterCore", "TestSupport"]),
+        .testTarget(name: "OutboxTests", dependencies: ["Outbox", "MeterCore", "TestSupport"]),
+        .testTarget(name: "MQTTTests", dependencies: ["MQTT", "TestSupport"]),
+        .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "Modbus", "MeterCore", "TestSupport"]),
+        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "ConfigFile", "MeterCore", "Modbus", "Signing", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
+    ]
+)
+
+// Swift 6 language mode and the same upcoming features for every target.
+for target in package.targets where target.type != .system {
+    var settings = target.swiftSettings ?? []
+    settings.append(.enableUpcomingFeature("ExistentialAny"))
+    settings.append(.enableUpcomingFeature("MemberImportVisibility"))
+    target.swiftSettings = settings
+}
+package.swiftLanguageModes = [.v6]

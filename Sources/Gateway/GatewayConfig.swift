@@ -1,0 +1,345 @@
+import ConfigFile
+import Foundation
+import MeterCore
+import Modbus
+import Signing
+
+/// The whole gateway configuration, validated: if one of these exists, every id is topic-safe, every meter
+/// names a known bus and profile, and the board exists.
+public struct GatewayConfig: Sendable {
+    /// The file it was read from.
+    public var file: String
+    public var gateway: GatewayID
+    public var board: Board
+    /// Where the outbox, accounting state and keys live (systemd's StateDirectory in production).
+    public var stateDirectory: String
+    /// Settlement interval length.
+    public var interval: Duration
+    public var buses: [BusConfig]
+    public var meters: [MeterConfig]
+    public var mqtt: MQTTConfig
+    public var signing: SigningConfig
+    public var outbox: OutboxConfig
+    /// Directories searched for meter profiles, in order (later wins).
+    public var profileDirectories: [String]
+    public var profiles: ProfileLibrary
+    public var logLevel: String
+}
+
+/// One Modbus bus: an RTU serial line (several units) or a TCP endpoint.
+public struct BusConfig: Sendable, Hashable {
+    public var id: Identifier
+    public var transport: ModbusTransport
+    public var responseTimeout: Duration
+}
+
+/// One revenue meter on a bus.
+public struct MeterConfig: Sendable {
+    public var id: MeterID
+    public var bus: Identifier
+    public var unit: Int
+    public var profile: MeterProfile
+    public var pollInterval: Duration
+    /// The meter's rated maximum power (W), used to flag implausible counter jumps.
+    public var ratedPowerWatts: Double?
+    /// The envelope signed records of this meter use.
+    public var envelope: Envelope
+}
+
+public enum Envelope: String, Sendable, Hashable, CaseIterable {
+    case jws
+    case ocmf
+}
+
+public struct MQTTConfig: Sendable, Hashable {
+    /// nil: the demo starts a local broker on a free loopback port.
+    public var host: String?
+    public var port: Int
+    public var clientID: String?
+    public var username: String?
+    public var passwordFile: String?
+    public var caFile: String?
+    public var certFile: String?
+    public var keyFile: String?
+    public var keepalive: Duration
+    public var inflightWindow: Int
+    public var live: Bool
+}
+
+public struct SigningConfig: Sendable, Hashable {
+    public var keyFile: String
+    public var algorithm: SigningAlgorithm
+}
+
+public enum QuotaPolicy: String, Sendable, Hashable, CaseIterable {
+    /// Keep every unsent record; raise the alarm metric and log. The default: money is never dropped silently.
+    case keep
+    /// Drop the oldest unsent records, counted and logged.
+    case dropOldest = "drop-oldest"
+}
+
+public struct OutboxConfig: Sendable, Hashable {
+    public var path: String
+    public var retention: Duration
+    public var quotaBytes: Int64
+    public var quotaPolicy: QuotaPolicy
+}
+
+extension GatewayConfig {
+    /// Loads and validates a config file, collecting every error it can find before giving up.
+    ///
+    /// - Parameters:
+    ///   - path: the config file.
+    ///   - boardDirectories: where `board: NAME` is looked up as `NAME.yaml`.
+    ///   - profileDirectories: built-in profile directories, searched before the config's own `profiles:` list.
+    public static func load(path: String, boardDirectories: [String], profileDirectories: [String]) throws(ConfigErrors) -> GatewayConfig {
+        let root: ConfigNode
+        do { root = try ConfigNode.load(path: path) } catch { throw ConfigErrors([error]) }
+        let reader = ConfigReader(root: root, baseDirectory: (path as NSString).deletingLastPathComponent,
+                                  boardDirectories: boardDirectories, profileDirectories: profileDirectories)
+        return try reader.read()
+    }
+}
+
+/// Reads the document section by section, collecting errors so one `check` run reports them all.
+struct ConfigReader {
+    let root: ConfigNode
+    let baseDirectory: String
+    let boardDirectories: [String]
+    let profileDirectories: [String]
+    /// Errors found so far; a class so that reading closures can record without exclusive access to the reader.
+    private final class ErrorSink { var errors: [ConfigError] = [] }
+    private let sink = ErrorSink()
+
+    init(root: ConfigNode, baseDirectory: String, boardDirectories: [String], profileDirectories: [String]) {
+        self.root = root
+        self.baseDirectory = baseDirectory.isEmpty ? "." : baseDirectory
+        self.boardDirectories = boardDirectories
+        self.profileDirectories = profileDirectories
+    }
+
+    /// Runs `body`, recording its error instead of stopping.
+    private func attempt<T>(_ body: () throws(ConfigError) -> T) -> T? {
+        do { return try body() } catch { sink.errors.append(error); return nil }
+    }
+
+    /// A path relative to the config file's directory, unless absolute.
+    func resolve(_ path: String) -> String {
+        path.hasPrefix("/") ? path : "\(baseDirectory)/\(path)"
+    }
+
+    func read() throws(ConfigErrors) -> GatewayConfig {
+        let map: ConfigMapping
+        do { map = try root.mapping() } catch { throw ConfigErrors([error]) }
+
+        // gateway: { id, board, state_dir, interval, log_level }
+        var gatewayID: GatewayID?
+        var board: Board?
+        var stateDirectory = "/var/lib/metergate"
+        var interval: Duration = .seconds(900)
+        var logLevel = "info"
+        if let g = attempt({ () throws(ConfigError) in try map.required("gateway", expected: "a mapping with id and board").mapping() }) {
+            gatewayID = attempt { () throws(ConfigError) in try Self.identifier(g.required("id", expected: "the gateway id (one MQTT topic level)")) }
+            if let boardNode = attempt({ () throws(ConfigError) in try g.required("board", expected: "a board name from boards/, e.g. sim or raspberry-pi-4") }) {
+                board = attempt { () throws(ConfigError) in try Board.find(name: boardNode.string(), at: boardNode, directories: boardDirectories) }
+            }
+            if let s = attempt({ () throws(ConfigError) in try g.optional("state_dir")?.string() }), let s { stateDirectory = resolve(s) }
+            if let node = g.optional("interval"), let d = attempt({ () throws(ConfigError) in try Self.interval(node) }) { interval = d }
+            if let l = attempt({ () throws(ConfigError) in try g.optional("log_level")?.oneOf(LogLevelName.self) }), let l { logLevel = l.rawValue }
+            attempt { () throws(ConfigError) in try g.finish() }
+        }
+
+        // profiles: [dir, …] (extra profile directories, relative to the config file)
+        var directories = profileDirectories
+        if let list = attempt({ () throws(ConfigError) in try map.optional("profiles")?.list() }), let list {
+            for node in list { if let s = attempt({ () throws(ConfigError) in try node.string() }) { directories.append(resolve(s)) } }
+        }
+        var profiles = ProfileLibrary()
+        do { profiles = try ProfileLibrary(directories: directories) } catch { sink.errors += error.errors }
+
+        // buses: [{ id, tcp: {host, port} | rtu: {device, baud, parity, data_bits, stop_bits, rs485}, timeout }]
+        var buses: [BusConfig] = []
+        if let list = attempt({ () throws(ConfigError) in try map.optional("buses")?.list() }), let list {
+            for node in list {
+                if let bus = attempt({ () throws(ConfigError) in try Self.bus(node, board: board) }) {
+                    if buses.contains(where: { $0.id == bus.id }) {
+                        sink.errors.append(node.error("duplicate bus id '\(bus.id)'"))
+                    } else {
+                        buses.append(bus)
+                    }
+                }
+            }
+        }
+
+        // meters: [{ id, bus, unit, profile, poll, rated_power, envelope }]
+        var meters: [MeterConfig] = []
+        if let list = attempt({ () throws(ConfigError) in try map.required("meters", expected: "a list of meters").list() }) {
+            for node in list {
+                guard let meter = attempt({ () throws(ConfigError) in try Self.meter(node, buses: buses, profiles: profiles) }) else { continue }
+                if meters.contains(where: { $0.id == meter.id }) {
+                    sink.errors.append(node.error("duplicate meter id '\(meter.id)': each meter stream needs its own id"))
+                } else {
+                    meters.append(meter)
+                }
+            }
+        }
+
+        let mqtt = attempt { () throws(ConfigError) in try Self.mqtt(map.optional("mqtt"), resolve: resolve) } ?? nil
+        let stateDir = stateDirectory
+        let signing = attempt { () throws(ConfigError) in try Self.signing(map.optional("signing"), stateDirectory: stateDir, resolve: resolve) } ?? nil
+        let outbox = attempt { () throws(ConfigError) in try Self.outbox(map.optional("outbox"), stateDirectory: stateDir, resolve: resolve) } ?? nil
+        attempt { () throws(ConfigError) in try map.finish() }
+
+        guard sink.errors.isEmpty, let gatewayID, let board, let mqtt, let signing, let outbox else {
+            throw ConfigErrors(sink.errors)
+        }
+        return GatewayConfig(file: root.file, gateway: gatewayID, board: board, stateDirectory: stateDirectory, interval: interval,
+                             buses: buses, meters: meters, mqtt: mqtt, signing: signing, outbox: outbox,
+                             profileDirectories: directories, profiles: profiles, logLevel: logLevel)
+    }
+
+    static func identifier(_ node: ConfigNode) throws(ConfigError) -> Identifier {
+        let s = try node.string()
+        do { return try Identifier(validating: s) } catch { throw node.error("id '\(s)' \(error)") }
+    }
+
+    static func interval(_ node: ConfigNode) throws(ConfigError) -> Duration {
+        let d = try node.duration()
+        let ms = d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
+        guard ms >= 1000, ms <= 3_600_000, 3_600_000 % ms == 0 else {
+            throw node.error("expected an interval from 1s to 1h that divides an hour evenly (e.g. 1s, 1m, 5m, 15m, 1h)")
+        }
+        return d
+    }
+
+    static func bus(_ node: ConfigNode, board: Board?) throws(ConfigError) -> BusConfig {
+        let m = try node.mapping()
+        let id = try identifier(m.required("id", expected: "the bus id"))
+        let timeout = try m.optional("timeout")?.duration() ?? .milliseconds(500)
+        let tcp = m.optional("tcp")
+        let rtu = m.optional("rtu")
+        let transport: ModbusTransport
+        switch (tcp, rtu) {
+        case (let t?, nil):
+            let tm = try t.mapping()
+            let host = try tm.required("host", expected: "a host name or address").string()
+            let port = try tm.optional("port")?.int(in: 1...65535) ?? 502
+            try tm.finish()
+            transport = .tcp(host: host, port: port)
+        case (nil, let r?):
+            let rm = try r.mapping()
+            var device = try rm.required("device", expected: "a serial device path, or a port name from the board file").string()
+            if !device.hasPrefix("/"), let port = board?.serialPorts.first(where: { $0.name == device }) { device = port.device }
+            let baud = try rm.optional("baud")?.int(in: 300...4_000_000) ?? 9600
+            let parity = try rm.optional("parity")?.oneOf(ParityName.self) ?? .none
+            let dataBits = try rm.optional("data_bits")?.int(in: 5...8) ?? 8
+            let stopBits = try rm.optional("stop_bits")?.int(in: 1...2) ?? 1
+            let rs485 = try rm.optional("rs485")?.bool() ?? (board?.serialPorts.first { $0.device == device }?.rs485 ?? false)
+            try rm.finish()
+            transport = .rtu(SerialSettings(device: device, baud: baud, parity: parity.settings, dataBits: dataBits, stopBits: stopBits, rs485: rs485))
+        case (nil, nil):
+            throw node.error("expected either a tcp: or an rtu: section")
+        case (.some, .some):
+            throw node.error("a bus has either tcp: or rtu:, not both")
+        }
+        try m.finish()
+        return BusConfig(id: id, transport: transport, responseTimeout: timeout)
+    }
+
+    static func meter(_ node: ConfigNode, buses: [BusConfig], profiles: ProfileLibrary) throws(ConfigError) -> MeterConfig {
+        let m = try node.mapping()
+        let id = try identifier(m.required("id", expected: "the meter id (one MQTT topic level)"))
+        let busNode = try m.required("bus", expected: "the id of a bus under buses:")
+        let bus = try identifier(busNode)
+        guard buses.contains(where: { $0.id == bus }) else {
+            let known = buses.map(\.id.rawValue).joined(separator: ", ")
+            throw busNode.error("no bus with id '\(bus)' (buses: \(known.isEmpty ? "none" : known))")
+        }
+        let unit = try m.required("unit", expected: "the Modbus unit id, 1…247").int(in: 1...247)
+        let profileNode = try m.required("profile", expected: "a meter profile id")
+        let profileID = try profileNode.string()
+        guard let profile = profiles[profileID] else {
+            throw profileNode.error("no meter profile '\(profileID)' (known: \(profiles.profiles.keys.sorted().joined(separator: ", ")))")
+        }
+        let poll = try m.optional("poll")?.duration() ?? .seconds(1)
+        guard poll >= .milliseconds(100) else { throw node.error("poll: expected at least 100ms") }
+        let rated = try m.optional("rated_power")?.double()
+        let envelope = try m.optional("envelope")?.oneOf(Envelope.self) ?? .jws
+        try m.finish()
+        return MeterConfig(id: id, bus: bus, unit: unit, profile: profile, pollInterval: poll, ratedPowerWatts: rated, envelope: envelope)
+    }
+
+    static func mqtt(_ node: ConfigNode?, resolve: (String) -> String) throws(ConfigError) -> MQTTConfig {
+        var config = MQTTConfig(host: nil, port: 1883, clientID: nil, username: nil, passwordFile: nil, caFile: nil, certFile: nil,
+                                keyFile: nil, keepalive: .seconds(30), inflightWindow: 64, live: false)
+        guard let node else { return config }
+        let m = try node.mapping()
+        config.host = try m.optional("host")?.string()
+        config.port = try m.optional("port")?.int(in: 1...65535) ?? (m.optional("ca_file") == nil ? 1883 : 8883)
+        config.clientID = try m.optional("client_id")?.string()
+        config.username = try m.optional("username")?.string()
+        if let p = try m.optional("password_file")?.string() { config.passwordFile = resolve(p) }
+        if let p = try m.optional("ca_file")?.string() { config.caFile = resolve(p) }
+        if let p = try m.optional("cert_file")?.string() { config.certFile = resolve(p) }
+        if let p = try m.optional("key_file")?.string() { config.keyFile = resolve(p) }
+        config.keepalive = try m.optional("keepalive")?.duration() ?? .seconds(30)
+        config.inflightWindow = try m.optional("inflight")?.int(in: 1...65535) ?? 64
+        config.live = try m.optional("live")?.bool() ?? false
+        if (config.certFile == nil) != (config.keyFile == nil) {
+            throw node.error("cert_file and key_file go together: give both for a client certificate, or neither")
+        }
+        try m.finish()
+        return config
+    }
+
+    static func signing(_ node: ConfigNode?, stateDirectory: String, resolve: (String) -> String) throws(ConfigError) -> SigningConfig {
+        var config = SigningConfig(keyFile: "\(stateDirectory)/signing.key", algorithm: .eddsa)
+        guard let node else { return config }
+        let m = try node.mapping()
+        if let k = try m.optional("key")?.string() { config.keyFile = resolve(k) }
+        config.algorithm = try m.optional("algorithm")?.oneOf(SigningAlgorithm.self) ?? .eddsa
+        try m.finish()
+        return config
+    }
+
+    static func outbox(_ node: ConfigNode?, stateDirectory: String, resolve: (String) -> String) throws(ConfigError) -> OutboxConfig {
+        var config = OutboxConfig(path: "\(stateDirectory)/outbox.sqlite", retention: .seconds(30 * 86400), quotaBytes: 1 << 30, quotaPolicy: .keep)
+        guard let node else { return config }
+        let m = try node.mapping()
+        if let p = try m.optional("path")?.string() { config.path = resolve(p) }
+        if let r = m.optional("retention") {
+            let s = try r.string()
+            if s.hasSuffix("d"), let days = Int(s.dropLast()), days >= 0 { config.retention = .seconds(days * 86400) } else { config.retention = try r.duration() }
+        }
+        if let q = m.optional("quota") { config.quotaBytes = try Self.bytes(q) }
+        config.quotaPolicy = try m.optional("quota_policy")?.oneOf(QuotaPolicy.self) ?? .keep
+        try m.finish()
+        return config
+    }
+
+    /// A size such as 512MB, 2GB or a plain byte count.
+    static func bytes(_ node: ConfigNode) throws(ConfigError) -> Int64 {
+        let s = try node.string().trimmingCharacters(in: .whitespaces)
+        let units: [(String, Int64)] = [("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10), ("B", 1)]
+        for (suffix, factor) in units where s.hasSuffix(suffix) {
+            if let v = Int64(s.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), v > 0 { return v * factor }
+        }
+        if let v = Int64(s), v > 0 { return v }
+        throw node.error("expected a size such as 64MB or 2GB, found '\(s)'")
+    }
+}
+
+enum ParityName: String, CaseIterable {
+    case none = "N", even = "E", odd = "O"
+    var settings: SerialSettings.Parity {
+        switch self {
+        case .none: return .none
+        case .even: return .even
+        case .odd: return .odd
+        }
+    }
+}
+
+enum LogLevelName: String, CaseIterable {
+    case trace, debug, info, notice, warning, error, critical
+}

@@ -1,0 +1,12 @@
+import ArgumentParser
+
+/// `metergate outbox`.
+struct Outbox: AsyncParsableCommand, NotYetAvailable {
+    static let configuration = CommandConfiguration(abstract: "Inspect the outbox: stats, export, vacuum.")
+    static let capability = "outbox inspection (metergate outbox)"
+
+    @Argument(parsing: .captureForPassthrough, help: .hidden)
+    var arguments: [String] = []
+
+    func run() async throws { try notYet() }
+}

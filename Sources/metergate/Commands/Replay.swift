@@ -1,0 +1,12 @@
+import ArgumentParser
+
+/// `metergate replay`.
+struct Replay: AsyncParsableCommand, NotYetAvailable {
+    static let configuration = CommandConfiguration(abstract: "Re-publish a range of a meter's records from the outbox.")
+    static let capability = "replaying delivered records (metergate replay)"
+
+    @Argument(parsing: .captureForPassthrough, help: .hidden)
+    var arguments: [String] = []
+
+    func run() async throws { try notYet() }
+}

@@ -1,0 +1,34 @@
+import ArgumentParser
+import Gateway
+import Logging
+import ServiceLifecycle
+import UnixSignals
+
+/// `metergate run`: the gateway service.
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the gateway: poll the configured meters and rails, account, sign, store and publish readings.",
+        discussion: "SIGTERM or SIGINT stops it cleanly: polling ends, state is committed, then the process exits 0.")
+
+    @OptionGroup var options: ConfigOptions
+    @OptionGroup var log: LogOptions
+
+    func run() async throws {
+        let config = try options.load()
+        log.bootstrap(default: config.logLevel)
+        let logger = Logger(label: "metergate")
+        logger.info("starting", metadata: ["gateway": "\(config.gateway)", "board": "\(config.board.id)", "meters": "\(config.meters.count)", "config": "\(config.file)"])
+        let poller = PollService(config: config, logger: Logger(label: "poll")) { _ in }
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: poller)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            logger.error("stopped with an error: \(error)")
+            throw Failure.run("\(error)")
+        }
+        logger.info("stopped cleanly")
+    }
+}

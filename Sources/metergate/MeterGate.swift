@@ -1,0 +1,54 @@
+import ArgumentParser
+import Foundation
+
+/// `metergate`: the command-line front end. Exit codes: 0 success, 1 verification or run failure,
+/// 2 usage or config error.
+@main
+struct MeterGate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "metergate",
+        abstract: "Signed, store-and-forward energy readings from Modbus meters, power rails and S0 pulses.",
+        discussion: "Exit codes: 0 success, 1 verification or run failure, 2 usage or config error.",
+        subcommands: [Run.self, Simulate.self, Scan.self, Check.self, Keygen.self, Tail.self, Verify.self, Replay.self, Outbox.self]
+    )
+
+    /// Parses and runs, mapping errors to the documented exit codes (swift-argument-parser uses 64 for usage).
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch let failure as Failure {
+            FileHandle.standardError.write(Data("metergate: \(failure.message)\n".utf8))
+            Foundation.exit(failure.code.rawValue)
+        } catch {
+            let code = exitCode(for: error)
+            let message = fullMessage(for: error)
+            if code == .success {
+                if !message.isEmpty { print(message) }
+                Foundation.exit(0)
+            }
+            if !message.isEmpty { FileHandle.standardError.write(Data("\(message)\n".utf8)) }
+            Foundation.exit(code == .validationFailure ? ExitCode.usage.rawValue : code.rawValue)
+        }
+    }
+}
+
+extension ExitCode {
+    /// Usage or config error.
+    static let usage = ExitCode(2)
+    /// Verification or run failure.
+    static let runFailure = ExitCode(1)
+}
+
+/// An error a command reports with a message and one of the documented exit codes.
+struct Failure: Error {
+    var message: String
+    var code: ExitCode
+
+    static func usage(_ message: String) -> Failure { Failure(message: message, code: .usage) }
+    static func run(_ message: String) -> Failure { Failure(message: message, code: .runFailure) }
+}

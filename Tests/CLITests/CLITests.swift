@@ -1,0 +1,82 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// The command-line contract: subcommands, help, exit codes 0/1/2, real files.
+@Suite struct CLITests {
+    @Test(arguments: ["run", "simulate", "scan", "check", "keygen", "tail", "verify", "replay", "outbox"])
+    func everySubcommandHasHelp(_ command: String) throws {
+        let r = try runProcess(try metergateBinary(), [command, "--help"])
+        #expect(r.status == 0)
+        #expect(r.stdout.contains("USAGE: metergate \(command)"))
+    }
+
+    @Test func checkPrintsTheResolvedDemoConfig() throws {
+        let r = try runProcess(try metergateBinary(), ["check", "--config", "examples/demo/metergate.yaml"], currentDirectory: repositoryRoot)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("id: demo-gw"))
+        #expect(r.stdout.contains("profile: eastron-sdm630"))
+        #expect(r.stdout.contains("interval: 1m"))
+    }
+
+    @Test func checkExitsTwoWithEveryError() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let path = dir.write("bad.yaml", """
+            gateway: { id: gw, board: nope }
+            meters:
+              - { id: "a#b", bus: x, unit: 1, profile: eastron-sdm630 }
+            """)
+        let r = try runProcess(try metergateBinary(), ["check", "--config", path], currentDirectory: repositoryRoot)
+        #expect(r.status == 2)
+        #expect(r.stderr.contains("\(path):1:"))
+        #expect(r.stderr.contains("gateway.board: unknown board 'nope'"))
+        #expect(r.stderr.contains("meters[0].id: id 'a#b'"))
+        let missing = try runProcess(try metergateBinary(), ["check", "--config", dir.file("none.yaml")])
+        #expect(missing.status == 2)
+        #expect(missing.stderr.contains("none.yaml: no such file"))
+    }
+
+    @Test func usageErrorsExitTwo() throws {
+        #expect(try runProcess(try metergateBinary(), ["check"]).status == 2)
+        #expect(try runProcess(try metergateBinary(), ["frobnicate"]).status == 2)
+    }
+
+    @Test func keygenWritesAPrivateKeyAndPrintsThePublicOne() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        for algorithm in ["EdDSA", "ES256"] {
+            let path = dir.file("\(algorithm).key")
+            let r = try runProcess(try metergateBinary(), ["keygen", "--out", path, "--algorithm", algorithm])
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(r.stdout.contains("\"alg\":\"\(algorithm)\""))
+            #expect(r.stdout.contains("spki-der-hex: 30"))
+            let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
+            #expect(mode == 0o600)
+            // Showing the same key prints the same key id.
+            let kid = r.stdout.split(separator: "\n").first { $0.hasPrefix("kid: ") }
+            let show = try runProcess(try metergateBinary(), ["keygen", "--show", path])
+            #expect(show.stdout.split(separator: "\n").first { $0.hasPrefix("kid: ") } == kid)
+            // OpenSSL reads the key file and derives the same public key.
+            if let openssl = which("openssl") {
+                let pub = try runProcess(openssl, ["pkey", "-in", path, "-pubout"])
+                #expect(pub.status == 0)
+                #expect(r.stdout.contains(pub.stdout.trimmingCharacters(in: .whitespacesAndNewlines)))
+            }
+        }
+        let again = try runProcess(try metergateBinary(), ["keygen", "--out", dir.file("EdDSA.key")])
+        #expect(again.status == 1)
+        #expect(again.stderr.contains("already exists"))
+    }
+
+    @Test func keygenRefusesAReadableKey() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let path = dir.file("k.key")
+        _ = try runProcess(try metergateBinary(), ["keygen", "--out", path])
+        chmod(path, 0o640)
+        let r = try runProcess(try metergateBinary(), ["keygen", "--show", path])
+        #expect(r.status == 2)
+        #expect(r.stderr.contains("chmod 600 \(path)"))
+    }
+}

@@ -1,0 +1,127 @@
+import ConfigFile
+import Foundation
+import Modbus
+import Signing
+import Gateway
+import MeterCore
+import TestSupport
+import Testing
+
+@Suite struct GatewayConfigTests {
+    static let boards = ["\(repositoryRoot)/boards"]
+    static let profiles = ["\(repositoryRoot)/profiles"]
+
+    func load(_ path: String) throws(ConfigErrors) -> GatewayConfig {
+        try GatewayConfig.load(path: path, boardDirectories: Self.boards, profileDirectories: Self.profiles)
+    }
+
+    /// Writes `yaml` to a file and returns the errors loading it gives.
+    func errors(_ yaml: String) -> [ConfigError] {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        do {
+            _ = try load(dir.write("c.yaml", yaml))
+            return []
+        } catch {
+            return error.errors
+        }
+    }
+
+    static let valid = """
+        gateway: { id: gw1, board: sim, state_dir: /tmp/mg }
+        buses:
+          - { id: b1, tcp: { host: 127.0.0.1, port: 1502 } }
+        meters:
+          - { id: m1, bus: b1, unit: 1, profile: eastron-sdm630 }
+        """
+
+    @Test func theShippedExamplesAreValid() throws {
+        let demo = try load("\(repositoryRoot)/examples/demo/metergate.yaml")
+        #expect(demo.gateway.rawValue == "demo-gw")
+        #expect(demo.board.id == "sim")
+        #expect(demo.meters.map(\.id.rawValue) == ["main-incomer", "rack-a"])
+        #expect(demo.interval == .seconds(60))
+        let substation = try load("\(repositoryRoot)/examples/substation.yaml")
+        // The board's port name resolves to its device and RS-485 mode.
+        if case .rtu(let serial) = substation.buses[0].transport {
+            #expect(serial.device == "/dev/ttyAMA0")
+            #expect(serial.rs485)
+        } else {
+            Issue.record("expected an RTU bus")
+        }
+        #expect(substation.mqtt.port == 8883)
+    }
+
+    @Test func defaultsAreFilledIn() throws {
+        #expect(errors(Self.valid).isEmpty)
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let c = try load(dir.write("c.yaml", Self.valid))
+        #expect(c.interval == .seconds(900))
+        #expect(c.outbox.path == "/tmp/mg/outbox.sqlite")
+        #expect(c.outbox.quotaPolicy == .keep)
+        #expect(c.signing.algorithm == .eddsa)
+        #expect(c.meters[0].pollInterval == .seconds(1))
+    }
+
+    @Test func aMissingFileIsNamed() {
+        let error = #expect(throws: ConfigErrors.self) { try load("/nonexistent/gw.yaml") }
+        #expect(error?.description == "/nonexistent/gw.yaml: no such file")
+    }
+
+    @Test func aSyntaxErrorNamesTheLine() {
+        let e = errors("gateway: { id: gw1, board: sim\nmeters: []\n")
+        #expect(e.count == 1)
+        #expect(e.first?.message.hasPrefix("YAML") == true)
+        #expect((e.first?.line ?? 0) >= 1)
+    }
+
+    @Test func anUnknownKeyIsNamedWithItsPath() {
+        let e = errors(Self.valid.replacingOccurrences(of: "unit: 1,", with: "unit: 1, pol: 1s,"))
+        #expect(e.map(\.keyPath) == ["meters[0].pol"])
+        #expect(e.first?.message.contains("unknown key (did you mean 'poll'?)") == true)
+    }
+
+    @Test func aWrongTypeSaysWhatWasExpected() {
+        let e = errors(Self.valid.replacingOccurrences(of: "unit: 1,", with: "unit: one,"))
+        #expect(e.map(\.keyPath) == ["meters[0].unit"])
+        #expect(e.first?.message == "expected an integer, found the scalar 'one'")
+    }
+
+    @Test(arguments: ["m/1", "m#1", "m+1"])
+    func anIdThatBreaksATopicIsRefused(_ id: String) {
+        let e = errors(Self.valid.replacingOccurrences(of: "id: m1", with: "id: \"\(id)\""))
+        #expect(e.map(\.keyPath) == ["meters[0].id"])
+        #expect(e.first?.message.contains("would break an MQTT topic") == true)
+    }
+
+    @Test func aDuplicateMeterIdIsRefused() {
+        let e = errors(Self.valid + "\n  - { id: m1, bus: b1, unit: 2, profile: eastron-sdm630 }\n")
+        #expect(e.map(\.keyPath) == ["meters[1]"])
+        #expect(e.first?.message.contains("duplicate meter id 'm1'") == true)
+    }
+
+    @Test func anUnknownBoardListsTheKnownOnes() {
+        let e = errors(Self.valid.replacingOccurrences(of: "board: sim", with: "board: raspberry-pi-9"))
+        #expect(e.map(\.keyPath) == ["gateway.board"])
+        #expect(e.first?.message.contains("unknown board 'raspberry-pi-9'") == true)
+        #expect(e.first?.message.contains("sim") == true)
+    }
+
+    @Test func unknownBusAndProfileAreNamed() {
+        let e = errors(Self.valid.replacingOccurrences(of: "bus: b1", with: "bus: b2").replacingOccurrences(of: "profile: eastron-sdm630", with: "profile: x"))
+        #expect(e.map(\.keyPath) == ["meters[0].bus"])
+        let p = errors(Self.valid.replacingOccurrences(of: "profile: eastron-sdm630", with: "profile: nope"))
+        #expect(p.map(\.keyPath) == ["meters[0].profile"])
+    }
+
+    @Test func severalErrorsAreReportedTogether() {
+        let e = errors("""
+            gateway: { id: "a/b", board: sim, interval: 7s }
+            meters:
+              - { id: m1, bus: nope, unit: 0, profile: eastron-sdm630 }
+            bogus: 1
+            """)
+        #expect(Set(e.map(\.keyPath)) == ["gateway.id", "gateway.interval", "meters[0].bus", "bogus"])
+    }
+}

@@ -1,0 +1,51 @@
+import MeterCore
+import Testing
+
+@Suite struct IdentifierTests {
+    @Test(arguments: ["main", "gpu-0", "SDM630_1", "Zähler 3", "a.b"])
+    func acceptsTopicSafeIds(_ id: String) throws {
+        #expect(try Identifier(validating: id).rawValue == id)
+    }
+
+    @Test(arguments: [
+        ("", Identifier.Problem.empty),
+        ("a/b", .forbiddenCharacter("/")),
+        ("a+b", .forbiddenCharacter("+")),
+        ("meter#1", .forbiddenCharacter("#")),
+        ("$SYS", .forbiddenCharacter("$")),
+        ("tab\there", .controlCharacter(9)),
+        (" lead", .leadingOrTrailingSpace),
+    ])
+    func rejectsIdsThatBreakTopics(_ id: String, _ problem: Identifier.Problem) {
+        #expect(Identifier.problem(with: id) == problem)
+        #expect(throws: problem) { try Identifier(validating: id) }
+    }
+
+    @Test func rejectsOverlongIds() {
+        let long = String(repeating: "x", count: 65)
+        #expect(Identifier.problem(with: long) == .tooLong(65))
+    }
+}
+
+@Suite struct EnergyAndQualityTests {
+    @Test func milliwattHoursRoundHalfAwayFromZero() {
+        #expect(MilliwattHours(wattHours: 1.0005).rawValue == 1001)
+        #expect(MilliwattHours(kilowattHours: 12.345678).rawValue == 12_345_678)
+        #expect(MilliwattHours(wattHours: -0.0005).rawValue == -1)
+    }
+
+    @Test func qualityOrdersFromBestToWorst() {
+        #expect(Quality.measured < .interpolated)
+        #expect(Quality.interpolated < .estimated)
+        #expect([Quality.measured, .gap, .estimated].max() == .gap)
+    }
+
+    @Test func systemClocksMove() async throws {
+        let clock = SystemTimeSource()
+        let a = clock.now()
+        try await Task.sleep(for: .milliseconds(5))
+        let b = clock.now()
+        #expect(b.monotonicNanos > a.monotonicNanos)
+        #expect(a.wallMillis > 1_700_000_000_000)
+    }
+}

@@ -1,0 +1,45 @@
+import Foundation
+import Signing
+import TestSupport
+import Testing
+
+@Suite struct KeyFileTests {
+    @Test(arguments: SigningAlgorithm.allCases)
+    func writesMode0600AndReadsBack(_ algorithm: SigningAlgorithm) throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let key = SigningKey.generate(algorithm)
+        try KeyFile.write(key, to: dir.file("k.pem"))
+        let attributes = try FileManager.default.attributesOfItem(atPath: dir.file("k.pem"))
+        #expect((attributes[.posixPermissions] as? Int) == 0o600)
+        let loaded = try KeyFile.load(dir.file("k.pem"))
+        #expect(loaded.publicKey == key.publicKey)
+        let message = Array("reading".utf8)
+        #expect(loaded.publicKey.isValidSignature(try key.sign(message), for: message))
+        #expect(!loaded.publicKey.isValidSignature(try key.sign(message), for: Array("readinG".utf8)))
+    }
+
+    @Test func refusesAKeyOthersCanRead() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        try KeyFile.write(.generate(.eddsa), to: dir.file("k.pem"))
+        chmod(dir.file("k.pem"), 0o644)
+        let error = #expect(throws: KeyFileError.self) { try KeyFile.load(dir.file("k.pem")) }
+        #expect(error == .tooOpen(path: dir.file("k.pem"), mode: 0o644))
+        #expect(error?.description.contains("chmod 600") == true)
+    }
+
+    @Test func neverOverwritesAKey() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        try KeyFile.write(.generate(.eddsa), to: dir.file("k.pem"))
+        #expect(throws: KeyFileError.exists(path: dir.file("k.pem"))) { try KeyFile.write(.generate(.eddsa), to: dir.file("k.pem")) }
+    }
+
+    @Test func keyIDIsTheRFC7638Thumbprint() throws {
+        // RFC 8037 appendix A.3: the thumbprint of the Ed25519 example key.
+        let x = Base64URL.decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")!
+        let key = try VerifyingKey(spkiDER: [0x30, 0x2A, 0x30, 0x05, 0x06, 0x03, 0x2B, 0x65, 0x70, 0x03, 0x21, 0x00] + x)
+        #expect(key.keyID == "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k")
+    }
+}

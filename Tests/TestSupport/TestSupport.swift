@@ -1,0 +1,242 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The repository root (for examples/, boards/, profiles/ and the built binary).
+public let repositoryRoot: String = {
+    var url = URL(fileURLWithPath: #filePath)
+    for _ in 0..<3 { url.deleteLastPathComponent() }
+    return url.path
+}()
+
+/// A fresh temporary directory, removed by `cleanup()`.
+public struct TemporaryDirectory: Sendable {
+    public let path: String
+
+    public init(_ prefix: String = "metergate-test") {
+        let template = NSTemporaryDirectory() + "\(prefix)-XXXXXX"
+        var bytes = Array(template.utf8CString)
+        guard mkdtemp(&bytes) != nil else { fatalError("mkdtemp failed: errno \(errno)") }
+        path = String(cString: bytes)
+    }
+
+    public func file(_ name: String) -> String { "\(path)/\(name)" }
+
+    @discardableResult
+    public func write(_ name: String, _ contents: String) -> String {
+        let p = file(name)
+        FileManager.default.createFile(atPath: p, contents: Data(contents.utf8))
+        return p
+    }
+
+    public func cleanup() { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (bind to 0, read the port, close).
+public func freeLoopbackPort() -> Int {
+    let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(s) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, length) } }
+    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &length) } }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// Finds an executable on PATH (or in the usual sbin directories, where mosquitto lives).
+public func which(_ name: String) -> String? {
+    let path = (ProcessInfo.processInfo.environment["PATH"] ?? "") + ":/usr/sbin:/sbin:/usr/local/sbin"
+    for dir in path.split(separator: ":") {
+        let candidate = "\(dir)/\(name)"
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+    }
+    return nil
+}
+
+/// The outcome of a finished child process.
+public struct ProcessResult: Sendable {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
+}
+
+/// Runs a program to completion and captures its output.
+@discardableResult
+public func runProcess(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
+                       currentDirectory: String? = nil, stdin: String? = nil) throws -> ProcessResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
+    if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    let input = Pipe()
+    process.standardInput = input
+    try process.run()
+    if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+    try? input.fileHandleForWriting.close()
+    // Read both pipes before waiting, so a chatty child cannot fill a pipe and block.
+    let group = DispatchGroup()
+    nonisolated(unsafe) var outData = Data(), errData = Data()
+    group.enter(); DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    group.enter(); DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    group.wait()
+    process.waitUntilExit()
+    return ProcessResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+}
+
+/// A background child process, killed by `stop()`.
+public final class BackgroundProcess: @unchecked Sendable {
+    // Safe: `process` is only touched from the test that owns this object.
+    public let process: Process
+    public let logPath: String
+
+    public init(_ executable: String, _ arguments: [String], logPath: String, environment: [String: String]? = nil,
+                currentDirectory: String? = nil) throws {
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
+        if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = FileHandle(forWritingAtPath: logPath)
+        process.standardOutput = log
+        process.standardError = log
+        process.standardInput = FileHandle.nullDevice
+        self.logPath = logPath
+        try process.run()
+    }
+
+    public var pid: Int32 { process.processIdentifier }
+    public var isRunning: Bool { process.isRunning }
+    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    /// Sends `signal` and waits up to `timeout` seconds for the process to exit; SIGKILL after that.
+    @discardableResult
+    public func stop(signal: Int32 = SIGTERM, timeout: Double = 10) -> Int32 {
+        if process.isRunning { kill(process.processIdentifier, signal) }
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+        return process.terminationStatus
+    }
+
+    deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+}
+
+/// Waits until `condition` holds or `timeout` seconds pass; returns whether it held.
+public func waitUntil(timeout: Double, interval: Double = 0.05, _ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if condition() { return true }
+        usleep(UInt32(interval * 1_000_000))
+    }
+    return condition()
+}
+
+/// Whether something accepts TCP connections on 127.0.0.1:`port`.
+public func isListening(port: Int) -> Bool {
+    let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(s) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = UInt16(port).bigEndian
+    return withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+    }
+}
+
+/// A real mosquitto broker on a free loopback port, with its own config and persistence off.
+public final class MosquittoBroker: @unchecked Sendable {
+    // Safe: owned by one test.
+    public let port: Int
+    public let directory: TemporaryDirectory
+    private var child: BackgroundProcess?
+
+    public init(port: Int? = nil, extraConfig: String = "") throws {
+        guard let mosquitto = which("mosquitto") else {
+            throw TestEnvironmentError("mosquitto is not installed (apt-get install mosquitto)")
+        }
+        self.port = port ?? freeLoopbackPort()
+        directory = TemporaryDirectory("mosquitto")
+        let conf = directory.write("mosquitto.conf", """
+            listener \(self.port) 127.0.0.1
+            allow_anonymous true
+            persistence false
+            log_dest stderr
+            max_inflight_messages 0
+            max_queued_messages 0
+            \(extraConfig)
+            """)
+        child = try BackgroundProcess(mosquitto, ["-c", conf], logPath: directory.file("broker.log"))
+        guard waitUntil(timeout: 10, { isListening(port: self.port) }) else {
+            throw TestEnvironmentError("mosquitto did not start on port \(self.port): \(child?.log ?? "")")
+        }
+    }
+
+    /// Kills the broker (SIGKILL: an outage, not a shutdown).
+    public func kill() { child?.stop(signal: SIGKILL, timeout: 5); child = nil }
+
+    /// Starts it again on the same port.
+    public func restart() throws {
+        kill()
+        guard let mosquitto = which("mosquitto") else { throw TestEnvironmentError("mosquitto vanished") }
+        child = try BackgroundProcess(mosquitto, ["-c", directory.file("mosquitto.conf")], logPath: directory.file("broker.log"))
+        guard waitUntil(timeout: 10, { isListening(port: self.port) }) else { throw TestEnvironmentError("mosquitto did not restart") }
+    }
+
+    public var log: String { child?.log ?? "" }
+
+    deinit {
+        child?.stop(signal: SIGTERM, timeout: 5)
+        directory.cleanup()
+    }
+}
+
+/// A pseudo-terminal pair made by socat: bytes written to one end come out of the other, as on a serial line.
+public final class SocatPTYPair: @unchecked Sendable {
+    // Safe: owned by one test.
+    public let a: String
+    public let b: String
+    private let child: BackgroundProcess
+    private let directory: TemporaryDirectory
+
+    public init() throws {
+        guard let socat = which("socat") else { throw TestEnvironmentError("socat is not installed (apt-get install socat)") }
+        directory = TemporaryDirectory("socat")
+        a = directory.file("ttyA")
+        b = directory.file("ttyB")
+        child = try BackgroundProcess(socat, ["-d", "-d", "pty,raw,echo=0,link=\(a)", "pty,raw,echo=0,link=\(b)"], logPath: directory.file("socat.log"))
+        guard waitUntil(timeout: 10, { FileManager.default.fileExists(atPath: self.a) && FileManager.default.fileExists(atPath: self.b) }) else {
+            throw TestEnvironmentError("socat did not create the pty pair: \(child.log)")
+        }
+    }
+
+    deinit {
+        child.stop(signal: SIGTERM, timeout: 5)
+        directory.cleanup()
+    }
+}
+
+/// The test machine lacks something the test needs; the message says what to install.
+public struct TestEnvironmentError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The built `metergate` binary next to the test bundle (SwiftPM puts both in the same build directory).
+public func metergateBinary() throws -> String {
+    let bundle = Bundle.main.bundleURL.deletingLastPathComponent()
+    for candidate in [bundle.appendingPathComponent("metergate").path, "\(repositoryRoot)/.build/debug/metergate"]
+    where FileManager.default.isExecutableFile(atPath: candidate) {
+        return candidate
+    }
+    throw TestEnvironmentError("the metergate binary is not built (swift build --product metergate)")
+}
