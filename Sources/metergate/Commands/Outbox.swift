@@ -5,8 +5,5 @@ struct Outbox: AsyncParsableCommand, NotYetAvailable {
     static let configuration = CommandConfiguration(abstract: "Inspect the outbox: stats, export, vacuum.")
     static let capability = "outbox inspection (metergate outbox)"
 
-    @Argument(parsing: .captureForPassthrough, help: .hidden)
-    var arguments: [String] = []
-
     func run() async throws { try notYet() }
 }

@@ -5,8 +5,5 @@ struct Replay: AsyncParsableCommand, NotYetAvailable {
     static let configuration = CommandConfiguration(abstract: "Re-publish a range of a meter's records from the outbox.")
     static let capability = "replaying delivered records (metergate replay)"
 
-    @Argument(parsing: .captureForPassthrough, help: .hidden)
-    var arguments: [String] = []
-
     func run() async throws { try notYet() }
 }
