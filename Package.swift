@@ -39,7 +39,7 @@ let package = Package(
         .target(name: "MQTT", dependencies: ["CMosquitto", .product(name: "Logging", package: "swift-log")]),
 
         // Simulated meters and faults, served over real libmodbus.
-        .target(name: "Simulator", dependencies: ["MeterCore", "Modbus", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Simulator", dependencies: ["MeterCore", "Modbus", "ConfigFile", .product(name: "Logging", package: "swift-log")]),
 
         // Config, wiring, lifecycle.
         .target(name: "Gateway", dependencies: [
