@@ -54,7 +54,8 @@ extension RegisterField {
         }
         value *= scale
         if let factor = unit.toBase { value *= factor }
-        return .value(value)
+        // A huge raw value times a large scale overflows: that is a broken register, not a reading.
+        return value.isFinite ? .value(value) : .notImplemented
     }
 }
 
