@@ -53,12 +53,19 @@ public final class SimulatedMeter: Sendable {
     }
 
     private func advance(_ s: inout State, to now: UInt64) {
-        let elapsed = Double(now &- s.startNanos) / 1e9
-        for fault in faults where fault.kind == .counterReset && !s.resetDone && fault.isActive(at: elapsed) {
+        // A counter reset takes effect at its own time, not at the next read: integrate up to it, zero, go on.
+        for fault in faults where fault.kind == .counterReset && !s.resetDone {
+            let at = s.startNanos &+ UInt64(max(0, fault.after) * 1e9)
+            guard at <= now else { continue }
+            integrate(&s, to: max(at, s.lastNanos))
             s.importWattHours = 0
             s.exportWattHours = 0
             s.resetDone = true
         }
+        integrate(&s, to: now)
+    }
+
+    private func integrate(_ s: inout State, to now: UInt64) {
         guard now > s.lastNanos else { return }
         // Trapezoids of at most one second keep the integral close for sine and recorded curves.
         var t = s.lastNanos
