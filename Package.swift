@@ -56,6 +56,9 @@ let package = Package(
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
         ]),
 
+        // Benchmarks (not tests): run with bench/modbus/run.sh.
+        .executableTarget(name: "ModbusBench", dependencies: ["Modbus", "Simulator", "MeterCore"], path: "bench/modbus", exclude: ["run.sh", "README.md"]),
+
         // Tests: one target per module, Swift Testing, real parts where they run here.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "MeterCoreTests", dependencies: ["MeterCore"]),

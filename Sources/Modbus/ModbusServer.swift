@@ -151,7 +151,8 @@ public final class ModbusRTUServer: Sendable {
     /// Opens `settings.device` and starts serving.
     ///
     /// - Parameter emulateWireTime: on a pseudo-terminal bytes move instantly; when true, each answer waits
-    ///   for the time the request and the answer would take on a real line at `settings.baud`.
+    ///   for the time the request and the answer would take on a real line at `settings.baud`, plus the
+    ///   3.5-character silence that ends the request.
     /// The corresponding C functions are `modbus_new_rtu` and `modbus_connect`.
     public init(settings: SerialSettings, handler: any ModbusRequestHandler, emulateWireTime: Bool = false) throws(ModbusError) {
         self.settings = settings
@@ -236,7 +237,8 @@ public final class ModbusRTUServer: Sendable {
             case .values(let v), .corrupted(let v): answerBytes = 5 + 2 * v.count
             default: answerBytes = 5
             }
-            sleepFor(RTUFraming.wireTime(bytes: frame.count + answerBytes, settings: settings))
+            // The request and answer frames, and the 3.5-character silence the device waits to see the request end.
+            sleepFor(RTUFraming.wireTime(bytes: frame.count + answerBytes, settings: settings) + RTUFraming.interFrameGap(settings))
         }
         switch response {
         case .corrupted(let values):
