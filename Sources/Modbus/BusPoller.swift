@@ -1,3 +1,4 @@
+import Dispatch
 import MeterCore
 
 /// One meter as the bus poller sees it.
@@ -132,36 +133,69 @@ public enum MeterPollError: Error, Sendable, CustomStringConvertible {
 ///
 /// All units of a bus share one ``RegisterReader`` (one libmodbus context) and are read strictly one after
 /// another: an RS-485 line carries one frame at a time, and so should a TCP gateway that fronts several unit
-/// ids. Different buses get different pollers and run concurrently. The poller only sleeps on the Swift
-/// clock; the blocking libmodbus calls run on the connection's own serial queue.
-public struct BusPoller: Sendable {
-    public let meters: [PolledMeter]
-    public let timing: BusTiming
-    let reader: any RegisterReader
-    let time: any TimeSource
+/// ids. Different buses get different pollers and run concurrently.
+///
+/// The poll loop is isolated to this actor, which runs on a serial dispatch queue of its own: it waits
+/// between polls by blocking that queue's thread (a semaphore with a deadline, signalled on cancellation),
+/// and the libmodbus calls run on the connection's queue; actor-to-actor hops between the two need no
+/// cooperative-pool thread. (`Task.sleep` and continuation resumes do: measured, a blocked pool stopped a
+/// poller that slept with them.) So neither a slow consumer nor a starved pool delays a poll: events go
+/// through an unbounded stream to `onEvent`, which may lag but loses nothing.
+public actor BusPoller {
+    public nonisolated let meters: [PolledMeter]
+    public nonisolated let timing: BusTiming
+    private let reader: any RegisterReader
+    private let time: any TimeSource
+    private let executor: SerialQueueExecutor
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+    /// Signalled to cut a sleep short when the poll loop is cancelled.
+    private let wake = DispatchSemaphore(value: 0)
 
     public init(meters: [PolledMeter], reader: any RegisterReader, timing: BusTiming, time: any TimeSource = SystemTimeSource()) {
         self.meters = meters
         self.reader = reader
         self.timing = timing
         self.time = time
+        self.executor = SerialQueueExecutor(label: "metergate.modbus.poller")
     }
 
     /// Polls until the task is cancelled (or `shouldStop` says so), reporting each poll to `onEvent`.
-    public func run(shouldStop: @Sendable () -> Bool = { false }, onEvent: @Sendable (PollEvent) async -> Void) async {
+    ///
+    /// The call hops onto the poller's queue and starts the loop there as a task of its own (it inherits the
+    /// caller's task-local values, such as the graceful-shutdown flag), so even its start needs no thread of
+    /// the cooperative pool. Cancelling the caller cancels the loop; every event is delivered before returning.
+    public func run(shouldStop: @escaping @Sendable () -> Bool = { false }, onEvent: @Sendable (PollEvent) async -> Void) async {
+        let (events, continuation) = AsyncStream.makeStream(of: PollEvent.self)
+        let wake = self.wake
+        let loop = Task {
+            await withTaskCancellationHandler {
+                await self.loop(shouldStop: shouldStop, emit: continuation)
+            } onCancel: {
+                wake.signal()
+            }
+            continuation.finish()
+        }
+        await withTaskCancellationHandler {
+            for await event in events { await onEvent(event) }
+        } onCancel: {
+            loop.cancel()
+        }
+    }
+
+    private func loop(shouldStop: @Sendable () -> Bool, emit: AsyncStream<PollEvent>.Continuation) async {
         let clock = ContinuousClock()
         var schedule = PollSchedule(periods: meters.map(\.period), start: clock.now, maximumBackoff: timing.maximumBackoff)
         var readers: [MeterReader?] = meters.map { $0.profile.sunspecModel == nil ? MeterReader(profile: $0.profile, quantities: $0.quantities) : nil }
         var lastUnit: Int?
         while !Task.isCancelled && !shouldStop() {
             guard let (i, due) = schedule.next() else { return }
-            if due > clock.now { try? await Task.sleep(until: due, clock: clock) }
+            if due > clock.now { pause(due - clock.now) }
             if Task.isCancelled || shouldStop() { break }
             let meter = meters[i]
             if let last = lastUnit, last != meter.unit, timing.unitSwitchDelay > .zero {
-                try? await Task.sleep(for: timing.unitSwitchDelay)
+                pause(timing.unitSwitchDelay)
             } else if lastUnit != nil, timing.interFrameDelay > .zero {
-                try? await Task.sleep(for: timing.interFrameDelay)
+                pause(timing.interFrameDelay)
             }
             lastUnit = meter.unit
             let stamp = time.now()
@@ -169,18 +203,28 @@ public struct BusPoller: Sendable {
                 if readers[i] == nil { readers[i] = try await locate(meter) }
                 let pause = max(timing.interFrameDelay, timing.profileDelays ? meter.profile.interRequestDelay : .zero)
                 let readout: MeterReader.Readout
-                do { readout = try await readers[i]!.read(unit: meter.unit, from: reader, pause: pause) } catch { throw .modbus(error) }
+                do {
+                    readout = try await readers[i]!.read(unit: meter.unit, from: reader, pause: pause) { [self] in self.pause($0) }
+                } catch { throw .modbus(error) }
                 schedule.succeeded(i, now: clock.now)
-                await onEvent(.sample(Sample(meter: meter.id, time: stamp, values: readout.values), unit: meter.unit,
-                                      requests: readout.requests, refused: readout.refused))
+                emit.yield(.sample(Sample(meter: meter.id, time: stamp, values: readout.values), unit: meter.unit,
+                                   requests: readout.requests, refused: readout.refused))
             } catch {
                 // A SunSpec device is discovered again after a failure: it may have been replaced.
                 if meter.profile.sunspecModel != nil { readers[i] = nil }
                 let wait = schedule.failed(i, now: clock.now)
-                await onEvent(.failure(meter.id, unit: meter.unit, error: error,
-                                       consecutive: schedule.entries[i].consecutiveFailures, retryIn: wait))
+                emit.yield(.failure(meter.id, unit: meter.unit, error: error,
+                                    consecutive: schedule.entries[i].consecutiveFailures, retryIn: wait))
             }
         }
+    }
+
+    /// Waits on the poller's own queue: blocking here holds this bus's thread only, never a cooperative-pool
+    /// thread, and the wake-up needs no pool thread either. Cancellation signals `wake` to end it early.
+    private func pause(_ d: Duration) {
+        guard d > .zero, !Task.isCancelled else { return }
+        let (s, atto) = d.components
+        _ = wake.wait(timeout: .now() + .nanoseconds(Int(s) * 1_000_000_000 + Int(atto / 1_000_000_000)))
     }
 
     /// Finds a SunSpec meter's model block and places the profile there.

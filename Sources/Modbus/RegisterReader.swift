@@ -41,11 +41,15 @@ public struct MeterReader: Sendable {
     /// A timeout, a broken connection or a damaged frame ends the read at once and is thrown: a dead device
     /// costs one timeout, not one per request. An exception answer (the device is alive but refuses one
     /// range) only drops that request's fields.
-    public func read(unit: Int, from reader: any RegisterReader, pause: Duration = .zero) async throws(ModbusError) -> Readout {
+    /// Runs on the caller's executor (`nonisolated(nonsending)`): a bus poller keeps it on its own queue.
+    /// - Parameter sleep: how to wait `pause` between requests (default `Task.sleep`; the bus poller passes a
+    ///   wait on its own queue, which does not depend on the cooperative pool).
+    nonisolated(nonsending) public func read(unit: Int, from reader: any RegisterReader, pause: Duration = .zero,
+                                             sleep: (Duration) async -> Void = { try? await Task.sleep(for: $0) }) async throws(ModbusError) -> Readout {
         var blocks: [RegisterBlock] = []
         var refused: [ModbusError] = []
         for (i, request) in plan.requests.enumerated() {
-            if i > 0 && pause > .zero { try? await Task.sleep(for: pause) }
+            if i > 0 && pause > .zero { await sleep(pause) }
             do {
                 let words = try await reader.readRegisters(unit: unit, space: request.space, address: request.address, count: request.count)
                 blocks.append(RegisterBlock(space: request.space, address: request.address, words: words))

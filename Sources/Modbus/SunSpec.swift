@@ -33,7 +33,7 @@ public enum SunSpecDiscovery {
 
     /// Looks for the marker at each base and walks the chain. Returns nil when no base holds the marker.
     /// A timeout or a broken connection is thrown (the unit is dead, not "not SunSpec").
-    public static func discover(unit: Int, reader: any RegisterReader) async throws(ModbusError) -> SunSpecDevice? {
+    nonisolated(nonsending) public static func discover(unit: Int, reader: any RegisterReader) async throws(ModbusError) -> SunSpecDevice? {
         for base in bases {
             let words: [UInt16]
             do { words = try await reader.readRegisters(unit: unit, space: .holding, address: base, count: 2) } catch {
@@ -46,7 +46,7 @@ public enum SunSpecDiscovery {
         return nil
     }
 
-    static func walk(unit: Int, base: Int, reader: any RegisterReader) async throws(ModbusError) -> SunSpecDevice {
+    nonisolated(nonsending) static func walk(unit: Int, base: Int, reader: any RegisterReader) async throws(ModbusError) -> SunSpecDevice {
         var device = SunSpecDevice(base: base, manufacturer: "", model: "", version: "", serialNumber: "", models: [])
         var address = base + 2
         // A chain longer than this, or one that runs past the register space, is a broken device.
