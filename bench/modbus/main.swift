@@ -40,7 +40,8 @@ final class PTYPair {
         try process.run()
         for _ in 0..<100 where !(FileManager.default.fileExists(atPath: a) && FileManager.default.fileExists(atPath: b)) { usleep(20_000) }
     }
-    deinit { process.terminate(); process.waitUntilExit() }
+    // socat does not always exit on SIGTERM once a pty end has been closed: SIGKILL it.
+    deinit { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
 }
 
 func millis(_ d: Duration) -> Double { Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15 }
@@ -69,8 +70,10 @@ struct MeterReaderWithPlan {
     }
 }
 
+/// The least time one cycle can take on the line: every request's frames and two gaps, less the gap after the
+/// last answer (it belongs to whatever the bus does next).
 func wireLimit(_ plan: RequestPlan, _ s: SerialSettings) -> Duration {
-    plan.requests.reduce(Duration.zero) { $0 + RTUFraming.readCycleLimit(registers: $1.count, settings: s) }
+    plan.requests.reduce(Duration.zero) { $0 + RTUFraming.readCycleLimit(registers: $1.count, settings: s) } - RTUFraming.interFrameGap(s)
 }
 
 /// Writes a line at once (print is block-buffered into a pipe or file).
@@ -134,6 +137,7 @@ for baud in [9600, 115_200] {
 }
 out("")
 out("limit: per request, the request (8 bytes) and answer (5 + 2 × registers bytes) at 10 bits per character plus two")
-out("3.5-character gaps (the device's end-of-frame silence and ours before the next request); device turnaround excluded.")
+out("3.5-character gaps (the device's end-of-frame silence and ours before the next request), less the gap after the")
+out("cycle's last answer; device turnaround excluded.")
 out("The simulator emulates the frames and the device's gap; ratio = measured ÷ limit (1.00: nothing lost to our software).")
 out("Profile inter_request_delay pauses (e.g. 20 ms for Eastron) are not applied here; the poller adds them per request.")
