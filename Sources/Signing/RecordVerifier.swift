@@ -1,4 +1,6 @@
 import Crypto
+import Dispatch
+import Foundation
 import MeterCore
 
 /// A record whose signature verified.
@@ -97,5 +99,28 @@ public struct RecordVerifier: Sendable {
             if let expected, value != OCMFFormat.decimal(expected.rawValue, scale: 6) { return "RV of \(obis)" }
         }
         return nil
+    }
+}
+
+extension RecordVerifier {
+    /// Verifies many records on all cores: signature checks are independent, so the batch is split into
+    /// contiguous runs, one per worker. Results come back in input order.
+    public func verify(batch lines: [ArraySlice<UInt8>]) -> [Result<VerifiedRecord, RecordFailure>] {
+        let workers = max(1, min(ProcessInfo.processInfo.activeProcessorCount, lines.count / 64))
+        if workers == 1 { return lines.map { verify($0) } }
+        var results = [Result<VerifiedRecord, RecordFailure>?](repeating: nil, count: lines.count)
+        results.withUnsafeMutableBufferPointer { buffer in
+            // Safe: each worker writes only the indices of its own run, and concurrentPerform returns
+            // only after every worker has finished.
+            nonisolated(unsafe) let out = buffer
+            let per = (lines.count + workers - 1) / workers
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                let start = w * per
+                let end = min(lines.count, start + per)
+                guard start < end else { return }
+                for i in start..<end { out[i] = verify(lines[i]) }
+            }
+        }
+        return results.map { $0! }
     }
 }
