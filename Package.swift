@@ -56,6 +56,9 @@ let package = Package(
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
         ]),
 
+        // Benchmarks (run in release): signing and verification rates next to swift-crypto's raw rates.
+        .executableTarget(name: "signing-bench", dependencies: ["Signing", "MeterCore", .product(name: "Crypto", package: "swift-crypto")], path: "bench/signing", exclude: ["run.sh"]),
+
         // Tests: one target per module, Swift Testing, real parts where they run here.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "MeterCoreTests", dependencies: ["MeterCore"]),

@@ -181,14 +181,19 @@ struct JSONParser {
     mutating func object(depth: Int) throws(JSONParseError) -> JSONValue {
         index += 1
         var members: [(String, JSONValue)] = []
-        var keys = Set<String>()
+        // Objects here are small (a record has 19 members): a linear scan finds duplicates without hashing;
+        // a set takes over for large objects so hostile input cannot make this quadratic.
+        var keys: Set<String>?
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return .object(members) }
         while true {
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a member name") }
             let key = try string()
-            guard keys.insert(key).inserted else { throw error("duplicate member \"\(key)\"") }
+            if keys == nil, members.count >= 32 { keys = Set(members.map(\.0)) }
+            let duplicate = if let keys { keys.contains(key) } else { members.contains { $0.0 == key } }
+            guard !duplicate else { throw error("duplicate member \"\(key)\"") }
+            keys?.insert(key)
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
             index += 1

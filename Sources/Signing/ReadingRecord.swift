@@ -169,7 +169,7 @@ public enum RecordError: Error, Hashable, Sendable, CustomStringConvertible {
 // MARK: - Reading
 
 extension ReadingRecord {
-    static let members: Set<String> = [
+    static let members: [String] = [
         "v", "gateway", "meter", "source", "epoch", "seq", "start_ms", "end_ms", "import_total_mwh", "export_total_mwh",
         "import_mwh", "export_mwh", "avg_mw", "peak_mw", "samples", "quality", "prev", "kid", "prev_kid",
     ]
@@ -185,11 +185,8 @@ extension ReadingRecord {
     /// Reads a version-1 record from a parsed JSON object.
     public init(json value: JSONValue) throws(RecordError) {
         guard case .object(let members) = value else { throw .invalid(field: "(payload)", reason: "must be a JSON object") }
-        var map: [String: JSONValue] = [:]
-        for (k, v) in members {
-            guard Self.members.contains(k) else { throw .unknownMember(k) }
-            map[k] = v
-        }
+        for (k, _) in members where !Self.members.contains(k) { throw .unknownMember(k) }
+        let map = MemberTable(members)
         guard case .number(let v)? = map["v"] else { throw .invalid(field: "v", reason: "is missing") }
         guard v == String(Self.version) else { throw .unsupportedVersion(v) }
 
@@ -246,4 +243,11 @@ extension ReadingRecord {
         if map["prev_kid"] != nil { self.previousKeyID = try string("prev_kid") } else { self.previousKeyID = nil }
         try validate()
     }
+}
+
+/// Looks members up by a linear scan: a record has 19, and this avoids hashing every key of every record.
+struct MemberTable {
+    let members: [(String, JSONValue)]
+    init(_ members: [(String, JSONValue)]) { self.members = members }
+    subscript(key: String) -> JSONValue? { members.first { $0.0 == key }?.1 }
 }

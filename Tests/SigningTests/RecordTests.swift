@@ -98,3 +98,24 @@ import Testing
         #expect(second.record.previousKeyID == nil)
     }
 }
+
+@Suite struct JSONParserTests {
+    @Test func duplicateMembersAreRejectedInSmallAndLargeObjects() {
+        let small = "{\"a\":1,\"b\":2,\"a\":3}"
+        let large = "{" + (0..<40).map { "\"k\($0)\":\($0)" }.joined(separator: ",") + ",\"k3\":0}"
+        let fine = "{" + (0..<40).map { "\"k\($0)\":\($0)" }.joined(separator: ",") + "}"
+        #expect(throws: JSONParseError.self) { try JSONValue.parse(Array(small.utf8)) }
+        #expect(throws: JSONParseError.self) { try JSONValue.parse(Array(large.utf8)) }
+        #expect(throws: Never.self) { try JSONValue.parse(Array(fine.utf8)) }
+    }
+
+    @Test(arguments: ["", "01", "1.", "-", "\"\\x\"", "\"\u{01}\"", "[1,]", "{\"a\" 1}", "nul", "\"\\ud800\"", "1 2", String(repeating: "[", count: 40)])
+    func invalidJSONIsRejected(_ text: String) {
+        #expect(throws: JSONParseError.self) { try JSONValue.parse(Array(text.utf8)) }
+    }
+
+    @Test func numbersKeepTheirTextAndEscapesDecode() throws {
+        #expect(try JSONValue.parse(Array("[1234.560, -0, 1e5]".utf8)) == .array([.number("1234.560"), .number("-0"), .number("1e5")]))
+        #expect(try JSONValue.parse(Array("\"\\u00e4\\ud83d\\ude00\\/\"".utf8)) == .string("ä😀/"))
+    }
+}

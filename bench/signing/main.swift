@@ -1,0 +1,152 @@
+// Signing benchmark: signatures/s per envelope and algorithm, and verify records/s, each next to
+// swift-crypto's raw rate for the same key type measured in the same run (so the ratios hold on any machine).
+//
+//   swift run -c release signing-bench [--seconds S] [--records N] [--write-records FILE]
+//
+// --write-records writes N JWS/EdDSA records and their key (FILE.jwk) so `metergate verify` can be timed
+// end to end (bench/signing/run.sh does that).
+import Crypto
+import Dispatch
+import Foundation
+import MeterCore
+import Signing
+
+struct Options {
+    var seconds = 1.0
+    var records = 20_000
+    var writeRecords: String?
+
+    init(_ args: [String]) {
+        var i = 0
+        while i < args.count {
+            switch args[i] {
+            case "--seconds": seconds = Double(args[i + 1]) ?? seconds; i += 1
+            case "--records": records = Int(args[i + 1]) ?? records; i += 1
+            case "--write-records": writeRecords = args[i + 1]; i += 1
+            default: FileHandle.standardError.write(Data("unknown argument \(args[i])\n".utf8)); exit(2)
+            }
+            i += 1
+        }
+    }
+}
+
+/// Runs `body` repeatedly for about `seconds` and returns operations per second.
+func rate(seconds: Double, _ body: () throws -> Void) rethrows -> Double {
+    let clock = ContinuousClock()
+    var count = 0
+    let start = clock.now
+    let limit = Duration.milliseconds(Int(seconds * 1000))
+    while clock.now - start < limit {
+        for _ in 0..<16 { try body() }
+        count += 16
+    }
+    let elapsed = clock.now - start
+    return Double(count) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+}
+
+/// Times one run of `body` over `count` items; returns items per second.
+func throughput(count: Int, _ body: () -> Void) -> Double {
+    let clock = ContinuousClock()
+    let start = clock.now
+    body()
+    let elapsed = clock.now - start
+    return Double(count) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+}
+
+func interval(_ i: Int) -> IntervalResult {
+    IntervalResult(meter: try! MeterID(validating: "main"), source: .modbus, startMillis: 1_736_935_200_000 + Int64(i) * 900_000,
+                   endMillis: 1_736_936_100_000 + Int64(i) * 900_000, importTotal: MilliwattHours(1_000_000_000 + Int64(i) * 250_000),
+                   exportTotal: .zero, importDelta: MilliwattHours(250_000), exportDelta: .zero,
+                   averagePowerWatts: 1000, peakPowerWatts: 2200, sampleCount: 900, quality: .measured)
+}
+
+func makeStream(_ signer: RecordSigner, count: Int) throws -> [SignedRecord] {
+    var position = StreamPosition.first(epoch: "bench")
+    var out: [SignedRecord] = []
+    out.reserveCapacity(count)
+    for i in 0..<count {
+        let signed = try signer.sign(result: interval(i), position: position)
+        position = StreamPosition(epoch: "bench", seq: position.seq + 1, prev: signed.hash, previousKeyID: signed.keyID)
+        out.append(signed)
+    }
+    return out
+}
+
+func format(_ v: Double) -> String { String(format: "%10.0f", v) }
+func ratio(_ a: Double, _ b: Double) -> String { String(format: "%6.2f", a / b) }
+
+let options = Options(Array(CommandLine.arguments.dropFirst()))
+let gateway = try GatewayID(validating: "bench-gw"), meter = try MeterID(validating: "main")
+let ed = SigningKey.generate(.eddsa), p256 = SigningKey.generate(.es256)
+let cores = ProcessInfo.processInfo.activeProcessorCount
+
+// A typical payload, for the raw rates.
+let sample = try RecordSigner(gateway: gateway, meter: meter, sourceID: "SDM630-0012345", envelope: .jws, key: ed)
+    .sign(result: interval(0), position: .first(epoch: "bench"))
+let message = Array(sample.text.utf8.prefix(600))
+
+// swift-crypto, raw.
+let rawEdKey = Curve25519.Signing.PrivateKey(), rawP256Key = P256.Signing.PrivateKey()
+let rawEdSign = try rate(seconds: options.seconds) { _ = try rawEdKey.signature(for: message) }
+let rawP256Sign = try rate(seconds: options.seconds) { _ = try rawP256Key.signature(for: message) }
+let edSig = try rawEdKey.signature(for: message), p256Sig = try rawP256Key.signature(for: message)
+let rawEdVerify = rate(seconds: options.seconds) { _ = rawEdKey.publicKey.isValidSignature(edSig, for: message) }
+let rawP256Verify = rate(seconds: options.seconds) { _ = rawP256Key.publicKey.isValidSignature(p256Sig, for: message) }
+
+print("MeterGate signing benchmark: \(cores) cores, \(options.records) records per verify run, ~\(options.seconds) s per signing rate")
+print("")
+print("signing (one thread)          records/s   swift-crypto raw sign/s   ratio")
+for (name, envelope, key, raw) in [("JWS EdDSA", RecordEnvelope.jws, ed, rawEdSign), ("JWS ES256", .jws, p256, rawP256Sign), ("OCMF ES256", .ocmf, p256, rawP256Sign)] {
+    let signer = try RecordSigner(gateway: gateway, meter: meter, sourceID: "SDM630-0012345", envelope: envelope, key: key)
+    var position = StreamPosition.first(epoch: "bench")
+    var i = 0
+    let r = try rate(seconds: options.seconds) {
+        let s = try signer.sign(result: interval(i), position: position)
+        position = StreamPosition(epoch: "bench", seq: position.seq + 1, prev: s.hash)
+        i += 1
+    }
+    print("\(name.padding(toLength: 26, withPad: " ", startingAt: 0))\(format(r))   \(format(raw))               \(ratio(r, raw))")
+}
+
+print("")
+var overheads: [String] = []
+print("verify (signatures + chain)   records/s   swift-crypto raw verify/s  ratio   (1 thread | \(cores) threads)")
+for (name, envelope, key, raw) in [("JWS EdDSA", RecordEnvelope.jws, ed, rawEdVerify), ("JWS ES256", .jws, p256, rawP256Verify), ("OCMF ES256", .ocmf, p256, rawP256Verify)] {
+    let signer = try RecordSigner(gateway: gateway, meter: meter, sourceID: "SDM630-0012345", envelope: envelope, key: key)
+    let records = try makeStream(signer, count: options.records)
+    let lines = records.map { ArraySlice($0.bytes) }
+    let verifier = RecordVerifier(keys: KeySet([key.publicKey]))
+    var passed = true
+    let single = throughput(count: lines.count) {
+        var analyzer = ChainAnalyzer()
+        for (n, line) in lines.enumerated() { analyzer.add(verifier.verify(line), line: n + 1) }
+        passed = passed && analyzer.report().passed
+    }
+    let parallel = throughput(count: lines.count) {
+        var analyzer = ChainAnalyzer()
+        for (n, result) in verifier.verify(batch: lines).enumerated() { analyzer.add(result, line: n + 1) }
+        passed = passed && analyzer.report().passed
+    }
+    guard passed else { print("verification FAILED for \(name): benchmark invalid"); exit(1) }
+    // What the verifier costs besides the signature check: reading envelope and record, hashing, chain analysis.
+    let parseOnly = throughput(count: lines.count) {
+        var analyzer = ChainAnalyzer()
+        for (n, line) in lines.enumerated() { analyzer.add(RecordVerifier.parseWithoutSignatureCheck(line), line: n + 1) }
+        _ = analyzer.report()
+    }
+    overheads.append("\(name.padding(toLength: 26, withPad: " ", startingAt: 0))\(format(parseOnly))")
+    print("\(name.padding(toLength: 26, withPad: " ", startingAt: 0))\(format(single)) | \(format(parallel))   \(format(raw))   \(ratio(single, raw)) | \(ratio(parallel, raw))")
+}
+print("")
+print("verify without signature checks (parse, hash, chain), records/s, 1 thread")
+for line in overheads { print(line) }
+print("")
+print("swift-crypto raw sign/s:   Ed25519 \(format(rawEdSign)), P-256 \(format(rawP256Sign))")
+print("swift-crypto raw verify/s: Ed25519 \(format(rawEdVerify)), P-256 \(format(rawP256Verify))")
+
+if let path = options.writeRecords {
+    let signer = try RecordSigner(gateway: gateway, meter: meter, sourceID: "SDM630-0012345", envelope: .jws, key: ed)
+    let text = try makeStream(signer, count: options.records).map(\.text).joined(separator: "\n") + "\n"
+    try text.write(toFile: path, atomically: true, encoding: .utf8)
+    try ed.publicKey.jwkJSON.write(toFile: path + ".jwk", atomically: true, encoding: .utf8)
+}
