@@ -7,6 +7,7 @@ struct StreamBuilder {
     var position: StreamPosition
     var startMillis: Int64 = 1_736_935_200_000
     var importTotal: Int64 = 1_234_560_000
+    var sourceKind: SourceKind = .modbus
     var records: [SignedRecord] = []
 
     init(key: SigningKey, envelope: RecordEnvelope = .jws, meter: String = "main", epoch: String = "E1", sourceID: String = "SDM630-0012345") throws {
@@ -15,8 +16,8 @@ struct StreamBuilder {
         position = .first(epoch: epoch)
     }
 
-    static func result(meter: String = "main", start: Int64, importTotal: Int64, delta: Int64 = 250_000) throws -> IntervalResult {
-        IntervalResult(meter: try MeterID(validating: meter), source: .modbus, startMillis: start, endMillis: start + 900_000,
+    static func result(meter: String = "main", source: SourceKind = .modbus, start: Int64, importTotal: Int64, delta: Int64 = 250_000) throws -> IntervalResult {
+        IntervalResult(meter: try MeterID(validating: meter), source: source, startMillis: start, endMillis: start + 900_000,
                        importTotal: MilliwattHours(importTotal), exportTotal: MilliwattHours(1_500), importDelta: MilliwattHours(delta),
                        exportDelta: .zero, averagePowerWatts: 1000.5, peakPowerWatts: 2200.25, sampleCount: 900, quality: .measured)
     }
@@ -25,7 +26,7 @@ struct StreamBuilder {
     @discardableResult
     mutating func next() throws -> SignedRecord {
         importTotal += 250_000
-        let signed = try signer.sign(result: try Self.result(meter: signer.meter.rawValue, start: startMillis, importTotal: importTotal),
+        let signed = try signer.sign(result: try Self.result(meter: signer.meter.rawValue, source: sourceKind, start: startMillis, importTotal: importTotal),
                                      position: position)
         startMillis += 900_000
         position = StreamPosition(epoch: position.epoch, seq: position.seq + 1, prev: signed.hash, previousKeyID: signed.keyID)

@@ -15,8 +15,9 @@ enum TestVectors {
         try SigningKey(pem: String(contentsOfFile: "\(directory)/\(name).private.pem", encoding: .utf8))
     }
 
-    static func stream(meter: String, source: String, key: SigningKey, envelope: RecordEnvelope, count: Int) throws -> StreamBuilder {
+    static func stream(meter: String, source: String, kind: SourceKind = .modbus, key: SigningKey, envelope: RecordEnvelope, count: Int) throws -> StreamBuilder {
         var s = try StreamBuilder(key: key, envelope: envelope, meter: meter, epoch: "vector-epoch-1", sourceID: source)
+        s.sourceKind = kind
         s.signer = try RecordSigner(gateway: try GatewayID(validating: "vector-gw"), meter: try MeterID(validating: meter), sourceID: source,
                                     envelope: envelope, key: key, ocmf: OCMFOptions(gatewayVersion: "1.0.0", timeStatus: .synchronized))
         try s.next(count)
@@ -29,9 +30,9 @@ enum TestVectors {
         func lines(_ s: StreamBuilder) -> [String] { s.records.map(\.text) }
         func file(_ lines: [String]) -> String { lines.joined(separator: "\n") + "\n" }
         let eddsa = lines(try stream(meter: "meter-a", source: "SDM630-0000001", key: ed, envelope: .jws, count: 3))
-        let es256 = lines(try stream(meter: "meter-b", source: "GPU-6f1c1a9e-0000-4000-8000-000000000001", key: p256, envelope: .jws, count: 3))
+        let es256 = lines(try stream(meter: "meter-b", source: "GPU-6f1c1a9e-0000-4000-8000-000000000001", kind: .gpu, key: p256, envelope: .jws, count: 3))
         let ocmf = lines(try stream(meter: "meter-c", source: "EM-3000-0000042", key: p256, envelope: .ocmf, count: 3))
-        var rotation = try stream(meter: "meter-d", source: "S0-input-1", key: ed, envelope: .jws, count: 2)
+        var rotation = try stream(meter: "meter-d", source: "S0-input-1", kind: .pulse, key: ed, envelope: .jws, count: 2)
         try rotation.rotate(to: p256)
         try rotation.next(2)
 
