@@ -96,8 +96,11 @@ let rawP256Verify = rate(seconds: options.seconds) { _ = rawP256Key.publicKey.is
 print("MeterGate signing benchmark: \(cores) cores, \(options.records) records per verify run, ~\(options.seconds) s per signing rate")
 print("")
 print("signing (one thread)          records/s   swift-crypto raw sign/s   ratio")
-for (name, envelope, key, raw) in [("JWS EdDSA", RecordEnvelope.jws, ed, rawEdSign), ("JWS ES256", .jws, p256, rawP256Sign), ("OCMF ES256", .ocmf, p256, rawP256Sign)] {
-    let signer = try RecordSigner(gateway: gateway, meter: meter, sourceID: "SDM630-0012345", envelope: envelope, key: key)
+for (name, envelope, key, raw, selfCheck) in [
+    ("JWS EdDSA", RecordEnvelope.jws, ed, rawEdSign, false), ("JWS ES256", .jws, p256, rawP256Sign, false), ("OCMF ES256", .ocmf, p256, rawP256Sign, false),
+    ("JWS EdDSA + self-check", .jws, ed, rawEdSign, true), ("JWS ES256 + self-check", .jws, p256, rawP256Sign, true), ("OCMF ES256 + self-check", .ocmf, p256, rawP256Sign, true),
+] {
+    let signer = try RecordSigner(gateway: gateway, meter: meter, sourceID: "SDM630-0012345", envelope: envelope, key: key, selfCheck: selfCheck)
     var position = StreamPosition.first(epoch: "bench")
     var i = 0
     let r = try rate(seconds: options.seconds) {
@@ -112,7 +115,7 @@ print("")
 var overheads: [String] = []
 print("verify (signatures + chain)   records/s   swift-crypto raw verify/s  ratio   (1 thread | \(cores) threads)")
 for (name, envelope, key, raw) in [("JWS EdDSA", RecordEnvelope.jws, ed, rawEdVerify), ("JWS ES256", .jws, p256, rawP256Verify), ("OCMF ES256", .ocmf, p256, rawP256Verify)] {
-    let signer = try RecordSigner(gateway: gateway, meter: meter, sourceID: "SDM630-0012345", envelope: envelope, key: key)
+    let signer = try RecordSigner(gateway: gateway, meter: meter, sourceID: "SDM630-0012345", envelope: envelope, key: key, selfCheck: false)
     let records = try makeStream(signer, count: options.records)
     let lines = records.map { ArraySlice($0.bytes) }
     let verifier = RecordVerifier(keys: KeySet([key.publicKey]))
@@ -145,7 +148,7 @@ print("swift-crypto raw sign/s:   Ed25519 \(format(rawEdSign)), P-256 \(format(r
 print("swift-crypto raw verify/s: Ed25519 \(format(rawEdVerify)), P-256 \(format(rawP256Verify))")
 
 if let path = options.writeRecords {
-    let signer = try RecordSigner(gateway: gateway, meter: meter, sourceID: "SDM630-0012345", envelope: .jws, key: ed)
+    let signer = try RecordSigner(gateway: gateway, meter: meter, sourceID: "SDM630-0012345", envelope: .jws, key: ed, selfCheck: false)
     let text = try makeStream(signer, count: options.records).map(\.text).joined(separator: "\n") + "\n"
     try text.write(toFile: path, atomically: true, encoding: .utf8)
     try ed.publicKey.jwkJSON.write(toFile: path + ".jwk", atomically: true, encoding: .utf8)
