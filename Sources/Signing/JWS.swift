@@ -29,9 +29,10 @@ public struct JWSRecord: Sendable {
         JSONValue.object([("alg", .string(algorithm.rawValue)), ("kid", .string(keyID))]).canonicalBytes
     }
 
-    /// Signs `payload` and returns the compact serialization.
-    public static func sign(payload: [UInt8], with key: SigningKey) throws -> [UInt8] {
-        var input = Base64URL.encodeBytes(header(algorithm: key.algorithm, keyID: key.publicKey.keyID))
+    /// Signs `payload` and returns the compact serialization. `keyID` defaults to the key's thumbprint;
+    /// a caller signing many records passes it in, computed once.
+    public static func sign(payload: [UInt8], with key: SigningKey, keyID: String? = nil) throws -> [UInt8] {
+        var input = Base64URL.encodeBytes(header(algorithm: key.algorithm, keyID: keyID ?? key.publicKey.keyID))
         input.append(UInt8(ascii: "."))
         input += Base64URL.encodeBytes(payload)
         let signature = try key.sign(input)

@@ -121,7 +121,7 @@ public struct RecordSigner: Sendable {
         do {
             switch envelope {
             case .jws:
-                envelopeBytes = try JWSRecord.sign(payload: payload, with: key)
+                envelopeBytes = try JWSRecord.sign(payload: payload, with: key, keyID: keyID)
             case .ocmf:
                 guard let der = try key.signDER(payload) else { throw SigningError.ocmfNeedsP256(meter: meter, algorithm: key.algorithm) }
                 envelopeBytes = OCMFRecord.text(payload: payload, derSignature: der)
@@ -205,7 +205,7 @@ extension JSONValue {
     var sortedObject: JSONValue {
         switch self {
         case .object(let members):
-            return .object(members.sorted { $0.0.utf16.lexicographicallyPrecedes($1.0.utf16) }.map { ($0.0, $0.1.sortedObject) })
+            return .object(members.sorted { JSONValue.precedes($0.0, $1.0) }.map { ($0.0, $0.1.sortedObject) })
         case .array(let items): return .array(items.map(\.sortedObject))
         default: return self
         }

@@ -27,6 +27,12 @@ import Testing
         #expect(try JSONValue.parse(value.canonicalBytes) == JSONValue.object([("a", .integer(-3)), ("b", .string("q\"\\\n\u{01}ä|/"))]))
     }
 
+    @Test func membersSortByUTF16CodeUnitsAsRFC8785Says() {
+        // UTF-8 byte order would put U+FB01 before U+1F600; JCS (UTF-16 code units) puts the surrogate pair first.
+        let value = JSONValue.object([("\u{FB01}", .integer(3)), ("\u{1F600}", .integer(2)), ("\u{E9}", .integer(1)), ("b", .null), ("a", .null)])
+        #expect(String(decoding: value.canonicalBytes, as: UTF8.self) == "{\"a\":null,\"b\":null,\"\u{E9}\":1,\"\u{1F600}\":2,\"\u{FB01}\":3}")
+    }
+
     @Test func chainHashIsSHA256OfThePayload() throws {
         var stream = try StreamBuilder(key: .generate(.eddsa))
         let first = try stream.next()
