@@ -54,12 +54,32 @@ public struct VerificationReport: Sendable, Hashable {
 /// Follows every stream through a sequence of verified (or failed) records and finds gaps, duplicates,
 /// forks, reordering, broken links and key changes. Feed records in input order.
 public struct ChainAnalyzer: Sendable {
+    /// A SHA-256 value held inline: no heap allocation per record, cheap to hash and compare.
+    struct Digest: Hashable, Sendable {
+        var words: (UInt64, UInt64, UInt64, UInt64)
+
+        init(_ bytes: [UInt8]) {
+            precondition(bytes.count == 32)
+            func word(_ i: Int) -> UInt64 { bytes[i..<(i + 8)].reduce(0) { $0 << 8 | UInt64($1) } }
+            words = (word(0), word(8), word(16), word(24))
+        }
+
+        static func == (a: Digest, b: Digest) -> Bool { a.words == b.words }
+        func hash(into hasher: inout Hasher) {
+            hasher.combine(words.0); hasher.combine(words.1); hasher.combine(words.2); hasher.combine(words.3)
+        }
+        static let zero = Digest(StreamPosition.zeroHash)
+    }
+
+    /// One verified record, compact: a long archive holds millions of these.
     struct Entry: Sendable {
         var seq: UInt64
-        var hash: [UInt8]
-        var prev: [UInt8]
-        var keyID: String
-        var previousKeyID: String?
+        var hash: Digest
+        var prev: Digest
+        /// Index into ``ChainAnalyzer/keyIDs``; key ids are few, records many.
+        var key: Int32
+        /// Index of `prev_kid`, or -1.
+        var previousKey: Int32
         var line: Int
     }
 
@@ -70,6 +90,8 @@ public struct ChainAnalyzer: Sendable {
     }
 
     var streams: [StreamKey: StreamState] = [:]
+    var keyIDs: [String] = []
+    var keyIndex: [String: Int32] = [:]
     var malformed: [LineIssue] = []
     var records = 0
     /// When true, a stream whose first verified record is not seq 1 has a gap from seq 1.
@@ -85,8 +107,9 @@ public struct ChainAnalyzer: Sendable {
         switch result {
         case .success(let v):
             let r = v.record
-            streams[r.stream, default: StreamState()].entries.append(
-                Entry(seq: r.seq, hash: v.hash, prev: r.prev, keyID: r.keyID, previousKeyID: r.previousKeyID, line: line))
+            let entry = Entry(seq: r.seq, hash: Digest(v.hash), prev: Digest(r.prev), key: intern(r.keyID),
+                              previousKey: r.previousKeyID.map { intern($0) } ?? -1, line: line)
+            streams[r.stream, default: StreamState()].entries.append(entry)
         case .failure(let f):
             guard let claimed = f.claimed else {
                 malformed.append(LineIssue(line: line, seq: nil, reason: f.reason))
@@ -100,6 +123,14 @@ public struct ChainAnalyzer: Sendable {
         }
     }
 
+    mutating func intern(_ keyID: String) -> Int32 {
+        if let i = keyIndex[keyID] { return i }
+        let i = Int32(keyIDs.count)
+        keyIDs.append(keyID)
+        keyIndex[keyID] = i
+        return i
+    }
+
     public func report() -> VerificationReport {
         VerificationReport(
             streams: streams.keys.sorted().map { analyse($0, streams[$0]!) },
@@ -111,7 +142,7 @@ public struct ChainAnalyzer: Sendable {
                                   reordered: [], brokenLinks: [], keyRotations: [], keyProblems: [],
                                   tampered: state.tampered, unknownKey: state.unknownKey)
         // Arrival order: duplicates and reordering.
-        var seen = Set<[UInt8]>()
+        var seen = Set<Digest>()
         var maxSeq: UInt64 = 0
         // seq → the distinct records with that seq, in arrival order.
         var bySeq: [UInt64: [Entry]] = [:]
@@ -137,18 +168,18 @@ public struct ChainAnalyzer: Sendable {
             previous = seq
             guard !forked.contains(seq), let entry = bySeq[seq]?.first else { continue }
             if seq == 1 {
-                if entry.prev != StreamPosition.zeroHash { report.brokenLinks.append(seq) }
+                if entry.prev != .zero { report.brokenLinks.append(seq) }
                 continue
             }
             // Links and key changes can only be judged against a present, unambiguous predecessor.
             guard !forked.contains(seq - 1), let before = bySeq[seq - 1]?.first else {
-                if entry.previousKeyID != nil { report.keyRotations.append(seq) }
+                if entry.previousKey >= 0 { report.keyRotations.append(seq) }
                 continue
             }
             if entry.prev != before.hash { report.brokenLinks.append(seq) }
-            if entry.keyID != before.keyID {
-                if entry.previousKeyID == before.keyID { report.keyRotations.append(seq) } else { report.keyProblems.append(seq) }
-            } else if entry.previousKeyID != nil {
+            if entry.key != before.key {
+                if entry.previousKey == before.key { report.keyRotations.append(seq) } else { report.keyProblems.append(seq) }
+            } else if entry.previousKey >= 0 {
                 report.keyProblems.append(seq)
             }
         }
