@@ -11,6 +11,7 @@ public enum Base64URL {
         return table
     }()
 
+    /// base64url text of `bytes`, without padding.
     public static func encode<Bytes: Sequence>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
         String(decoding: encodeBytes(bytes), as: UTF8.self)
     }

@@ -97,6 +97,8 @@ public struct ChainAnalyzer: Sendable {
     /// When true, a stream whose first verified record is not seq 1 has a gap from seq 1.
     public var inputStartsAtEpochStart: Bool
 
+    /// - Parameter inputStartsAtEpochStart: the input holds every record from seq 1 on (a whole archive),
+    ///   so a stream whose first record is later has lost its head.
     public init(inputStartsAtEpochStart: Bool = false) {
         self.inputStartsAtEpochStart = inputStartsAtEpochStart
     }
@@ -131,6 +133,7 @@ public struct ChainAnalyzer: Sendable {
         return i
     }
 
+    /// The findings so far, streams sorted by gateway, meter and epoch.
     public func report() -> VerificationReport {
         VerificationReport(
             streams: streams.keys.sorted().map { analyse($0, streams[$0]!) },

@@ -10,6 +10,7 @@ public enum JSONValue: Sendable, Hashable {
     /// Members in written order. Keys are unique (the parser rejects duplicates).
     case object([(String, JSONValue)])
 
+    /// A number from an integer, in its decimal text.
     public static func integer<I: BinaryInteger>(_ value: I) -> JSONValue { .number(String(value)) }
 
     public static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
@@ -43,6 +44,7 @@ public enum JSONValue: Sendable, Hashable {
         return members.first { $0.0 == key }?.1
     }
 
+    /// The string, if this is a string.
     public var stringValue: String? { if case .string(let s) = self { return s } else { return nil } }
 }
 

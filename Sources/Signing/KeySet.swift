@@ -17,12 +17,14 @@ public struct KeySet: Sendable, Hashable {
     public private(set) var keys: [VerifyingKey]
     private var byID: [String: VerifyingKey]
 
+    /// A set of `keys`; repeats are dropped, order is kept.
     public init(_ keys: [VerifyingKey] = []) {
         self.keys = []
         self.byID = [:]
         for key in keys { insert(key) }
     }
 
+    /// Adds `key` unless a key with its id is present.
     public mutating func insert(_ key: VerifyingKey) {
         let id = key.keyID
         guard byID[id] == nil else { return }
@@ -30,8 +32,10 @@ public struct KeySet: Sendable, Hashable {
         keys.append(key)
     }
 
+    /// Adds every key of `other`.
     public mutating func formUnion(_ other: KeySet) { for key in other.keys { insert(key) } }
 
+    /// The key with id `keyID` (its RFC 7638 thumbprint), or nil.
     public subscript(keyID: String) -> VerifyingKey? { byID[keyID] }
 
     public var isEmpty: Bool { keys.isEmpty }

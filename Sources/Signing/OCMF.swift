@@ -65,6 +65,7 @@ public struct OCMFReading: Sendable, Hashable {
     /// Meter status: `G` is OK.
     public var status: String
 
+    /// One reading; `value` is JSON number text (see ``OCMFFormat/decimal(_:scale:)``), signed exactly as given.
     public init(time: String, value: String, obis: String, unit: String, currentType: String? = nil, errorFlags: String = "", status: String = "G") {
         self.time = time
         self.value = value
@@ -99,6 +100,7 @@ public struct OCMFPayload: Sendable, Hashable {
     /// Vendor members (keys starting with `U`–`Z`), signed and ignored by OCMF verifiers.
     public var vendor: [(String, JSONValue)]
 
+    /// A fiscal-context payload; `IS`, `IL` and `IT` are always written as `false`, `NONE`, `NONE`.
     public init(gatewayIdentification: String? = nil, gatewaySerial: String? = nil, gatewayVersion: String? = nil,
                 pagination: String, meterVendor: String? = nil, meterModel: String? = nil, meterSerial: String,
                 meterFirmware: String? = nil, readings: [OCMFReading], vendor: [(String, JSONValue)] = []) {

@@ -39,6 +39,7 @@ public struct ReadingRecord: Sendable, Hashable {
     /// (a new chain segment after key rotation).
     public var previousKeyID: String?
 
+    /// A record from its members; ``validate()`` says whether it may be signed.
     public init(
         gateway: GatewayID, meter: MeterID, sourceKind: SourceKind, sourceID: String, epoch: String, seq: UInt64,
         startMillis: Int64, endMillis: Int64, importTotal: MilliwattHours, exportTotal: MilliwattHours,
@@ -132,6 +133,7 @@ public struct StreamKey: Sendable, Hashable, Comparable, CustomStringConvertible
     public var meter: String
     public var epoch: String
 
+    /// The stream (gateway, meter, epoch).
     public init(gateway: String, meter: String, epoch: String) {
         self.gateway = gateway
         self.meter = meter
