@@ -111,6 +111,23 @@ enum TestVectors {
         let both = try runProcess(try metergateBinary(), ["verify", "--key", "\(dir)/ed25519.public.pem", "--key", "\(dir)/p256.public.pem", "\(dir)/rotation-jws.txt"])
         #expect(both.status == 0, "\(both.stdout)\(both.stderr)")
         #expect(both.stdout.contains("key rotations (new chain segment): 3"))
+        // Several keys in one file: PEM blocks, or JWKs one per line.
+        let tmp = TemporaryDirectory()
+        defer { tmp.cleanup() }
+        let pems = tmp.write("both.pem", try TestVectors.committed("ed25519.public.pem") + TestVectors.committed("p256.private.pem"))
+        let jwkLines = tmp.write("both.jwk", try [TestVectors.key("p256"), TestVectors.key("ed25519")].map(\.publicKey.jwkJSON).joined(separator: "\n"))
+        for file in [pems, jwkLines] {
+            let r = try runProcess(try metergateBinary(), ["verify", "--key", file, "\(dir)/rotation-jws.txt"])
+            #expect(r.status == 0, "\(file): \(r.stdout)\(r.stderr)")
+        }
+        // keygen --key-set prints the key set document the gateway publishes; verify reads it back.
+        let set = try runProcess(try metergateBinary(), ["keygen", "--key-set", "\(dir)/p256.private.pem", "\(dir)/ed25519.public.pem"])
+        #expect(set.status == 0, "\(set.stderr)")
+        #expect(set.stdout == KeySet([try TestVectors.key("p256").publicKey, try TestVectors.key("ed25519").publicKey]).document + "\n")
+        let parsed = try KeySet.parse(set.stdout, source: "keygen --key-set")
+        #expect(parsed.keys.map(\.keyID) == [try TestVectors.key("p256").publicKey.keyID, try TestVectors.key("ed25519").publicKey.keyID])
+        let fromSet = try runProcess(try metergateBinary(), ["verify", "--key", tmp.write("set.json", set.stdout), "\(dir)/rotation-jws.txt"])
+        #expect(fromSet.status == 0, "\(fromSet.stdout)")
         let one = try runProcess(try metergateBinary(), ["verify", "--key", "\(dir)/ed25519.public.pem", "\(dir)/rotation-jws.txt"])
         #expect(one.status == 1)
         #expect(one.stdout.contains("unknown key: 2"))
