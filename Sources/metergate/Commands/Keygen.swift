@@ -7,7 +7,8 @@ struct Keygen: AsyncParsableCommand {
         abstract: "Create a signing key file (mode 0600) and print the public key as JWK and as SPKI DER hex.",
         discussion: """
             With --show, print the public key of an existing key file instead. The key id is the RFC 7638 JWK thumbprint.
-            With --key-set, print the JWK Set of the given key files (newest first) on one line: the document the             gateway publishes retained on metergate/v1/<gateway>/keys, so records signed with older keys stay verifiable.
+            With --key-set, print the JWK Set of the given key files (newest first) on one line: the document the \
+            gateway publishes retained on metergate/v1/<gateway>/keys, so records signed with older keys stay verifiable.
             """)
 
     @Option(name: .shortAndLong, help: "Where to write the new private key (PEM, PKCS#8). Never overwrites.")
