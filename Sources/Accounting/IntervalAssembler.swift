@@ -63,7 +63,7 @@ struct IntervalAssembler: Sendable, Hashable, Codable {
     ///   - quality: the quality of this segment's energy (measured for counters, estimated for integrated
     ///     power, gap for a span without data).
     ///   - peakWatts: the highest power within the segment, if known.
-    ///   - events: what happened at the segment's end; attached to the interval the end falls in.
+    ///   - events: what happened at the segment's end; attached to the last interval the segment touches.
     mutating func place(from a: Int64, to b: Int64, energy: ChannelEnergy, quality segmentQuality: Quality,
                         peakWatts: Double?, events newEvents: [AccountingEvent]) -> [AccountedInterval] {
         var closed: [AccountedInterval] = []
@@ -89,6 +89,11 @@ struct IntervalAssembler: Sendable, Hashable, Codable {
             // A boundary strictly inside the segment gets an interpolated cumulative value.
             let interpolated = boundary - a > boundaryToleranceNanos && b - boundary > boundaryToleranceNanos
             touch(quality: interpolated ? max(quality, .interpolated) : quality, peakWatts: peakWatts)
+            if boundary == end {
+                // The segment ends exactly here: what happened at its end belongs to the interval it completes.
+                self.events += events
+                events = []
+            }
             closed.append(close(at: boundary))
             if interpolated && boundary < end { self.quality = max(self.quality, .interpolated) }
             boundary += periodNanos
@@ -128,7 +133,7 @@ struct IntervalAssembler: Sendable, Hashable, Codable {
             startMillis: openStartNanos / 1_000_000, endMillis: end / 1_000_000,
             importTotal: totals.imported.wholeMilliwattHours, exportTotal: totals.exported.wholeMilliwattHours,
             importDelta: importDelta, exportDelta: exportDelta,
-            averagePowerWatts: average, peakPowerWatts: max(peakWatts ?? average, average),
+            averagePowerWatts: average, peakPowerWatts: peakWatts ?? max(average, 0),
             sampleCount: sampleCount, quality: quality)
         let interval = AccountedInterval(result: result, events: events)
         openStartNanos = end

@@ -79,7 +79,7 @@ public struct PowerAccountant: Sendable {
                 meter: settings.meter, source: settings.source, periodMillis: settings.periodMillis,
                 boundaryToleranceNanos: settings.boundaryToleranceNanos, firstLabelNanos: reading.time.wallNanos,
                 initialTotals: .zero)
-            assembler.noteSample(powerWatts: reading.powerWatts)
+            assembler.noteSample(powerWatts: Double(microwatts) / 1_000_000)
             state = State(clock: SampleClock(first: reading.time, bootID: bootID, stepToleranceNanos: settings.clockStepToleranceNanos),
                           assembler: assembler, lastMicrowatts: microwatts)
             return []
@@ -101,7 +101,7 @@ public struct PowerAccountant: Sendable {
         let peak = quality == .gap ? nil : Double(max(state.lastMicrowatts, microwatts)) / 1_000_000
         closed += state.assembler.place(from: step.labelStart, to: step.labelEnd, energy: energy, quality: quality,
                                         peakWatts: peak, events: events)
-        state.assembler.noteSample(powerWatts: reading.powerWatts)
+        state.assembler.noteSample(powerWatts: Double(microwatts) / 1_000_000)
         state.lastMicrowatts = microwatts
         state.clock.commit(reading.time)
         self.state = state
