@@ -18,9 +18,16 @@ struct Run: AsyncParsableCommand {
         log.bootstrap(default: config.logLevel)
         let logger = Logger(label: "metergate")
         logger.info("starting", metadata: ["gateway": "\(config.gateway)", "board": "\(config.board.id)", "meters": "\(config.meters.count)", "config": "\(config.file)"])
-        let poller = PollService(config: config, logger: Logger(label: "poll")) { _ in }
+        // The poll loop beats on every sample; systemd's watchdog is fed only while it does.
+        let heartbeat = Heartbeat()
+        let poller = PollService(config: config, logger: Logger(label: "poll")) { _ in heartbeat.beat() }
+        let slowestPoll = config.meters.map(\.pollInterval).max() ?? .seconds(1)
+        let meterCount = config.meters.count
+        let notify = NotifyService(notifier: SystemdNotifier(), heartbeat: heartbeat, staleAfter: slowestPoll * 3 + .seconds(10),
+                                   logger: Logger(label: "systemd")) { "polling \(meterCount) meter(s)" }
+        // Services stop in reverse order: the notifier first (STOPPING=1), the poller after it.
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: poller)],
+            services: [.init(service: poller), .init(service: notify)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         do {
