@@ -172,3 +172,14 @@ import Testing
         #expect(error?.description.contains("/nonexistent/notify") == true)
     }
 }
+
+@Suite struct BoardFileTests {
+    @Test func everyShippedBoardLoads() throws {
+        let names = try FileManager.default.contentsOfDirectory(atPath: "\(repositoryRoot)/boards").filter { $0.hasSuffix(".yaml") }
+        #expect(names.count >= 7)
+        for name in names {
+            let board = try Board.load(path: "\(repositoryRoot)/boards/\(name)")
+            #expect("\(board.id).yaml" == name)
+        }
+    }
+}
