@@ -91,8 +91,10 @@ import Testing
                                               logPath: dir.file("sim.log"), currentDirectory: repositoryRoot)
         defer { simulator.stop() }
         #expect(waitUntil(timeout: 20) { isListening(port: port) }, "simulator did not listen: \(simulator.log)")
+        let metricsPort = freeLoopbackPort()
         let config = dir.write("gw.yaml", """
             gateway: { id: test-gw, board: sim, state_dir: \(dir.path)/state }
+            metrics: { listen: "127.0.0.1:\(metricsPort)" }
             buses:
               - { id: sim, tcp: { host: 127.0.0.1, port: \(port) } }
             meters:
@@ -103,6 +105,10 @@ import Testing
                                             logPath: dir.file("gw.log"))
         let polledBoth = waitUntil(timeout: 30) { gateway.log.contains("polled a:") && gateway.log.contains("polled b:") }
         #expect(polledBoth, "no polls seen: \(gateway.log)")
+        if let curl = which("curl") {
+            let health = try runProcess(curl, ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(metricsPort)/health"])
+            #expect(health.stdout == "200", "health: \(health.stdout) \(gateway.log)")
+        }
         let status = gateway.stop(signal: SIGTERM, timeout: 15)
         #expect(status == 0, "exit status \(status): \(gateway.log)")
         #expect(gateway.log.contains("stopped cleanly"))

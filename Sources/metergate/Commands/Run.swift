@@ -1,6 +1,8 @@
 import ArgumentParser
 import Gateway
 import Logging
+import Metrics
+import Prometheus
 import ServiceLifecycle
 import UnixSignals
 
@@ -25,6 +27,24 @@ struct Run: AsyncParsableCommand {
         let meterCount = config.meters.count
         let notify = NotifyService(notifier: SystemdNotifier(), heartbeat: heartbeat, staleAfter: slowestPoll * 3 + .seconds(10),
                                    logger: Logger(label: "systemd")) { "polling \(meterCount) meter(s)" }
+        // Prometheus exposition and /health on the configured (loopback by default) address.
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        var endpoint: MetricsEndpoint?
+        if config.metrics.enabled {
+            let stale = slowestPoll * 3 + .seconds(10)
+            do {
+                endpoint = try MetricsEndpoint(host: config.metrics.host, port: config.metrics.port, registry: registry) {
+                    heartbeat.isFresh(within: stale)
+                        ? HealthReport(healthy: true, detail: "polling \(meterCount) meter(s)")
+                        : HealthReport(healthy: false, detail: "no meter answered within \(stale)")
+                }
+                logger.info("metrics on http://\(config.metrics.host):\(endpoint!.port)/metrics and /health")
+            } catch {
+                throw Failure.run("\(error) (set metrics.listen to a free port, or metrics.enabled: false)")
+            }
+        }
+        defer { endpoint?.stop() }
         // Services stop in reverse order: the notifier first (STOPPING=1), the poller after it.
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: poller), .init(service: notify)],
