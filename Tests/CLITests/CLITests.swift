@@ -109,6 +109,15 @@ import Testing
             let health = try runProcess(curl, ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(metricsPort)/health"])
             #expect(health.stdout == "200", "health: \(health.stdout) \(gateway.log)")
         }
+        // SIGHUP: the log level applies at once; the interval needs a restart and says so; a broken file is refused.
+        let original = try String(contentsOfFile: config, encoding: .utf8)
+        _ = dir.write("gw.yaml", original.replacingOccurrences(of: "state_dir:", with: "log_level: debug, interval: 5m, state_dir:"))
+        kill(gateway.pid, SIGHUP)
+        #expect(waitUntil(timeout: 10) { gateway.log.contains("log level is now debug") }, "\(gateway.log)")
+        #expect(waitUntil(timeout: 10) { gateway.log.contains("gateway.interval changed; these apply after a restart") }, "\(gateway.log)")
+        _ = dir.write("gw.yaml", original + "\nbogus: 1\n")
+        kill(gateway.pid, SIGHUP)
+        #expect(waitUntil(timeout: 10) { gateway.log.contains("no longer validates; keeping the running one") }, "\(gateway.log)")
         let status = gateway.stop(signal: SIGTERM, timeout: 15)
         #expect(status == 0, "exit status \(status): \(gateway.log)")
         #expect(gateway.log.contains("stopped cleanly"))

@@ -45,9 +45,13 @@ struct Run: AsyncParsableCommand {
             }
         }
         defer { endpoint?.stop() }
+        let options = self.options
+        let reload = ReloadService(running: config, logger: Logger(label: "reload")) { () throws(ReloadService.ConfigErrorsDescription) in
+            do { return try options.loadValidated() } catch { throw .init("\(error)") }
+        }
         // Services stop in reverse order: the notifier first (STOPPING=1), the poller after it.
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: poller), .init(service: notify)],
+            services: [.init(service: poller), .init(service: reload), .init(service: notify)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         do {
