@@ -54,6 +54,21 @@ public struct RailDescription: Sendable, Hashable, Identifiable, CustomStringCon
     }
 
     public var description: String { id }
+
+    /// The kind of rail as board files name it (`rails: [ina3221, hwmon]`).
+    public var family: RailFamily {
+        switch method {
+        case .nvml: return .nvml
+        case .raplEnergy: return .rapl
+        case .voltageTimesCurrent where chip == "ina3221": return .ina3221
+        default: return .hwmon
+        }
+    }
+}
+
+/// Rail families, spelled as in board files.
+public enum RailFamily: String, Sendable, Hashable, CaseIterable {
+    case nvml, hwmon, rapl, ina3221
 }
 
 /// One reading of a rail.

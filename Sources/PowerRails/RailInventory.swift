@@ -10,6 +10,8 @@ public struct RailInventory: Sendable {
     /// GPUs NVML listed but that cannot be used, with the reason.
     public var unusableGPUs: [String]
     public let tree: SysfsTree
+    /// The NVML session discovery opened, kept so `render()` and a `RailSampler` can read the GPUs; nil without a driver.
+    public let nvml: NVMLLibrary?
 
     /// Looks under `root` (normally "/") for hwmon and powercap rails and asks NVML (loaded from
     /// `nvmlLibraryPath`; nil skips it) for GPUs. Never fails: a missing driver is a status line.
@@ -19,9 +21,11 @@ public struct RailInventory: Sendable {
         var rails = SysfsRails.discover(in: tree)
         var status = "not asked"
         var unusable: [String] = []
+        var library: NVMLLibrary?
         if let nvmlLibraryPath {
             do {
                 let nvml = try NVMLLibrary(path: nvmlLibraryPath)
+                library = nvml
                 let devices = try nvml.devices()
                 status = "driver \(nvml.driverVersion ?? "unknown"), \(devices.count) GPU(s)"
                 for device in devices {
@@ -35,7 +39,7 @@ public struct RailInventory: Sendable {
                 status = error.description
             }
         }
-        return RailInventory(rails: rails, nvmlStatus: status, unusableGPUs: unusable, tree: tree)
+        return RailInventory(rails: rails, nvmlStatus: status, unusableGPUs: unusable, tree: tree, nvml: library)
     }
 
     /// The rail with this id, or the one whose chip and label match (and device, if given): what a
@@ -48,7 +52,7 @@ public struct RailInventory: Sendable {
 
     /// A table of the rails with a current value each (read now; a rail that cannot be read shows why), then
     /// NVML's status and the notes. Reads sysfs: blocking.
-    public func render(nvml: NVMLLibrary? = nil) -> String {
+    public func render() -> String {
         var lines: [String] = []
         let header = ["SOURCE", "ID", "READS", "NOW"]
         var rows: [[String]] = []

@@ -100,7 +100,8 @@ let gh200 = "GPU-9e8d7c6b-5a4f-4e3d-2c1b-0a9f8e7d6c5b"
         let rail = try #require(inventory.rail(id: "nvml:\(gh200)"))
         #expect(rail.notes.contains { $0.contains("Grace CPU") })
         #expect(inventory.nvmlStatus == "driver 550.54.15-fake, 1 GPU(s)")
-        #expect(inventory.render(nvml: nvml).contains("7000000 mJ"))
+        #expect(inventory.render().contains("7000000 mJ"))
+        #expect(rail.family == .nvml)
     }
 
     @Test func anOldDriverWithoutTheEnergyFunctionFallsBackToPower() async throws {

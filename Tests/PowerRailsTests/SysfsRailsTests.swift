@@ -26,6 +26,7 @@ func copyOfFixture(_ name: String) throws -> TemporaryDirectory {
         #expect(try SysfsRails.read(gpu, in: tree) == .power(microwatts: 5048 * 624))
         #expect(!gpu.isEnergyCounter)
         #expect(gpu.notes.contains { $0.contains("no VDD_IN") })
+        #expect(rails.allSatisfy { $0.family == .ina3221 })
     }
 
     @Test func hwmonNumbersDoNotChangeWhichRailIsWhich() throws {
@@ -66,6 +67,7 @@ func copyOfFixture(_ name: String) throws -> TemporaryDirectory {
         let package = try #require(rails.first { $0.id == "rapl:intel-rapl:0" })
         #expect(package.method == .raplEnergy(path: "sys/class/powercap/intel-rapl:0/energy_uj", wrapsAtMicrojoules: 262_143_328_850))
         #expect(package.isEnergyCounter && package.label == "package-0")
+        #expect(package.family == .rapl)
         #expect(rails.first { $0.id == "rapl:intel-rapl:0:1" }?.notes.contains { $0.contains("part of intel-rapl:0 (package-0)") } == true)
         #expect(rails.first { $0.id == "rapl:intel-rapl-mmio:0" }?.notes.contains { $0.contains("MMIO") } == true)
     }
