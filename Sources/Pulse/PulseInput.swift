@@ -69,47 +69,82 @@ public struct PulseInputProcessor: Sendable {
     }
 }
 
+/// Where a pulse reader gets its edges: a GPIO line (`GPIOEdgeReader`), or a recorded sequence in tests.
+/// `waitForEdges` is called from the reader's one thread only; it may block up to the timeout.
+public protocol PulseEdgeSource: AnyObject, Sendable {
+    func waitForEdges(timeoutNanos: Int64) throws -> [PulseCounter.Event]
+}
+
+extension GPIOEdgeReader: PulseEdgeSource {}
+
 /// Reads one S0 input on a dedicated thread (libgpiod calls block) and reports counted pulses as an async stream.
 ///
-/// `@unchecked Sendable` is safe: the reader, processor and continuation are used only by the reading thread after
-/// `start()`; the stop flag and the thread handle are inside `Mutex`es.
+/// `@unchecked Sendable` is safe: the edge source and the processor are used only by the reading thread after `start()`
+/// (and not at all before); the continuations are thread-safe; the lifecycle flags are inside a `Mutex`; the
+/// configuration is an immutable copy.
 public final class PulseInputReader: @unchecked Sendable {
     public let updates: AsyncStream<PulseUpdate>
     /// Errors from the line or the count file, as they happen; reading goes on after a count-file error.
     public let errors: AsyncStream<any Error>
     private let continuation: AsyncStream<PulseUpdate>.Continuation
     private let errorContinuation: AsyncStream<any Error>.Continuation
-    private let reader: GPIOEdgeReader
+    private let source: any PulseEdgeSource
     private var processor: PulseInputProcessor
-    private let stopRequested = Mutex(false)
+    private let lifecycle = Mutex(Lifecycle())
     private let finished = DispatchSemaphore(value: 0)
-    private let started = Mutex(false)
+    /// What this reader was started with.
+    public let configuration: PulseInputConfiguration
+
+    private struct Lifecycle {
+        var started = false
+        var stopRequested = false
+        var joined = false
+    }
 
     /// Requests the line and restores the count. Throws `GPIOError` for a missing chip or line, or
     /// `PulseCountStore.StoreError` for an unreadable count file.
-    public init(configuration: PulseInputConfiguration) throws {
-        self.processor = try PulseInputProcessor(configuration: configuration)
-        self.reader = try GPIOEdgeReader(chip: configuration.chip, offset: configuration.offset, consumer: "metergate:\(configuration.name)",
-                                         activeLow: configuration.activeLow, bias: configuration.bias)
+    public convenience init(configuration: PulseInputConfiguration) throws {
+        let processor = try PulseInputProcessor(configuration: configuration)
+        let line = try GPIOEdgeReader(chip: configuration.chip, offset: configuration.offset, consumer: "metergate:\(configuration.name)",
+                                      activeLow: configuration.activeLow, bias: configuration.bias)
+        self.init(processor: processor, source: line)
+    }
+
+    /// Reads edges from `source` instead of the configured GPIO line (a recorded sequence, in tests), restoring
+    /// the count from the count file.
+    public convenience init(configuration: PulseInputConfiguration, source: any PulseEdgeSource) throws(PulseCountStore.StoreError) {
+        self.init(processor: try PulseInputProcessor(configuration: configuration), source: source)
+    }
+
+    private init(processor: PulseInputProcessor, source: any PulseEdgeSource) {
+        self.configuration = processor.configuration
+        self.processor = processor
+        self.source = source
         (updates, continuation) = AsyncStream.makeStream(bufferingPolicy: .unbounded)
         (errors, errorContinuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(64))
     }
 
-    /// What this reader was started with.
-    public var configuration: PulseInputConfiguration { processor.configuration }
-
     /// Starts the reading thread (once).
     public func start() {
-        guard started.withLock({ running in defer { running = true }; return !running }) else { return }
+        let first = lifecycle.withLock { state in
+            guard !state.started && !state.stopRequested else { return false }
+            state.started = true
+            return true
+        }
+        guard first else { return }
         let thread = Thread { [self] in run() }
-        thread.name = "metergate.pulse.\(processor.configuration.name)"
+        thread.name = "metergate.pulse.\(configuration.name)"
         thread.start()
     }
 
-    /// Stops the thread within about one wait timeout and finishes the streams.
+    /// Stops the thread within about one wait timeout and finishes the streams. Safe to call more than once.
     public func stop() {
-        stopRequested.withLock { $0 = true }
-        if started.withLock({ $0 }) { finished.wait() }
+        let mustJoin = lifecycle.withLock { state in
+            state.stopRequested = true
+            defer { if state.started { state.joined = true } }
+            return state.started && !state.joined
+        }
+        if mustJoin { finished.wait() }
     }
 
     private func run() {
@@ -118,9 +153,9 @@ public final class PulseInputReader: @unchecked Sendable {
             errorContinuation.finish()
             finished.signal()
         }
-        while !stopRequested.withLock({ $0 }) {
+        while !lifecycle.withLock({ $0.stopRequested }) {
             do {
-                let events = try reader.waitForEdges(timeoutNanos: 200_000_000)
+                let events = try source.waitForEdges(timeoutNanos: 200_000_000)
                 if events.isEmpty { continue }
                 do {
                     for update in try processor.handle(events) { continuation.yield(update) }

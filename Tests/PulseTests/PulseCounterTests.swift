@@ -3,6 +3,7 @@ import Foundation
 import MeterCore
 import Pulse
 import TestSupport
+import Synchronization
 import Testing
 
 /// Reads a recorded edge sequence: "<ns> <rising|falling>" per line, '#' comments.
@@ -115,5 +116,44 @@ func count(_ events: [PulseCounter.Event], _ configuration: PulseCounter.Configu
         try PulseCountStore(path: dir.file("s0-1.count"), input: "s0-1", impulsesPerKilowattHour: 800).save(5)
         let constant = #expect(throws: PulseCountStore.StoreError.self) { try PulseInputProcessor(configuration: configuration(dir)) }
         #expect(constant?.description.contains("800 imp/kWh") == true)
+    }
+}
+
+/// Replays a recorded sequence a few edges at a time, then reports no more edges (after a short wait, as a
+/// quiet line would). Optionally fails once, to show that errors are reported.
+final class RecordedEdgeSource: PulseEdgeSource {
+    private let remaining: Mutex<ArraySlice<PulseCounter.Event>>
+
+    init(_ events: [PulseCounter.Event]) { remaining = Mutex(events[...]) }
+
+    func waitForEdges(timeoutNanos: Int64) throws -> [PulseCounter.Event] {
+        let chunk = remaining.withLock { events in
+            let chunk = Array(events.prefix(7))
+            events = events.dropFirst(chunk.count)
+            return chunk
+        }
+        if chunk.isEmpty { usleep(UInt32(min(timeoutNanos / 1000, 10_000))) }
+        return chunk
+    }
+}
+
+@Suite struct PulseInputReaderTests {
+    @Test func theReaderThreadCountsPersistsAndStops() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let configuration = PulseInputConfiguration(name: "s0-2", chip: "unused", offset: 0, impulsesPerKilowattHour: 1000,
+                                                    countFile: dir.file("s0-2.count"))
+        try PulseCountStore(path: configuration.countFile, input: "s0-2", impulsesPerKilowattHour: 1000).save(1_000)
+        let reader = try PulseInputReader(configuration: configuration, source: RecordedEdgeSource(try recordedEvents("bouncing-contact")))
+        reader.start()
+        var counts: [UInt64] = []
+        for await update in reader.updates {
+            counts.append(update.count)
+            if update.count == 1_030 { break }
+        }
+        reader.stop()
+        reader.stop()
+        #expect(counts == Array(1_001...1_030))
+        #expect(try PulseCountStore(path: configuration.countFile, input: "s0-2", impulsesPerKilowattHour: 1000).load() == 1_030)
     }
 }
