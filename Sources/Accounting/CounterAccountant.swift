@@ -85,14 +85,23 @@ public struct CounterAccountant: Sendable {
     }
 
     public let configuration: Configuration
+    /// Counts per nanosecond at rated power (computed once: converting `UInt128` to `Double` is not cheap).
+    private let ratedCountsPerNanosecond: Double?
     private let bootID: String?
     private var state: State?
 
     /// A fresh stream. `bootID` is this boot's `/proc/sys/kernel/random/boot_id`, if known.
     public init(configuration: Configuration, bootID: String? = nil) {
         self.configuration = configuration
+        self.ratedCountsPerNanosecond = Self.countsPerNanosecond(configuration)
         self.bootID = bootID
         self.state = nil
+    }
+
+    private static func countsPerNanosecond(_ configuration: Configuration) -> Double? {
+        configuration.ratedPowerWatts.map {
+            $0 * Double(FineEnergy.unitsPerWattNanosecond) * Double(configuration.scale.denominator) / Double(configuration.scale.numerator)
+        }
     }
 
     /// Continues a stream from a snapshot taken before a restart; the downtime becomes explicit gap intervals.
@@ -109,6 +118,7 @@ public struct CounterAccountant: Sendable {
             throw .snapshotMismatch(meter: meter, reason: "export counter \(snapshot.hasExportCounter ? "present" : "absent") in the saved state")
         }
         self.configuration = configuration
+        self.ratedCountsPerNanosecond = Self.countsPerNanosecond(configuration)
         self.bootID = bootID
         self.state = snapshot.state
         self.state?.clock.resume(bootID: bootID)
@@ -137,6 +147,9 @@ public struct CounterAccountant: Sendable {
             return []
         }
         let step = try state.clock.step(to: reading.time, meter: settings.meter)
+        // Nothing below throws. Dropping the stored copy keeps `state` uniquely referenced, so its arrays are
+        // mutated in place rather than copied on every sample.
+        self.state = nil
         let limit = maximumIncrease(elapsedNanos: step.elapsedNanos)
         var events = step.events
         var quality = Quality.measured
@@ -190,13 +203,13 @@ public struct CounterAccountant: Sendable {
                       assembler: assembler, importChannel: importChannel, exportChannel: exportChannel)
     }
 
-    /// The largest plausible increase in counts over `elapsedNanos`, plus one count for quantisation.
+    /// The largest plausible increase in counts over `elapsedNanos`, rounded up, plus one count for quantisation.
+    /// A plausibility bound, so floating point is precise enough here; energy itself never touches it.
     private func maximumIncrease(elapsedNanos: Int64) -> UInt64 {
-        guard let rated = configuration.ratedPowerWatts else { return .max }
-        let fine = rated * Double(max(0, elapsedNanos)) * Double(FineEnergy.unitsPerWattNanosecond)
-        guard fine < 1e37 else { return .max }
-        let counts = configuration.scale.counts(within: FineEnergy(units: UInt128(fine))) + 1
-        return counts > UInt128(UInt64.max) ? .max : UInt64(counts)
+        guard let countsPerNanosecond = ratedCountsPerNanosecond else { return .max }
+        let counts = countsPerNanosecond * Double(max(0, elapsedNanos))
+        guard counts.isFinite, counts < 1.8e19 else { return .max }
+        return UInt64(counts.rounded(.up)) + 1
     }
 
     /// Classifies the counter's step and returns the energy to pay for it.

@@ -50,7 +50,14 @@ public struct FineEnergy: Hashable, Sendable, Comparable, Codable, CustomStringC
 @inline(__always)
 func multiplyDivide(_ x: UInt128, _ y: UInt128, _ z: UInt128) -> UInt128 {
     precondition(z > 0, "division by zero")
+    if x <= UInt128(UInt64.max) && y <= UInt128(UInt64.max) {
+        // Both fit 64 bits, so the product fits 128: skip the generic wide multiplication.
+        let product = UInt128(UInt64(truncatingIfNeeded: x)) * UInt128(UInt64(truncatingIfNeeded: y))
+        return z == 1 ? product : product / z
+    }
     let product = x.multipliedFullWidth(by: y)
+    // Almost always the product fits 128 bits; the 256-by-128 division is only needed when it does not.
+    if product.high == 0 { return z == 1 ? product.low : product.low / z }
     return z.dividingFullWidth(product).quotient
 }
 

@@ -85,6 +85,7 @@ public struct PowerAccountant: Sendable {
             return []
         }
         let step = try state.clock.step(to: reading.time, meter: settings.meter)
+        self.state = nil // nothing below throws; keeps `state` uniquely referenced (no array copies)
         var events = step.events
         var energy = ChannelEnergy.zero
         var quality = Quality.estimated
