@@ -76,11 +76,20 @@ public struct VirtualMeter: Sendable {
     /// Combines its parts' results for one interval. Every result must be for that interval and for a part;
     /// a part without a result makes the interval a gap. Throws (changing nothing) on results that do not fit.
     public mutating func combine(_ results: [IntervalResult]) throws(AccountingError) -> IntervalResult {
-        guard let first = results.first else { throw .virtualMeterInput(meter: meter, reason: "no results to combine") }
+        guard let first = results.first else { throw .virtualMeterInput(meter: meter, reason: "no results to combine, and so no interval") }
+        return try combine(results, startMillis: first.startMillis, endMillis: first.endMillis)
+    }
+
+    /// Combines its parts' results for the interval `startMillis..<endMillis`. With no results at all (every part
+    /// down) the interval is still emitted, as a gap with no energy: downtime is never a silent skip.
+    public mutating func combine(_ results: [IntervalResult], startMillis: Int64, endMillis: Int64) throws(AccountingError) -> IntervalResult {
+        guard endMillis > startMillis else {
+            throw .virtualMeterInput(meter: meter, reason: "interval \(startMillis)…\(endMillis) is empty")
+        }
         var byMeter: [MeterID: IntervalResult] = [:]
         for result in results {
-            guard result.startMillis == first.startMillis, result.endMillis == first.endMillis else {
-                throw .virtualMeterInput(meter: meter, reason: "\(result.meter) is for \(result.startMillis)…\(result.endMillis), \(first.meter) for \(first.startMillis)…\(first.endMillis)")
+            guard result.startMillis == startMillis, result.endMillis == endMillis else {
+                throw .virtualMeterInput(meter: meter, reason: "\(result.meter) is for \(result.startMillis)…\(result.endMillis), not \(startMillis)…\(endMillis)")
             }
             guard parts.contains(result.meter) else {
                 throw .virtualMeterInput(meter: meter, reason: "\(result.meter) is not one of its parts")
@@ -89,8 +98,8 @@ public struct VirtualMeter: Sendable {
                 throw .virtualMeterInput(meter: meter, reason: "two results for \(result.meter)")
             }
         }
-        if let lastEndMillis, first.startMillis < lastEndMillis {
-            throw .virtualMeterInput(meter: meter, reason: "interval starting \(first.startMillis) is before the end of the last one (\(lastEndMillis))")
+        if let lastEndMillis, startMillis < lastEndMillis {
+            throw .virtualMeterInput(meter: meter, reason: "interval starting \(startMillis) is before the end of the last one (\(lastEndMillis))")
         }
         var net: Int64 = 0
         var quality = Quality.measured
@@ -114,16 +123,16 @@ public struct VirtualMeter: Sendable {
             samples += part.sampleCount
             peakWatts += part.peakPowerWatts
         }
-        let hours = Double(first.endMillis - first.startMillis) / 3_600_000
+        let hours = Double(endMillis - startMillis) / 3_600_000
         averageWatts = Double(net) / 1000 / hours
         let importDelta = MilliwattHours(max(net, 0)), exportDelta = MilliwattHours(max(-net, 0))
         importTotal = importTotal + importDelta
         exportTotal = exportTotal + exportDelta
-        lastEndMillis = first.endMillis
+        lastEndMillis = endMillis
         // The parts' peaks need not coincide, so their sum is only an upper bound; with a difference there is
         // no bound at all, and the average is the honest figure.
         return IntervalResult(
-            meter: meter, source: .virtual, startMillis: first.startMillis, endMillis: first.endMillis,
+            meter: meter, source: .virtual, startMillis: startMillis, endMillis: endMillis,
             importTotal: importTotal, exportTotal: exportTotal, importDelta: importDelta, exportDelta: exportDelta,
             averagePowerWatts: averageWatts, peakPowerWatts: onlySums ? max(peakWatts, averageWatts) : averageWatts,
             sampleCount: samples, quality: quality)

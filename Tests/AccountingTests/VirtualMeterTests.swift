@@ -22,6 +22,8 @@ import Testing
         let second = try rack.combine([result("gpu0", start: 900_000, imported: 10_000)])
         #expect(second.quality == .gap) // gpu1 missing
         #expect(second.importTotal == 160_000)
+        let third = try rack.combine([], startMillis: 1_800_000, endMillis: 2_700_000) // every GPU down
+        #expect(third.quality == .gap && third.importDelta == .zero && third.importTotal == 160_000)
     }
 
     @Test func netIsImportMinusExport() throws {
