@@ -10,6 +10,8 @@ public struct RailDescription: Sendable, Hashable, Identifiable, CustomStringCon
     public enum Method: Sendable, Hashable {
         /// A power attribute in µW (`power*_average` or `power*_input`).
         case power(path: String)
+        /// A power attribute in mW: the out-of-tree `ina3221x` IIO driver of L4T 32 and older (`in_power*_input`).
+        case powerMilliwatts(path: String)
         /// Bus voltage (mV) times current (mA) gives µW: the INA3221 has no power attribute.
         case voltageTimesCurrent(voltagePath: String, currentPath: String)
         /// A cumulative energy attribute in µJ (hwmon `energy*_input`).
@@ -48,7 +50,7 @@ public struct RailDescription: Sendable, Hashable, Identifiable, CustomStringCon
     public var isEnergyCounter: Bool {
         switch method {
         case .energy, .raplEnergy: return true
-        case .power, .voltageTimesCurrent: return false
+        case .power, .powerMilliwatts, .voltageTimesCurrent: return false
         case .nvml: return false
         }
     }
@@ -61,6 +63,7 @@ public struct RailDescription: Sendable, Hashable, Identifiable, CustomStringCon
         case .nvml: return .nvml
         case .raplEnergy: return .rapl
         case .voltageTimesCurrent where chip == "ina3221": return .ina3221
+        case .powerMilliwatts where chip == "ina3221x": return .ina3221
         default: return .hwmon
         }
     }

@@ -61,6 +61,7 @@ public struct RailInventory: Sendable {
             let reads: String
             switch rail.method {
             case .power: reads = "power µW"
+            case .powerMilliwatts: reads = "power mW"
             case .voltageTimesCurrent: reads = "mV × mA"
             case .energy: reads = "energy µJ"
             case .raplEnergy(_, let range): reads = range.map { "energy µJ, wraps at \($0)" } ?? "energy µJ"

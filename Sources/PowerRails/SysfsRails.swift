@@ -8,7 +8,7 @@ import MeterCore
 public enum SysfsRails {
     /// Every hwmon power or energy channel and every RAPL zone under `tree`.
     public static func discover(in tree: SysfsTree) -> [RailDescription] {
-        hwmon(in: tree) + rapl(in: tree)
+        hwmon(in: tree) + ina3221xIIO(in: tree) + rapl(in: tree)
     }
 
     // MARK: hwmon
@@ -109,6 +109,28 @@ public enum SysfsRails {
         }
     }
 
+    // MARK: Jetson L4T 32 ina3221x (IIO)
+
+    /// The out-of-tree `ina3221x` IIO driver of L4T 32 and older (Xavier, TX2, Nano): `rail_name_N` and
+    /// `in_powerN_input` in mW under `/sys/bus/i2c/drivers/ina3221x/<bus-address>/iio:deviceM/`.
+    static func ina3221xIIO(in tree: SysfsTree) -> [RailDescription] {
+        var rails: [RailDescription] = []
+        let driver = "sys/bus/i2c/drivers/ina3221x"
+        for device in tree.list(driver) where device.contains("-") {
+            for iio in tree.list("\(driver)/\(device)") where iio.hasPrefix("iio:device") {
+                let base = "\(driver)/\(device)/\(iio)"
+                let files = Set(tree.list(base))
+                for n in 0...2 where files.contains("in_power\(n)_input") {
+                    let label = tree.text("\(base)/rail_name_\(n)") ?? "channel\(n)"
+                    rails.append(RailDescription(
+                        id: "iio:ina3221x@\(device):\(label)", source: .hwmon, chip: "ina3221x", label: label, device: device,
+                        method: .powerMilliwatts(path: "\(base)/in_power\(n)_input")))
+                }
+            }
+        }
+        return rails.sorted { $0.id < $1.id }
+    }
+
     // MARK: powercap / RAPL
 
     static func rapl(in tree: SysfsTree) -> [RailDescription] {
@@ -145,6 +167,11 @@ public enum SysfsRails {
         switch rail.method {
         case .power(let path):
             return .power(microwatts: try tree.readInteger(path))
+        case .powerMilliwatts(let path):
+            let milliwatts = try tree.readInteger(path)
+            let (microwatts, overflow) = milliwatts.multipliedReportingOverflow(by: 1000)
+            guard !overflow else { throw RailError(path: tree.path(path), reason: .outOfRange("\(milliwatts) mW overflows")) }
+            return .power(microwatts: microwatts)
         case .voltageTimesCurrent(let voltagePath, let currentPath):
             let millivolts = try tree.readInteger(voltagePath)
             let milliamps = try tree.readInteger(currentPath)

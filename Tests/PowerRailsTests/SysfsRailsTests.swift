@@ -29,6 +29,27 @@ func copyOfFixture(_ name: String) throws -> TemporaryDirectory {
         #expect(rails.allSatisfy { $0.family == .ina3221 })
     }
 
+    @Test func orinNXHasAModuleInputRailAndNoPartialNote() throws {
+        let tree = SysfsTree(root: "\(fixtures)/jetson-orin-nx")
+        let rails = SysfsRails.discover(in: tree)
+        #expect(rails.map(\.label) == ["VDD_CPU_GPU_CV", "VDD_IN", "VDD_SOC"])
+        #expect(rails.allSatisfy { $0.notes.isEmpty })
+        let input = try #require(rails.first { $0.label == "VDD_IN" })
+        #expect(try SysfsRails.read(input, in: tree) == .power(microwatts: 5064 * 1424))
+    }
+
+    @Test func olderJetsonsAreReadThroughTheIna3221xIIODriver() throws {
+        let tree = SysfsTree(root: "\(fixtures)/jetson-xavier-l4t32")
+        let rails = SysfsRails.discover(in: tree)
+        #expect(rails.map(\.id) == [
+            "iio:ina3221x@1-0040:CPU", "iio:ina3221x@1-0040:GPU", "iio:ina3221x@1-0040:SOC",
+            "iio:ina3221x@1-0041:CV", "iio:ina3221x@1-0041:SYS5V", "iio:ina3221x@1-0041:VDDRQ",
+        ])
+        let gpu = try #require(rails.first { $0.label == "GPU" })
+        #expect(try SysfsRails.read(gpu, in: tree) == .power(microwatts: 1_531_000)) // the IIO driver reports mW
+        #expect(gpu.family == .ina3221)
+    }
+
     @Test func hwmonNumbersDoNotChangeWhichRailIsWhich() throws {
         let dir = try copyOfFixture("jetson-agx-orin")
         defer { dir.cleanup() }
