@@ -129,6 +129,33 @@ import Testing
         }
     }
 
+    @Test func theExportCounterRollsOverAndResetsOnItsOwn() throws {
+        var meter = accountant(range: .bits(16), export: true, maximumGap: 20 * minute)
+        _ = try meter.add(.init(time: at(0), importCount: 100, exportCount: 65_530))
+        let wrapped = try meter.add(.init(time: at(15 * minute), importCount: 110, exportCount: 4))
+        #expect(wrapped.first?.result.exportDelta == 10_000)
+        #expect(wrapped.first?.result.importDelta == 10_000)
+        #expect(wrapped.first?.events == [.rollover(counts: 10)])
+        let reset = try meter.add(.init(time: at(30 * minute), importCount: 120, exportCount: 3))
+        #expect(reset.first?.result.exportDelta == .zero)
+        #expect(reset.first?.result.importDelta == 10_000)
+        #expect(reset.first?.events == [.reset(from: 4, to: 3, paidCounts: 0)])
+    }
+
+    @Test func aCounterKeepsItsEnergyAcrossAWallClockStepForward() throws {
+        var meter = accountant()
+        var results: [AccountedInterval] = []
+        for m in Int64(0)...60 {
+            results += try meter.add(.init(time: at(m * minute, wallShift: m >= 31 ? 2 * 60 * minute : 0), importCount: UInt64(20 * m)))
+        }
+        expectConsistent(results.results)
+        #expect(sum(results.results, \.importDelta) == 1_200_000)
+        // 30:00 … 2:30:00 on the wall clock saw no time pass: eight empty gap intervals, then the energy goes on.
+        let empty = results.results.filter { $0.importDelta == .zero }
+        #expect(empty.count == 8 && empty.allSatisfy { $0.quality == .gap })
+        #expect(results.contains { $0.events.contains(.clockStep(nanoseconds: 2 * 60 * minute)) })
+    }
+
     @Test func aPollingOutageIsSpreadAndFlaggedAsGap() throws {
         var meter = accountant()
         _ = try meter.add(.init(time: at(0), importCount: 0))

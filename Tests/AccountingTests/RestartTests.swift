@@ -16,6 +16,24 @@ import Testing
         .init(time: at(m * minute + 7 * second), importCount: UInt64(10_000 + 37 * m), exportCount: UInt64(5 * m), powerWatts: 222)
     }
 
+    /// Restarts after every sample of two hours, including the ones on interval boundaries.
+    @Test(arguments: [0, 1, 14, 15, 16, 37, 45, 89, 119])
+    func aRestartAtAnyPointChangesNothing(restartAfter: Int) throws {
+        var uninterrupted = CounterAccountant(configuration: counterConfiguration(), bootID: "boot-a")
+        var expected: [AccountedInterval] = []
+        for m in Int64(0)...120 { expected += try uninterrupted.add(.init(time: at(m * minute), importCount: UInt64(7 * m * m), exportCount: 0)) }
+        var meter = CounterAccountant(configuration: counterConfiguration(), bootID: "boot-a")
+        var actual: [AccountedInterval] = []
+        for m in Int64(0)...120 {
+            actual += try meter.add(.init(time: at(m * minute), importCount: UInt64(7 * m * m), exportCount: 0))
+            if m == Int64(restartAfter) {
+                meter = try CounterAccountant(configuration: counterConfiguration(), restoring: roundTrip(meter.snapshot()), bootID: "boot-a")
+            }
+        }
+        #expect(actual == expected)
+        #expect(actual.count == 8)
+    }
+
     @Test func aRestartMidIntervalInTheSameBootChangesNothing() throws {
         var uninterrupted = CounterAccountant(configuration: counterConfiguration(), bootID: "boot-a")
         var expected: [AccountedInterval] = []

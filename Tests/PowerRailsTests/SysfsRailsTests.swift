@@ -67,10 +67,22 @@ func copyOfFixture(_ name: String) throws -> TemporaryDirectory {
 
     @Test func amdgpuAveragePowerIsARailWithItsCaveat() throws {
         let tree = SysfsTree(root: "\(fixtures)/amd-gpu")
-        let rails = SysfsRails.discover(in: tree)
-        #expect(rails.map(\.id) == ["hwmon:amdgpu@0000:03:00.0:PPT"]) // k10temp and nvme have no rails
+        let rails = SysfsRails.discover(in: tree).filter { $0.chip == "amdgpu" }
+        #expect(rails.map(\.id) == ["hwmon:amdgpu@0000:03:00.0:PPT"])
         #expect(try SysfsRails.read(rails[0], in: tree).powerWatts == 35)
         #expect(rails[0].notes.contains { $0.contains("APU") })
+        // k10temp and nvme have no power or energy channels.
+        #expect(Set(SysfsRails.discover(in: tree).map(\.chip)) == ["amdgpu", "amd_energy"])
+    }
+
+    @Test func hwmonEnergyChannelsAreCountersInMicrojoules() throws {
+        let tree = SysfsTree(root: "\(fixtures)/amd-gpu")
+        let rails = SysfsRails.discover(in: tree).filter { $0.chip == "amd_energy" }
+        #expect(rails.map(\.id) == ["hwmon:amd_energy@amd_energy.0:Ecore000", "hwmon:amd_energy@amd_energy.0:Ecore001",
+                                     "hwmon:amd_energy@amd_energy.0:Esocket0"])
+        #expect(rails.allSatisfy { $0.isEnergyCounter && $0.family == .hwmon })
+        let socket = try #require(rails.last)
+        #expect(try SysfsRails.read(socket, in: tree) == .energy(microjoules: 98_212_337_461))
     }
 
     @Test func ina226PowerIsReadInMicrowatts() throws {
@@ -161,5 +173,31 @@ enum InventoryMatch {
     static func one(in rails: [RailDescription], chip: String, label: String) -> RailDescription? {
         let matches = rails.filter { $0.chip == chip && $0.label == label }
         return matches.count == 1 ? matches[0] : nil
+    }
+}
+
+@Suite struct RailToIntervalTests {
+    @Test func anIna226RailReadByTheSamplerIntegratesIntoIntervals() async throws {
+        let dir = try copyOfFixture("ina226")
+        defer { dir.cleanup() }
+        let inventory = RailInventory.discover(root: dir.path, nvmlLibraryPath: nil)
+        let rail = try #require(inventory.rails(chip: "ina226", label: "power1_input").first)
+        let sampler = RailSampler(tree: inventory.tree, nvml: nil)
+        var accountant = PowerAccountant(settings: SourceSettings(
+            meter: try MeterID(validating: "pi-rail"), source: rail.source, grid: try IntervalGrid(periodMillis: 60_000)))
+        var closed: [AccountedInterval] = []
+        // Twelve polls five seconds apart; the chip's reading changes from 14.175 W to 10 W half way.
+        for i in 0...12 {
+            if i == 6 { dir.write("sys/class/hwmon/hwmon2/power1_input", "10000000\n") }
+            let watts = try #require(try await sampler.read(rail).powerWatts)
+            let t = Timestamp(wallNanos: 1_767_225_600_000_000_000 + Int64(i) * 5_000_000_000, monotonicNanos: 77_000_000_000 + UInt64(i) * 5_000_000_000)
+            closed += try accountant.add(.init(time: t, powerWatts: watts))
+        }
+        let result = try #require(closed.first?.result)
+        // Trapezoids: 25 s at 14.175 W, one 5 s ramp down to 10 W, 30 s at 10 W: 714.8125 J = 198.56 mWh.
+        #expect(result.importDelta == 198)
+        #expect(result.sampleCount == 12)
+        #expect(result.peakPowerWatts == 14.175)
+        #expect(result.quality == .estimated)
     }
 }
