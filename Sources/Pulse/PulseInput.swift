@@ -138,13 +138,21 @@ public final class PulseInputReader: @unchecked Sendable {
     }
 
     /// Stops the thread within about one wait timeout and finishes the streams. Safe to call more than once.
-    public func stop() {
+    /// The wait for the thread happens on a dispatch thread, not on the caller's cooperative one.
+    public func stop() async {
         let mustJoin = lifecycle.withLock { state in
             state.stopRequested = true
             defer { if state.started { state.joined = true } }
             return state.started && !state.joined
         }
-        if mustJoin { finished.wait() }
+        guard mustJoin else { return }
+        let finished = self.finished
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                finished.wait()
+                done.resume()
+            }
+        }
     }
 
     private func run() {

@@ -85,7 +85,7 @@ enum GPIOSim {
             last = update
             if update.count == 5 { break }
         }
-        reader.stop()
+        await reader.stop()
         #expect(last?.count == 5)
         #expect(try PulseCountStore(path: dir.file("s0-sim.count"), input: "s0-sim", impulsesPerKilowattHour: 1000).load() == 5)
     }

@@ -151,8 +151,8 @@ final class RecordedEdgeSource: PulseEdgeSource {
             counts.append(update.count)
             if update.count == 1_030 { break }
         }
-        reader.stop()
-        reader.stop()
+        await reader.stop()
+        await reader.stop()
         #expect(counts == Array(1_001...1_030))
         #expect(try PulseCountStore(path: configuration.countFile, input: "s0-2", impulsesPerKilowattHour: 1000).load() == 1_030)
     }
