@@ -99,6 +99,18 @@ import Testing
         #expect(text.contains("|{\"SA\":\"ECDSA-secp256r1-SHA256\",\"SD\":\"30"))
     }
 
+    @Test(arguments: [(Quality.measured, "G"), (.interpolated, "G"), (.estimated, "S"), (.gap, "F")])
+    func ocmfMeterStatusFollowsQuality(_ quality: Quality, _ status: String) throws {
+        let key = SigningKey.generate(.es256)
+        let signer = try RecordSigner(gateway: try GatewayID(validating: "gw"), meter: try MeterID(validating: "m"), sourceID: "S1",
+                                      envelope: .ocmf, key: key)
+        var result = try StreamBuilder.result(meter: "m", start: 0, importTotal: 10)
+        result.quality = quality
+        let signed = try signer.sign(result: result, position: .first(epoch: "E"))
+        #expect(signed.text.components(separatedBy: "\"ST\":\"\(status)\"").count == 3, "\(signed.text)")
+        #expect(try RecordVerifier(keys: KeySet([key.publicKey])).verify(signed.bytes).get().record.quality == quality)
+    }
+
     // MARK: OCMF reference (shared/reference/signed-readings.md §10)
 
     static let referenceSPKI = "3059301306072A8648CE3D020106082A8648CE3D03010703420004C22E59DC2D779155A02CBAEF9CBA66C15E23CA3CCA1500A8679C66DAE36CBEBCEC0C75840184326CB7D755EE22A9AA0BDB0B0D736FFACDA9AC412580201583D9"
