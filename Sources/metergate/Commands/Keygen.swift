@@ -26,6 +26,7 @@ struct Keygen: AsyncParsableCommand {
 
     func run() async throws {
         if !keySet.isEmpty {
+            guard out == nil, show == nil else { throw Failure.usage("--key-set prints a key set; it cannot be combined with --out or --show") }
             var keys = KeySet()
             for path in keySet {
                 do { keys.formUnion(try KeySet.load(path: path)) } catch { throw Failure.usage(error.description) }
