@@ -171,8 +171,9 @@ public struct RecordSigner: Sendable {
     }
 }
 
-/// How a ``ReadingRecord`` is rendered as OCMF: standard fields for OCMF verifiers, the whole record in
-/// the vendor field `ZM` (signed, ignored by OCMF verifiers) for MeterGate's chain checks.
+/// How a ``ReadingRecord`` is rendered as OCMF: standard fields for OCMF verifiers; the chain link in the
+/// vendor field `ZP` (SHA-256 of the previous payload, the usual OCMF convention); and the whole record in
+/// the vendor field `ZM` for MeterGate's stream checks. Vendor fields are signed and ignored by OCMF verifiers.
 public enum OCMFMapping {
     /// OBIS of cumulative imported active energy.
     public static let importOBIS = "01-00:01.08.00*FF"
@@ -195,7 +196,7 @@ public enum OCMFMapping {
                 OCMFReading(time: time, value: OCMFFormat.decimal(record.importTotal.rawValue, scale: 6), obis: importOBIS, unit: "kWh", status: status),
                 OCMFReading(time: time, value: OCMFFormat.decimal(record.exportTotal.rawValue, scale: 6), obis: exportOBIS, unit: "kWh", status: status),
             ],
-            vendor: [("ZM", record.json.sortedObject)])
+            vendor: [("ZP", .string(record.prev.hexString)), ("ZM", record.json.sortedObject)])
     }
 }
 

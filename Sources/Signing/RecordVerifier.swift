@@ -91,6 +91,7 @@ public struct RecordVerifier: Sendable {
         if payload["PG"]?.stringValue != "F\(record.seq)" { return "PG" }
         if payload["GS"]?.stringValue != record.gateway.rawValue { return "GS" }
         if payload["MS"]?.stringValue != record.sourceID { return "MS" }
+        if payload["ZP"]?.stringValue != record.prev.hexString { return "ZP" }
         guard case .array(let readings)? = payload["RD"] else { return "RD" }
         for reading in readings {
             guard case .number(let value)? = reading["RV"], let obis = reading["RI"]?.stringValue else { return "RD" }

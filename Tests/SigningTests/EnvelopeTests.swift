@@ -96,6 +96,7 @@ import Testing
         #expect(text.contains("\"MS\":\"SDM630-0012345\""))
         #expect(text.contains("\"RV\":1235.310000,\"RI\":\"01-00:01.08.00*FF\",\"RU\":\"kWh\""))
         #expect(text.contains("\"TM\":\"2025-01-15T10:45:00,000+0000 I\""))
+        #expect(text.contains("}],\"ZP\":\"\(stream.records[1].hash.hexString)\",\"ZM\":{\"avg_mw\":"))
         #expect(text.contains("|{\"SA\":\"ECDSA-secp256r1-SHA256\",\"SD\":\"30"))
     }
 
@@ -109,6 +110,24 @@ import Testing
         let signed = try signer.sign(result: result, position: .first(epoch: "E"))
         #expect(signed.text.components(separatedBy: "\"ST\":\"\(status)\"").count == 3, "\(signed.text)")
         #expect(try RecordVerifier(keys: KeySet([key.publicKey])).verify(signed.bytes).get().record.quality == quality)
+    }
+
+    @Test func ocmfFieldsThatContradictZMAreTampering() throws {
+        // Validly signed, but the OCMF view and the MeterGate view disagree: a settlement system reading only
+        // OCMF would see other numbers than MeterGate's verifier, so the record is refused.
+        let key = SigningKey.generate(.es256)
+        var stream = try StreamBuilder(key: key, envelope: .ocmf)
+        let record = try stream.next().record
+        for (field, change) in [("ZP", { (p: inout OCMFPayload) in p.vendor[0].1 = .string(String(repeating: "1", count: 64)) }),
+                                ("PG", { (p: inout OCMFPayload) in p.pagination = "F7" }),
+                                ("RV of 01-00:01.08.00*FF", { (p: inout OCMFPayload) in p.readings[0].value = "9.000000" })] {
+            var payload = OCMFMapping.payload(for: record, options: OCMFOptions())
+            change(&payload)
+            let line = OCMFRecord.text(payload: payload.bytes, derSignature: try #require(try key.signDER(payload.bytes)))
+            let failure = try #require(RecordVerifier(keys: KeySet([key.publicKey])).verify(line).failure)
+            #expect(failure.kind == .tampered)
+            #expect(failure.reason == "OCMF \(field) disagrees with the signed ZM record")
+        }
     }
 
     // MARK: OCMF reference (shared/reference/signed-readings.md §10)

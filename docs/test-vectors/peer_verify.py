@@ -53,7 +53,10 @@ def verify_ocmf(spki_path, line):
     if errors:
         raise ValueError(f"pyocmf eichrecht errors: {errors}")
     payload = line.split("|")[1].encode("utf-8")
-    record = json.loads(payload)["ZM"]
+    fields = json.loads(payload)
+    record = fields["ZM"]
+    if fields.get("ZP") != record["prev"] or fields.get("PG") != f"F{record['seq']}":
+        raise ValueError("OCMF ZP/PG disagree with the MeterGate record in ZM")
     return record, payload
 
 
