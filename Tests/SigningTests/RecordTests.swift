@@ -120,6 +120,13 @@ import Testing
         #expect(throws: JSONParseError.self) { try JSONValue.parse(Array(text.utf8)) }
     }
 
+    @Test func invalidUTF8IsRejectedAndValidUTF8Kept() throws {
+        #expect(throws: JSONParseError.self) { try JSONValue.parse([0x22, 0xC3, 0x28, 0x22]) }
+        #expect(throws: JSONParseError.self) { try JSONValue.parse([0x22, 0x5C, 0x6E, 0xFF, 0x22]) }   // after an escape
+        #expect(try JSONValue.parse([0x22, 0xC3, 0xA4, 0x22]) == .string("ä"))
+        #expect(try JSONValue.parse(Array("\"plain ascii\"".utf8)) == .string("plain ascii"))
+    }
+
     @Test func numbersKeepTheirTextAndEscapesDecode() throws {
         #expect(try JSONValue.parse(Array("[1234.560, -0, 1e5]".utf8)) == .array([.number("1234.560"), .number("-0"), .number("1e5")]))
         #expect(try JSONValue.parse(Array("\"\\u00e4\\ud83d\\ude00\\/\"".utf8)) == .string("ä😀/"))
