@@ -33,10 +33,13 @@ public struct StreamReport: Sendable, Hashable {
     public var keyProblems: [UInt64]
     public var tampered: [LineIssue]
     public var unknownKey: [LineIssue]
+    /// Duplicates and reordering are reported but do not fail the stream (a log of at-least-once
+    /// deliveries and replays has both).
+    public var toleratesRedelivery = false
 
     public var passed: Bool {
-        gaps.isEmpty && duplicates.isEmpty && forks.isEmpty && reordered.isEmpty && brokenLinks.isEmpty
-            && keyProblems.isEmpty && tampered.isEmpty && unknownKey.isEmpty
+        gaps.isEmpty && forks.isEmpty && brokenLinks.isEmpty && keyProblems.isEmpty && tampered.isEmpty && unknownKey.isEmpty
+            && (toleratesRedelivery || (duplicates.isEmpty && reordered.isEmpty))
     }
 }
 
@@ -96,11 +99,17 @@ public struct ChainAnalyzer: Sendable {
     var records = 0
     /// When true, a stream whose first verified record is not seq 1 has a gap from seq 1.
     public var inputStartsAtEpochStart: Bool
+    /// When true, duplicates and reordering are reported without failing.
+    public var toleratesRedelivery: Bool
 
-    /// - Parameter inputStartsAtEpochStart: the input holds every record from seq 1 on (a whole archive),
-    ///   so a stream whose first record is later has lost its head.
-    public init(inputStartsAtEpochStart: Bool = false) {
+    /// - Parameters:
+    ///   - inputStartsAtEpochStart: the input holds every record from seq 1 on (a whole archive), so a
+    ///     stream whose first record is later has lost its head.
+    ///   - toleratesRedelivery: the input is a log of deliveries (at least once, with replays), where
+    ///     duplicates and reordering are expected: they are still reported, but do not fail.
+    public init(inputStartsAtEpochStart: Bool = false, toleratesRedelivery: Bool = false) {
         self.inputStartsAtEpochStart = inputStartsAtEpochStart
+        self.toleratesRedelivery = toleratesRedelivery
     }
 
     /// Adds the outcome for the record on `line` (1-based).
@@ -143,7 +152,7 @@ public struct ChainAnalyzer: Sendable {
     func analyse(_ key: StreamKey, _ state: StreamState) -> StreamReport {
         var report = StreamReport(stream: key, verified: 0, firstSeq: nil, lastSeq: nil, gaps: [], duplicates: [], forks: [],
                                   reordered: [], brokenLinks: [], keyRotations: [], keyProblems: [],
-                                  tampered: state.tampered, unknownKey: state.unknownKey)
+                                  tampered: state.tampered, unknownKey: state.unknownKey, toleratesRedelivery: toleratesRedelivery)
         // Arrival order: duplicates and reordering.
         var seen = Set<Digest>()
         var maxSeq: UInt64 = 0

@@ -73,6 +73,24 @@ import Testing
         #expect(report.streams[0].forks.isEmpty)
     }
 
+    @Test func aDeliveryLogMayTolerateDuplicatesAndReorderingButNotGaps() throws {
+        let (s, key) = try stream(.jws, .eddsa)
+        var lines = s.records.map(\.bytes)
+        lines.swapAt(2, 3)
+        lines.append(lines[0])
+        let verifier = RecordVerifier(keys: KeySet([key.publicKey]))
+        var tolerant = ChainAnalyzer(toleratesRedelivery: true)
+        for (i, line) in lines.enumerated() { tolerant.add(verifier.verify(line), line: i + 1) }
+        let report = tolerant.report()
+        #expect(report.passed, "\(report.text)")
+        #expect(report.streams[0].duplicates == [1])
+        #expect(report.streams[0].reordered == [3])
+        #expect(report.text.contains("duplicates: 1"))
+        var withGap = ChainAnalyzer(toleratesRedelivery: true)
+        for (i, line) in lines.enumerated() where i != 5 { withGap.add(verifier.verify(line), line: i + 1) }
+        #expect(!withGap.report().passed)
+    }
+
     @Test(arguments: envelopes)
     func twoDifferentRecordsWithOneSeqAreAFork(_ envelope: RecordEnvelope, _ algorithm: SigningAlgorithm) throws {
         let (s, key) = try stream(envelope, algorithm, count: 5)

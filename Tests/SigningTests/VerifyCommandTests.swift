@@ -49,6 +49,22 @@ import Testing
         #expect(streams[1]["verified"] as? Int == 3)
     }
 
+    @Test func aDeliveryLogWithARedeliveryFailsUnlessToleratedAsSuch() throws {
+        let key = SigningKey.generate(.eddsa)
+        var s = try StreamBuilder(key: key)
+        try s.next(3)
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let jwk = dir.write("k.jwk", key.publicKey.jwkJSON)
+        let log = dir.write("log.txt", [s.records[0], s.records[1], s.records[1], s.records[2]].map(\.text).joined(separator: "\n"))
+        let strict = try runProcess(try metergateBinary(), ["verify", "--key", jwk, log])
+        #expect(strict.status == 1)
+        #expect(strict.stdout.contains("duplicates: 2"))
+        let tolerant = try runProcess(try metergateBinary(), ["verify", "--key", jwk, "--tolerate-redelivery", log])
+        #expect(tolerant.status == 0, "\(tolerant.stdout)")
+        #expect(tolerant.stdout.contains("duplicates: 2"))
+    }
+
     @Test func anEmptyInputIsAFailureNotASuccess() throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }

@@ -24,6 +24,10 @@ struct Verify: ParsableCommand {
     @Flag(name: .customLong("from-start"), help: "The input starts at seq 1 of every epoch: a later first record is a gap.")
     var fromStart = false
 
+    @Flag(name: .customLong("tolerate-redelivery"),
+          help: "Report duplicates and reordering (normal in a log of MQTT deliveries and replays) without failing.")
+    var tolerateRedelivery = false
+
     @Argument(help: ArgumentHelp("Records, one per line; - or nothing for standard input.", valueName: "FILE"))
     var input: String = "-"
 
@@ -43,7 +47,7 @@ struct Verify: ParsableCommand {
         defer { if fd != 0 { close(fd) } }
 
         let verifier = RecordVerifier(keys: keys)
-        var analyzer = ChainAnalyzer(inputStartsAtEpochStart: fromStart)
+        var analyzer = ChainAnalyzer(inputStartsAtEpochStart: fromStart, toleratesRedelivery: tolerateRedelivery)
         var reader = LineReader(fd: fd)
         var lineNumber = 0
         while true {
