@@ -45,7 +45,8 @@ public struct PollService: Service {
         let polled = meters.map { PolledMeter(id: $0.id, unit: $0.unit, profile: $0.profile, period: $0.pollInterval) }
         let poller = BusPoller(meters: polled, reader: connection, timing: .defaults(for: bus.transport), time: time)
         let sink = sink
-        await poller.run(shouldStop: { Task.isShuttingDownGracefully }) { [logger] event in
+        // The poll loop starts on the poller's own executor: a busy cooperative pool cannot delay it.
+        let polling = poller.start(shouldStop: { Task.isShuttingDownGracefully }) { [logger] event in
             switch event {
             case .sample(let sample, let unit, let requests, let refused):
                 let power = sample.values[.power].map { String(format: "%.1f W", $0) } ?? "-"
@@ -63,6 +64,7 @@ public struct PollService: Service {
                 ])
             }
         }
+        await withTaskCancellationHandler { await polling.value } onCancel: { polling.cancel() }
         await connection.close()
         logger.info("stopped polling")
     }

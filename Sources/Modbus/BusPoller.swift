@@ -129,6 +129,21 @@ public enum MeterPollError: Error, Sendable, CustomStringConvertible {
     }
 }
 
+/// A task executor on a dispatch queue of its own: tasks that prefer it run their nonisolated code there,
+/// never waiting for a thread of the cooperative pool.
+///
+/// Sendable without `@unchecked`: the only state is an immutable, thread-safe `DispatchQueue`.
+public final class QueueTaskExecutor: TaskExecutor {
+    private let queue: DispatchQueue
+
+    public init(label: String) { queue = DispatchQueue(label: label) }
+
+    public func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        queue.async { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
+    }
+}
+
 /// Polls the meters of one bus, one request at a time, each on its own period.
 ///
 /// All units of a bus share one ``RegisterReader`` (one libmodbus context) and are read strictly one after
@@ -158,6 +173,16 @@ public actor BusPoller {
         self.time = time
         self.executor = SerialQueueExecutor(label: "metergate.modbus.poller")
     }
+
+    /// Starts ``run(shouldStop:onEvent:)`` in a task that prefers the poller's own task executor, so not even
+    /// the start, nor `onEvent`, waits for a thread of the cooperative pool. Cancel the task to stop polling.
+    public nonisolated func start(shouldStop: @escaping @Sendable () -> Bool = { false },
+                                  onEvent: @escaping @Sendable (PollEvent) async -> Void) -> Task<Void, Never> {
+        Task(executorPreference: taskExecutor) { await self.run(shouldStop: shouldStop, onEvent: onEvent) }
+    }
+
+    /// The executor that tasks serving this bus prefer (see ``start(shouldStop:onEvent:)``).
+    public nonisolated let taskExecutor = QueueTaskExecutor(label: "metergate.modbus.poller-tasks")
 
     /// Polls until the task is cancelled (or `shouldStop` says so), reporting each poll to `onEvent`.
     ///

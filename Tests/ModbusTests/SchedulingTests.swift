@@ -69,7 +69,7 @@ let ETIMEDOUT_CODE = ETIMEDOUT
         let poller = BusPoller(meters: meters, reader: reader, timing: BusTiming(maximumBackoff: .milliseconds(160)))
         let events = Mutex<[PollEvent]>([])
         let started = ContinuousClock.now
-        let task = Task { await poller.run { event in events.withLock { $0.append(event) } } }
+        let task = poller.start { event in events.withLock { $0.append(event) } }
         try await Task.sleep(for: .milliseconds(1000))
         // Other tests may hold the cooperative pool, so this test's own sleep can last longer: count cycles
         // from the time that really passed (the poller itself does not depend on the pool).
@@ -107,7 +107,7 @@ let ETIMEDOUT_CODE = ETIMEDOUT
         let meters = [PolledMeter(id: try MeterID(validating: "m1"), unit: 1, profile: BusPollerTests.threeRequests, period: .milliseconds(20))]
         let poller = BusPoller(meters: meters, reader: reader, timing: BusTiming())
         let polls = Atomic<Int>(0)
-        let runner = Task { await poller.run { event in if case .sample = event { polls.add(1, ordering: .relaxed) } } }
+        let runner = poller.start { event in if case .sample = event { polls.add(1, ordering: .relaxed) } }
         try await Task.sleep(for: .milliseconds(100))
         let before = reader.calls.withLock { $0[1] ?? 0 }
         // Block every pool thread for 600 ms.

@@ -36,13 +36,11 @@ func meanPeriodMillis(_ samples: [Sample]) -> Double {
         let samples = Mutex<[Int: [Sample]]>([:])
         let failures = Mutex<[(Int, ModbusError.Kind?)]>([])
         let started = ContinuousClock.now
-        let task = Task {
-            await poller.run { event in
-                switch event {
-                case .sample(let s, let unit, _, _): samples.withLock { $0[unit, default: []].append(s) }
-                case .failure(_, let unit, let error, _, _):
-                    if case .modbus(let e) = error { failures.withLock { $0.append((unit, e.kind)) } } else { failures.withLock { $0.append((unit, nil)) } }
-                }
+        let task = poller.start { event in
+            switch event {
+            case .sample(let s, let unit, _, _): samples.withLock { $0[unit, default: []].append(s) }
+            case .failure(_, let unit, let error, _, _):
+                if case .modbus(let e) = error { failures.withLock { $0.append((unit, e.kind)) } } else { failures.withLock { $0.append((unit, nil)) } }
             }
         }
         try await Task.sleep(for: .seconds(4))

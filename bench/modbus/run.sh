@@ -3,5 +3,5 @@
 # Usage: bench/modbus/run.sh [--cycles N]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-swift build -c release --product ModbusBench 2>&1 | grep -E "error|warning:" || true
-exec .build/release/ModbusBench --profiles profiles "$@"
+swift build -c release --product modbus-bench 2>&1 | grep -E "error|warning:" || true
+exec .build/release/modbus-bench --profiles profiles "$@"
