@@ -64,7 +64,12 @@ public struct PollService: Service {
                 ])
             }
         }
-        await withTaskCancellationHandler { await polling.value } onCancel: { polling.cancel() }
+        // Graceful shutdown cancels the loop at once, even in the middle of a long back-off wait.
+        await withGracefulShutdownHandler {
+            await withTaskCancellationHandler { await polling.value } onCancel: { polling.cancel() }
+        } onGracefulShutdown: {
+            polling.cancel()
+        }
         await connection.close()
         logger.info("stopped polling")
     }
