@@ -134,3 +134,15 @@ import Testing
         #expect(r.stderr.contains("bogus: unknown key"))
     }
 }
+
+@Suite struct ScanRailsTests {
+    @Test func listsTheRailsOfARecordedJetsonTree() throws {
+        let root = "\(repositoryRoot)/Tests/PowerRailsTests/Fixtures/jetson-agx-orin"
+        let r = try runProcess(try metergateBinary(), ["scan", "--rails", "--sysfs-root", root, "--nvml", "/nonexistent/libnvidia-ml.so.1"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("VDD_GPU_SOC"), "\(r.stdout)")
+        #expect(r.stdout.contains("VDD_CPU_CV"))
+        let bad = try runProcess(try metergateBinary(), ["scan", "--rails", "--tcp", "127.0.0.1:1"])
+        #expect(bad.status == 2)
+    }
+}

@@ -4,6 +4,7 @@ import Foundation
 import Gateway
 import MeterCore
 import Modbus
+import PowerRails
 
 /// `metergate scan`: walk unit ids on a bus, identify meters; or print a profile's request plan; or read one meter once.
 struct Scan: AsyncParsableCommand {
@@ -15,6 +16,7 @@ struct Scan: AsyncParsableCommand {
               metergate scan --tcp 192.168.1.50:502
               metergate scan --plan eastron-sdm630
               metergate scan --tcp 127.0.0.1:1502 --unit 1 --read eastron-sdm630
+              metergate scan --rails
             A unit is identified by the SunSpec marker and common model, or by a profile's identify: registers.
             Exit codes: 0 something answered (or the plan was printed), 1 nothing answered or the read failed, 2 usage error.
             """)
@@ -49,10 +51,27 @@ struct Scan: AsyncParsableCommand {
     @Option(name: .customLong("profiles"), help: "A directory of meter profiles (default: ./profiles, then the installed set).")
     var profileDirectories: [String] = []
 
+    @Flag(help: "List the power rails this machine offers (hwmon, INA3221, RAPL, NVML GPUs) and exit.")
+    var rails = false
+
+    @Option(help: "With --rails: read sysfs under this root instead of / (e.g. a recorded tree).")
+    var sysfsRoot: String = "/"
+
+    @Option(help: "With --rails: the NVML library to load (default: libnvidia-ml.so.1 from the system).")
+    var nvml: String?
+
     @OptionGroup var log: LogOptions
 
     func run() async throws {
         log.bootstrap(default: "warning")
+        if rails {
+            guard tcp == nil, rtu == nil, plan == nil, read == nil else { throw Failure.usage("--rails needs no bus: drop --tcp/--rtu/--plan/--read") }
+            // Sysfs reads and dlopen block: keep them off the cooperative pool.
+            let root = sysfsRoot, library = nvml ?? NVMLLibrary.defaultPath
+            let inventory = await runBlocking { RailInventory.discover(root: root, nvmlLibraryPath: library) }
+            print(inventory.render())
+            return
+        }
         let library: ProfileLibrary
         do { library = try ProfileLibrary(directories: profileDirectories.isEmpty ? DataDirectories.profiles() : profileDirectories) }
         catch { throw Failure.usage(error.description) }
