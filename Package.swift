@@ -36,7 +36,7 @@ let package = Package(
         .target(name: "Accounting", dependencies: ["MeterCore"]),
         .target(name: "Signing", dependencies: ["MeterCore", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "Outbox", dependencies: ["MeterCore", "CSQLite", .product(name: "Logging", package: "swift-log")]),
-        .target(name: "MQTT", dependencies: ["CMosquitto", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "MQTT", dependencies: ["CMosquitto", "Outbox", .product(name: "Logging", package: "swift-log")]),
 
         // Simulated meters and faults, served over real libmodbus.
         .target(name: "Simulator", dependencies: ["MeterCore", "Modbus", .product(name: "Logging", package: "swift-log")]),
@@ -65,8 +65,8 @@ let package = Package(
         .testTarget(name: "PulseTests", dependencies: ["Pulse", "TestSupport"]),
         .testTarget(name: "AccountingTests", dependencies: ["Accounting", "MeterCore"]),
         .testTarget(name: "SigningTests", dependencies: ["Signing", "MeterCore", "TestSupport"]),
-        .testTarget(name: "OutboxTests", dependencies: ["Outbox", "MeterCore", "TestSupport"]),
-        .testTarget(name: "MQTTTests", dependencies: ["MQTT", "TestSupport"]),
+        .testTarget(name: "OutboxTests", dependencies: ["Outbox", "MeterCore", "TestSupport", .product(name: "Crypto", package: "swift-crypto")]),
+        .testTarget(name: "MQTTTests", dependencies: ["MQTT", "Outbox", "TestSupport", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "Modbus", "MeterCore", "TestSupport"]),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "ConfigFile", "MeterCore", "Modbus", "Signing", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
