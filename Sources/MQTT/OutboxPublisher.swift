@@ -46,6 +46,8 @@ public actor OutboxPublisher {
         public var replayAcknowledged: Int64 = 0
         /// Replay requests that could not be parsed.
         public var badReplayRequests: Int64 = 0
+        /// The most records that were ever unacknowledged at once (never more than the window).
+        public var maxInflight: Int = 0
     }
 
     /// The state of the replay queue.
@@ -283,6 +285,7 @@ public actor OutboxPublisher {
             do {
                 let ticket = try client.publish(MQTTMessage(topic: topics.reading(meter: record.meter), payload: record.bytes, qos: .atLeastOnce))
                 inflight[ticket] = Inflight(recordID: record.id, isReplay: isReplay)
+                counters.maxInflight = max(counters.maxInflight, inflight.count)
                 if isReplay { counters.replayed += 1 } else { counters.published += 1 }
             } catch {
                 if !isReplay {

@@ -126,7 +126,9 @@ public struct ReconnectStateMachine: Sendable {
     private mutating func backOff(using random: inout some RandomNumberGenerator) -> Action {
         consecutiveFailures += 1
         let base = Self.seconds(baseDelay(afterFailures: consecutiveFailures))
-        let jittered = base * (1 - policy.jitter * Double.random(in: 0...1, using: &random))
+        // The top 53 bits of one draw as a fraction in [0, 1): exact, and one call per back-off.
+        let unit = Double(random.next() >> 11) / Double(UInt64(1) << 53)
+        let jittered = base * (1 - policy.jitter * unit)
         let delay = Duration.milliseconds(Int64((jittered * 1000).rounded()))
         state = .waiting(delay)
         return .wait(delay)

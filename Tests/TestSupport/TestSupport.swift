@@ -194,6 +194,11 @@ public final class MosquittoBroker: @unchecked Sendable {
 
     public var log: String { child?.log ?? "" }
 
+    /// Sends SIGHUP: mosquitto reloads its password and ACL files without dropping connections.
+    public func reload() {
+        if let child, child.isRunning { Glibc.kill(child.pid, SIGHUP) }
+    }
+
     deinit {
         child?.stop(signal: SIGTERM, timeout: 5)
         directory.cleanup()
