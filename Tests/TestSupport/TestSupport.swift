@@ -18,7 +18,7 @@ public struct TemporaryDirectory: Sendable {
         let template = NSTemporaryDirectory() + "\(prefix)-XXXXXX"
         var bytes = Array(template.utf8CString)
         guard mkdtemp(&bytes) != nil else { fatalError("mkdtemp failed: errno \(errno)") }
-        path = String(cString: bytes)
+        path = String(decoding: bytes.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     public func file(_ name: String) -> String { "\(path)/\(name)" }
@@ -26,7 +26,7 @@ public struct TemporaryDirectory: Sendable {
     @discardableResult
     public func write(_ name: String, _ contents: String) -> String {
         let p = file(name)
-        FileManager.default.createFile(atPath: p, contents: Data(contents.utf8))
+        _ = FileManager.default.createFile(atPath: p, contents: Data(contents.utf8))
         return p
     }
 
@@ -104,7 +104,7 @@ public final class BackgroundProcess: @unchecked Sendable {
         process.arguments = arguments
         if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = FileHandle(forWritingAtPath: logPath)
         process.standardOutput = log
         process.standardError = log
@@ -193,11 +193,6 @@ public final class MosquittoBroker: @unchecked Sendable {
     }
 
     public var log: String { child?.log ?? "" }
-
-    /// Sends SIGHUP: mosquitto reloads its password and ACL files without dropping connections.
-    public func reload() {
-        if let child, child.isRunning { Glibc.kill(child.pid, SIGHUP) }
-    }
 
     deinit {
         child?.stop(signal: SIGTERM, timeout: 5)
