@@ -46,10 +46,14 @@ public actor SQLiteOutbox: OutboxStore {
         public var integrityCheck: IntegrityCheck
         /// `PRAGMA max_page_count`: a hard page limit, for tests of the disk-full path.
         public var maxPageCount: Int64?
+        /// For inspection beside a running gateway (`metergate outbox`, `metergate replay`): the file must
+        /// exist, inflight records stay inflight, and a damaged file is reported, not moved.
+        public var inspectOnly: Bool
 
-        public init(integrityCheck: IntegrityCheck = .quick, maxPageCount: Int64? = nil) {
+        public init(integrityCheck: IntegrityCheck = .quick, maxPageCount: Int64? = nil, inspectOnly: Bool = false) {
             self.integrityCheck = integrityCheck
             self.maxPageCount = maxPageCount
+            self.inspectOnly = inspectOnly
         }
     }
 
@@ -105,11 +109,13 @@ public actor SQLiteOutbox: OutboxStore {
         var quarantined: QuarantinedDatabase?
         var db: SQLiteDatabase
         do throws(OpenFailure) {
-            db = try Self.openVerified(path: path, check: options.integrityCheck)
+            db = try Self.openVerified(path: path, check: options.integrityCheck, create: !options.inspectOnly)
         } catch {
             switch error {
             case .failed(let failure):
                 throw failure
+            case .damaged(let reason) where options.inspectOnly:
+                throw .database(SQLiteError(function: "PRAGMA quick_check", code: 11, message: "the outbox is damaged: \(reason)", context: path))
             case .damaged(let reason):
                 let movedTo = try Self.moveAside(path: path, clock: clock)
                 quarantined = QuarantinedDatabase(movedTo: movedTo, reason: reason)
@@ -136,7 +142,7 @@ public actor SQLiteOutbox: OutboxStore {
                 epoch = fresh
                 created = true
             }
-            let reset = try Self.resetInflight(db)
+            let reset = options.inspectOnly ? 0 : try Self.resetInflight(db)
             try db.execute("COMMIT")
             self.epoch = epoch!
             self.droppedTotal = Int64(try Self.meta(db, "dropped_total") ?? "0") ?? 0
@@ -574,11 +580,11 @@ public actor SQLiteOutbox: OutboxStore {
     }
 
     /// Opens the file and runs the integrity check; corruption is `.damaged`, anything else `.failed`.
-    private static func openVerified(path: String, check: IntegrityCheck) throws(OpenFailure) -> SQLiteDatabase {
+    private static func openVerified(path: String, check: IntegrityCheck, create: Bool) throws(OpenFailure) -> SQLiteDatabase {
         let db: SQLiteDatabase
         var problems: [String] = []
         do throws(SQLiteError) {
-            db = try SQLiteDatabase(path: path)
+            db = try SQLiteDatabase(path: path, create: create)
             switch check {
             case .quick, .full:
                 let statement = try db.prepare(check == .quick ? "PRAGMA quick_check" : "PRAGMA integrity_check", persistent: false)
