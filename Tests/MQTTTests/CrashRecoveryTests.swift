@@ -83,3 +83,35 @@ import Testing
         await subscriber.shutdown()
     }
 }
+
+@Suite struct ReplayCommandTests {
+    @Test func replayRepublishesDeliveredRecordsWithAProgressLine() async throws {
+        let broker = try MosquittoBroker()
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let path = dir.file("outbox.sqlite")
+        let store = try await SQLiteOutbox.open(path: path, configuration: OutboxConfiguration())
+        for _ in 0..<30 { _ = try await store.append(meter: "m1", chainedRecord("m1")) }
+        try await store.markDelivered(try await store.claimPending(limit: 20).map(\.id), at: Date())
+        await store.close()
+
+        let subscriber = MQTTClient(configuration: clientConfiguration(broker, id: "settlement"))
+        let seen = EventLog(subscriber)
+        subscriber.subscribe("metergate/v1/gw/+/reading")
+        subscriber.start()
+        #expect(await eventually(timeout: 10) { !seen.subscribedSessions.isEmpty })
+        let r = try runProcess(try metergateBinary(), ["replay", "--db", path, "--host", "127.0.0.1", "--port", "\(broker.port)", "--gateway", "gw",
+                                                       "--meter", "m1", "--from", "11", "--to", "25"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("replayed 10 record(s) of meter m1 seq 11...25; 5 not available"), "\(r.stdout)")
+        #expect(r.stderr.contains("records/s"))
+        #expect(await eventually(timeout: 10) { seen.messages.count == 10 })
+        let streams = receivedStreams(seen.messages, topics: MeterGateTopics(gateway: "gw"))
+        #expect(streams["m1"]?.arrivals == Array(11...20))
+        let none = try runProcess(try metergateBinary(), ["replay", "--db", path, "--host", "127.0.0.1", "--port", "\(broker.port)", "--gateway", "gw",
+                                                          "--meter", "m1", "--from", "21", "--to", "30"])
+        #expect(none.status == 1)
+        #expect(none.stderr.contains("nothing to replay"))
+        await subscriber.shutdown()
+    }
+}

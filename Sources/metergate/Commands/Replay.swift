@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Gateway
+import Logging
 import MeterCore
 import MQTT
 import Outbox
@@ -33,7 +34,7 @@ struct Replay: AsyncParsableCommand {
     }
 
     func run() async throws {
-        LogOptions().bootstrap(default: "warning")
+        GatewayLogHandler.bootstrap(level: .warning)
         let request = ReplayRequest(meter: meter, seqs: from...(to ?? from))
         let store = try await location.open()
         let (clientConfiguration, topics) = try mqtt()
