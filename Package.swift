@@ -57,6 +57,9 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
 
+        // Benchmarks (not tests): swift run -c release OutboxBench.
+        .executableTarget(name: "OutboxBench", dependencies: ["Outbox", "MQTT"], path: "bench/outbox"),
+
         // Tests: one target per module, Swift Testing, real parts where they run here.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "MeterCoreTests", dependencies: ["MeterCore"]),
