@@ -20,14 +20,18 @@ public actor OutboxPublisher {
         public var maintenanceInterval: Duration?
         /// How often acknowledged records are committed when PUBACKs trickle in.
         public var flushInterval: Duration
+        /// How long pending records wait after the broker refused one (MQTT 5 PUBACK reason code ≥ 0x80).
+        public var refusalPause: Duration
 
         public init(window: Int = 64, drainPending: Bool = true, acceptReplayRequests: Bool = true,
-                    maintenanceInterval: Duration? = .seconds(60), flushInterval: Duration = .milliseconds(50)) {
+                    maintenanceInterval: Duration? = .seconds(60), flushInterval: Duration = .milliseconds(50),
+                    refusalPause: Duration = .seconds(1)) {
             self.window = max(1, window)
             self.drainPending = drainPending
             self.acceptReplayRequests = acceptReplayRequests
             self.maintenanceInterval = maintenanceInterval
             self.flushInterval = flushInterval
+            self.refusalPause = refusalPause
         }
     }
 
@@ -96,6 +100,9 @@ public actor OutboxPublisher {
     private var replaySkipped: Int64 = 0
     private var lastMaintenance = ContinuousClock.now
     private var appendedSinceFill = false
+    /// After the broker refused a record (MQTT 5 reason code), pending records wait until then: the
+    /// refusal (an ACL, a quota) will not go away in a millisecond and must not turn into a busy loop.
+    private var refusedUntil: ContinuousClock.Instant?
     public private(set) var counters = Counters()
 
     public init(store: any OutboxStore, client: MQTTClient, topics: MeterGateTopics, configuration: Configuration = Configuration(),
@@ -130,7 +137,9 @@ public actor OutboxPublisher {
     /// Commits what was acknowledged, returns records still inflight to pending and shuts the client down
     /// (publishing its farewell messages) before it returns.
     public func run() async throws {
-        try await store.releaseInflight([])
+        // Records a previous publisher of this process left inflight (a new store resets them itself).
+        // A replay-only publisher beside a running gateway must not touch the gateway's inflight records.
+        if configuration.drainPending { try await store.releaseInflight([]) }
         if configuration.acceptReplayRequests { client.subscribe(topics.replayRequests, qos: .atLeastOnce) }
         client.start()
         let client = self.client
@@ -192,6 +201,7 @@ public actor OutboxPublisher {
                 logger.warning("broker refused a record (PUBACK reason code); it stays pending",
                                metadata: ["record": "\(entry.recordID)", "reason_code": "\(reasonCode)"])
                 try await store.releaseInflight([entry.recordID])
+                refusedUntil = .now + configuration.refusalPause
             } else {
                 acknowledged.append(entry.recordID)
             }
@@ -251,6 +261,8 @@ public actor OutboxPublisher {
         var room = window - inflight.count
         guard room > 0 else { return }
         let replayShare = replays.isEmpty ? 0 : max(1, room / 2)
+        if let until = refusedUntil, until > .now { return }
+        refusedUntil = nil
         if configuration.drainPending {
             let limit = room - replayShare
             if limit > 0 {

@@ -464,6 +464,14 @@ public actor SQLiteOutbox: OutboxStore {
         }
     }
 
+    /// The connection's journal mode and `synchronous` level (2 = FULL), as SQLite reports them now.
+    public func durability() throws(OutboxError) -> (journalMode: String, synchronous: Int64) {
+        let s = try open()
+        return try sql { () throws(SQLiteError) in
+            (try s.database.scalarText("PRAGMA journal_mode") ?? "", try s.database.scalarInt("PRAGMA synchronous") ?? -1)
+        }
+    }
+
     /// Changes the page limit (`PRAGMA max_page_count`); tests use it to end a forced disk-full state.
     public func setMaxPageCount(_ pages: Int64) throws(OutboxError) {
         let s = try open()

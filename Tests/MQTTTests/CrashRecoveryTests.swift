@@ -31,10 +31,16 @@ import Testing
         var kills = 0
         for round in 1...5 {
             let child = try BackgroundProcess(try metergateBinary(), arguments, logPath: dir.file("soak-\(round).log"))
-            try await Task.sleep(for: .milliseconds(Int.random(in: 300...1200, using: &random)))
-            if child.isRunning {
-                child.stop(signal: SIGKILL, timeout: 5)
+            // The kill comes from a thread of its own, so a busy cooperative pool cannot delay it.
+            let delay = useconds_t(Int.random(in: 300...1200, using: &random) * 1000)
+            let pid = child.pid
+            let killer = Thread { usleep(delay); kill(pid, SIGKILL) }
+            killer.start()
+            #expect(await eventually(timeout: 30) { !child.isRunning })
+            if child.process.terminationReason == .uncaughtSignal && child.process.terminationStatus == SIGKILL {
                 kills += 1
+            } else {
+                Issue.record("round \(round): the child had already exited (\(child.process.terminationStatus)): \(child.log)")
             }
             if round == 1 {
                 // The broker publishes the last will for a connection that died without DISCONNECT.

@@ -65,6 +65,44 @@ import Testing
         await client.shutdown()
     }
 
+    @Test func usernameAndPasswordAreCheckedByTheBroker() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let tool = try #require(which("mosquitto_passwd"))
+        try runProcess(tool, ["-c", "-b", dir.file("passwd"), "gw", "right"])
+        let broker = try MosquittoBroker(extraConfig: "password_file \(dir.file("passwd"))\nuser root")
+        let good = MQTTClient(configuration: clientConfiguration(broker, id: "good", username: "gw", password: "right"))
+        let goodEvents = EventLog(good)
+        good.start()
+        #expect(await eventually(timeout: 10) { !goodEvents.connectedSessions.isEmpty }, "\(goodEvents.failures)")
+        let bad = MQTTClient(configuration: clientConfiguration(broker, id: "bad", username: "gw", password: "wrong"))
+        let badEvents = EventLog(bad)
+        bad.start()
+        #expect(await eventually(timeout: 10) { !badEvents.failures.isEmpty })
+        await bad.shutdown()
+        await good.shutdown()
+        #expect(badEvents.connectedSessions.isEmpty)
+        #expect(badEvents.failures.first?.description.contains("broker refused the MQTT 5 connection: Not authorized") == true,
+                "\(badEvents.failures)")
+    }
+
+    @Test func speaksMQTT311WhenAskedTo() async throws {
+        let broker = try MosquittoBroker()
+        var configuration = clientConfiguration(broker, id: "old")
+        configuration.protocolVersion = .v311
+        let client = MQTTClient(configuration: configuration)
+        let events = EventLog(client)
+        client.start()
+        #expect(await eventually(timeout: 10) { !events.connectedSessions.isEmpty })
+        #expect(events.connectedSessions.first?.protocolVersion == .v311)
+        #expect(events.connectedSessions.first?.receiveMaximum == nil)
+        let ticket = try client.publish(MQTTMessage(topic: "old/topic", text: "3.1.1"))
+        #expect(await eventually(timeout: 10) {
+            events.all.contains { if case .published(let s, let mid, _) = $0 { return s == ticket.session && mid == ticket.mid } else { return false } }
+        })
+        await client.shutdown()
+    }
+
     @Test func subscriptionsAreRenewedOnEveryConnection() async throws {
         let broker = try MosquittoBroker()
         let client = MQTTClient(configuration: clientConfiguration(broker, id: "listener"))

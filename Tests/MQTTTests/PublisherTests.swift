@@ -85,6 +85,33 @@ func receivedStreams(_ messages: [MQTTMessage], topics: MeterGateTopics) -> [Str
         #expect(stats.pending == 0 && stats.inflight == 0)
     }
 
+    @Test func aRecordTheBrokerRefusesStaysPendingAndIsRetriedAfterAPause() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        // Anonymous clients may only use the status topic: every record is refused (MQTT 5 PUBACK 0x87).
+        dir.write("acl", "topic readwrite metergate/v1/gw/status\n")
+        let broker = try MosquittoBroker(extraConfig: "acl_file \(dir.file("acl"))\nuser root")
+        let topics = MeterGateTopics(gateway: "gw")
+        let store = try await SQLiteOutbox.open(path: dir.file("outbox.sqlite"), configuration: OutboxConfiguration())
+        for _ in 0..<5 { _ = try await store.append(meter: "m", chainedRecord("m")) }
+        let client = MQTTClient(configuration: clientConfiguration(broker, id: "gw", topics: topics))
+        let publisher = OutboxPublisher(store: store, client: client, topics: topics,
+                                        configuration: .init(window: 8, refusalPause: .milliseconds(300)))
+        let run = Task { try await publisher.run() }
+        #expect(await eventually(timeout: 15) { await publisher.counters.refused >= 10 })
+        let counters = await publisher.counters
+        run.cancel()
+        try await run.value
+        let stats = try await store.stats()
+        #expect(stats.delivered == 0)
+        #expect(stats.pending == 5)
+        #expect(counters.delivered == 0)
+        // Every publish is accounted for: refused (back to pending), returned to pending because mosquitto
+        // closed the connection after a denial, or still in flight when the publisher stopped.
+        let unaccounted = counters.published - counters.refused - counters.returnedToPending
+        #expect(unaccounted >= 0 && unaccounted <= 5, "\(counters)")
+    }
+
     @Test func replayRequestsRepublishDeliveredRecordsAndBadOnesAreCounted() async throws {
         let broker = try MosquittoBroker()
         let dir = TemporaryDirectory()

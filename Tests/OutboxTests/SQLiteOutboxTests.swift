@@ -113,6 +113,19 @@ import Testing
         #expect(try check.scalarText("PRAGMA integrity_check") == "ok")
     }
 
+    @Test func appendsCommitWithSynchronousFullInWALModeAfterEveryKindOfTransaction() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let store = try await SQLiteOutbox.open(path: dir.file("outbox.sqlite"), configuration: OutboxConfiguration())
+        #expect(try await store.durability() == ("wal", 2))
+        _ = try await store.append(meter: "m", chainedRecord("m"))
+        let claimed = try await store.claimPending(limit: 1)
+        #expect(try await store.durability() == ("wal", 2), "a relaxed state change restores FULL for the next append")
+        try await store.markDelivered(claimed.map(\.id), at: Date())
+        try await store.releaseInflight([])
+        #expect(try await store.durability() == ("wal", 2))
+    }
+
     @Test func exportedRecordsAreTheStoredBytes() async throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
