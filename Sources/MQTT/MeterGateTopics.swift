@@ -27,4 +27,6 @@ public struct MeterGateTopics: Sendable, Hashable {
     /// The will, birth and farewell messages of the status topic, for ``MQTTClientConfiguration``.
     public var offline: MQTTMessage { MQTTMessage(topic: status, text: "offline", qos: .atLeastOnce, retain: true) }
     public var online: MQTTMessage { MQTTMessage(topic: status, text: "online", qos: .atLeastOnce, retain: true) }
+    /// The retained public keys (a JWK set from the signing code), for the birth messages.
+    public func keysMessage(_ payload: [UInt8]) -> MQTTMessage { MQTTMessage(topic: keys, payload: payload, qos: .atLeastOnce, retain: true) }
 }
