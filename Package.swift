@@ -58,7 +58,7 @@ let package = Package(
         ]),
 
         // Benchmarks (not tests): swift run -c release OutboxBench.
-        .executableTarget(name: "OutboxBench", dependencies: ["Outbox", "MQTT"], path: "bench/outbox"),
+        .executableTarget(name: "OutboxBench", dependencies: ["Outbox", "MQTT"], path: "bench/outbox", exclude: ["README.md"]),
 
         // Tests: one target per module, Swift Testing, real parts where they run here.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
