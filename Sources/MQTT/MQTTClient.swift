@@ -198,8 +198,9 @@ public final class MQTTClient: Sendable {
                     function: "mosquitto_connect", code: Int32(MOSQ_ERR_CONN_REFUSED.rawValue),
                     context: "\(context): broker refused the \(version) connection: \(reason)")))
             }
-            let why = gotConnack ? "the connection closed before CONNACK" : "no CONNACK within \(configuration.connectTimeout)"
-            return .failed(.transport, session.error(MosquittoError(function: "mosquitto_loop", code: Int32(MOSQ_ERR_PROTOCOL.rawValue),
+            let why = gotConnack ? "the connection failed before CONNACK" : "no CONNACK within \(configuration.connectTimeout)"
+            let code = session.logMentionsTLS ? MOSQ_ERR_TLS : MOSQ_ERR_PROTOCOL
+            return .failed(.transport, session.error(MosquittoError(function: "mosquitto_loop", code: Int32(code.rawValue),
                                                                     context: "\(context): \(why)")))
         }
         // Connected: wait until the connection drops or a shutdown is asked for.
@@ -302,6 +303,7 @@ public final class MQTTClient: Sendable {
 
         var isConnected: Bool { state.withLock { $0.connected } }
         var refusal: Int32? { state.withLock { $0.refusal } }
+        var logMentionsTLS: Bool { state.withLock { $0.log.contains { $0.contains("OpenSSL") || $0.contains("TLS") } } }
 
         /// `error` with libmosquitto's last log lines appended to its context.
         func error(_ error: MosquittoError) -> MosquittoError {
@@ -344,10 +346,14 @@ public final class MQTTClient: Sendable {
             mosquitto_log_callback_set(mosq) { _, obj, level, line in
                 guard let session = Session.from(obj), let line, level & (MOSQ_LOG_ERR | MOSQ_LOG_WARNING) != 0 else { return }
                 let text = String(cString: line)
-                session.state.withLock { state in
+                let failedBeforeConnack = session.state.withLock { state -> Bool in
                     state.log.append(text)
                     if state.log.count > 8 { state.log.removeFirst() }
+                    return level & MOSQ_LOG_ERR != 0 && !state.connected
                 }
+                // A TLS handshake that fails inside the network loop ends libmosquitto's thread without a
+                // disconnect callback; its error log line is the only sign, so the attempt ends here.
+                if failedBeforeConnack { session.connack.signal() }
             }
         }
 

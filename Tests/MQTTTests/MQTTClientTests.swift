@@ -184,7 +184,7 @@ import Testing
         let client = MQTTClient(configuration: clientConfiguration(broker, id: "tls-wrong-ca", tls: tls))
         let events = EventLog(client)
         client.start()
-        #expect(await eventually(timeout: 10) { !events.failures.isEmpty })
+        #expect(await eventually(timeout: 20) { !events.failures.isEmpty })
         await client.shutdown()
         #expect(events.connectedSessions.isEmpty)
         let error = try #require(events.failures.first)
