@@ -62,10 +62,10 @@ final class Relay: @unchecked Sendable {
         let publisher = OutboxPublisher(store: store, client: client, topics: topics, configuration: .init(window: window, flushInterval: .milliseconds(20)))
         let run = Task { try await publisher.run() }
 
-        let total = 1200
+        let total = 3000
         let producer = Task {
-            for i in 0..<total {
-                _ = try await store.append(meter: "m\(i % 3)", chainedRecord("m\(i % 3)"))
+            for i in stride(from: 0, to: total, by: 3) {
+                _ = try await store.append((0..<3).map { j in AppendRequest(meter: "m\((i + j) % 3)", build: chainedRecord("m\((i + j) % 3)")) })
                 publisher.recordsAppended()
                 try await Task.sleep(for: .milliseconds(4))
             }
