@@ -32,6 +32,7 @@ public final class MQTTClient: Sendable {
     }
 
     /// Starts connecting on a dedicated thread (never Swift's cooperative pool); returns at once.
+    /// The thread runs until ``shutdown()``: a started client must be shut down.
     public func start() {
         let first = shared.state.withLock { state -> Bool in
             defer { state.started = true }

@@ -99,7 +99,6 @@ public actor OutboxPublisher {
     private var replays: [ReplayCursor] = []
     private var replaySkipped: Int64 = 0
     private var lastMaintenance = ContinuousClock.now
-    private var appendedSinceFill = false
     /// After the broker refused a record (MQTT 5 reason code), pending records wait until then: the
     /// refusal (an ACL, a quota) will not go away in a millisecond and must not turn into a busy loop.
     private var refusedUntil: ContinuousClock.Instant?
@@ -112,7 +111,7 @@ public actor OutboxPublisher {
         self.topics = topics
         self.configuration = configuration
         self.logger = logger
-        self.window = configuration.window
+        self.window = min(configuration.window, client.configuration.maxInflight)
         (input, inputContinuation) = AsyncStream.makeStream(of: Input.self, bufferingPolicy: .unbounded)
     }
 
@@ -177,7 +176,8 @@ public actor OutboxPublisher {
         switch next {
         case .mqtt(.connected(let s)):
             session = s
-            window = min(configuration.window, s.receiveMaximum ?? Int.max)
+            // Never more than libmosquitto may send (its send maximum) or the broker will take (Receive Maximum).
+            window = max(1, min(configuration.window, client.configuration.maxInflight, s.receiveMaximum ?? Int.max))
             logger.info("MQTT connected", metadata: ["session": "\(s.id)", "protocol": "\(s.protocolVersion)", "window": "\(window)"])
             try await fill()
         case .mqtt(.disconnected(let id, let reason)):
@@ -222,7 +222,6 @@ public actor OutboxPublisher {
         case .mqtt(.connectFailed), .mqtt(.subscribed):
             return
         case .appended:
-            appendedSinceFill = true
             if inflight.count <= window / 2 { try await fill() }
         case .replay(let request):
             enqueueReplay(request)
@@ -267,7 +266,6 @@ public actor OutboxPublisher {
             let limit = room - replayShare
             if limit > 0 {
                 let records = try await store.claimPending(limit: limit)
-                appendedSinceFill = false
                 try await hand(records, isReplay: false)
                 room = window - inflight.count
             }
