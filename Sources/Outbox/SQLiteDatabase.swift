@@ -55,6 +55,10 @@ public final class SQLiteDatabase {
     /// Rows changed by the last statement. The corresponding C function is `sqlite3_changes64`.
     public var changes: Int64 { sqlite3_changes64(handle) }
 
+    /// Whether no transaction is open (SQLite rolls a transaction back by itself after some errors, such
+    /// as `SQLITE_FULL`). The corresponding C function is `sqlite3_get_autocommit`.
+    public var isAutocommit: Bool { sqlite3_get_autocommit(handle) != 0 }
+
     /// Builds the error for a failed call on this connection; call right after the failure.
     func error(_ function: String, context: String = "") -> SQLiteError {
         SQLiteError(function: function, code: sqlite3_extended_errcode(handle), message: String(cString: sqlite3_errmsg(handle)), context: context)

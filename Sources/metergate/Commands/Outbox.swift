@@ -1,9 +1,260 @@
+import MeterCore
 import ArgumentParser
+import Crypto
+import ConfigFile
+import Foundation
+import Gateway
+import MQTT
+import Outbox
 
-/// `metergate outbox`.
-struct Outbox: AsyncParsableCommand, NotYetAvailable {
-    static let configuration = CommandConfiguration(abstract: "Inspect the outbox: stats, export, vacuum.")
-    static let capability = "outbox inspection (metergate outbox)"
+/// `metergate outbox`: inspect and maintain the store-and-forward queue.
+struct Outbox: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Inspect the outbox: stats, export, vacuum.",
+        discussion: "Safe beside a running gateway: inflight records stay inflight and nothing is moved.",
+        subcommands: [Stats.self, Export.self, Vacuum.self, Soak.self])
 
-    func run() async throws { try notYet() }
+    /// `metergate outbox stats`.
+    struct Stats: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Counts by state and meter, the oldest unsent record, sizes.")
+
+        @OptionGroup var location: OutboxLocation
+
+        func run() async throws {
+            let store = try await location.open()
+            let stats = try await outboxCall { () async throws(OutboxError) in try await store.stats() }
+            print(OutboxStatsText.render(stats, path: store.path, quota: try location.configuration()))
+        }
+    }
+
+    /// `metergate outbox export`.
+    struct Export: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write a range of a meter's records, one stored record per line, for `metergate verify`.")
+
+        @OptionGroup var location: OutboxLocation
+        @Option(help: "The meter whose records to export.") var meter: String
+        @Option(help: "The first seq (default: the first stored).") var from: UInt64 = 1
+        @Option(help: "The last seq (default: the last stored).") var to: UInt64 = UInt64(Int64.max)
+        @Option(name: .shortAndLong, help: "Write to this file instead of standard output.") var output: String?
+
+        func validate() throws {
+            guard from >= 1 else { throw ValidationError("--from must be at least 1 (seqs start at 1)") }
+            guard from <= to else { throw ValidationError("--from \(from) is after --to \(to)") }
+        }
+
+        func run() async throws {
+            let store = try await location.open()
+            var sink: FileHandle = .standardOutput
+            if let output {
+                guard FileManager.default.createFile(atPath: output, contents: nil), let handle = FileHandle(forWritingAtPath: output) else {
+                    throw Failure.run("cannot write \(output)")
+                }
+                sink = handle
+            }
+            var next = from
+            var written = 0
+            var buffer = Data()
+            while next <= to {
+                let first = next
+                let batch = try await outboxCall { () async throws(OutboxError) in try await store.records(meter: meter, seqs: first...to, limit: 1000) }
+                guard let last = batch.last else { break }
+                for record in batch {
+                    guard !record.bytes.contains(0x0A), !record.bytes.contains(0x0D) else {
+                        throw Failure.run("meter \(meter) seq \(record.seq) contains a line break; it cannot be exported as one line")
+                    }
+                    buffer.append(contentsOf: record.bytes)
+                    buffer.append(0x0A)
+                }
+                sink.write(buffer)
+                buffer.removeAll(keepingCapacity: true)
+                written += batch.count
+                if last.seq == UInt64(Int64.max) { break }
+                next = last.seq + 1
+            }
+            try? sink.synchronize()
+            if written == 0 {
+                throw Failure.run("no stored records of meter \(meter) in seq \(from)...\(to == UInt64(Int64.max) ? "end" : String(to))")
+            }
+            FileHandle.standardError.write(Data("exported \(written) record\(written == 1 ? "" : "s") of meter \(meter)\n".utf8))
+        }
+    }
+
+    /// `metergate outbox vacuum`.
+    struct Vacuum: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Apply retention and the quota, then compact the database file (VACUUM) and truncate its WAL.")
+
+        @OptionGroup var location: OutboxLocation
+
+        func run() async throws {
+            let configuration = try location.configuration()
+            let store = try await location.open()
+            let before = try await outboxCall { () async throws(OutboxError) in try await store.stats() }
+            let report = try await outboxCall { () async throws(OutboxError) in try await store.maintain(now: Date()) }
+            try await outboxCall { () async throws(OutboxError) in try await store.vacuum() }
+            let after = try await outboxCall { () async throws(OutboxError) in try await store.stats() }
+            await store.close()
+            print("expired \(report.expired) delivered record(s) past retention \(configuration.retention), pruned \(report.prunedForQuota) for the quota")
+            if report.droppedCount > 0 { print("dropped \(report.droppedCount) unsent record(s) (quota policy drop-oldest)") }
+            print("file: \(OutboxStatsText.bytes(before.fileBytes)) -> \(OutboxStatsText.bytes(after.fileBytes))")
+        }
+    }
+}
+
+/// `--config FILE` or `--db PATH`: where the outbox is and how it is bounded.
+struct OutboxLocation: ParsableArguments {
+    @Option(name: .shortAndLong, help: "The gateway config file: the outbox path, retention and quota come from it.")
+    var config: String?
+
+    @Option(help: "The outbox database file (instead of --config).")
+    var db: String?
+
+    @Option(name: .customLong("boards"), help: "A directory of board files (with --config).")
+    var boardDirectories: [String] = []
+
+    @Option(name: .customLong("profiles"), help: "A directory of meter profiles (with --config).")
+    var profileDirectories: [String] = []
+
+    func validate() throws {
+        guard (config == nil) != (db == nil) else { throw ValidationError("give either --config FILE or --db PATH") }
+    }
+
+    /// The gateway config, when given.
+    func gatewayConfig() throws -> GatewayConfig? {
+        guard let config else { return nil }
+        do {
+            return try GatewayConfig.load(
+                path: config,
+                boardDirectories: boardDirectories.isEmpty ? DataDirectories.boards() : boardDirectories,
+                profileDirectories: profileDirectories.isEmpty ? DataDirectories.profiles() : profileDirectories)
+        } catch {
+            let count = error.errors.count
+            throw Failure.usage("\(count) error\(count == 1 ? "" : "s") in the configuration:\n\(error.description)")
+        }
+    }
+
+    var path: String {
+        get throws { try db ?? gatewayConfig()!.outbox.path }
+    }
+
+    func configuration() throws -> OutboxConfiguration {
+        guard let outbox = try gatewayConfig()?.outbox else { return OutboxConfiguration() }
+        return OutboxConfiguration(retention: outbox.retention, quotaBytes: outbox.quotaBytes,
+                                   quotaPolicy: outbox.quotaPolicy == .keep ? .keep : .dropOldest)
+    }
+
+    func open(inspectOnly: Bool = true) async throws -> SQLiteOutbox {
+        let path = try self.path
+        let configuration = try configuration()
+        guard FileManager.default.fileExists(atPath: path) else { throw Failure.run("no outbox at \(path)") }
+        return try await outboxCall { () async throws(OutboxError) in
+            try await SQLiteOutbox.open(path: path, configuration: configuration, options: .init(inspectOnly: inspectOnly))
+        }
+    }
+}
+
+/// Runs an outbox call, turning its error into a run failure (exit 1) that names what went wrong.
+func outboxCall<T>(_ body: () async throws(OutboxError) -> T) async throws -> T {
+    do { return try await body() } catch { throw Failure.run(error.description) }
+}
+
+/// The text of `metergate outbox stats`.
+enum OutboxStatsText {
+    static func render(_ s: OutboxStats, path: String, quota: OutboxConfiguration) -> String {
+        var lines: [String] = []
+        lines.append("outbox: \(path)")
+        lines.append("epoch: \(s.epoch)")
+        lines.append("file: \(bytes(s.fileBytes)) (database and WAL)")
+        lines.append("records: \(s.totalRecords) (pending \(s.pending), inflight \(s.inflight), delivered \(s.delivered))")
+        lines.append("quota: unsent \(bytes(s.unsentBytes)) + delivered \(bytes(s.deliveredBytes)) of \(bytes(quota.quotaBytes)), policy \(quota.quotaPolicy.rawValue)\(s.quotaAlarm ? "  ALARM: unsent records alone exceed the quota" : "")")
+        lines.append("dropped by quota policy: \(s.droppedTotal)")
+        if let oldest = s.oldestUnsent {
+            let age = Int(Date().timeIntervalSince(oldest))
+            lines.append("oldest unsent: \(ISO8601DateFormatter().string(from: oldest)) (\(age) s ago)")
+        } else {
+            lines.append("oldest unsent: none")
+        }
+        lines.append("meter                              last seq  first stored    pending   inflight  delivered")
+        for m in s.streams {
+            let first = m.firstStoredSeq.map(String.init) ?? "-"
+            lines.append("\(pad(m.meter, 32)) \(lpad(String(m.lastSeq), 10)) \(lpad(first, 13)) \(lpad(String(m.pending), 10)) \(lpad(String(m.inflight), 10)) \(lpad(String(m.delivered), 10))")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func bytes(_ n: Int64) -> String {
+        if n >= 1 << 30 { return String(format: "%.2f GiB", Double(n) / Double(1 << 30)) }
+        if n >= 1 << 20 { return String(format: "%.2f MiB", Double(n) / Double(1 << 20)) }
+        if n >= 1 << 10 { return String(format: "%.1f KiB", Double(n) / Double(1 << 10)) }
+        return "\(n) B"
+    }
+
+    static func pad(_ s: String, _ width: Int) -> String { s.count >= width ? s : s + String(repeating: " ", count: width - s.count) }
+    static func lpad(_ s: String, _ width: Int) -> String { s.count >= width ? s : String(repeating: " ", count: width - s.count) + s }
+}
+
+extension Outbox {
+    /// `metergate outbox soak`: TEST ONLY, hidden. Appends chained test records (SHA-256 of
+    /// "meter|epoch|seq|prev|soak") to a real outbox and publishes them, so tests can SIGKILL a real
+    /// appending and publishing process at random moments and check that nothing is lost or reused.
+    struct Soak: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Test only: append and publish chained test records until --total are stored and delivered.",
+            shouldDisplay: false)
+
+        @Option(help: "The outbox database file.") var db: String
+        @Option(help: "Broker host.") var host: String = "127.0.0.1"
+        @Option(help: "Broker port.") var port: Int
+        @Option(help: "Gateway id (topic level).") var gateway: String = "soak"
+        @Option(help: "Number of meters, named m0, m1, ...") var meters: Int = 3
+        @Option(help: "Stop appending once the store holds this many records in all, then exit when all are delivered.") var total: Int
+        @Option(help: "Milliseconds between appends.") var intervalMs: Int = 2
+        @Option(help: "Records per append transaction.") var batch: Int = 1
+        @Option(help: "The publisher's inflight window.") var window: Int = 32
+
+        func run() async throws {
+            let store = try await outboxCall { () async throws(OutboxError) in
+                try await SQLiteOutbox.open(path: db, configuration: OutboxConfiguration())
+            }
+            let topics = MeterGateTopics(gateway: gateway)
+            let client = MQTTClient(configuration: MQTTClientConfiguration(
+                host: host, port: port, clientID: "metergate-\(gateway)", keepaliveSeconds: 5, will: topics.offline,
+                birthMessages: [topics.online], farewellMessages: [topics.offline],
+                backoff: BackoffPolicy(initial: .milliseconds(100), maximum: .seconds(1)), maxInflight: window))
+            let publisher = OutboxPublisher(store: store, client: client, topics: topics,
+                                            configuration: .init(window: window, acceptReplayRequests: false, maintenanceInterval: nil))
+            let running = Task { try await publisher.run() }
+            var stored = try await outboxCall { () async throws(OutboxError) in try await store.stats() }.streams.reduce(0) { $0 + Int($1.lastSeq) }
+            print("soak: epoch \(store.epoch), \(stored) records stored at start")
+            while stored < total {
+                let count = min(batch, total - stored)
+                let requests = (0..<count).map { i -> AppendRequest in
+                    let meter = "m\((stored + i) % meters)"
+                    return AppendRequest(meter: meter, build: Self.record(meter))
+                }
+                _ = try await outboxCall { () async throws(OutboxError) in try await store.append(requests) }
+                stored += count
+                publisher.recordsAppended()
+                if intervalMs > 0 { try await Task.sleep(for: .milliseconds(intervalMs)) }
+            }
+            while true {
+                let stats = try await outboxCall { () async throws(OutboxError) in try await store.stats() }
+                if stats.pending == 0 && stats.inflight == 0 { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            running.cancel()
+            try await running.value
+            await store.close()
+            print("soak: all \(stored) records delivered")
+        }
+
+        static func record(_ meter: String) -> RecordBuilder {
+            { position in
+                let prev = position.prev.map { String(format: "%02x", $0) }.joined()
+                let bytes = Array("\(meter)|\(position.epoch)|\(position.seq)|\(prev)|soak".utf8)
+                return (bytes, Array(SHA256.hash(data: bytes)))
+            }
+        }
+    }
 }

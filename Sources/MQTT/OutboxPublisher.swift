@@ -1,0 +1,309 @@
+import Foundation
+import Logging
+import Outbox
+
+/// Drains the outbox to the broker: pending records oldest first, QoS 1, at most `window` unacknowledged
+/// at a time; a PUBACK marks a record delivered; a disconnect returns the unacknowledged ones to pending.
+/// Also serves replay requests (`cmd/replay` or ``requestReplay(_:)``) from delivered records.
+///
+/// The outbox is the only buffer: libmosquitto is never handed more than the window, and the publisher
+/// holds at most a window of records in memory, however large the backlog.
+public actor OutboxPublisher {
+    public struct Configuration: Sendable {
+        /// The most records handed to MQTT and not yet acknowledged.
+        public var window: Int
+        /// Whether to drain pending records (false: serve replays only, as `metergate replay` does).
+        public var drainPending: Bool
+        /// Whether to subscribe to `cmd/replay` and serve its requests.
+        public var acceptReplayRequests: Bool
+        /// How often retention and the quota are applied (nil: never, e.g. a read-only replay).
+        public var maintenanceInterval: Duration?
+        /// How often acknowledged records are committed when PUBACKs trickle in.
+        public var flushInterval: Duration
+        /// How long pending records wait after the broker refused one (MQTT 5 PUBACK reason code ≥ 0x80).
+        public var refusalPause: Duration
+
+        public init(window: Int = 64, drainPending: Bool = true, acceptReplayRequests: Bool = true,
+                    maintenanceInterval: Duration? = .seconds(60), flushInterval: Duration = .milliseconds(50),
+                    refusalPause: Duration = .seconds(1)) {
+            self.window = max(1, window)
+            self.drainPending = drainPending
+            self.acceptReplayRequests = acceptReplayRequests
+            self.maintenanceInterval = maintenanceInterval
+            self.flushInterval = flushInterval
+            self.refusalPause = refusalPause
+        }
+    }
+
+    /// Running totals, for metrics, logs and tests.
+    public struct Counters: Sendable, Hashable {
+        /// Records handed to MQTT from the pending queue (including re-sends after a disconnect).
+        public var published: Int64 = 0
+        /// Records whose PUBACK came and whose delivered state is committed.
+        public var delivered: Int64 = 0
+        /// Records returned to pending because their connection dropped before the PUBACK.
+        public var returnedToPending: Int64 = 0
+        /// PUBACKs with an MQTT 5 failure reason code (the record stays pending).
+        public var refused: Int64 = 0
+        /// Delivered records re-published by replays, and their PUBACKs.
+        public var replayed: Int64 = 0
+        public var replayAcknowledged: Int64 = 0
+        /// Replay requests that could not be parsed.
+        public var badReplayRequests: Int64 = 0
+        /// The most records that were ever unacknowledged at once (never more than the window).
+        public var maxInflight: Int = 0
+    }
+
+    /// The state of the replay queue.
+    public struct ReplayProgress: Sendable, Hashable {
+        /// Records still to re-publish in the requests being served (an upper bound: gaps are skipped).
+        public var remaining: UInt64
+        /// Records re-published and acknowledged so far.
+        public var acknowledged: Int64
+        /// Records in requested ranges that the store does not hold as delivered (never appended, pruned, or not yet delivered).
+        public var skipped: Int64
+        /// Replays queued or in progress.
+        public var active: Int
+        public var inflight: Int
+    }
+
+    private struct Inflight {
+        var recordID: Int64
+        var isReplay: Bool
+    }
+
+    private struct ReplayCursor {
+        var request: ReplayRequest
+        var next: UInt64
+    }
+
+    private enum Input: Sendable {
+        case mqtt(MQTTEvent)
+        case appended
+        case tick
+        case replay(ReplayRequest)
+    }
+
+    private let store: any OutboxStore
+    private let client: MQTTClient
+    private let topics: MeterGateTopics
+    private let configuration: Configuration
+    private let logger: Logger
+    private let input: AsyncStream<Input>
+    private let inputContinuation: AsyncStream<Input>.Continuation
+
+    private var session: MQTTSession?
+    private var window: Int
+    private var inflight: [PublishTicket: Inflight] = [:]
+    private var acknowledged: [Int64] = []
+    private var replays: [ReplayCursor] = []
+    private var replaySkipped: Int64 = 0
+    private var lastMaintenance = ContinuousClock.now
+    /// After the broker refused a record (MQTT 5 reason code), pending records wait until then: the
+    /// refusal (an ACL, a quota) will not go away in a millisecond and must not turn into a busy loop.
+    private var refusedUntil: ContinuousClock.Instant?
+    public private(set) var counters = Counters()
+
+    public init(store: any OutboxStore, client: MQTTClient, topics: MeterGateTopics, configuration: Configuration = Configuration(),
+                logger: Logger = Logger(label: "metergate.publisher")) {
+        self.store = store
+        self.client = client
+        self.topics = topics
+        self.configuration = configuration
+        self.logger = logger
+        self.window = min(configuration.window, client.configuration.maxInflight)
+        (input, inputContinuation) = AsyncStream.makeStream(of: Input.self, bufferingPolicy: .unbounded)
+    }
+
+    /// Tells the publisher that records were appended (cheap; call after every append).
+    public nonisolated func recordsAppended() {
+        inputContinuation.yield(.appended)
+    }
+
+    /// Queues a replay of `request`'s delivered records.
+    public nonisolated func requestReplay(_ request: ReplayRequest) {
+        inputContinuation.yield(.replay(request))
+    }
+
+    /// Where the replays stand.
+    public func replayProgress() -> ReplayProgress {
+        let remaining = replays.reduce(UInt64(0)) { $0 + ($1.request.seqs.upperBound - $1.next + 1) }
+        return ReplayProgress(remaining: remaining, acknowledged: counters.replayAcknowledged, skipped: replaySkipped,
+                              active: replays.count, inflight: inflight.values.filter(\.isReplay).count)
+    }
+
+    /// Starts the client and publishes until the task is cancelled or the client's events end.
+    /// Commits what was acknowledged, returns records still inflight to pending and shuts the client down
+    /// (publishing its farewell messages) before it returns.
+    public func run() async throws {
+        // Records a previous publisher of this process left inflight (a new store resets them itself).
+        // A replay-only publisher beside a running gateway must not touch the gateway's inflight records.
+        if configuration.drainPending { try await store.releaseInflight([]) }
+        if configuration.acceptReplayRequests { client.subscribe(topics.replayRequests, qos: .atLeastOnce) }
+        client.start()
+        let client = self.client
+        let continuation = inputContinuation
+        let flushInterval = configuration.flushInterval
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await event in client.events { continuation.yield(.mqtt(event)) }
+                continuation.finish()
+            }
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: flushInterval)
+                    continuation.yield(.tick)
+                }
+            }
+            defer { group.cancelAll() }
+            for await next in input {
+                if Task.isCancelled { break }
+                do { try await handle(next) } catch {
+                    logger.error("publisher step failed; retrying on the next tick", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+        try? await flush()
+        let open = inflight.values.filter { !$0.isReplay }.map(\.recordID)
+        inflight.removeAll()
+        if !open.isEmpty { _ = try? await store.releaseInflight(open) }
+        await client.shutdown()
+    }
+
+    // MARK: - Events
+
+    private func handle(_ next: Input) async throws {
+        switch next {
+        case .mqtt(.connected(let s)):
+            session = s
+            // Never more than libmosquitto may send (its send maximum) or the broker will take (Receive Maximum).
+            window = max(1, min(configuration.window, client.configuration.maxInflight, s.receiveMaximum ?? Int.max))
+            logger.info("MQTT connected", metadata: ["session": "\(s.id)", "protocol": "\(s.protocolVersion)", "window": "\(window)"])
+            try await fill()
+        case .mqtt(.disconnected(let id, let reason)):
+            if session?.id == id { session = nil }
+            try await flush()
+            let lost = inflight.filter { $0.key.session == id }
+            for key in lost.keys { inflight[key] = nil }
+            let ids = lost.values.filter { !$0.isReplay }.map(\.recordID)
+            if !ids.isEmpty {
+                let n = try await store.releaseInflight(ids)
+                counters.returnedToPending += Int64(n)
+            }
+            logger.warning("MQTT disconnected; unacknowledged records return to pending",
+                           metadata: ["session": "\(id)", "reason": "\(reason)", "returned": "\(ids.count)"])
+        case .mqtt(.published(let id, let mid, let reasonCode)):
+            guard let entry = inflight.removeValue(forKey: PublishTicket(session: id, mid: mid)) else { return }
+            if entry.isReplay {
+                counters.replayAcknowledged += 1
+            } else if reasonCode >= 0x80 {
+                counters.refused += 1
+                logger.warning("broker refused a record (PUBACK reason code); it stays pending",
+                               metadata: ["record": "\(entry.recordID)", "reason_code": "\(reasonCode)"])
+                try await store.releaseInflight([entry.recordID])
+                refusedUntil = .now + configuration.refusalPause
+            } else {
+                acknowledged.append(entry.recordID)
+            }
+            if acknowledged.count >= max(1, window / 2) || inflight.count <= window / 2 {
+                try await flush()
+                try await fill()
+            }
+        case .mqtt(.message(let message)):
+            guard message.topic == topics.replayRequests else { return }
+            do {
+                let request = try ReplayRequest(json: message.payload)
+                enqueueReplay(request)
+                try await fill()
+            } catch {
+                counters.badReplayRequests += 1
+                logger.warning("ignored a bad replay request", metadata: ["error": "\(error)", "payload": "\(message.text.prefix(200))"])
+            }
+        case .mqtt(.connectFailed), .mqtt(.subscribed):
+            return
+        case .appended:
+            if inflight.count <= window / 2 { try await fill() }
+        case .replay(let request):
+            enqueueReplay(request)
+            try await fill()
+        case .tick:
+            try await flush()
+            try await fill()
+            if let interval = configuration.maintenanceInterval, ContinuousClock.now - lastMaintenance >= interval {
+                lastMaintenance = .now
+                let report = try await store.maintain(now: Date())
+                if report.expired + report.prunedForQuota > 0 {
+                    logger.info("outbox maintenance", metadata: ["expired": "\(report.expired)", "pruned_for_quota": "\(report.prunedForQuota)"])
+                }
+            }
+        }
+    }
+
+    private func enqueueReplay(_ request: ReplayRequest) {
+        logger.info("replay requested", metadata: ["meter": "\(request.meter)", "from": "\(request.seqs.lowerBound)", "to": "\(request.seqs.upperBound)"])
+        replays.append(ReplayCursor(request: request, next: request.seqs.lowerBound))
+    }
+
+    /// Commits the delivered state of acknowledged records, in one transaction.
+    private func flush() async throws {
+        guard !acknowledged.isEmpty else { return }
+        let batch = acknowledged
+        acknowledged.removeAll(keepingCapacity: true)
+        let n = try await store.markDelivered(batch, at: Date())
+        counters.delivered += Int64(n)
+    }
+
+    /// Hands records to MQTT until the window is full: pending first, replays in what is left
+    /// (at least half the window when both wait, so neither starves).
+    private func fill() async throws {
+        guard session != nil else { return }
+        var room = window - inflight.count
+        guard room > 0 else { return }
+        let replayShare = replays.isEmpty ? 0 : max(1, room / 2)
+        if let until = refusedUntil, until > .now { return }
+        refusedUntil = nil
+        if configuration.drainPending {
+            let limit = room - replayShare
+            if limit > 0 {
+                let records = try await store.claimPending(limit: limit)
+                try await hand(records, isReplay: false)
+                room = window - inflight.count
+            }
+        }
+        while room > 0, !replays.isEmpty, session != nil {
+            var cursor = replays[0]
+            let records = try await store.records(meter: cursor.request.meter, seqs: cursor.next...cursor.request.seqs.upperBound, limit: room)
+            let delivered = records.filter { $0.state == .delivered }
+            let end = records.last?.seq ?? cursor.request.seqs.upperBound
+            let covered = (records.isEmpty ? cursor.request.seqs.upperBound : end) - cursor.next + 1
+            replaySkipped += Int64(covered) - Int64(delivered.count)
+            try await hand(delivered, isReplay: true)
+            if records.isEmpty || end >= cursor.request.seqs.upperBound {
+                replays.removeFirst()
+                logger.info("replay handed to MQTT", metadata: ["request": "\(cursor.request)", "skipped_total": "\(replaySkipped)"])
+            } else {
+                cursor.next = end + 1
+                replays[0] = cursor
+            }
+            room = window - inflight.count
+        }
+    }
+
+    /// Publishes records; those that cannot be handed over (the connection just dropped) go back to pending.
+    private func hand(_ records: [OutboxRecord], isReplay: Bool) async throws {
+        for (index, record) in records.enumerated() {
+            do {
+                let ticket = try client.publish(MQTTMessage(topic: topics.reading(meter: record.meter), payload: record.bytes, qos: .atLeastOnce))
+                inflight[ticket] = Inflight(recordID: record.id, isReplay: isReplay)
+                counters.maxInflight = max(counters.maxInflight, inflight.count)
+                if isReplay { counters.replayed += 1 } else { counters.published += 1 }
+            } catch {
+                if !isReplay {
+                    let rest = records[index...].map(\.id)
+                    try await store.releaseInflight(rest)
+                }
+                return
+            }
+        }
+    }
+}

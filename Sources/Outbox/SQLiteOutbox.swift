@@ -1,0 +1,708 @@
+import Dispatch
+import Foundation
+import Logging
+import MeterCore
+
+/// What happened when the outbox was opened.
+public struct OutboxOpenReport: Sendable, Hashable {
+    /// The store was created by this open (a new epoch).
+    public var created: Bool
+    /// A damaged database found at the path, moved aside (never deleted); the store was then created anew.
+    public var quarantined: QuarantinedDatabase?
+    /// Records that were inflight when the previous process stopped and are pending again.
+    public var inflightReset: Int64
+}
+
+/// A damaged database file moved out of the way.
+public struct QuarantinedDatabase: Sendable, Hashable, CustomStringConvertible {
+    /// Where the damaged file now is (its `-wal` and `-shm`, if any, moved beside it with the same suffix).
+    public var movedTo: String
+    /// What the integrity check or SQLite said.
+    public var reason: String
+
+    public var description: String { "damaged outbox database moved to \(movedTo): \(reason)" }
+}
+
+/// The outbox on a SQLite file: one connection, owned by this actor, on its own serial queue.
+///
+/// Durability: WAL journal with `synchronous=FULL` for every transaction that adds records, so an
+/// appended record is on disk before ``append(_:)`` returns (and before it can be offered to MQTT).
+/// State changes (inflight, delivered) commit with `synchronous=NORMAL`: a power cut can only lose the
+/// latest of them, which turns a record back into pending and, at worst, publishes it again, which
+/// at-least-once delivery allows. Records are never lost that way; ordering of WAL frames keeps every
+/// later FULL commit durable together with the NORMAL ones before it.
+public actor SQLiteOutbox: OutboxStore {
+    /// How thoroughly the file is checked when opened.
+    public enum IntegrityCheck: Sendable, Hashable {
+        /// `PRAGMA quick_check`: every page and row format, without cross-checking indexes (O(N), fast).
+        case quick
+        /// `PRAGMA integrity_check`: also checks every index entry.
+        case full
+        /// No check (benchmarks of open time only).
+        case none
+    }
+
+    public struct Options: Sendable, Hashable {
+        public var integrityCheck: IntegrityCheck
+        /// `PRAGMA max_page_count`: a hard page limit, for tests of the disk-full path.
+        public var maxPageCount: Int64?
+        /// For inspection beside a running gateway (`metergate outbox`, `metergate replay`): the file must
+        /// exist, inflight records stay inflight, and a damaged file is reported, not moved.
+        public var inspectOnly: Bool
+
+        public init(integrityCheck: IntegrityCheck = .quick, maxPageCount: Int64? = nil, inspectOnly: Bool = false) {
+            self.integrityCheck = integrityCheck
+            self.maxPageCount = maxPageCount
+            self.inspectOnly = inspectOnly
+        }
+    }
+
+    private let executor: SerialQueueExecutor
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
+    public nonisolated let epoch: String
+    public nonisolated let path: String
+    public nonisolated let openReport: OutboxOpenReport
+
+    private let configuration: OutboxConfiguration
+    private let logger: Logger
+    private let clock: @Sendable () -> Date
+    private var database: SQLiteDatabase?
+    private var statements: Statements?
+    /// Last seq and hash per meter, mirroring the `streams` table; changed only after a commit.
+    private var heads: [String: StreamHead]
+    private var unsentBytes: Int64
+    private var deliveredBytes: Int64
+    private var droppedTotal: Int64
+    private var quotaAlarm = false
+
+    /// Opens (or creates) the outbox at `path` without blocking the caller's thread: the work runs on a
+    /// dispatch queue, never on Swift's cooperative pool.
+    public static func open(path: String, configuration: OutboxConfiguration, options: Options = Options(),
+                            logger: Logger = Logger(label: "metergate.outbox"),
+                            clock: @escaping @Sendable () -> Date = { Date() }) async throws(OutboxError) -> SQLiteOutbox {
+        let result: Result<SQLiteOutbox, OutboxError> = await withCheckedContinuation { continuation in
+            DispatchQueue(label: "metergate.outbox.open").async {
+                do throws(OutboxError) {
+                    continuation.resume(returning: .success(try SQLiteOutbox(path: path, configuration: configuration, options: options, logger: logger, clock: clock)))
+                } catch {
+                    continuation.resume(returning: .failure(error))
+                }
+            }
+        }
+        return try result.get()
+    }
+
+    /// Opens (or creates) the outbox at `path`. Blocks for the integrity check: call ``open(path:configuration:options:logger:clock:)``
+    /// from async code.
+    ///
+    /// A file that fails the integrity check (or is not a database) is moved aside, reported in
+    /// ``openReport`` and logged as an error, and a new store is created in its place.
+    public init(path: String, configuration: OutboxConfiguration, options: Options = Options(),
+                logger: Logger = Logger(label: "metergate.outbox"), clock: @escaping @Sendable () -> Date = { Date() }) throws(OutboxError) {
+        self.executor = SerialQueueExecutor(label: "metergate.outbox")
+        self.path = path
+        self.configuration = configuration
+        self.logger = logger
+        self.clock = clock
+
+        var quarantined: QuarantinedDatabase?
+        var db: SQLiteDatabase
+        do throws(OpenFailure) {
+            db = try Self.openVerified(path: path, check: options.integrityCheck, create: !options.inspectOnly)
+        } catch {
+            switch error {
+            case .failed(let failure):
+                throw failure
+            case .damaged(let reason) where options.inspectOnly:
+                throw .database(SQLiteError(function: "PRAGMA quick_check", code: 11, message: "the outbox is damaged: \(reason)", context: path))
+            case .damaged(let reason):
+                let movedTo = try Self.moveAside(path: path, clock: clock)
+                quarantined = QuarantinedDatabase(movedTo: movedTo, reason: reason)
+                logger.error("outbox database failed its integrity check and was moved aside; starting a new store (new epoch)",
+                             metadata: ["path": "\(path)", "moved_to": "\(movedTo)", "reason": "\(reason)"])
+                do throws(SQLiteError) { db = try SQLiteDatabase(path: path) } catch { throw .database(error) }
+            }
+        }
+
+        do throws(SQLiteError) {
+            guard try db.scalarText("PRAGMA journal_mode=WAL") == "wal" else {
+                throw SQLiteError(function: "sqlite3_step", code: 1, message: "the journal could not be switched to WAL", context: path)
+            }
+            try db.execute("PRAGMA synchronous=FULL")
+            if let pages = options.maxPageCount { _ = try db.scalarInt("PRAGMA max_page_count=\(pages)") }
+            try db.execute(Self.schema)
+            try db.execute("BEGIN IMMEDIATE")
+            var created = false
+            var epoch = try Self.meta(db, "epoch")
+            if epoch == nil {
+                let fresh = Self.randomEpoch()
+                try Self.setMeta(db, "epoch", fresh)
+                try Self.setMeta(db, "created_at", ISO8601DateFormatter().string(from: clock()))
+                epoch = fresh
+                created = true
+            }
+            let reset = options.inspectOnly ? 0 : try Self.resetInflight(db)
+            try db.execute("COMMIT")
+            self.epoch = epoch!
+            self.droppedTotal = Int64(try Self.meta(db, "dropped_total") ?? "0") ?? 0
+            (self.unsentBytes, self.deliveredBytes) = try Self.byteTotals(db)
+            self.heads = try Self.loadHeads(db)
+            self.statements = try Statements(db)
+            self.openReport = OutboxOpenReport(created: created, quarantined: quarantined, inflightReset: reset)
+        } catch {
+            throw OutboxError.from(error)
+        }
+        self.database = db
+        if openReport.inflightReset > 0 {
+            logger.info("inflight records returned to pending after a restart", metadata: ["count": "\(openReport.inflightReset)"])
+        }
+    }
+
+    // MARK: - Appending
+
+    public func savedState(_ key: String) throws(OutboxError) -> [UInt8]? {
+        let s = try open()
+        return try sql { () throws(SQLiteError) -> [UInt8]? in
+            let select = s.selectState
+            defer { select.reset() }
+            try select.bind(key, at: 1)
+            return try select.step() ? select.blob(0) : nil
+        }
+    }
+
+    public func append(_ requests: [AppendRequest], saving state: [String: [UInt8]]) throws(OutboxError) -> [OutboxRecord] {
+        let s = try open()
+        guard !requests.isEmpty || !state.isEmpty else { return [] }
+        let now = clock()
+        let nowMillis = Self.millis(now)
+        var changed: [String: StreamHead] = [:]
+        var records: [OutboxRecord] = []
+        records.reserveCapacity(requests.count)
+        try sql { () throws(SQLiteError) in try s.begin.run() }
+        for request in requests {
+            let head = changed[request.meter] ?? heads[request.meter] ?? StreamHead(lastSeq: 0, lastHash: StreamPosition.zeroHash)
+            let position = StreamPosition(epoch: epoch, seq: head.lastSeq + 1, prev: head.lastHash)
+            let built: BuiltRecord
+            do {
+                built = try request.build(position)
+            } catch {
+                rollback()
+                throw .recordBuilderFailed(meter: request.meter, seq: position.seq, underlying: error)
+            }
+            guard built.hash.count == 32 else {
+                rollback()
+                throw .invalidHash(meter: request.meter, seq: position.seq, count: built.hash.count)
+            }
+            let size = Int64(built.bytes.count + built.hash.count) + OutboxRecord.rowOverheadBytes
+            let id = try sql { () throws(SQLiteError) -> Int64 in
+                let insert = s.insert
+                defer { insert.reset() }
+                try insert.bind(request.meter, at: 1)
+                try insert.bind(Int64(position.seq), at: 2)
+                try insert.bind(nowMillis, at: 3)
+                try insert.bind(size, at: 4)
+                try insert.bind(built.hash, at: 5)
+                try insert.bind(built.bytes, at: 6)
+                try insert.step()
+                return s.database.lastInsertRowID
+            }
+            changed[request.meter] = StreamHead(lastSeq: position.seq, lastHash: built.hash)
+            records.append(OutboxRecord(id: id, meter: request.meter, epoch: epoch, seq: position.seq, bytes: built.bytes,
+                                        hash: built.hash, state: .pending, appendedAt: now))
+        }
+        try sql { () throws(SQLiteError) in
+            for (meter, head) in changed {
+                let upsert = s.upsertStream
+                defer { upsert.reset() }
+                try upsert.bind(meter, at: 1)
+                try upsert.bind(Int64(head.lastSeq), at: 2)
+                try upsert.bind(head.lastHash, at: 3)
+                try upsert.step()
+            }
+            for (key, value) in state {
+                let save = s.saveState
+                defer { save.reset() }
+                try save.bind(key, at: 1)
+                try save.bind(value, at: 2)
+                try save.step()
+            }
+            try s.commit.run()
+        }
+        heads.merge(changed) { $1 }
+        unsentBytes += records.reduce(0) { $0 + $1.quotaBytes }
+        if unsentBytes + deliveredBytes > configuration.quotaBytes {
+            // Over quota: prune now rather than at the next maintenance tick. A failure here must not
+            // report the (committed) append as failed.
+            do { _ = try maintain(now: now) } catch {
+                logger.error("quota maintenance after an append failed", metadata: ["error": "\(error)"])
+            }
+        }
+        return records
+    }
+
+    // MARK: - Publishing states
+
+    public func claimPending(limit: Int) throws(OutboxError) -> [OutboxRecord] {
+        let s = try open()
+        guard limit > 0 else { return [] }
+        return try relaxedTransaction { () throws(SQLiteError) -> [OutboxRecord] in
+            let select = s.selectPending
+            defer { select.reset() }
+            try select.bind(Int64(limit), at: 1)
+            var records: [OutboxRecord] = []
+            while try select.step() {
+                records.append(OutboxRecord(id: select.int64(0), meter: select.text(1) ?? "", epoch: epoch, seq: UInt64(select.int64(2)),
+                                            bytes: select.blob(5), hash: select.blob(4), state: .inflight,
+                                            appendedAt: Self.date(millis: select.int64(3))))
+            }
+            if let last = records.last {
+                let mark = s.markInflightUpTo
+                defer { mark.reset() }
+                try mark.bind(last.id, at: 1)
+                try mark.step()
+            }
+            return records
+        }
+    }
+
+    @discardableResult
+    public func markDelivered(_ ids: [Int64], at time: Date) throws(OutboxError) -> Int {
+        let s = try open()
+        guard !ids.isEmpty else { return 0 }
+        let millis = Self.millis(time)
+        let (count, bytes) = try relaxedTransaction { () throws(SQLiteError) -> (Int, Int64) in
+            var count = 0
+            var bytes: Int64 = 0
+            let update = s.markDelivered
+            for id in ids {
+                defer { update.reset() }
+                try update.bind(millis, at: 1)
+                try update.bind(id, at: 2)
+                if try update.step() {
+                    count += 1
+                    bytes += update.int64(0)
+                    while try update.step() {}
+                }
+            }
+            return (count, bytes)
+        }
+        unsentBytes -= bytes
+        deliveredBytes += bytes
+        return count
+    }
+
+    @discardableResult
+    public func releaseInflight(_ ids: [Int64]) throws(OutboxError) -> Int {
+        let s = try open()
+        return try relaxedTransaction { () throws(SQLiteError) -> Int in
+            if ids.isEmpty {
+                try s.releaseAll.run()
+                return Int(s.database.changes)
+            }
+            var count = 0
+            let release = s.releaseOne
+            for id in ids {
+                defer { release.reset() }
+                try release.bind(id, at: 1)
+                try release.step()
+                count += Int(s.database.changes)
+            }
+            return count
+        }
+    }
+
+    // MARK: - Reading
+
+    public func records(meter: String, seqs: ClosedRange<UInt64>, limit: Int) throws(OutboxError) -> [OutboxRecord] {
+        let s = try open()
+        return try sql { () throws(SQLiteError) -> [OutboxRecord] in
+            let select = s.selectRange
+            defer { select.reset() }
+            try select.bind(meter, at: 1)
+            try select.bind(Int64(clamping: seqs.lowerBound), at: 2)
+            try select.bind(Int64(clamping: seqs.upperBound), at: 3)
+            try select.bind(Int64(limit), at: 4)
+            var records: [OutboxRecord] = []
+            while try select.step() {
+                records.append(OutboxRecord(id: select.int64(0), meter: meter, epoch: epoch, seq: UInt64(select.int64(1)),
+                                            bytes: select.blob(5), hash: select.blob(4), state: RecordState(rawValue: select.int64(2)) ?? .pending,
+                                            appendedAt: Self.date(millis: select.int64(3))))
+            }
+            return records
+        }
+    }
+
+    public func stats() throws(OutboxError) -> OutboxStats {
+        let s = try open()
+        return try sql { () throws(SQLiteError) -> OutboxStats in
+            var byMeter: [String: StreamStats] = [:]
+            for (meter, head) in heads {
+                var stream = StreamStats(meter: meter)
+                stream.lastSeq = head.lastSeq
+                byMeter[meter] = stream
+            }
+            let counts = try s.database.prepare("SELECT meter, state, count(*), min(seq) FROM records GROUP BY meter, state", persistent: false)
+            var totals: [RecordState: Int64] = [:]
+            while try counts.step() {
+                let meter = counts.text(0) ?? ""
+                let state = RecordState(rawValue: counts.int64(1)) ?? .pending
+                let n = counts.int64(2)
+                let first = UInt64(counts.int64(3))
+                var stream = byMeter[meter] ?? StreamStats(meter: meter)
+                switch state {
+                case .pending: stream.pending = n
+                case .inflight: stream.inflight = n
+                case .delivered: stream.delivered = n
+                }
+                stream.firstStoredSeq = min(stream.firstStoredSeq ?? first, first)
+                byMeter[meter] = stream
+                totals[state, default: 0] += n
+            }
+            var oldest: Date?
+            for state in [RecordState.pending, .inflight] {
+                if let millis = try s.database.scalarInt("SELECT appended_at FROM records WHERE state = \(state.rawValue) ORDER BY id LIMIT 1") {
+                    let date = Self.date(millis: millis)
+                    oldest = min(oldest ?? date, date)
+                }
+            }
+            let fileBytes = [path, path + "-wal"].reduce(Int64(0)) { sum, file in
+                sum + ((try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int64) ?? 0)
+            }
+            return OutboxStats(epoch: epoch, streams: byMeter.values.sorted { $0.meter < $1.meter },
+                               pending: totals[.pending] ?? 0, inflight: totals[.inflight] ?? 0, delivered: totals[.delivered] ?? 0,
+                               unsentBytes: unsentBytes, deliveredBytes: deliveredBytes, oldestUnsent: oldest,
+                               droppedTotal: droppedTotal, quotaAlarm: quotaAlarm, fileBytes: fileBytes)
+        }
+    }
+
+    // MARK: - Retention and quota
+
+    public func maintain(now: Date) throws(OutboxError) -> MaintenanceReport {
+        let s = try open()
+        var report = MaintenanceReport()
+        let cutoff = Self.millis(now) - Self.millis(configuration.retention)
+        let quota = configuration.quotaBytes
+        var unsent = unsentBytes
+        var delivered = deliveredBytes
+        var dropped = droppedTotal
+        try sql { () throws(SQLiteError) in
+            try s.begin.run()
+            // 1. Delivered records past their retention.
+            let expire = s.expireDelivered
+            try expire.bind(cutoff, at: 1)
+            while try expire.step() {
+                report.expired += 1
+                delivered -= expire.int64(0)
+            }
+            expire.reset()
+            // 2. The quota prunes delivered records first, oldest first.
+            if unsent + delivered > quota, delivered > 0 {
+                let excess = unsent + delivered - quota
+                var freed: Int64 = 0
+                var lastID: Int64?
+                let scan = s.scanDelivered
+                while freed < excess, try scan.step() {
+                    freed += scan.int64(1)
+                    lastID = scan.int64(0)
+                }
+                scan.reset()
+                if let lastID {
+                    let prune = s.pruneDeliveredUpTo
+                    try prune.bind(lastID, at: 1)
+                    while try prune.step() {
+                        report.prunedForQuota += 1
+                        delivered -= prune.int64(0)
+                    }
+                    prune.reset()
+                }
+            }
+            // 3. Unsent records alone over the quota: the configured policy.
+            if unsent > quota, configuration.quotaPolicy == .dropOldest {
+                let excess = unsent - quota
+                var freed: Int64 = 0
+                var lastID: Int64?
+                var ranges: [DroppedRange] = []
+                let scan = s.scanPending
+                while freed < excess, try scan.step() {
+                    lastID = scan.int64(0)
+                    let meter = scan.text(1) ?? ""
+                    let seq = UInt64(scan.int64(2))
+                    freed += scan.int64(3)
+                    if let i = ranges.lastIndex(where: { $0.meter == meter }), ranges[i].lastSeq + 1 == seq {
+                        ranges[i].lastSeq = seq
+                        ranges[i].count += 1
+                    } else {
+                        ranges.append(DroppedRange(meter: meter, firstSeq: seq, lastSeq: seq, count: 1))
+                    }
+                }
+                scan.reset()
+                if let lastID {
+                    let drop = s.dropPendingUpTo
+                    try drop.bind(lastID, at: 1)
+                    while try drop.step() { unsent -= drop.int64(0) }
+                    drop.reset()
+                    report.dropped = ranges
+                    dropped += report.droppedCount
+                    try Self.setMeta(s.database, "dropped_total", String(dropped))
+                }
+            }
+            try s.commit.run()
+        }
+        unsentBytes = unsent
+        deliveredBytes = delivered
+        droppedTotal = dropped
+        for range in report.dropped {
+            logger.error("outbox over quota: dropped the oldest unsent records (quota policy drop-oldest)",
+                         metadata: ["meter": "\(range.meter)", "first_seq": "\(range.firstSeq)", "last_seq": "\(range.lastSeq)",
+                                    "count": "\(range.count)", "dropped_total": "\(droppedTotal)"])
+        }
+        report.quotaAlarm = unsent > quota
+        if report.quotaAlarm != quotaAlarm {
+            if report.quotaAlarm {
+                logger.error("outbox over quota: unsent records alone exceed it; keeping every one (quota policy keep)",
+                             metadata: ["unsent_bytes": "\(unsent)", "quota_bytes": "\(quota)"])
+            } else {
+                logger.notice("outbox back under its quota", metadata: ["unsent_bytes": "\(unsent)", "quota_bytes": "\(quota)"])
+            }
+        }
+        quotaAlarm = report.quotaAlarm
+        return report
+    }
+
+    // MARK: - Housekeeping
+
+    /// Copies the store into a compact file and swaps it in (`VACUUM`), then truncates the WAL.
+    public func vacuum() throws(OutboxError) {
+        let s = try open()
+        try sql { () throws(SQLiteError) in
+            try s.database.execute("VACUUM")
+            _ = try s.database.scalarInt("PRAGMA wal_checkpoint(TRUNCATE)")
+        }
+    }
+
+    /// The connection's journal mode and `synchronous` level (2 = FULL), as SQLite reports them now.
+    public func durability() throws(OutboxError) -> (journalMode: String, synchronous: Int64) {
+        let s = try open()
+        return try sql { () throws(SQLiteError) in
+            (try s.database.scalarText("PRAGMA journal_mode") ?? "", try s.database.scalarInt("PRAGMA synchronous") ?? -1)
+        }
+    }
+
+    /// Changes the page limit (`PRAGMA max_page_count`); tests use it to end a forced disk-full state.
+    public func setMaxPageCount(_ pages: Int64) throws(OutboxError) {
+        let s = try open()
+        _ = try sql { () throws(SQLiteError) in try s.database.scalarInt("PRAGMA max_page_count=\(pages)") }
+    }
+
+    /// Checkpoints the WAL into the main file and closes the connection. Later calls throw ``OutboxError/closed``.
+    public func close() {
+        if let database {
+            _ = try? database.scalarInt("PRAGMA wal_checkpoint(TRUNCATE)")
+        }
+        statements = nil
+        database = nil
+    }
+
+    // MARK: - Private
+
+    private func open() throws(OutboxError) -> Statements {
+        guard let statements else { throw .closed }
+        return statements
+    }
+
+    /// Runs `body`; on failure rolls back an open transaction and maps the error.
+    private func sql<T>(_ body: () throws(SQLiteError) -> T) throws(OutboxError) -> T {
+        do throws(SQLiteError) {
+            return try body()
+        } catch {
+            rollback()
+            if error.isFull { logger.error("outbox storage full: append refused", metadata: ["error": "\(error)"]) }
+            throw OutboxError.from(error)
+        }
+    }
+
+    /// A transaction for state changes only, committed with `synchronous=NORMAL` (see the type's documentation).
+    private func relaxedTransaction<T>(_ body: () throws(SQLiteError) -> T) throws(OutboxError) -> T {
+        let s = try open()
+        try sql { () throws(SQLiteError) in try s.syncNormal.run() }
+        // Restored after the transaction has ended (committed or rolled back).
+        defer { try? s.syncFull.run() }
+        return try sql { () throws(SQLiteError) -> T in
+            try s.begin.run()
+            let value = try body()
+            try s.commit.run()
+            return value
+        }
+    }
+
+    private func rollback() {
+        guard let database, !database.isAutocommit else { return }
+        try? database.execute("ROLLBACK")
+    }
+
+    private struct StreamHead {
+        var lastSeq: UInt64
+        var lastHash: [UInt8]
+    }
+
+    static let schema = """
+        CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS streams(meter TEXT PRIMARY KEY, last_seq INTEGER NOT NULL, last_hash BLOB NOT NULL) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS records(
+            id INTEGER PRIMARY KEY,
+            meter TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            state INTEGER NOT NULL,
+            appended_at INTEGER NOT NULL,
+            delivered_at INTEGER,
+            size INTEGER NOT NULL,
+            hash BLOB NOT NULL,
+            bytes BLOB NOT NULL,
+            UNIQUE(meter, seq));
+        CREATE INDEX IF NOT EXISTS records_by_state ON records(state, id);
+        CREATE TABLE IF NOT EXISTS saved_state(key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+        """
+
+    /// The prepared statements, made once.
+    private final class Statements {
+        let database: SQLiteDatabase
+        let begin, commit, syncNormal, syncFull: SQLiteStatement
+        let insert, upsertStream: SQLiteStatement
+        let saveState, selectState: SQLiteStatement
+        let selectPending, markInflightUpTo, markDelivered, releaseAll, releaseOne, selectRange: SQLiteStatement
+        let expireDelivered, scanDelivered, pruneDeliveredUpTo, scanPending, dropPendingUpTo: SQLiteStatement
+
+        init(_ db: SQLiteDatabase) throws(SQLiteError) {
+            database = db
+            begin = try db.prepare("BEGIN IMMEDIATE")
+            commit = try db.prepare("COMMIT")
+            syncNormal = try db.prepare("PRAGMA synchronous=NORMAL")
+            syncFull = try db.prepare("PRAGMA synchronous=FULL")
+            saveState = try db.prepare("INSERT INTO saved_state(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+            selectState = try db.prepare("SELECT value FROM saved_state WHERE key = ?1")
+            insert = try db.prepare("INSERT INTO records(meter, seq, state, appended_at, size, hash, bytes) VALUES(?1, ?2, 0, ?3, ?4, ?5, ?6)")
+            upsertStream = try db.prepare("""
+                INSERT INTO streams(meter, last_seq, last_hash) VALUES(?1, ?2, ?3)
+                ON CONFLICT(meter) DO UPDATE SET last_seq = excluded.last_seq, last_hash = excluded.last_hash
+                """)
+            selectPending = try db.prepare("SELECT id, meter, seq, appended_at, hash, bytes FROM records WHERE state = 0 ORDER BY id LIMIT ?1")
+            markInflightUpTo = try db.prepare("UPDATE records SET state = 1 WHERE state = 0 AND id <= ?1")
+            markDelivered = try db.prepare("UPDATE records SET state = 2, delivered_at = ?1 WHERE id = ?2 AND state = 1 RETURNING size")
+            releaseAll = try db.prepare("UPDATE records SET state = 0 WHERE state = 1")
+            releaseOne = try db.prepare("UPDATE records SET state = 0 WHERE id = ?1 AND state = 1")
+            selectRange = try db.prepare("""
+                SELECT id, seq, state, appended_at, hash, bytes FROM records
+                WHERE meter = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq LIMIT ?4
+                """)
+            expireDelivered = try db.prepare("DELETE FROM records WHERE state = 2 AND delivered_at < ?1 RETURNING size")
+            scanDelivered = try db.prepare("SELECT id, size FROM records WHERE state = 2 ORDER BY id")
+            pruneDeliveredUpTo = try db.prepare("DELETE FROM records WHERE state = 2 AND id <= ?1 RETURNING size")
+            scanPending = try db.prepare("SELECT id, meter, seq, size FROM records WHERE state = 0 ORDER BY id")
+            dropPendingUpTo = try db.prepare("DELETE FROM records WHERE state = 0 AND id <= ?1 RETURNING size")
+        }
+    }
+
+    private enum OpenFailure: Error {
+        case damaged(String)
+        case failed(OutboxError)
+    }
+
+    /// Opens the file and runs the integrity check; corruption is `.damaged`, anything else `.failed`.
+    private static func openVerified(path: String, check: IntegrityCheck, create: Bool) throws(OpenFailure) -> SQLiteDatabase {
+        let db: SQLiteDatabase
+        var problems: [String] = []
+        do throws(SQLiteError) {
+            db = try SQLiteDatabase(path: path, create: create)
+            switch check {
+            case .quick, .full:
+                let statement = try db.prepare(check == .quick ? "PRAGMA quick_check" : "PRAGMA integrity_check", persistent: false)
+                while try statement.step(), problems.count < 5 {
+                    if let line = statement.text(0), line != "ok" { problems.append(line) }
+                }
+            case .none:
+                _ = try db.scalarInt("SELECT count(*) FROM sqlite_master")
+            }
+        } catch {
+            if error.isCorrupt { throw .damaged(error.description) }
+            throw .failed(.database(error))
+        }
+        if !problems.isEmpty { throw .damaged(problems.joined(separator: "; ")) }
+        return db
+    }
+
+    /// Renames the file (and its WAL and shared-memory files) to `<path>.damaged-<UTC time>`.
+    private static func moveAside(path: String, clock: () -> Date) throws(OutboxError) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+        var target = "\(path).damaged-\(formatter.string(from: clock()))"
+        var n = 1
+        while FileManager.default.fileExists(atPath: target) {
+            n += 1
+            target = "\(path).damaged-\(formatter.string(from: clock()))-\(n)"
+        }
+        for suffix in ["", "-wal", "-shm"] where FileManager.default.fileExists(atPath: path + suffix) {
+            if rename(path + suffix, target + suffix) != 0 {
+                let code = errno
+                throw .database(SQLiteError(function: "rename", code: 14, message: String(cString: strerror(code)),
+                                            context: "moving the damaged \(path + suffix) aside to \(target + suffix)"))
+            }
+        }
+        return target
+    }
+
+    private static func meta(_ db: SQLiteDatabase, _ key: String) throws(SQLiteError) -> String? {
+        let statement = try db.prepare("SELECT value FROM meta WHERE key = ?1", persistent: false)
+        try statement.bind(key, at: 1)
+        return try statement.step() ? statement.text(0) : nil
+    }
+
+    private static func setMeta(_ db: SQLiteDatabase, _ key: String, _ value: String) throws(SQLiteError) {
+        let statement = try db.prepare("INSERT INTO meta(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value", persistent: false)
+        try statement.bind(key, at: 1)
+        try statement.bind(value, at: 2)
+        try statement.step()
+    }
+
+    private static func resetInflight(_ db: SQLiteDatabase) throws(SQLiteError) -> Int64 {
+        try db.execute("UPDATE records SET state = 0 WHERE state = 1")
+        return db.changes
+    }
+
+    private static func byteTotals(_ db: SQLiteDatabase) throws(SQLiteError) -> (unsent: Int64, delivered: Int64) {
+        let unsent = try db.scalarInt("SELECT sum(size) FROM records WHERE state IN (0, 1)") ?? 0
+        let delivered = try db.scalarInt("SELECT sum(size) FROM records WHERE state = 2") ?? 0
+        return (unsent, delivered)
+    }
+
+    private static func loadHeads(_ db: SQLiteDatabase) throws(SQLiteError) -> [String: StreamHead] {
+        let statement = try db.prepare("SELECT meter, last_seq, last_hash FROM streams", persistent: false)
+        var heads: [String: StreamHead] = [:]
+        while try statement.step() {
+            heads[statement.text(0) ?? ""] = StreamHead(lastSeq: UInt64(statement.int64(1)), lastHash: statement.blob(2))
+        }
+        return heads
+    }
+
+    /// 16 random bytes as 32 hex digits.
+    private static func randomEpoch() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+    }
+
+    static func millis(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+    static func millis(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+    }
+    static func date(millis: Int64) -> Date { Date(timeIntervalSince1970: Double(millis) / 1000) }
+}
+
+extension SQLiteStatement {
+    /// Steps a statement that returns no rows and resets it.
+    func run() throws(SQLiteError) {
+        defer { reset() }
+        while try step() {}
+    }
+}

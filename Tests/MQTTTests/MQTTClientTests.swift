@@ -1,0 +1,206 @@
+import Foundation
+import MQTT
+import Outbox
+import TestSupport
+import Testing
+
+@Suite struct MQTTClientTests {
+    @Test func publishesQoS1ToMosquittoSubAndKeepsTheRetainedStatus() async throws {
+        let broker = try MosquittoBroker()
+        let topics = MeterGateTopics(gateway: "gw")
+        let log = TemporaryDirectory()
+        defer { log.cleanup() }
+        let sub = try #require(which("mosquitto_sub"))
+        // stdbuf: mosquitto_sub's stdout is a file here; line buffering lets the test see SUBACK at once.
+        let stdbuf = try #require(which("stdbuf"))
+        let peer = try BackgroundProcess(stdbuf, ["-oL", sub, "-h", "127.0.0.1", "-p", "\(broker.port)", "-i", "peer", "-q", "1", "-v", "-d",
+                                               "-t", "metergate/v1/gw/+/reading", "-C", "20"], logPath: log.file("sub.log"))
+        #expect(await eventually(timeout: 10) { peer.log.contains("SUBACK") })
+
+        let client = MQTTClient(configuration: clientConfiguration(broker, id: "gw", topics: topics))
+        let events = EventLog(client)
+        client.start()
+        #expect(await eventually(timeout: 10) { !events.connectedSessions.isEmpty })
+        let session = try #require(events.connectedSessions.first)
+        #expect(session.protocolVersion == .v5)
+        var tickets: [PublishTicket] = []
+        for i in 1...20 {
+            tickets.append(try client.publish(MQTTMessage(topic: topics.reading(meter: i % 2 == 0 ? "m2" : "m1"), text: "record \(i)")))
+        }
+        #expect(Set(tickets.map(\.mid)).count == 20)
+        #expect(await eventually(timeout: 10) {
+            Set(events.all.compactMap { if case .published(let s, let mid, let rc) = $0, s == session.id, rc < 0x80 { return mid } else { return nil } })
+                .isSuperset(of: tickets.map(\.mid))
+        })
+        #expect(await eventually(timeout: 10) { !peer.isRunning })
+        let lines = peer.log.split(separator: "\n").filter { $0.hasPrefix("metergate/v1/gw/") }.map(String.init)
+        #expect(lines == (1...20).map { "metergate/v1/gw/\($0 % 2 == 0 ? "m2" : "m1")/reading record \($0)" })
+
+        let status = try runProcess(sub, ["-h", "127.0.0.1", "-p", "\(broker.port)", "-t", topics.status, "-C", "1", "-W", "5"])
+        #expect(status.stdout == "online\n")
+        await client.shutdown()
+        let after = try runProcess(sub, ["-h", "127.0.0.1", "-p", "\(broker.port)", "-t", topics.status, "-C", "1", "-W", "5"])
+        #expect(after.stdout == "offline\n")
+        #expect(events.all.contains { if case .disconnected = $0 { return true } else { return false } })
+    }
+
+    @Test func publishingWithoutAConnectionIsRefusedAndNothingIsQueued() throws {
+        let port = freeLoopbackPort()
+        let client = MQTTClient(configuration: MQTTClientConfiguration(host: "127.0.0.1", port: port, clientID: "nobody"))
+        let error = #expect(throws: MosquittoError.self) { try client.publish(MQTTMessage(topic: "t", text: "x")) }
+        #expect(error?.function == "mosquitto_publish")
+        #expect(error?.message.contains("not currently connected") == true, "\(String(describing: error))")
+    }
+
+    @Test func aBrokerThatIsNotThereIsRetriedWithBackoffUntilItComes() async throws {
+        let port = freeLoopbackPort()
+        let client = MQTTClient(configuration: MQTTClientConfiguration(host: "127.0.0.1", port: port, clientID: "patient", backoff: testBackoff))
+        let events = EventLog(client)
+        client.start()
+        #expect(await eventually(timeout: 10) { events.failures.count >= 3 })
+        #expect(events.failures.first?.description.contains("127.0.0.1:\(port)") == true)
+        let broker = try MosquittoBroker(port: port)
+        #expect(await eventually(timeout: 10) { !events.connectedSessions.isEmpty })
+        _ = broker
+        await client.shutdown()
+    }
+
+    @Test func usernameAndPasswordAreCheckedByTheBroker() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let tool = try #require(which("mosquitto_passwd"))
+        try runProcess(tool, ["-c", "-b", dir.file("passwd"), "gw", "right"])
+        let broker = try MosquittoBroker(extraConfig: "password_file \(dir.file("passwd"))\nuser root")
+        let good = MQTTClient(configuration: clientConfiguration(broker, id: "good", username: "gw", password: "right"))
+        let goodEvents = EventLog(good)
+        good.start()
+        #expect(await eventually(timeout: 10) { !goodEvents.connectedSessions.isEmpty }, "\(goodEvents.failures)")
+        let bad = MQTTClient(configuration: clientConfiguration(broker, id: "bad", username: "gw", password: "wrong"))
+        let badEvents = EventLog(bad)
+        bad.start()
+        #expect(await eventually(timeout: 10) { !badEvents.failures.isEmpty })
+        await bad.shutdown()
+        await good.shutdown()
+        #expect(badEvents.connectedSessions.isEmpty)
+        #expect(badEvents.failures.first?.description.contains("broker refused the MQTT 5 connection: Not authorized") == true,
+                "\(badEvents.failures)")
+    }
+
+    @Test func speaksMQTT311WhenAskedTo() async throws {
+        let broker = try MosquittoBroker()
+        var configuration = clientConfiguration(broker, id: "old")
+        configuration.protocolVersion = .v311
+        let client = MQTTClient(configuration: configuration)
+        let events = EventLog(client)
+        client.start()
+        #expect(await eventually(timeout: 10) { !events.connectedSessions.isEmpty })
+        #expect(events.connectedSessions.first?.protocolVersion == .v311)
+        #expect(events.connectedSessions.first?.receiveMaximum == nil)
+        let ticket = try client.publish(MQTTMessage(topic: "old/topic", text: "3.1.1"))
+        #expect(await eventually(timeout: 10) {
+            events.all.contains { if case .published(let s, let mid, _) = $0 { return s == ticket.session && mid == ticket.mid } else { return false } }
+        })
+        await client.shutdown()
+    }
+
+    @Test func subscriptionsAreRenewedOnEveryConnection() async throws {
+        let broker = try MosquittoBroker()
+        let client = MQTTClient(configuration: clientConfiguration(broker, id: "listener"))
+        let events = EventLog(client)
+        client.subscribe("test/+/x")
+        client.start()
+        #expect(await eventually(timeout: 10) { events.subscribedSessions.count == 1 })
+        let pub = try #require(which("mosquitto_pub"))
+        try runProcess(pub, ["-h", "127.0.0.1", "-p", "\(broker.port)", "-t", "test/a/x", "-m", "one", "-q", "1"])
+        #expect(await eventually(timeout: 10) { events.messages.map(\.text) == ["one"] })
+        try broker.restart()
+        #expect(await eventually(timeout: 10) { events.subscribedSessions.count == 2 })
+        try runProcess(pub, ["-h", "127.0.0.1", "-p", "\(broker.port)", "-t", "test/b/x", "-m", "two", "-q", "1"])
+        #expect(await eventually(timeout: 10) { events.messages.map(\.text) == ["one", "two"] })
+        #expect(events.messages.last?.topic == "test/b/x")
+        await client.shutdown()
+    }
+}
+
+@Suite struct MQTTTLSTests {
+    /// A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl.
+    struct TestPKI {
+        let dir: TemporaryDirectory
+        var ca: String { dir.file("ca.crt") }
+        var otherCA: String { dir.file("other-ca.crt") }
+
+        init() throws {
+            dir = TemporaryDirectory("pki")
+            let openssl = try #require(which("openssl"))
+            func run(_ args: [String]) throws {
+                let result = try runProcess(openssl, args, currentDirectory: dir.path)
+                guard result.status == 0 else { throw TestEnvironmentError("openssl \(args.joined(separator: " ")) failed: \(result.stderr)") }
+            }
+            let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+            try run(["req", "-x509"] + ec + ["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=MeterGate Test CA"])
+            try run(["req", "-x509"] + ec + ["-keyout", "other-ca.key", "-out", "other-ca.crt", "-days", "2", "-subj", "/CN=Somebody Else CA"])
+            dir.write("server.ext", "subjectAltName=IP:127.0.0.1\n")
+            for name in ["server", "client"] {
+                try run(["req"] + ec + ["-keyout", "\(name).key", "-out", "\(name).csr", "-subj", "/CN=\(name == "server" ? "127.0.0.1" : "gw")"])
+                try run(["x509", "-req", "-in", "\(name).csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "\(name).crt", "-days", "2"]
+                        + (name == "server" ? ["-extfile", "server.ext"] : []))
+            }
+        }
+
+        var brokerConfig: String {
+            """
+            cafile \(dir.file("ca.crt"))
+            certfile \(dir.file("server.crt"))
+            keyfile \(dir.file("server.key"))
+            require_certificate true
+            user root
+            """
+        }
+
+        var clientTLS: MQTTTLSConfiguration { MQTTTLSConfiguration(caFile: ca, certFile: dir.file("client.crt"), keyFile: dir.file("client.key")) }
+    }
+
+    @Test func connectsOverTLSWithAClientCertificate() async throws {
+        let pki = try TestPKI()
+        defer { pki.dir.cleanup() }
+        let broker = try MosquittoBroker(extraConfig: pki.brokerConfig)
+        let client = MQTTClient(configuration: clientConfiguration(broker, id: "tls-ok", tls: pki.clientTLS))
+        let events = EventLog(client)
+        client.start()
+        #expect(await eventually(timeout: 10) { !events.connectedSessions.isEmpty }, "\(events.failures)")
+        let ticket = try client.publish(MQTTMessage(topic: "tls/test", text: "over tls"))
+        #expect(await eventually(timeout: 10) {
+            events.all.contains { if case .published(let s, let mid, _) = $0 { return s == ticket.session && mid == ticket.mid } else { return false } }
+        })
+        await client.shutdown()
+    }
+
+    @Test func aBrokerCertificateFromAnotherCAIsRefusedWithAClearError() async throws {
+        let pki = try TestPKI()
+        defer { pki.dir.cleanup() }
+        let broker = try MosquittoBroker(extraConfig: pki.brokerConfig)
+        var tls = pki.clientTLS
+        tls.caFile = pki.otherCA
+        let client = MQTTClient(configuration: clientConfiguration(broker, id: "tls-wrong-ca", tls: tls))
+        let events = EventLog(client)
+        client.start()
+        #expect(await eventually(timeout: 20) { !events.failures.isEmpty })
+        await client.shutdown()
+        #expect(events.connectedSessions.isEmpty)
+        let error = try #require(events.failures.first)
+        #expect(error.description.contains("certificate verify failed"), "\(error)")
+        #expect(error.description.contains("127.0.0.1:\(broker.port)"), "\(error)")
+    }
+
+    @Test func aMissingCAFileIsReportedWithItsPath() async throws {
+        let broker = try MosquittoBroker()
+        let client = MQTTClient(configuration: clientConfiguration(broker, id: "tls-no-file", tls: MQTTTLSConfiguration(caFile: "/nonexistent/ca.pem")))
+        let events = EventLog(client)
+        client.start()
+        #expect(await eventually(timeout: 10) { !events.failures.isEmpty })
+        await client.shutdown()
+        let error = try #require(events.failures.first)
+        #expect(error.function == "mosquitto_tls_set")
+        #expect(error.description.contains("/nonexistent/ca.pem"))
+    }
+}

@@ -1,0 +1,220 @@
+import MeterCore
+import Crypto
+import Foundation
+import Synchronization
+import Outbox
+import TestSupport
+import Testing
+
+/// Test records: the text "meter|epoch|seq|prev-hex" and its SHA-256, so the chain can be checked from the bytes.
+func chainedRecord(_ meter: String, payload: String = "") -> RecordBuilder {
+    { position in
+        let text = "\(meter)|\(position.epoch)|\(position.seq)|\(hex(position.prev))|\(payload)"
+        let bytes = Array(text.utf8)
+        return (bytes, Array(SHA256.hash(data: bytes)))
+    }
+}
+
+func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+
+/// Checks that `records` (one meter, seq order) start at `firstSeq`, rise by one and chain their `prev`.
+func expectChain(_ records: [OutboxRecord], firstSeq: UInt64 = 1, previousHash: [UInt8] = StreamPosition.zeroHash,
+                 sourceLocation: SourceLocation = #_sourceLocation) {
+    var expectedPrev = previousHash
+    for (offset, record) in records.enumerated() {
+        #expect(record.seq == firstSeq + UInt64(offset), sourceLocation: sourceLocation)
+        let fields = String(decoding: record.bytes, as: UTF8.self).split(separator: "|", omittingEmptySubsequences: false)
+        #expect(fields.count >= 4 && fields[3] == hex(expectedPrev)[...], "seq \(record.seq) prev", sourceLocation: sourceLocation)
+        #expect(record.hash == Array(SHA256.hash(data: record.bytes)), sourceLocation: sourceLocation)
+        expectedPrev = record.hash
+    }
+}
+
+/// The two implementations behind ``OutboxStore``: every logic test runs against both.
+enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case sqlite, memory
+    var testDescription: String { rawValue }
+
+    func make(_ dir: TemporaryDirectory, _ configuration: OutboxConfiguration = OutboxConfiguration(),
+              clock: @escaping @Sendable () -> Date = { Date() }) async throws -> any OutboxStore {
+        switch self {
+        case .sqlite: return try await SQLiteOutbox.open(path: dir.file("outbox.sqlite"), configuration: configuration, clock: clock)
+        case .memory: return InMemoryOutbox(epoch: probeEpoch, configuration: configuration, clock: clock)
+        }
+    }
+}
+
+/// An epoch as long as the SQLite store's, so record sizes match across implementations.
+let probeEpoch = "0123456789abcdef0123456789abcdef"
+
+/// A clock the test moves by hand.
+final class TestClock: Sendable {
+    private let seconds = Mutex(1_800_000_000.0)
+    var now: Date { Date(timeIntervalSince1970: seconds.withLock { $0 }) }
+    func advance(_ s: Double) { seconds.withLock { $0 += s } }
+    var function: @Sendable () -> Date { { self.now } }
+}
+
+@Suite struct OutboxStoreTests {
+    @Test(arguments: StoreKind.allCases)
+    func appendAllocatesContiguousSeqsPerMeterAndChainsPrev(kind: StoreKind) async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let store = try await kind.make(dir)
+        for round in 0..<5 {
+            _ = try await store.append([AppendRequest(meter: "m1", build: chainedRecord("m1")),
+                                        AppendRequest(meter: "m2", build: chainedRecord("m2")),
+                                        AppendRequest(meter: "m1", build: chainedRecord("m1", payload: "r\(round)"))])
+        }
+        let m1 = try await store.records(meter: "m1", seqs: 1...1000, limit: 1000)
+        let m2 = try await store.records(meter: "m2", seqs: 1...1000, limit: 1000)
+        #expect(m1.count == 10)
+        #expect(m2.count == 5)
+        expectChain(m1)
+        expectChain(m2)
+        #expect(m1.allSatisfy { $0.epoch == store.epoch && $0.state == .pending })
+        let stats = try await store.stats()
+        #expect(stats.pending == 15)
+        #expect(stats.streams.map(\.meter) == ["m1", "m2"])
+        #expect(stats.streams.map(\.lastSeq) == [10, 5])
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func aFailingBuilderStoresNothingOfTheBatchAndUsesNoSeq(kind: StoreKind) async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let store = try await kind.make(dir)
+        _ = try await store.append(meter: "m1", chainedRecord("m1"))
+        struct SignerDown: Error {}
+        let error = await #expect(throws: OutboxError.self) {
+            _ = try await store.append([AppendRequest(meter: "m1", build: chainedRecord("m1")),
+                                        AppendRequest(meter: "m1", build: { _ in throw SignerDown() })])
+        }
+        guard case .recordBuilderFailed(let meter, let seq, _) = error else { Issue.record("wrong error \(String(describing: error))"); return }
+        #expect(meter == "m1" && seq == 3)
+        #expect(error?.description.contains("m1 seq 3") == true)
+        let badHash = await #expect(throws: OutboxError.self) {
+            _ = try await store.append(meter: "m1") { _ in (Array("x".utf8), [1, 2, 3]) }
+        }
+        #expect(badHash?.description.contains("3-byte hash") == true)
+        let next = try await store.append(meter: "m1", chainedRecord("m1"))
+        #expect(next.seq == 2)
+        expectChain(try await store.records(meter: "m1", seqs: 1...10, limit: 10))
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func recordsMoveFromPendingToInflightToDeliveredOldestFirst(kind: StoreKind) async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let store = try await kind.make(dir)
+        for i in 0..<10 { _ = try await store.append(meter: i % 2 == 0 ? "a" : "b", chainedRecord(i % 2 == 0 ? "a" : "b")) }
+        let first = try await store.claimPending(limit: 4)
+        #expect(first.map(\.id) == first.map(\.id).sorted())
+        #expect(first.map(\.meter) == ["a", "b", "a", "b"])
+        #expect(first.map(\.seq) == [1, 1, 2, 2])
+        let second = try await store.claimPending(limit: 4)
+        #expect(second.map(\.seq) == [3, 3, 4, 4])
+        #expect(try await store.markDelivered(first.map(\.id), at: Date()) == 4)
+        #expect(try await store.markDelivered(first.map(\.id), at: Date()) == 0, "delivered twice")
+        #expect(try await store.releaseInflight(second.prefix(2).map(\.id)) == 2)
+        var stats = try await store.stats()
+        #expect((stats.pending, stats.inflight, stats.delivered) == (4, 2, 4))
+        // Released records come back first: they are the oldest pending.
+        let third = try await store.claimPending(limit: 3)
+        #expect(third.map(\.id) == [second[0].id, second[1].id, third[2].id])
+        #expect(third[2].seq == 5)
+        #expect(try await store.releaseInflight([]) == 5)
+        stats = try await store.stats()
+        #expect((stats.pending, stats.inflight, stats.delivered) == (6, 0, 4))
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func retentionRemovesOnlyOldDeliveredRecordsAndSeqsContinue(kind: StoreKind) async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let clock = TestClock()
+        let store = try await kind.make(dir, OutboxConfiguration(retention: .seconds(3600)), clock: clock.function)
+        for _ in 0..<6 { _ = try await store.append(meter: "m", chainedRecord("m")) }
+        let claimed = try await store.claimPending(limit: 4)
+        let hashOfSeq2 = claimed[1].hash
+        try await store.markDelivered(Array(claimed.prefix(2).map(\.id)), at: clock.now)
+        clock.advance(1800)
+        try await store.markDelivered(Array(claimed.suffix(2).map(\.id)), at: clock.now)
+        clock.advance(1801)
+        let report = try await store.maintain(now: clock.now)
+        #expect(report.expired == 2)
+        #expect(report.prunedForQuota == 0)
+        let left = try await store.records(meter: "m", seqs: 1...100, limit: 100)
+        #expect(left.map(\.seq) == [3, 4, 5, 6])
+        #expect(left.map(\.state) == [.delivered, .delivered, .pending, .pending])
+        let next = try await store.append(meter: "m", chainedRecord("m"))
+        #expect(next.seq == 7)
+        expectChain(try await store.records(meter: "m", seqs: 3...7, limit: 10), firstSeq: 3, previousHash: hashOfSeq2)
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func theQuotaPrunesDeliveredFirstThenKeepsUnsentAndRaisesTheAlarm(kind: StoreKind) async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let payload = String(repeating: "x", count: 900)
+        // Each record counts about 1 KiB (text, hash, row overhead): a quota of 20 records.
+        let probe = try chainedRecord("m", payload: payload)(StreamPosition(epoch: probeEpoch, seq: 10, prev: StreamPosition.zeroHash))
+        let perRecord = Int64(probe.bytes.count + 32) + OutboxRecord.rowOverheadBytes
+        let store = try await kind.make(dir, OutboxConfiguration(quotaBytes: perRecord * 20 + 100, quotaPolicy: .keep))
+        for _ in 0..<15 { _ = try await store.append(meter: "m", chainedRecord("m", payload: payload)) }
+        try await store.markDelivered(try await store.claimPending(limit: 10).map(\.id), at: Date())
+        // 10 delivered + 15 more unsent = 25 > 20: the 5 oldest delivered go.
+        for _ in 0..<10 { _ = try await store.append(meter: "m", chainedRecord("m", payload: payload)) }
+        var stats = try await store.stats()
+        #expect(stats.delivered == 5)
+        #expect(stats.pending == 15)
+        #expect(stats.streams.first?.firstStoredSeq == 6)
+        #expect(!stats.quotaAlarm)
+        // 15 unsent + 10 more: every delivered record goes, then unsent alone exceed the quota: kept, alarm.
+        for _ in 0..<10 { _ = try await store.append(meter: "m", chainedRecord("m", payload: payload)) }
+        stats = try await store.stats()
+        #expect(stats.delivered == 0)
+        #expect(stats.pending == 25)
+        #expect(stats.quotaAlarm)
+        #expect(stats.droppedTotal == 0)
+        let report = try await store.maintain(now: Date())
+        #expect(report.quotaAlarm && report.dropped.isEmpty)
+        let stored = try await store.records(meter: "m", seqs: 1...100, limit: 100)
+        #expect(stored.map(\.seq) == Array(11...35))
+        expectChain(stored, firstSeq: 11, previousHash: prevOf([stored[0]])[0])
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func dropOldestDropsTheOldestPendingCountedAndReported(kind: StoreKind) async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let payload = String(repeating: "y", count: 900)
+        let probe = try chainedRecord("a", payload: payload)(StreamPosition(epoch: probeEpoch, seq: 10, prev: StreamPosition.zeroHash))
+        let perRecord = Int64(probe.bytes.count + 32) + OutboxRecord.rowOverheadBytes
+        let store = try await kind.make(dir, OutboxConfiguration(quotaBytes: perRecord * 10 + 100, quotaPolicy: .dropOldest))
+        for i in 0..<14 { _ = try await store.append(meter: i < 7 ? "a" : "b", chainedRecord(i < 7 ? "a" : "b", payload: payload)) }
+        let stats = try await store.stats()
+        #expect(stats.pending == 10)
+        #expect(stats.droppedTotal == 4)
+        #expect(!stats.quotaAlarm)
+        let a = try await store.records(meter: "a", seqs: 1...100, limit: 100)
+        #expect(a.map(\.seq) == [5, 6, 7])
+        let b = try await store.records(meter: "b", seqs: 1...100, limit: 100)
+        #expect(b.map(\.seq) == [1, 2, 3, 4, 5, 6, 7])
+    }
+}
+
+/// The prev (hex in the record text) of each record.
+func prevOf(_ records: [OutboxRecord]) -> [[UInt8]] {
+    records.map { record in
+        let hexText = String(String(decoding: record.bytes, as: UTF8.self).split(separator: "|", omittingEmptySubsequences: false)[3])
+        var bytes: [UInt8] = []
+        var index = hexText.startIndex
+        while index < hexText.endIndex {
+            let next = hexText.index(index, offsetBy: 2)
+            bytes.append(UInt8(hexText[index..<next], radix: 16) ?? 0)
+            index = next
+        }
+        return bytes
+    }
+}
