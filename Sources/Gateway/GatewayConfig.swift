@@ -2,6 +2,7 @@ import ConfigFile
 import Foundation
 import MeterCore
 import Modbus
+import Outbox
 import Signing
 
 /// The whole gateway configuration, validated: if one of these exists, every id is topic-safe, every meter
@@ -53,12 +54,7 @@ public struct MeterConfig: Sendable {
     /// The meter's rated maximum power (W), used to flag implausible counter jumps.
     public var ratedPowerWatts: Double?
     /// The envelope signed records of this meter use.
-    public var envelope: Envelope
-}
-
-public enum Envelope: String, Sendable, Hashable, CaseIterable {
-    case jws
-    case ocmf
+    public var envelope: RecordEnvelope
 }
 
 public struct MQTTConfig: Sendable, Hashable {
@@ -81,18 +77,11 @@ public struct SigningConfig: Sendable, Hashable {
     public var algorithm: SigningAlgorithm
 }
 
-public enum QuotaPolicy: String, Sendable, Hashable, CaseIterable {
-    /// Keep every unsent record; raise the alarm metric and log. The default: money is never dropped silently.
-    case keep
-    /// Drop the oldest unsent records, counted and logged.
-    case dropOldest = "drop-oldest"
-}
-
 public struct OutboxConfig: Sendable, Hashable {
     public var path: String
     public var retention: Duration
     public var quotaBytes: Int64
-    public var quotaPolicy: QuotaPolicy
+    public var quotaPolicy: OutboxQuotaPolicy
 }
 
 extension GatewayConfig {
@@ -275,7 +264,7 @@ struct ConfigReader {
         let poll = try m.optional("poll")?.duration() ?? .seconds(1)
         guard poll >= .milliseconds(100) else { throw node.error("poll: expected at least 100ms") }
         let rated = try m.optional("rated_power")?.double()
-        let envelope = try m.optional("envelope")?.oneOf(Envelope.self) ?? .jws
+        let envelope = try m.optional("envelope")?.oneOf(RecordEnvelope.self) ?? .jws
         try m.finish()
         return MeterConfig(id: id, bus: bus, unit: unit, profile: profile, pollInterval: poll, ratedPowerWatts: rated, envelope: envelope)
     }
@@ -323,7 +312,7 @@ struct ConfigReader {
             if s.hasSuffix("d"), let days = Int(s.dropLast()), days >= 0 { config.retention = .seconds(days * 86400) } else { config.retention = try r.duration() }
         }
         if let q = m.optional("quota") { config.quotaBytes = try Self.bytes(q) }
-        config.quotaPolicy = try m.optional("quota_policy")?.oneOf(QuotaPolicy.self) ?? .keep
+        config.quotaPolicy = try m.optional("quota_policy")?.oneOf(OutboxQuotaPolicy.self) ?? .keep
         try m.finish()
         return config
     }

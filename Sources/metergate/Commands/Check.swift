@@ -2,6 +2,7 @@ import ArgumentParser
 import Gateway
 import MeterCore
 import Modbus
+import Outbox
 import Signing
 
 /// `metergate check`: validates a config (with its board and profiles) and prints it resolved.
