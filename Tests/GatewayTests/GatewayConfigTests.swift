@@ -1,6 +1,7 @@
 import ConfigFile
 import Foundation
 import Modbus
+import Outbox
 import Signing
 import Gateway
 import MeterCore
