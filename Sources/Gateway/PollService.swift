@@ -17,11 +17,15 @@ public struct PollService: Service {
     let logger: Logger
     let sink: Sink
     let time: any TimeSource
+    /// Called on every poll outcome, answer or failure: the loop is alive (systemd's watchdog follows it).
+    let loopBeat: @Sendable () -> Void
 
-    public init(config: GatewayConfig, logger: Logger, time: any TimeSource = SystemTimeSource(), sink: @escaping Sink) {
+    public init(config: GatewayConfig, logger: Logger, time: any TimeSource = SystemTimeSource(),
+                loopBeat: @escaping @Sendable () -> Void = {}, sink: @escaping Sink) {
         self.config = config
         self.logger = logger
         self.time = time
+        self.loopBeat = loopBeat
         self.sink = sink
     }
 
@@ -44,9 +48,10 @@ public struct PollService: Service {
         logger.info("polling \(meters.count) meter(s) on \(bus.transport)")
         let polled = meters.map { PolledMeter(id: $0.id, unit: $0.unit, profile: $0.profile, period: $0.pollInterval) }
         let poller = BusPoller(meters: polled, reader: connection, timing: .defaults(for: bus.transport), time: time)
-        let sink = sink
+        let sink = sink, loopBeat = loopBeat
         // The poll loop starts on the poller's own executor: a busy cooperative pool cannot delay it.
         let polling = poller.start(shouldStop: { Task.isShuttingDownGracefully }) { [logger] event in
+            loopBeat()
             switch event {
             case .sample(let sample, let unit, let requests, let refused):
                 let power = sample.values[.power].map { String(format: "%.1f W", $0) } ?? "-"

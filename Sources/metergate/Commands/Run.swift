@@ -1,65 +1,152 @@
 import ArgumentParser
+import Foundation
 import Gateway
 import Logging
+import MQTT
+import MeterCore
 import Metrics
+import Outbox
 import Prometheus
 import ServiceLifecycle
+import Signing
 import UnixSignals
 
 /// `metergate run`: the gateway service.
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the gateway: poll the configured meters and rails, account, sign, store and publish readings.",
-        discussion: "SIGTERM or SIGINT stops it cleanly: polling ends, state is committed, then the process exits 0.")
+        abstract: "Run the gateway: poll the configured meters, account, sign, store and publish readings.",
+        discussion: """
+            Sources → accounting → signing → SQLite outbox → MQTT, as services that stop in reverse order.
+            SIGTERM or SIGINT: polling stops, accounting state is committed, pending records drain to the broker
+            for a bounded time (the rest stay in the outbox for the restart), then the process exits 0.
+            SIGHUP re-reads the config: the log level applies at once; other changes are named with the restart
+            they need. Under systemd (Type=notify): READY=1 once the outbox is open and the first poll is done,
+            WATCHDOG=1 while the poll loop runs, STATUS= with the outbox depth.
+            """)
 
     @OptionGroup var options: ConfigOptions
     @OptionGroup var log: LogOptions
+
+    @Option(help: "How long pending records may drain to the broker at shutdown, e.g. 5s.")
+    var drainTimeout: String = "5s"
 
     func run() async throws {
         let config = try options.load()
         log.bootstrap(default: config.logLevel)
         let logger = Logger(label: "metergate")
         logger.info("starting", metadata: ["gateway": "\(config.gateway)", "board": "\(config.board.id)", "meters": "\(config.meters.count)", "config": "\(config.file)"])
-        // The poll loop beats on every sample; systemd's watchdog is fed only while it does.
-        let heartbeat = Heartbeat()
-        let poller = PollService(config: config, logger: Logger(label: "poll")) { _ in heartbeat.beat() }
+        guard let drainMillis = parseMillis(drainTimeout) else { throw Failure.usage("--drain-timeout '\(drainTimeout)': expected a duration such as 5s") }
+
+        // State directory, key, outbox: refuse to start without them, naming the file and the fix.
+        do {
+            try FileManager.default.createDirectory(atPath: config.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw Failure.run("cannot create the state directory \(config.stateDirectory): \(error.localizedDescription)")
+        }
+        let key: SigningKey
+        do { key = try KeyFile.load(config.signing.keyFile) } catch {
+            throw Failure.usage("\(error). Make one with: metergate keygen --out \(config.signing.keyFile) --algorithm \(config.signing.algorithm.rawValue)")
+        }
+        guard let host = config.mqtt.host else {
+            throw Failure.usage("\(config.file): mqtt.host: no broker configured; the gateway needs one to publish to")
+        }
+        let store: SQLiteOutbox
+        do {
+            store = try await SQLiteOutbox.open(
+                path: config.outbox.path,
+                configuration: OutboxConfiguration(retention: config.outbox.retention, quotaBytes: config.outbox.quotaBytes, quotaPolicy: config.outbox.quotaPolicy),
+                logger: Logger(label: "outbox"))
+        } catch {
+            throw Failure.run("cannot open the outbox \(config.outbox.path): \(error)")
+        }
+        if let moved = store.openReport.quarantined { logger.error("the outbox was damaged and moved aside: \(moved)") }
+        logger.info("outbox open", metadata: ["path": "\(config.outbox.path)", "epoch": "\(store.epoch)", "created": "\(store.openReport.created)"])
+
+        // MQTT: status online/offline (retained, last will), public keys retained, records QoS 1.
+        let topics = MeterGateTopics(gateway: config.gateway.rawValue)
+        var password: String?
+        if let file = config.mqtt.passwordFile {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw Failure.usage("cannot read mqtt.password_file \(file)") }
+            password = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let keysDocument = Array(KeySet([key.publicKey]).document.utf8)
+        let client = MQTTClient(configuration: MQTTClientConfiguration(
+            host: host, port: config.mqtt.port, clientID: config.mqtt.clientID ?? "metergate-\(config.gateway)",
+            username: config.mqtt.username, password: password,
+            tls: config.mqtt.caFile.map { MQTTTLSConfiguration(caFile: $0, certFile: config.mqtt.certFile, keyFile: config.mqtt.keyFile) },
+            keepaliveSeconds: Int(config.mqtt.keepalive.components.seconds),
+            will: topics.offline, birthMessages: [topics.online, topics.keysMessage(keysDocument)], farewellMessages: [topics.offline],
+            maxInflight: config.mqtt.inflightWindow), logger: Logger(label: "mqtt"))
+        let publisher = OutboxPublisher(store: store, client: client, topics: topics,
+                                        configuration: .init(window: config.mqtt.inflightWindow), logger: Logger(label: "publisher"))
+
+        // Accounting and signing, fed by the poller.
+        let pipeline: ReadingPipeline
+        do {
+            pipeline = try await ReadingPipeline(config: config, key: key, store: store, bootID: Self.bootID(), logger: Logger(label: "pipeline")) {
+                publisher.recordsAppended()
+            }
+        } catch {
+            throw Failure.usage("cannot set up signing and accounting: \(error)")
+        }
+        let loopBeat = Heartbeat(), sampleBeat = Heartbeat()
+        let pollCounter = Counter(label: "metergate_samples_total")
+        let poller = PollService(config: config, logger: Logger(label: "poll"), loopBeat: { loopBeat.beat() }) { sample in
+            sampleBeat.beat()
+            pollCounter.increment()
+            pipeline.submit(sample)
+        }
+
+        // Health, metrics, systemd.
         let slowestPoll = config.meters.map(\.pollInterval).max() ?? .seconds(1)
-        let meterCount = config.meters.count
-        let notify = NotifyService(notifier: SystemdNotifier(), heartbeat: heartbeat, staleAfter: slowestPoll * 3 + .seconds(10),
-                                   logger: Logger(label: "systemd")) { "polling \(meterCount) meter(s)" }
-        // Prometheus exposition and /health on the configured (loopback by default) address.
+        let stale = slowestPoll * 3 + .seconds(10)
+        let monitor = GatewayMonitor(heartbeat: sampleBeat, staleAfter: stale, backlogAlarm: config.metrics.backlogAlarm, meterCount: config.meters.count)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         var endpoint: MetricsEndpoint?
         if config.metrics.enabled {
-            let stale = slowestPoll * 3 + .seconds(10)
             do {
-                endpoint = try MetricsEndpoint(host: config.metrics.host, port: config.metrics.port, registry: registry) {
-                    heartbeat.isFresh(within: stale)
-                        ? HealthReport(healthy: true, detail: "polling \(meterCount) meter(s)")
-                        : HealthReport(healthy: false, detail: "no meter answered within \(stale)")
-                }
+                endpoint = try MetricsEndpoint(host: config.metrics.host, port: config.metrics.port, registry: registry) { monitor.health() }
                 logger.info("metrics on http://\(config.metrics.host):\(endpoint!.port)/metrics and /health")
             } catch {
                 throw Failure.run("\(error) (set metrics.listen to a free port, or metrics.enabled: false)")
             }
         }
         defer { endpoint?.stop() }
+        let notify = NotifyService(notifier: SystemdNotifier(), heartbeat: loopBeat, staleAfter: stale,
+                                   logger: Logger(label: "systemd")) { monitor.statusLine() }
         let options = self.options
         let reload = ReloadService(running: config, logger: Logger(label: "reload")) { () throws(ReloadService.ConfigErrorsDescription) in
             do { return try options.loadValidated() } catch { throw .init("\(error)") }
         }
-        // Services stop in reverse order: the notifier first (STOPPING=1), the poller after it.
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: poller), .init(service: reload), .init(service: notify)],
+
+        // Services stop in reverse order: systemd notifier, reload, monitor, poller (no more samples),
+        // pipeline (saves accounting state), publisher (drains within the bound), then the store closes.
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: [
+                .init(service: PublisherService(publisher: publisher, store: store, drainBound: .milliseconds(drainMillis), logger: Logger(label: "publisher"))),
+                .init(service: PipelineService(pipeline: pipeline)),
+                .init(service: poller),
+                .init(service: MonitorService(monitor: monitor, store: store, client: client, pipeline: pipeline)),
+                .init(service: reload),
+                .init(service: notify),
+            ],
             gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
+            logger: logger)
+        groupConfiguration.maximumGracefulShutdownDuration = .milliseconds(drainMillis) + .seconds(15)
         do {
-            try await group.run()
+            try await ServiceGroup(configuration: groupConfiguration).run()
         } catch {
+            await store.close()
             logger.error("stopped with an error: \(error)")
             throw Failure.run("\(error)")
         }
+        await store.close()
         logger.info("stopped cleanly")
+    }
+
+    /// This boot's id: accounting tells a restart within one boot from a reboot (monotonic clock reset).
+    static func bootID() -> String? {
+        (try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }

@@ -1,0 +1,121 @@
+import Foundation
+import Logging
+import MQTT
+import Metrics
+import Outbox
+import ServiceLifecycle
+import Synchronization
+
+/// What the gateway knows about its own health, refreshed every few seconds for `/health`, STATUS= and
+/// the outbox gauges.
+public struct GatewayHealthState: Sendable {
+    public var pollingHealthy = false
+    public var brokerConnected = false
+    public var pending: Int64 = 0
+    public var inflight: Int64 = 0
+    public var delivered: Int64 = 0
+    public var oldestUnsentAge: Double = 0
+    public var quotaAlarm = false
+    public var lastStoreError: String?
+}
+
+/// Samples the outbox and the broker connection, publishes gauges, and answers health questions from the
+/// latest sample (the `/health` handler must not block on the store).
+public final class GatewayMonitor: Sendable {
+    private let state = Mutex(GatewayHealthState())
+    let heartbeat: Heartbeat
+    let staleAfter: Duration
+    let backlogAlarm: Int64
+    let meterCount: Int
+
+    public init(heartbeat: Heartbeat, staleAfter: Duration, backlogAlarm: Int, meterCount: Int) {
+        self.heartbeat = heartbeat
+        self.staleAfter = staleAfter
+        self.backlogAlarm = Int64(backlogAlarm)
+        self.meterCount = meterCount
+    }
+
+    public var snapshot: GatewayHealthState { state.withLock { $0 } }
+
+    func update(_ body: (inout GatewayHealthState) -> Void) { state.withLock { body(&$0) } }
+
+    /// `/health`: 200 only when sources are read, the outbox is writable, and the broker is connected or the
+    /// backlog is below its alarm.
+    public func health() -> HealthReport {
+        let s = snapshot
+        let polling = heartbeat.isFresh(within: staleAfter)
+        var problems: [String] = []
+        if !polling { problems.append("no meter answered within \(staleAfter)") }
+        if let error = s.lastStoreError { problems.append("outbox not writable: \(error)") }
+        let backlog = s.pending + s.inflight
+        if !s.brokerConnected && backlog >= backlogAlarm { problems.append("broker disconnected with \(backlog) unsent records (alarm at \(backlogAlarm))") }
+        if s.quotaAlarm { problems.append("unsent records exceed the outbox quota") }
+        if problems.isEmpty {
+            return HealthReport(healthy: true, detail: "\(meterCount) meter(s), broker \(s.brokerConnected ? "connected" : "disconnected"), \(backlog) unsent")
+        }
+        return HealthReport(healthy: false, detail: problems.joined(separator: "; "))
+    }
+
+    /// The one-line STATUS= for systemd.
+    public func statusLine() -> String {
+        let s = snapshot
+        return "\(meterCount) meter(s); broker \(s.brokerConnected ? "connected" : "disconnected"); outbox \(s.pending) pending, \(s.inflight) inflight, \(s.delivered) delivered"
+    }
+}
+
+/// Refreshes the ``GatewayMonitor`` every few seconds and sets the outbox gauges.
+public struct MonitorService: Service {
+    let monitor: GatewayMonitor
+    let store: any OutboxStore
+    let client: MQTTClient
+    let pipeline: ReadingPipeline
+    let interval: Duration
+
+    public init(monitor: GatewayMonitor, store: any OutboxStore, client: MQTTClient, pipeline: ReadingPipeline, interval: Duration = .seconds(2)) {
+        self.monitor = monitor
+        self.store = store
+        self.client = client
+        self.pipeline = pipeline
+        self.interval = interval
+    }
+
+    public func run() async throws {
+        let pendingGauge = Gauge(label: "metergate_outbox_records", dimensions: [("state", "pending")])
+        let inflightGauge = Gauge(label: "metergate_outbox_records", dimensions: [("state", "inflight")])
+        let deliveredGauge = Gauge(label: "metergate_outbox_records", dimensions: [("state", "delivered")])
+        let oldestGauge = Gauge(label: "metergate_outbox_oldest_unsent_seconds")
+        let bytesGauge = Gauge(label: "metergate_outbox_file_bytes")
+        let droppedGauge = Gauge(label: "metergate_outbox_dropped_total")
+        let connectedGauge = Gauge(label: "metergate_mqtt_connected")
+        let signedGauge = Gauge(label: "metergate_records_signed_total")
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            let connected = client.currentSession != nil
+            let appendError = await pipeline.lastAppendError
+            let signed = await pipeline.recordsAppended
+            if let stats = try? await store.stats() {
+                let age = stats.oldestUnsent.map { max(0, Date().timeIntervalSince($0)) } ?? 0
+                monitor.update {
+                    $0.pending = stats.pending
+                    $0.inflight = stats.inflight
+                    $0.delivered = stats.delivered
+                    $0.oldestUnsentAge = age
+                    $0.quotaAlarm = stats.quotaAlarm
+                }
+                pendingGauge.record(stats.pending)
+                inflightGauge.record(stats.inflight)
+                deliveredGauge.record(stats.delivered)
+                oldestGauge.record(age)
+                bytesGauge.record(stats.fileBytes)
+                droppedGauge.record(stats.droppedTotal)
+            }
+            monitor.update {
+                $0.brokerConnected = connected
+                $0.lastStoreError = appendError
+                $0.pollingHealthy = monitor.heartbeat.isFresh(within: monitor.staleAfter)
+            }
+            connectedGauge.record(connected ? 1 : 0)
+            signedGauge.record(signed)
+            try? await Task.sleep(for: interval)
+        }
+    }
+}

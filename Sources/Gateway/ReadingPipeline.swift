@@ -1,0 +1,212 @@
+import Accounting
+import Foundation
+import Logging
+import MeterCore
+import Modbus
+import Outbox
+import Signing
+
+/// Samples in, signed records out: for each meter stream, accounting turns counter readings into settlement
+/// intervals, the signer turns each interval into a chained record, and the outbox appends it durably.
+///
+/// The accounting state is saved in the same outbox transaction as the records it produced, so that after a
+/// crash or power cut the restored state and the stored records agree: no interval is signed twice, none is
+/// lost, and the downtime becomes explicit gap intervals.
+public actor ReadingPipeline {
+    /// One meter's accounting and signing.
+    struct Stream {
+        var accountant: CounterAccountant
+        let signer: RecordSigner
+        /// The register that carries the import counter, for converting readings to counts.
+        let energyField: RegisterField?
+    }
+
+    private var streams: [MeterID: Stream] = [:]
+    private let store: any OutboxStore
+    private let logger: Logger
+    private let appended: @Sendable () -> Void
+    private let encoder = JSONEncoder()
+    /// Streams whose state changed since it was last saved.
+    private var unsaved: Set<MeterID> = []
+    private var lastSave = ContinuousClock.now
+    /// How often state is saved when no interval closed (a restart then loses at most this much of the open
+    /// interval's detail, never energy: the counters carry it).
+    let saveInterval: Duration
+
+    public private(set) var recordsAppended: Int64 = 0
+    public private(set) var lastAppendError: String?
+
+    /// Samples and ticks, handled one at a time in arrival order by ``run()``: accounting and appends of one
+    /// stream never interleave. A bounded buffer: if the store stalls (disk full), the oldest samples go first,
+    /// which loses detail but no energy (the counters carry it).
+    enum Input: Sendable {
+        case sample(Sample)
+        case tick(Timestamp)
+    }
+    private let input: AsyncStream<Input>
+    private let inputContinuation: AsyncStream<Input>.Continuation
+
+    /// The outbox key under which a meter's accounting state is saved.
+    static func stateKey(_ meter: MeterID) -> String { "accounting/\(meter)" }
+
+    /// Builds one stream per configured meter, restoring saved accounting state where there is some.
+    public init(config: GatewayConfig, key: SigningKey, store: any OutboxStore, bootID: String?, logger: Logger,
+                saveInterval: Duration = .seconds(10), appended: @escaping @Sendable () -> Void) async throws {
+        self.store = store
+        self.logger = logger
+        self.appended = appended
+        self.saveInterval = saveInterval
+        (input, inputContinuation) = AsyncStream.makeStream(of: Input.self, bufferingPolicy: .bufferingNewest(4096))
+        let grid = try IntervalGrid(periodMillis: Self.millis(config.interval))
+        let decoder = JSONDecoder()
+        for meter in config.meters {
+            let field = meter.profile.field(.energyImport)
+            let accounting = CounterAccountant.Configuration(
+                settings: SourceSettings(meter: meter.id, source: .modbus, grid: grid,
+                                         maximumGapNanos: max(Int64(5 * Self.millis(meter.pollInterval)) * 1_000_000, 30_000_000_000)),
+                scale: .milliwattHours, range: Self.range(of: field), hasExportCounter: meter.profile.field(.energyExport) != nil,
+                ratedPowerWatts: meter.ratedPowerWatts)
+            var accountant = CounterAccountant(configuration: accounting, bootID: bootID)
+            if let saved = try await store.savedState(Self.stateKey(meter.id)) {
+                do {
+                    let snapshot = try decoder.decode(CounterAccountant.Snapshot.self, from: Data(saved))
+                    accountant = try CounterAccountant(configuration: accounting, restoring: snapshot, bootID: bootID)
+                    logger.info("restored accounting state", metadata: ["meter": "\(meter.id)"])
+                } catch {
+                    // A changed interval or profile makes old state meaningless: start the stream's accounting
+                    // afresh (the chain continues; the first interval is a gap) and say why.
+                    logger.warning("saved accounting state does not fit the config; starting afresh",
+                                   metadata: ["meter": "\(meter.id)", "reason": "\(error)"])
+                }
+            }
+            let signer = try RecordSigner(gateway: config.gateway, meter: meter.id,
+                                          sourceID: "\(meter.profile.id) unit \(meter.unit) on \(meter.bus)",
+                                          envelope: meter.envelope, key: key)
+            streams[meter.id] = Stream(accountant: accountant, signer: signer, energyField: field)
+        }
+    }
+
+    /// Queues one poll's sample (cheap, never blocks the poller).
+    public nonisolated func submit(_ sample: Sample) { inputContinuation.yield(.sample(sample)) }
+
+    /// Queues a tick (closes silent intervals, saves state now and then).
+    public nonisolated func submitTick(_ now: Timestamp) { inputContinuation.yield(.tick(now)) }
+
+    /// Ends the input; ``run()`` then saves every stream's state and returns.
+    public nonisolated func finish() { inputContinuation.finish() }
+
+    /// Handles queued samples and ticks in order until ``finish()``, then saves all state.
+    public func run() async {
+        for await next in input {
+            switch next {
+            case .sample(let sample): await accept(sample)
+            case .tick(let now): await tick(now: now)
+            }
+        }
+        await flush()
+    }
+
+    /// Feeds one poll's sample; appends the records of any interval it closed.
+    func accept(_ sample: Sample) async {
+        guard var stream = streams[sample.meter] else { return }
+        guard let importWh = sample.values[.energyImport], importWh.isFinite, importWh >= 0 else { return }
+        let exportWh = sample.values[.energyExport].flatMap { $0.isFinite && $0 >= 0 ? $0 : nil }
+        let reading = CounterAccountant.Reading(
+            time: sample.time, importCount: UInt64((importWh * 1000).rounded()),
+            exportCount: stream.accountant.configuration.hasExportCounter ? UInt64(((exportWh ?? 0) * 1000).rounded()) : nil,
+            powerWatts: sample.values[.power])
+        let closed: [AccountedInterval]
+        do {
+            closed = try stream.accountant.add(reading)
+        } catch {
+            logger.warning("reading refused by accounting", metadata: ["meter": "\(sample.meter)", "error": "\(error)"])
+            return
+        }
+        streams[sample.meter] = stream
+        unsaved.insert(sample.meter)
+        await commit(closed, of: sample.meter)
+    }
+
+    /// Closes intervals of silent streams and saves state now and then. Call about once a second.
+    func tick(now: Timestamp) async {
+        for meter in streams.keys.sorted() {
+            guard var stream = streams[meter] else { continue }
+            let closed = stream.accountant.tick(now: now)
+            streams[meter] = stream
+            if !closed.isEmpty {
+                unsaved.insert(meter)
+                await commit(closed, of: meter)
+            }
+        }
+        if !unsaved.isEmpty, ContinuousClock.now - lastSave >= saveInterval { await commit([], of: nil) }
+    }
+
+    /// Saves every stream's state (at shutdown).
+    func flush() async {
+        unsaved = Set(streams.keys)
+        await commit([], of: nil)
+    }
+
+    /// Signs and appends `intervals` of `meter` together with the state of every changed stream, in one
+    /// transaction. On failure (disk full) nothing is stored and the state stays unsaved: the intervals are
+    /// re-derived after a restart from the last saved state and the counters, so no energy is lost.
+    private func commit(_ intervals: [AccountedInterval], of meter: MeterID?) async {
+        var requests: [AppendRequest] = []
+        if let meter, let signer = streams[meter]?.signer {
+            for interval in intervals {
+                let result = interval.result
+                requests.append(AppendRequest(meter: meter.rawValue) { position in
+                    let signed = try signer.sign(result: result, position: position)
+                    return (signed.bytes, signed.hash)
+                })
+                if result.quality != .measured {
+                    logger.notice("interval \(result.quality.rawValue)", metadata: [
+                        "meter": "\(meter)", "start": "\(result.startMillis)", "events": "\(interval.events.map { "\($0)" }.joined(separator: ","))",
+                    ])
+                }
+            }
+        }
+        var state: [String: [UInt8]] = [:]
+        let saving = unsaved
+        for id in saving {
+            guard let stream = streams[id], let bytes = try? encoder.encode(stream.accountant.snapshot()) else { continue }
+            state[Self.stateKey(id)] = Array(bytes)
+        }
+        do {
+            let records = try await store.append(requests, saving: state)
+            unsaved.subtract(saving)
+            lastSave = .now
+            lastAppendError = nil
+            if !records.isEmpty {
+                recordsAppended += Int64(records.count)
+                for r in records {
+                    logger.info("signed \(r.meter) seq \(r.seq)", metadata: ["meter": "\(r.meter)", "seq": "\(r.seq)", "bytes": "\(r.bytes.count)"])
+                }
+                appended()
+            }
+        } catch {
+            lastAppendError = "\(error)"
+            logger.error("could not store signed records; they will be produced again from the saved state after a restart",
+                         metadata: ["meter": "\(meter.map { "\($0)" } ?? "-")", "records": "\(requests.count)", "error": "\(error)"])
+        }
+    }
+
+    /// The counter range of a profile's energy register, in mWh: integer registers wrap at their width.
+    static func range(of field: RegisterField?) -> CounterRange {
+        guard let field else { return .bits(64) }
+        let bits: Int
+        switch field.type {
+        case .u16, .i16: bits = 16
+        case .u32, .i32: bits = 32
+        default: return .bits(64)   // float registers and 64-bit counters do not wrap in a meter's lifetime
+        }
+        let mWhPerCount = field.scale * (field.unit.toBase ?? 1) * 1000
+        let modulus = Double(UInt64(1) << UInt64(bits)) * mWhPerCount
+        guard modulus.isFinite, modulus >= 1, modulus < 1.8e19, modulus == modulus.rounded() else { return .bits(64) }
+        return .modulus(UInt64(modulus))
+    }
+
+    static func millis(_ d: Duration) -> Int64 {
+        d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
+    }
+}
