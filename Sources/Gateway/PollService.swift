@@ -3,6 +3,7 @@ import Logging
 import MeterCore
 import Modbus
 import ServiceLifecycle
+import Synchronization
 
 /// Polls every configured Modbus meter and hands each sample to `sink`.
 ///
@@ -49,6 +50,9 @@ public struct PollService: Service {
         let polled = meters.map { PolledMeter(id: $0.id, unit: $0.unit, profile: $0.profile, period: $0.pollInterval) }
         let poller = BusPoller(meters: polled, reader: connection, timing: .defaults(for: bus.transport), time: time)
         let sink = sink, loopBeat = loopBeat
+        // Each meter's first answer (and first after a failure) is logged at info, the rest at debug:
+        // the journal shows when a meter comes and goes without a line per poll.
+        let quiet = Mutex<Set<MeterID>>([])
         // The poll loop starts on the poller's own executor: a busy cooperative pool cannot delay it.
         let polling = poller.start(shouldStop: { Task.isShuttingDownGracefully }) { [logger] event in
             loopBeat()
@@ -56,13 +60,15 @@ public struct PollService: Service {
             case .sample(let sample, let unit, let requests, let refused):
                 let power = sample.values[.power].map { String(format: "%.1f W", $0) } ?? "-"
                 let energy = sample.values[.energyImport].map { String(format: "%.3f kWh", $0 / 1000) } ?? "-"
-                logger.info("polled \(sample.meter): power \(power), import \(energy)",
-                            metadata: ["meter": "\(sample.meter)", "unit": "\(unit)", "requests": "\(requests)"])
+                let first = quiet.withLock { $0.insert(sample.meter).inserted }
+                logger.log(level: first ? .info : .debug, "polled \(sample.meter): power \(power), import \(energy)",
+                           metadata: ["meter": "\(sample.meter)", "unit": "\(unit)", "requests": "\(requests)"])
                 for error in refused {
                     logger.warning("meter refused a request", metadata: ["meter": "\(sample.meter)", "error": "\(error)"])
                 }
                 await sink(sample)
             case .failure(let meter, let unit, let error, let consecutive, let retryIn):
+                _ = quiet.withLock { $0.remove(meter) }
                 logger.warning("poll failed", metadata: [
                     "meter": "\(meter)", "unit": "\(unit)", "error": "\(error)",
                     "consecutive": "\(consecutive)", "retry_in": "\(retryIn)",

@@ -101,6 +101,9 @@ import Testing
                                                ["-h", "127.0.0.1", "-p", "\(broker.port)", "-q", "1", "-t", "metergate/v1/test-gw/+/reading"],
                                                logPath: received)
         defer { subscriber.stop() }
+        let tail = try BackgroundProcess(try metergateBinary(), ["tail", "--broker", "mqtt://127.0.0.1:\(broker.port)", "--gateway", "test-gw",
+                                                                 "--count", "4", "--timeout", "90"], logPath: dir.file("tail.txt"))
+        defer { tail.stop() }
         let metricsPort = freeLoopbackPort()
         let config = dir.write("gw.yaml", """
             gateway: { id: test-gw, board: sim, state_dir: \(dir.path)/state, interval: 1s }
@@ -121,6 +124,11 @@ import Testing
         let arrived = waitUntil(timeout: 60) { lines().count >= 8 }
         #expect(arrived, "records received: \(lines().count)\n\(gateway.log)")
         #expect(gateway.log.contains("polled a:") && gateway.log.contains("polled b:"))
+        // tail verified each reading with the retained keys and exits 0 after four.
+        #expect(waitUntil(timeout: 60) { !tail.isRunning }, "tail: \(tail.log)")
+        #expect(tail.stop() == 0, "tail: \(tail.log)")
+        #expect(tail.log.contains("test-gw/a") && tail.log.contains("✓"), "tail: \(tail.log)")
+        #expect(!tail.log.contains("✗"), "tail: \(tail.log)")
         if let curl = which("curl") {
             let health = try runProcess(curl, ["-s", "-w", " %{http_code}", "http://127.0.0.1:\(metricsPort)/health"])
             #expect(health.stdout.hasSuffix(" 200"), "health: \(health.stdout)")

@@ -76,6 +76,8 @@ struct Run: AsyncParsableCommand {
             tls: config.mqtt.caFile.map { MQTTTLSConfiguration(caFile: $0, certFile: config.mqtt.certFile, keyFile: config.mqtt.keyFile) },
             keepaliveSeconds: Int(config.mqtt.keepalive.components.seconds),
             will: topics.offline, birthMessages: [topics.online, topics.keysMessage(keysDocument)], farewellMessages: [topics.offline],
+            // Capped at 15 s: a backlog waits at most that long after the broker is back; the jitter spreads a fleet.
+            backoff: BackoffPolicy(initial: .milliseconds(500), maximum: .seconds(15)),
             maxInflight: config.mqtt.inflightWindow), logger: Logger(label: "mqtt"))
         let publisher = OutboxPublisher(store: store, client: client, topics: topics,
                                         configuration: .init(window: config.mqtt.inflightWindow), logger: Logger(label: "publisher"))

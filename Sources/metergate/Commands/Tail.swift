@@ -1,9 +1,175 @@
 import ArgumentParser
+import Foundation
+import Logging
+import MQTT
+import MeterCore
+import Signing
 
-/// `metergate tail`.
-struct Tail: AsyncParsableCommand, NotYetAvailable {
-    static let configuration = CommandConfiguration(abstract: "Subscribe to a gateway's readings, verify each one, and print a line per reading.")
-    static let capability = "tailing signed readings (metergate tail)"
+/// `metergate tail`: the settlement side's first look: subscribe, verify each reading, print a line.
+struct Tail: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Subscribe to a gateway's readings, verify each one, and print a line per reading.",
+        discussion: """
+            Keys: --key files, or else the gateway's retained keys topic (metergate/v1/<gateway>/keys).
+            Each line: interval end (UTC), gateway/meter, seq, the interval's kWh, the cumulative kWh, average W,
+            quality, and ✓ (signature and chain verified) or ✗ with the reason. A seq gap, a broken chain link or a
+            fork is reported as it is seen; a repeated seq (at-least-once delivery, a replay) is marked "dup".
+            Exit codes: 0 when stopped (Ctrl-C) or --count reached with every reading verified, 1 when any reading
+            failed verification, 2 on usage errors.
+            """)
 
-    func run() async throws { try notYet() }
+    @Option(help: "The broker: mqtt://HOST:PORT (or HOST:PORT).")
+    var broker: String = "mqtt://127.0.0.1:1883"
+
+    @Option(help: "The gateway id to follow (+ for all).")
+    var gateway: String = "+"
+
+    @Option(help: "The meter id to follow (+ for all).")
+    var meter: String = "+"
+
+    @Option(help: "Public keys to verify with (JWK, JWK Set, PEM); default: the retained keys topic.")
+    var key: [String] = []
+
+    @Flag(help: "One JSON object per reading instead of a text line.")
+    var json = false
+
+    @Option(help: "Stop after this many readings.")
+    var count: Int?
+
+    @Option(help: "Give up after this many seconds (with --count: fail if fewer arrived).")
+    var timeout: Int?
+
+    func run() async throws {
+        LoggingSystem.bootstrap { label in var h = StreamLogHandler.standardError(label: label); h.logLevel = .error; return h }
+        let (host, port) = try Self.parseBroker(broker)
+        for id in [gateway, meter] where id != "+" {
+            if let problem = Identifier.problem(with: id) { throw Failure.usage("'\(id)' \(problem)") }
+        }
+        var keys = KeySet()
+        for file in key {
+            do { keys.formUnion(try KeySet.load(path: file)) } catch { throw Failure.usage("\(error)") }
+        }
+        let fixedKeys = !keys.isEmpty
+        let client = MQTTClient(configuration: MQTTClientConfiguration(
+            host: host, port: port, clientID: "metergate-tail-\(getpid())-\(UInt32.random(in: 0...UInt32.max))",
+            // A person is watching: come back quickly after an outage.
+            backoff: BackoffPolicy(initial: .milliseconds(200), maximum: .seconds(2))), logger: Logger(label: "tail"))
+        client.subscribe("metergate/v1/\(gateway)/\(meter)/reading")
+        if !fixedKeys { client.subscribe("metergate/v1/\(gateway)/keys") }
+        client.start()
+
+        var tracker = ChainTracker()
+        var seen = 0
+        var failures = 0
+        var waiting: [MQTTMessage] = []      // readings that arrived before any key
+        let deadline = timeout.map { ContinuousClock.now + .seconds($0) }
+        let events = client.events
+        let timer = Task {
+            if let deadline { try? await Task.sleep(until: deadline); await client.shutdown() }
+        }
+        defer { timer.cancel() }
+        loop: for await event in events {
+            switch event {
+            case .connectFailed(let error, _):
+                FileHandle.standardError.write(Data("metergate tail: \(error)\n".utf8))
+            case .message(let message) where message.topic.hasSuffix("/keys"):
+                do { keys.formUnion(try KeySet.parse(message.text, source: message.topic)) } catch {
+                    FileHandle.standardError.write(Data("metergate tail: ignoring keys on \(message.topic): \(error)\n".utf8))
+                }
+                for pending in waiting { failures += handle(pending, keys: keys, tracker: &tracker) ? 0 : 1; seen += 1 }
+                waiting.removeAll()
+            case .message(let message):
+                if keys.isEmpty { waiting.append(message); continue }
+                failures += handle(message, keys: keys, tracker: &tracker) ? 0 : 1
+                seen += 1
+            default:
+                break
+            }
+            if let count, seen >= count { break loop }
+        }
+        await client.shutdown()
+        if let count, seen < count {
+            throw Failure.run("\(seen) of \(count) readings arrived before the timeout")
+        }
+        if failures > 0 { throw Failure.run("\(failures) reading(s) failed verification") }
+    }
+
+    /// Verifies and prints one reading; false when it failed.
+    private func handle(_ message: MQTTMessage, keys: KeySet, tracker: inout ChainTracker) -> Bool {
+        switch RecordVerifier(keys: keys).verify(message.payload) {
+        case .failure(let failure):
+            emit(json ? "{\"topic\":\"\(message.topic)\",\"verified\":false,\"reason\":\"\(failure.description.replacingOccurrences(of: "\"", with: "'"))\"}"
+                       : "✗ \(message.topic): \(failure)")
+            return false
+        case .success(let verified):
+            let r = verified.record
+            let chain = tracker.observe(verified)
+            let ok = chain.problem == nil
+            if json {
+                var fields = [
+                    "\"gateway\":\"\(r.gateway)\"", "\"meter\":\"\(r.meter)\"", "\"epoch\":\"\(r.epoch)\"", "\"seq\":\(r.seq)",
+                    "\"start\":\(r.startMillis)", "\"end\":\(r.endMillis)", "\"import_delta_mwh\":\(r.importDelta.rawValue)",
+                    "\"import_total_mwh\":\(r.importTotal.rawValue)", "\"average_mw\":\(r.averageMilliwatts)",
+                    "\"quality\":\"\(r.quality.rawValue)\"", "\"verified\":\(ok)", "\"duplicate\":\(chain.duplicate)",
+                ]
+                if let problem = chain.problem { fields.append("\"chain\":\"\(problem)\"") }
+                emit("{" + fields.joined(separator: ",") + "}")
+            } else {
+                let end = Date(timeIntervalSince1970: Double(r.endMillis) / 1000)
+                let mark = ok ? "✓" : "✗ \(chain.problem!)"
+                let numbers = String(format: "%10.3f kWh  total %12.3f kWh  %9.0f W", r.importDelta.kilowattHours,
+                                     r.importTotal.kilowattHours, Double(r.averageMilliwatts) / 1000)
+                emit("\(Self.utc.string(from: end))  \(r.gateway)/\(r.meter)  seq \(r.seq)  \(numbers)  "
+                     + "\(r.quality.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0)) \(mark)\(chain.duplicate ? " dup" : "")")
+            }
+            return ok
+        }
+    }
+
+    /// One line to stdout at once (unbuffered, so a pipe sees each reading as it arrives).
+    private func emit(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
+
+    static let utc: DateFormatter = {
+        let f = DateFormatter()
+        f.dateFormat = "yyyy-MM-dd HH:mm:ss'Z'"
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.locale = Locale(identifier: "en_US_POSIX")
+        return f
+    }()
+
+    static func parseBroker(_ text: String) throws -> (String, Int) {
+        var rest = Substring(text)
+        if rest.hasPrefix("mqtt://") { rest = rest.dropFirst(7) }
+        let parts = rest.split(separator: ":")
+        guard parts.count == 2, let port = Int(parts[1]), (1...65535).contains(port), !parts[0].isEmpty else {
+            throw Failure.usage("--broker '\(text)': expected mqtt://HOST:PORT")
+        }
+        return (String(parts[0]), port)
+    }
+}
+
+/// Follows each stream's seq and hash chain as readings arrive (in order, with at-least-once repeats).
+struct ChainTracker {
+    struct Head { var seq: UInt64; var hash: [UInt8] }
+    private var heads: [StreamKey: Head] = [:]
+    private var seen: [StreamKey: [UInt64: [UInt8]]] = [:]
+
+    /// What one reading means for its stream's chain.
+    mutating func observe(_ v: VerifiedRecord) -> (problem: String?, duplicate: Bool) {
+        let r = v.record
+        let key = StreamKey(gateway: r.gateway.rawValue, meter: r.meter.rawValue, epoch: r.epoch)
+        if let earlier = seen[key]?[r.seq] {
+            return earlier == v.hash ? (nil, true) : ("fork: two different records with seq \(r.seq)", false)
+        }
+        seen[key, default: [:]][r.seq] = v.hash
+        defer {
+            if (heads[key]?.seq ?? 0) < r.seq { heads[key] = Head(seq: r.seq, hash: v.hash) }
+        }
+        guard let head = heads[key] else { return (nil, false) }   // the first reading we see of this stream
+        if r.seq == head.seq + 1 {
+            return r.prev == head.hash ? (nil, false) : ("chain broken: prev does not match seq \(head.seq)", false)
+        }
+        if r.seq > head.seq + 1 { return ("gap: seq \(head.seq + 1)…\(r.seq - 1) missing", false) }
+        return (nil, false)   // an earlier seq arriving late (a replay filling a gap)
+    }
 }
