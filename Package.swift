@@ -14,6 +14,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", "3.12.0"..<"5.0.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
     ],
     targets: [
         // C libraries from Debian: one system-library target each, imported only by its wrapper module.
@@ -39,7 +41,7 @@ let package = Package(
         .target(name: "MQTT", dependencies: ["CMosquitto", "Outbox", .product(name: "Logging", package: "swift-log")]),
 
         // Simulated meters and faults, served over real libmodbus.
-        .target(name: "Simulator", dependencies: ["MeterCore", "Modbus", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Simulator", dependencies: ["MeterCore", "Modbus", "ConfigFile", .product(name: "Logging", package: "swift-log")]),
 
         // Config, wiring, lifecycle.
         .target(name: "Gateway", dependencies: [
@@ -47,6 +49,8 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .executableTarget(name: "metergate", dependencies: [
             "Gateway", "MeterCore", "ConfigFile", "Modbus", "PowerRails", "Pulse", "Signing", "Outbox", "MQTT", "Simulator",
@@ -54,9 +58,15 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
 
+        // Benchmarks (run in release): signing and verification rates next to swift-crypto's raw rates.
+        .executableTarget(name: "signing-bench", dependencies: ["Signing", "MeterCore", .product(name: "Crypto", package: "swift-crypto")], path: "bench/signing", exclude: ["run.sh"]),
+        // Benchmarks (not tests): run with bench/modbus/run.sh.
+        .executableTarget(name: "modbus-bench", dependencies: ["Modbus", "Simulator", "MeterCore"], path: "bench/modbus", exclude: ["run.sh", "README.md"]),
         // Benchmarks (not tests): swift run -c release OutboxBench.
         .executableTarget(name: "OutboxBench", dependencies: ["Outbox", "MQTT"], path: "bench/outbox", exclude: ["README.md"]),
 
@@ -65,14 +75,18 @@ let package = Package(
         .testTarget(name: "MeterCoreTests", dependencies: ["MeterCore"]),
         .testTarget(name: "ConfigFileTests", dependencies: ["ConfigFile"]),
         .testTarget(name: "ModbusTests", dependencies: ["Modbus", "MeterCore", "TestSupport"]),
-        .testTarget(name: "PowerRailsTests", dependencies: ["PowerRails", "TestSupport"]),
-        .testTarget(name: "PulseTests", dependencies: ["Pulse", "TestSupport"]),
+        .testTarget(name: "PowerRailsTests", dependencies: ["PowerRails", "Accounting", "MeterCore", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "PulseTests", dependencies: ["Pulse", "Accounting", "MeterCore", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "AccountingTests", dependencies: ["Accounting", "MeterCore"]),
         .testTarget(name: "SigningTests", dependencies: ["Signing", "MeterCore", "TestSupport"]),
         .testTarget(name: "OutboxTests", dependencies: ["Outbox", "MeterCore", "TestSupport", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "MQTTTests", dependencies: ["MQTT", "Outbox", "TestSupport", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "Modbus", "MeterCore", "TestSupport"]),
-        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "ConfigFile", "MeterCore", "Modbus", "Signing", "TestSupport"]),
+        .testTarget(name: "GatewayTests", dependencies: [
+            "Gateway", "ConfigFile", "MeterCore", "Modbus", "Signing", "TestSupport",
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "Metrics", package: "swift-metrics"),
+        ]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
     ]
 )

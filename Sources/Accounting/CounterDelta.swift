@@ -24,3 +24,25 @@ public func counterStep(from old: UInt64, to new: UInt64, widthBits: Int, maximu
     }
     return .reset
 }
+
+/// The range a hardware or register counter counts through before it wraps to zero.
+public enum CounterRange: Sendable, Hashable, Codable {
+    /// A register `bits` wide (a 32-bit Modbus energy register wraps at 2³²).
+    case bits(Int)
+    /// A counter that wraps at a stated value, e.g. RAPL's `max_energy_range_uj`. Following Kepler, a wrap from
+    /// `old` to `new` adds `(modulus − old) + new`.
+    case modulus(UInt64)
+}
+
+/// Tells a rollover from a reset for a counter with the given range (see `counterStep(from:to:widthBits:maximumIncrease:)`).
+public func counterStep(from old: UInt64, to new: UInt64, range: CounterRange, maximumIncrease: UInt64) -> CounterStep {
+    switch range {
+    case .bits(let width):
+        return counterStep(from: old, to: new, widthBits: width, maximumIncrease: maximumIncrease)
+    case .modulus(let modulus):
+        if new >= old { return .increase(new - old) }
+        guard old <= modulus else { return .reset }
+        let wrapped = (modulus - old) + new
+        return wrapped <= maximumIncrease ? .rollover(wrapped) : .reset
+    }
+}

@@ -24,6 +24,16 @@ public struct GatewayConfig: Sendable {
     public var profileDirectories: [String]
     public var profiles: ProfileLibrary
     public var logLevel: String
+    public var metrics: MetricsConfig
+}
+
+/// The Prometheus `/metrics` and `/health` endpoint. Loopback by default: metrics are not for the world.
+public struct MetricsConfig: Sendable, Hashable {
+    public var enabled: Bool
+    public var host: String
+    public var port: Int
+    /// `/health` turns 503 when unsent records exceed this many while the broker is disconnected.
+    public var backlogAlarm: Int
 }
 
 /// One Modbus bus: an RTU serial line (several units) or a TCP endpoint.
@@ -188,14 +198,15 @@ struct ConfigReader {
         let stateDir = stateDirectory
         let signing = attempt { () throws(ConfigError) in try Self.signing(map.optional("signing"), stateDirectory: stateDir, resolve: resolve) } ?? nil
         let outbox = attempt { () throws(ConfigError) in try Self.outbox(map.optional("outbox"), stateDirectory: stateDir, resolve: resolve) } ?? nil
+        let metrics = attempt { () throws(ConfigError) in try Self.metrics(map.optional("metrics")) } ?? nil
         attempt { () throws(ConfigError) in try map.finish() }
 
-        guard sink.errors.isEmpty, let gatewayID, let board, let mqtt, let signing, let outbox else {
+        guard sink.errors.isEmpty, let gatewayID, let board, let mqtt, let signing, let outbox, let metrics else {
             throw ConfigErrors(sink.errors)
         }
         return GatewayConfig(file: root.file, gateway: gatewayID, board: board, stateDirectory: stateDirectory, interval: interval,
                              buses: buses, meters: meters, mqtt: mqtt, signing: signing, outbox: outbox,
-                             profileDirectories: directories, profiles: profiles, logLevel: logLevel)
+                             profileDirectories: directories, profiles: profiles, logLevel: logLevel, metrics: metrics)
     }
 
     static func identifier(_ node: ConfigNode) throws(ConfigError) -> Identifier {
@@ -313,6 +324,25 @@ struct ConfigReader {
         }
         if let q = m.optional("quota") { config.quotaBytes = try Self.bytes(q) }
         config.quotaPolicy = try m.optional("quota_policy")?.oneOf(QuotaPolicy.self) ?? .keep
+        try m.finish()
+        return config
+    }
+
+    static func metrics(_ node: ConfigNode?) throws(ConfigError) -> MetricsConfig {
+        var config = MetricsConfig(enabled: true, host: "127.0.0.1", port: 9464, backlogAlarm: 10_000)
+        guard let node else { return config }
+        let m = try node.mapping()
+        config.enabled = try m.optional("enabled")?.bool() ?? true
+        if let listen = m.optional("listen") {
+            let text = try listen.string()
+            let parts = text.split(separator: ":")
+            guard parts.count == 2, let port = Int(parts[1]), (0...65535).contains(port) else {
+                throw listen.error("expected HOST:PORT with an IPv4 address, e.g. 127.0.0.1:9464, found '\(text)'")
+            }
+            config.host = String(parts[0])
+            config.port = port
+        }
+        config.backlogAlarm = try m.optional("backlog_alarm")?.int(in: 1...Int(Int32.max)) ?? 10_000
         try m.finish()
         return config
     }

@@ -1,18 +1,27 @@
 import Foundation
 import Logging
+import Synchronization
 
-/// One line per event. On a terminal: a readable line with a local-time stamp. Under systemd (stderr is not
-/// a TTY): the line starts with the syslog priority in angle brackets, which journald turns into the
-/// entry's priority, and carries no timestamp of its own (journald adds one).
+/// One line per event. On a terminal or a pipe: a readable line with a local-time stamp. Under systemd
+/// (`$JOURNAL_STREAM` set: stderr goes to the journal): the line starts with the syslog priority in angle
+/// brackets, which journald turns into the entry's priority, and carries no timestamp (journald adds one).
 public struct GatewayLogHandler: LogHandler {
-    public var logLevel: Logger.Level
+    /// The process-wide level, changed at run time by a SIGHUP reload.
+    public static let processLevel = Mutex<Logger.Level>(.info)
+
+    /// A level set on one logger wins over the process-wide one.
+    private var localLevel: Logger.Level?
+    public var logLevel: Logger.Level {
+        get { localLevel ?? Self.processLevel.withLock { $0 } }
+        set { localLevel = newValue }
+    }
     public var metadata: Logger.Metadata = [:]
     private let label: String
     private let journald: Bool
 
-    public init(label: String, level: Logger.Level = .info, journald: Bool = isatty(STDERR_FILENO) == 0) {
+    public init(label: String, level: Logger.Level? = nil, journald: Bool = GatewayLogHandler.stderrIsJournal()) {
         self.label = label
-        self.logLevel = level
+        self.localLevel = level
         self.journald = journald
     }
 
@@ -60,8 +69,18 @@ public struct GatewayLogHandler: LogHandler {
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
+    /// Whether stderr is connected to journald: systemd sets `JOURNAL_STREAM` to "device:inode" of that
+    /// stream, which must match stderr's own (a child that inherited the variable but not the stream is not).
+    public static func stderrIsJournal() -> Bool {
+        guard let value = ProcessInfo.processInfo.environment["JOURNAL_STREAM"] else { return false }
+        var info = stat()
+        guard fstat(STDERR_FILENO, &info) == 0 else { return false }
+        return value == "\(info.st_dev):\(info.st_ino)"
+    }
+
     /// Installs this handler for the whole process, once.
     public static func bootstrap(level: Logger.Level) {
-        LoggingSystem.bootstrap { GatewayLogHandler(label: $0, level: level) }
+        processLevel.withLock { $0 = level }
+        LoggingSystem.bootstrap { GatewayLogHandler(label: $0) }
     }
 }

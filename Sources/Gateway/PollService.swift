@@ -4,11 +4,12 @@ import MeterCore
 import Modbus
 import ServiceLifecycle
 
-/// Polls every configured Modbus meter, one task per bus, and hands each sample to `sink`.
+/// Polls every configured Modbus meter and hands each sample to `sink`.
 ///
-/// Units on one bus are read one after another through the bus's single ``ModbusConnection`` (an RTU line
-/// carries one frame at a time); buses run concurrently. A failed poll is logged and counted, and the
-/// next meter is read as usual.
+/// One ``BusPoller`` per bus: units on one bus are read one after another through the bus's single
+/// ``ModbusConnection`` (an RTU line carries one frame at a time), each on its own period, with coalesced
+/// requests from the profile's ``RequestPlan``. Buses (RTU lines, TCP endpoints) run concurrently. A meter
+/// that does not answer costs one timeout and is backed off, so it never stalls the others.
 public struct PollService: Service {
     public typealias Sink = @Sendable (Sample) async -> Void
 
@@ -41,43 +42,35 @@ public struct PollService: Service {
         var logger = logger
         logger[metadataKey: "bus"] = "\(bus.id)"
         logger.info("polling \(meters.count) meter(s) on \(bus.transport)")
-        let period = meters.map(\.pollInterval).min() ?? .seconds(1)
-        let clock = ContinuousClock()
-        var next = clock.now
-        while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            for meter in meters {
-                if Task.isCancelled { break }
-                await poll(meter, connection: connection, logger: logger)
+        let polled = meters.map { PolledMeter(id: $0.id, unit: $0.unit, profile: $0.profile, period: $0.pollInterval) }
+        let poller = BusPoller(meters: polled, reader: connection, timing: .defaults(for: bus.transport), time: time)
+        let sink = sink
+        // The poll loop starts on the poller's own executor: a busy cooperative pool cannot delay it.
+        let polling = poller.start(shouldStop: { Task.isShuttingDownGracefully }) { [logger] event in
+            switch event {
+            case .sample(let sample, let unit, let requests, let refused):
+                let power = sample.values[.power].map { String(format: "%.1f W", $0) } ?? "-"
+                let energy = sample.values[.energyImport].map { String(format: "%.3f kWh", $0 / 1000) } ?? "-"
+                logger.info("polled \(sample.meter): power \(power), import \(energy)",
+                            metadata: ["meter": "\(sample.meter)", "unit": "\(unit)", "requests": "\(requests)"])
+                for error in refused {
+                    logger.warning("meter refused a request", metadata: ["meter": "\(sample.meter)", "error": "\(error)"])
+                }
+                await sink(sample)
+            case .failure(let meter, let unit, let error, let consecutive, let retryIn):
+                logger.warning("poll failed", metadata: [
+                    "meter": "\(meter)", "unit": "\(unit)", "error": "\(error)",
+                    "consecutive": "\(consecutive)", "retry_in": "\(retryIn)",
+                ])
             }
-            next = next.advanced(by: period)
-            if next < clock.now { next = clock.now }
-            try? await Task.sleep(until: next, clock: clock)
+        }
+        // Graceful shutdown cancels the loop at once, even in the middle of a long back-off wait.
+        await withGracefulShutdownHandler {
+            await withTaskCancellationHandler { await polling.value } onCancel: { polling.cancel() }
+        } onGracefulShutdown: {
+            polling.cancel()
         }
         await connection.close()
         logger.info("stopped polling")
-    }
-
-    private func poll(_ meter: MeterConfig, connection: ModbusConnection, logger: Logger) async {
-        var values: [Quantity: Double] = [:]
-        let stamp = time.now()
-        for field in meter.profile.fields where [.power, .energyImport, .energyExport].contains(field.quantity) {
-            do {
-                let words: [UInt16]
-                switch field.space {
-                case .input: words = try await connection.readInputRegisters(unit: meter.unit, address: field.address, count: field.type.registerCount)
-                case .holding: words = try await connection.readHoldingRegisters(unit: meter.unit, address: field.address, count: field.type.registerCount)
-                }
-                if let v = decodeRegisters(words, as: field.type, wordOrder: field.wordOrder, byteOrder: field.byteOrder) {
-                    values[field.quantity] = v.doubleValue * field.scale * (field.unit.toBase ?? 1)
-                }
-            } catch {
-                logger.warning("poll failed", metadata: ["meter": "\(meter.id)", "error": "\(error)"])
-                return
-            }
-        }
-        let power = values[.power].map { String(format: "%.1f W", $0) } ?? "-"
-        let energy = values[.energyImport].map { String(format: "%.3f kWh", $0 / 1000) } ?? "-"
-        logger.info("polled \(meter.id): power \(power), import \(energy)", metadata: ["meter": "\(meter.id)", "unit": "\(meter.unit)"])
-        await sink(Sample(meter: meter.id, time: stamp, values: values))
     }
 }

@@ -22,7 +22,9 @@ public enum Quality: String, Sendable, Hashable, Codable, CaseIterable, Comparab
     case interpolated
     /// Integrated from power, or otherwise derived rather than counted.
     case estimated
-    /// Part or all of the interval has no data; the energy covers only what was seen.
+    /// Part or all of the interval has no data. For a counter source the energy is still exact over the
+    /// whole gap (the counter difference), but its split across the gap's intervals is pro rata to time;
+    /// for a power source the energy covers only what was seen.
     case gap
 
     private var rank: Int {

@@ -27,3 +27,11 @@ public final class SerialQueueExecutor: SerialExecutor, @unchecked Sendable {
         dispatchPrecondition(condition: .onQueue(queue))
     }
 }
+
+/// Runs a blocking call (file I/O, `dlopen`, a one-shot C call) on a dispatch thread and awaits its result,
+/// so it never occupies a thread of Swift's cooperative pool.
+public func runBlocking<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(returning: body()) }
+    }
+}

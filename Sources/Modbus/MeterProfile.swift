@@ -9,10 +9,13 @@ public struct RegisterField: Sendable, Hashable {
         case input
         /// FC 03 holding registers.
         case holding
+
+        /// The Modbus function code that reads this space.
+        public var functionCode: Int { self == .input ? 4 : 3 }
     }
     public var quantity: Quantity
     public var space: Space
-    /// 0-based wire address.
+    /// 0-based wire address (for a SunSpec profile: the offset from the model's ID register).
     public var address: Int
     public var type: RegisterType
     public var wordOrder: WordOrder
@@ -20,11 +23,17 @@ public struct RegisterField: Sendable, Hashable {
     public var unit: MeterCore.Unit
     /// Multiply the raw value by this to get `unit` (e.g. 0.01 for centi-units).
     public var scale: Double
+    /// A SunSpec-style scale-factor register (signed int16 exponent, value = raw × 10^sf) in the same space.
+    /// The planner keeps it in the same request as the value, because a meter may change it between requests.
+    public var scaleFactorAddress: Int?
+    /// Raw bit patterns that mean "not implemented" or "invalid" (SunSpec 0x8000, ABB 0xFFFF…): no value.
+    public var sentinels: [UInt64]
     /// Where the register's meaning comes from, when it is not from the manufacturer's manual.
     public var note: String?
 
     public init(quantity: Quantity, space: Space, address: Int, type: RegisterType, wordOrder: WordOrder = .bigEndian,
-                byteOrder: ByteOrder = .bigEndian, unit: MeterCore.Unit, scale: Double = 1, note: String? = nil) {
+                byteOrder: ByteOrder = .bigEndian, unit: MeterCore.Unit, scale: Double = 1, scaleFactorAddress: Int? = nil,
+                sentinels: [UInt64] = [], note: String? = nil) {
         self.quantity = quantity
         self.space = space
         self.address = address
@@ -33,11 +42,71 @@ public struct RegisterField: Sendable, Hashable {
         self.byteOrder = byteOrder
         self.unit = unit
         self.scale = scale
+        self.scaleFactorAddress = scaleFactorAddress
+        self.sentinels = sentinels
         self.note = note
     }
 
-    /// The registers the field occupies.
+    /// The registers the field's value occupies.
     public var registers: Range<Int> { address..<(address + type.registerCount) }
+
+    /// Every register one read must cover to decode the field: the value and, if any, its scale factor.
+    public var span: Range<Int> {
+        guard let sf = scaleFactorAddress else { return registers }
+        return min(address, sf)..<max(address + type.registerCount, sf + 1)
+    }
+
+    /// The same field moved by `offset` registers (a SunSpec model found at a base address).
+    public func shifted(by offset: Int) -> RegisterField {
+        var f = self
+        f.address += offset
+        f.scaleFactorAddress = scaleFactorAddress.map { $0 + offset }
+        return f
+    }
+}
+
+/// A register that tells which meter model answers: a fixed code, or a value in a plausible range.
+public struct IdentificationCheck: Sendable, Hashable {
+    public enum Expectation: Sendable, Hashable {
+        /// The raw (unscaled) value is one of these codes.
+        case oneOf([UInt64])
+        /// The scaled value lies in this range (mbmd's probe: L1 voltage 230 V ± 10 %).
+        case range(ClosedRange<Double>)
+    }
+    public var space: RegisterField.Space
+    public var address: Int
+    public var type: RegisterType
+    public var wordOrder: WordOrder
+    public var scale: Double
+    public var expectation: Expectation
+    public var note: String?
+
+    public init(space: RegisterField.Space, address: Int, type: RegisterType, wordOrder: WordOrder = .bigEndian,
+                scale: Double = 1, expectation: Expectation, note: String? = nil) {
+        self.space = space
+        self.address = address
+        self.type = type
+        self.wordOrder = wordOrder
+        self.scale = scale
+        self.expectation = expectation
+        self.note = note
+    }
+
+    /// Whether `words` (the check's registers) identify the model.
+    public func matches(_ words: [UInt16]) -> Bool {
+        guard let value = decodeRegisters(words, as: type, wordOrder: wordOrder) else { return false }
+        switch expectation {
+        case .oneOf(let codes):
+            switch value {
+            case .unsigned(let v): return codes.contains(v)
+            case .signed(let v): return v >= 0 && codes.contains(UInt64(v))
+            case .float(let v): return v >= 0 && v.rounded() == v && codes.contains(UInt64(v))
+            }
+        case .range(let r):
+            let v = value.doubleValue * scale
+            return v.isFinite && r.contains(v)
+        }
+    }
 }
 
 /// A meter type's register map, read from a profile file so that a new meter needs no recompile.
@@ -51,20 +120,35 @@ public struct MeterProfile: Sendable, Hashable {
     public var maxGap: Int
     /// Pause the meter needs between two requests on a shared bus.
     public var interRequestDelay: Duration
+    /// For a SunSpec meter: the model id (201…204) whose block the field addresses are offsets into.
+    /// The block's address is found on the device by ``SunSpecDiscovery`` from the `SunS` marker.
+    public var sunspecModel: Int?
+    /// Registers that identify this model during a scan.
+    public var identification: [IdentificationCheck]
     public var fields: [RegisterField]
 
     public init(id: String, manufacturer: String, model: String, maxRegistersPerRequest: Int = 125, maxGap: Int = 0,
-                interRequestDelay: Duration = .zero, fields: [RegisterField]) {
+                interRequestDelay: Duration = .zero, sunspecModel: Int? = nil, identification: [IdentificationCheck] = [],
+                fields: [RegisterField]) {
         self.id = id
         self.manufacturer = manufacturer
         self.model = model
         self.maxRegistersPerRequest = maxRegistersPerRequest
         self.maxGap = maxGap
         self.interRequestDelay = interRequestDelay
+        self.sunspecModel = sunspecModel
+        self.identification = identification
         self.fields = fields
     }
 
     public func field(_ quantity: Quantity) -> RegisterField? { fields.first { $0.quantity == quantity } }
+
+    /// The profile with every address moved by `offset`: a SunSpec profile placed where its model block was found.
+    public func located(at offset: Int) -> MeterProfile {
+        var p = self
+        p.fields = fields.map { $0.shifted(by: offset) }
+        return p
+    }
 }
 
 extension MeterProfile {
@@ -85,7 +169,42 @@ extension MeterProfile {
         let defaultSpace = try map.optional("function")?.oneOf(RegisterField.Space.self) ?? .holding
         let defaultWordOrder = try map.optional("word_order")?.oneOf(WordOrder.self) ?? .bigEndian
         let defaultByteOrder = try map.optional("byte_order")?.oneOf(ByteOrder.self) ?? .bigEndian
-        _ = map.optional("notes")
+        let sunspecModel = try map.optional("sunspec_model")?.int(in: 1...65534)
+        _ = try map.optional("notes")?.string()
+
+        // Scale-factor registers by name, so fields can say `scale_factor: W_SF`.
+        var scaleFactors: [String: Int] = [:]
+        if let sfMap = try map.optional("scale_factors")?.mapping() {
+            for (name, node) in sfMap.all() { scaleFactors[name] = try node.int(in: 0...65535) }
+        }
+
+        var identification: [IdentificationCheck] = []
+        for node in try map.optional("identify")?.list() ?? [] {
+            let m = try node.mapping()
+            let type = try m.optional("type")?.oneOf(RegisterType.self) ?? .u16
+            let expectation: IdentificationCheck.Expectation
+            if let codes = m.optional("equals") {
+                expectation = .oneOf(try codes.list().map { (n) throws(ConfigError) in try Self.rawPattern(n) })
+            } else if let range = m.optional("range") {
+                let r = try range.list()
+                guard r.count == 2 else { throw range.error("expected [low, high]") }
+                let low = try r[0].double(), high = try r[1].double()
+                guard low <= high else { throw range.error("expected low ≤ high, found [\(low), \(high)]") }
+                expectation = .range(low...high)
+            } else {
+                throw node.error("an identify entry needs equals: [codes] or range: [low, high]")
+            }
+            identification.append(IdentificationCheck(
+                space: try m.optional("function")?.oneOf(RegisterField.Space.self) ?? defaultSpace,
+                address: try m.required("address", expected: "the 0-based register address").int(in: 0...65535),
+                type: type,
+                wordOrder: try m.optional("word_order")?.oneOf(WordOrder.self) ?? defaultWordOrder,
+                scale: try m.optional("scale")?.double() ?? 1,
+                expectation: expectation,
+                note: try m.optional("note")?.string()))
+            try m.finish()
+        }
+
         var fields: [RegisterField] = []
         for node in try map.required("values", expected: "a list of register fields").list() {
             let f = try node.mapping()
@@ -94,6 +213,19 @@ extension MeterProfile {
             let address = try f.required("address", expected: "the 0-based register address").int(in: 0...65535)
             let type = try f.required("type", expected: "a register type").oneOf(RegisterType.self)
             let unit = try f.optional("unit")?.oneOf(MeterCore.Unit.self) ?? MeterCore.Unit.none
+            var sfAddress: Int?
+            if let sfNode = f.optional("scale_factor") {
+                let name = try sfNode.string()
+                guard let a = scaleFactors[name] else {
+                    throw sfNode.error("no scale factor '\(name)' under scale_factors: (known: \(scaleFactors.keys.sorted().joined(separator: ", ")))")
+                }
+                sfAddress = a
+            }
+            var sentinels: [UInt64] = []
+            if let s = f.optional("sentinel") {
+                if let list = try? s.list() { sentinels = try list.map { (n) throws(ConfigError) in try Self.rawPattern(n) } }
+                else { sentinels = [try Self.rawPattern(s)] }
+            }
             let field = RegisterField(
                 quantity: quantity,
                 space: try f.optional("function")?.oneOf(RegisterField.Space.self) ?? defaultSpace,
@@ -102,14 +234,30 @@ extension MeterProfile {
                 byteOrder: try f.optional("byte_order")?.oneOf(ByteOrder.self) ?? defaultByteOrder,
                 unit: unit,
                 scale: try f.optional("scale")?.double() ?? 1,
+                scaleFactorAddress: sfAddress,
+                sentinels: sentinels,
                 note: try f.optional("note")?.string())
             try f.finish()
             if field.address + type.registerCount > 65536 { throw node.error("the value runs past register 65535") }
+            if field.span.count > maxRegisters {
+                throw node.error("the value and its scale factor span \(field.span.count) registers, more than max_registers (\(maxRegisters))")
+            }
+            if field.scale == 0 { throw node.error("scale: must not be 0") }
             fields.append(field)
         }
         try map.finish()
+        if fields.isEmpty { throw root.error("values: the profile maps no registers") }
         return MeterProfile(id: id, manufacturer: manufacturer, model: model, maxRegistersPerRequest: maxRegisters,
-                            maxGap: maxGap, interRequestDelay: delay, fields: fields)
+                            maxGap: maxGap, interRequestDelay: delay, sunspecModel: sunspecModel,
+                            identification: identification, fields: fields)
+    }
+
+    /// A raw bit pattern written as an integer (decimal or 0x hex), up to 64 bits.
+    static func rawPattern(_ node: ConfigNode) throws(ConfigError) -> UInt64 {
+        let text = try node.string().replacingOccurrences(of: "_", with: "")
+        let value = text.hasPrefix("0x") || text.hasPrefix("0X") ? UInt64(text.dropFirst(2), radix: 16) : UInt64(text)
+        guard let value else { throw node.error("expected an unsigned integer (decimal or 0x…), found '\(text)'") }
+        return value
     }
 }
 
@@ -140,4 +288,9 @@ public struct ProfileLibrary: Sendable {
     }
 
     public subscript(id: String) -> MeterProfile? { profiles[id] }
+
+    /// The SunSpec profile for a model id found on a device, if one is loaded.
+    public func sunspec(model: Int) -> MeterProfile? {
+        profiles.values.filter { $0.sunspecModel == model }.min { $0.id < $1.id }
+    }
 }

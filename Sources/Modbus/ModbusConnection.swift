@@ -16,6 +16,8 @@ public actor ModbusConnection {
     // Owned exclusively by this actor; freed in `deinit`.
     private nonisolated(unsafe) let context: OpaquePointer
     private var connected = false
+    /// Set after a timeout: a late answer may still arrive, and must not be taken for the next one.
+    private var staleAnswerPossible = false
     public nonisolated let transport: ModbusTransport
 
     /// Creates a context for `transport`. Nothing is opened until ``connect()``.
@@ -112,11 +114,17 @@ public actor ModbusConnection {
         _ call: (UnsafeMutablePointer<UInt16>) -> Int32
     ) throws(ModbusError) -> [UInt16] {
         try prepare(unit: unit, function: function)
+        if staleAnswerPossible {
+            // Drop whatever a slow device sent after we gave up on it. The corresponding C function is `modbus_flush`.
+            modbus_flush(context)
+            staleAnswerPossible = false
+        }
         var words = [UInt16](repeating: 0, count: count)
         let n = words.withUnsafeMutableBufferPointer { call($0.baseAddress!) }
         if n == count { return words }
         let code = n < 0 ? errno : CModbus_EMBBADDATA()
         let error = ModbusError(function: function, code: code, context: "unit \(unit), FC0\(fc) @\(address) ×\(count)")
+        if error.kind == .timeout { staleAnswerPossible = true }
         // A broken TCP stream or a framing error leaves stale bytes behind: start the next request clean.
         if error.kind == .connection || error.kind == .badFrame {
             if case .tcp = transport { close() } else { modbus_flush(context) }

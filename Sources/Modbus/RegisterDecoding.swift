@@ -45,11 +45,7 @@ public enum RegisterValue: Sendable, Hashable {
 
 /// Decodes `type` from `words` (exactly `type.registerCount` of them) in the given word and byte order.
 public func decodeRegisters(_ words: some Collection<UInt16>, as type: RegisterType, wordOrder: WordOrder = .bigEndian, byteOrder: ByteOrder = .bigEndian) -> RegisterValue? {
-    guard words.count == type.registerCount else { return nil }
-    var ordered = Array(words)
-    if wordOrder == .littleEndian { ordered.reverse() }
-    if byteOrder == .swapped { ordered = ordered.map { $0.byteSwapped } }
-    let raw = ordered.reduce(UInt64(0)) { ($0 << 16) | UInt64($1) }
+    guard let raw = registerBits(words, as: type, wordOrder: wordOrder, byteOrder: byteOrder) else { return nil }
     switch type {
     case .u16, .u32, .u64: return .unsigned(raw)
     case .i16: return .signed(Int64(Int16(bitPattern: UInt16(truncatingIfNeeded: raw))))
@@ -60,6 +56,16 @@ public func decodeRegisters(_ words: some Collection<UInt16>, as type: RegisterT
     }
 }
 
+/// The value's bits in natural order (most significant first), before any sign or float interpretation:
+/// what not-implemented sentinels such as SunSpec's `0x8000` or ABB's `0xFFFFFFFF` are compared with.
+public func registerBits(_ words: some Collection<UInt16>, as type: RegisterType, wordOrder: WordOrder = .bigEndian, byteOrder: ByteOrder = .bigEndian) -> UInt64? {
+    guard words.count == type.registerCount else { return nil }
+    var ordered = Array(words)
+    if wordOrder == .littleEndian { ordered.reverse() }
+    if byteOrder == .swapped { ordered = ordered.map { $0.byteSwapped } }
+    return ordered.reduce(UInt64(0)) { ($0 << 16) | UInt64($1) }
+}
+
 /// Encodes `value` into registers: the inverse of ``decodeRegisters(_:as:wordOrder:byteOrder:)`` (used by the simulator).
 public func encodeRegisters(_ value: RegisterValue, as type: RegisterType, wordOrder: WordOrder = .bigEndian, byteOrder: ByteOrder = .bigEndian) -> [UInt16] {
     let raw: UInt64
@@ -68,7 +74,11 @@ public func encodeRegisters(_ value: RegisterValue, as type: RegisterType, wordO
     case (.float64, _): raw = value.doubleValue.bitPattern
     case (_, .signed(let v)): raw = UInt64(bitPattern: v)
     case (_, .unsigned(let v)): raw = v
-    case (_, .float(let v)): raw = v < 0 ? UInt64(bitPattern: Int64(v.rounded())) : UInt64(v.rounded())
+    case (_, .float(let v)) where !v.isFinite: raw = 0
+    case (_, .float(let v)):
+        // Clamp instead of trapping: the simulator may be asked for a value its type cannot hold.
+        let r = v.rounded()
+        raw = r < 0 ? UInt64(bitPattern: r <= -9.2e18 ? Int64.min : Int64(r)) : (r >= 1.8e19 ? UInt64.max : UInt64(r))
     }
     let n = type.registerCount
     var words = (0..<n).map { i in UInt16(truncatingIfNeeded: raw >> UInt64(16 * (n - 1 - i))) }

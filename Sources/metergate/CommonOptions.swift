@@ -14,13 +14,18 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .customLong("profiles"), help: "A directory of meter profiles (default: ./profiles, then the installed set).")
     var profileDirectories: [String] = []
 
+    /// Loads and validates the config; the errors, if any, are all of them.
+    func loadValidated() throws(ConfigErrors) -> GatewayConfig {
+        try GatewayConfig.load(
+            path: config,
+            boardDirectories: boardDirectories.isEmpty ? DataDirectories.boards() : boardDirectories,
+            profileDirectories: profileDirectories.isEmpty ? DataDirectories.profiles() : profileDirectories)
+    }
+
     /// Loads and validates the config, or fails with exit code 2 and every error found.
     func load() throws -> GatewayConfig {
         do {
-            return try GatewayConfig.load(
-                path: config,
-                boardDirectories: boardDirectories.isEmpty ? DataDirectories.boards() : boardDirectories,
-                profileDirectories: profileDirectories.isEmpty ? DataDirectories.profiles() : profileDirectories)
+            return try loadValidated()
         } catch {
             let count = error.errors.count
             throw Failure.usage("\(count) error\(count == 1 ? "" : "s") in the configuration:\n\(error.description)")

@@ -125,3 +125,61 @@ import Testing
         #expect(Set(e.map(\.keyPath)) == ["gateway.id", "gateway.interval", "meters[0].bus", "bogus"])
     }
 }
+
+@Suite struct SystemdNotifierTests {
+    /// A datagram socket standing in for systemd's notify socket.
+    final class FakeNotifySocket {
+        let path: String
+        let fd: Int32
+        init(path: String) {
+            self.path = path
+            fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+            var address = sockaddr_un()
+            address.sun_family = sa_family_t(AF_UNIX)
+            withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
+            _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+            var timeout = timeval(tv_sec: 5, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        }
+        func receive() -> String? {
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            let n = recv(fd, &buffer, buffer.count, 0)
+            return n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self) : nil
+        }
+        deinit { close(fd) }
+    }
+
+    @Test func sendsStatesToTheNotifySocket() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let socket = FakeNotifySocket(path: dir.file("notify"))
+        let notifier = SystemdNotifier(environment: ["NOTIFY_SOCKET": socket.path, "WATCHDOG_USEC": "2000000"])
+        #expect(notifier.watchdogInterval == .seconds(2))
+        try notifier.notify("READY=1\nSTATUS=polling")
+        #expect(socket.receive() == "READY=1\nSTATUS=polling")
+    }
+
+    @Test func isSilentOutsideSystemdAndIgnoresAnotherProcessesWatchdog() throws {
+        let notifier = SystemdNotifier(environment: ["WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1"])
+        #expect(!notifier.isEnabled)
+        #expect(notifier.watchdogInterval == nil)
+        try notifier.notify("READY=1")
+    }
+
+    @Test func aMissingSocketIsAnErrorNamingIt() {
+        let notifier = SystemdNotifier(environment: ["NOTIFY_SOCKET": "/nonexistent/notify"])
+        let error = #expect(throws: SystemdNotifyError.self) { try notifier.notify("READY=1") }
+        #expect(error?.description.contains("/nonexistent/notify") == true)
+    }
+}
+
+@Suite struct BoardFileTests {
+    @Test func everyShippedBoardLoads() throws {
+        let names = try FileManager.default.contentsOfDirectory(atPath: "\(repositoryRoot)/boards").filter { $0.hasSuffix(".yaml") }
+        #expect(names.count >= 7)
+        for name in names {
+            let board = try Board.load(path: "\(repositoryRoot)/boards/\(name)")
+            #expect("\(board.id).yaml" == name)
+        }
+    }
+}

@@ -220,7 +220,8 @@ public final class SocatPTYPair: @unchecked Sendable {
     }
 
     deinit {
-        child.stop(signal: SIGTERM, timeout: 5)
+        // SIGKILL: socat does not always exit on SIGTERM once one pty end has been closed (it waited out the 5 s).
+        child.stop(signal: SIGKILL, timeout: 5)
         directory.cleanup()
     }
 }

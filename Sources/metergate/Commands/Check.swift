@@ -52,6 +52,8 @@ enum ConfigSummary {
         lines.append("outbox:")
         lines.append("  path: \(c.outbox.path)")
         lines.append("  retention: \(format(c.outbox.retention))  quota: \(c.outbox.quotaBytes) bytes  policy: \(c.outbox.quotaPolicy.rawValue)")
+        lines.append("metrics:")
+        lines.append(c.metrics.enabled ? "  listen: \(c.metrics.host):\(c.metrics.port)  (/metrics, /health)  backlog_alarm: \(c.metrics.backlogAlarm)" : "  enabled: false")
         lines.append("profiles: \(c.profileDirectories.joined(separator: ", "))")
         return lines.joined(separator: "\n")
     }

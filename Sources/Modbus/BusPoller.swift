@@ -1,0 +1,265 @@
+import Dispatch
+import MeterCore
+
+/// One meter as the bus poller sees it.
+public struct PolledMeter: Sendable {
+    public var id: MeterID
+    public var unit: Int
+    public var profile: MeterProfile
+    public var period: Duration
+    /// The quantities to read (nil: every value in the profile).
+    public var quantities: Set<Quantity>?
+
+    public init(id: MeterID, unit: Int, profile: MeterProfile, period: Duration, quantities: Set<Quantity>? = nil) {
+        self.id = id
+        self.unit = unit
+        self.profile = profile
+        self.period = period
+        self.quantities = quantities
+    }
+}
+
+/// Pauses and limits of one bus.
+public struct BusTiming: Sendable, Hashable {
+    /// Pause between two frames on the line (RTU: at least 3.5 characters; 0 on TCP).
+    public var interFrameDelay: Duration
+    /// Pause when the next request goes to another unit id (mbmd sleeps 200 ms; some SDMs need one).
+    public var unitSwitchDelay: Duration
+    /// Whether to honour the profiles' `inter_request_delay` (RS-485 lines; a TCP meter needs none).
+    public var profileDelays: Bool
+    /// The longest a failing meter waits before it is tried again.
+    public var maximumBackoff: Duration
+
+    public init(interFrameDelay: Duration = .zero, unitSwitchDelay: Duration = .zero, profileDelays: Bool = false,
+                maximumBackoff: Duration = .seconds(60)) {
+        self.interFrameDelay = interFrameDelay
+        self.unitSwitchDelay = unitSwitchDelay
+        self.profileDelays = profileDelays
+        self.maximumBackoff = maximumBackoff
+    }
+
+    /// Sensible pauses for a transport: RTU lines get the 3.5-character gap and a unit-switch pause.
+    public static func defaults(for transport: ModbusTransport) -> BusTiming {
+        switch transport {
+        case .tcp: return BusTiming()
+        case .rtu(let s):
+            return BusTiming(interFrameDelay: RTUFraming.interFrameGap(s), unitSwitchDelay: .milliseconds(20), profileDelays: true)
+        }
+    }
+}
+
+/// When each meter on a bus is due: the per-meter period, and capped exponential back-off for failures.
+///
+/// A pure state machine (no clock, no I/O), so the scheduling rules are unit-testable: a meter that
+/// answers is due one period after its last due time (missed slots are skipped, never bunched up);
+/// a meter that fails waits period × 2^(failures − 1), capped, so a dead device costs at most one
+/// timeout per attempt and is tried less and less often.
+public struct PollSchedule: Sendable {
+    public struct Entry: Sendable {
+        public var period: Duration
+        public var due: ContinuousClock.Instant
+        public var consecutiveFailures: Int
+    }
+    public private(set) var entries: [Entry]
+    public let maximumBackoff: Duration
+
+    public init(periods: [Duration], start: ContinuousClock.Instant, maximumBackoff: Duration) {
+        entries = periods.map { Entry(period: $0, due: start, consecutiveFailures: 0) }
+        self.maximumBackoff = maximumBackoff
+    }
+
+    /// The meter due first (ties: the lower index, so meters keep their configured order).
+    public func next() -> (index: Int, due: ContinuousClock.Instant)? {
+        guard let i = entries.indices.min(by: { (entries[$0].due, $0) < (entries[$1].due, $1) }) else { return nil }
+        return (i, entries[i].due)
+    }
+
+    /// Records a good poll of meter `i` that finished at `now`.
+    public mutating func succeeded(_ i: Int, now: ContinuousClock.Instant) {
+        entries[i].consecutiveFailures = 0
+        var due = entries[i].due.advanced(by: entries[i].period)
+        if due <= now {
+            // Late (a slow line): skip the missed slots and keep the phase.
+            let missed = (now - entries[i].due) / entries[i].period
+            due = entries[i].due.advanced(by: entries[i].period * (Int(missed.rounded(.down)) + 1))
+        }
+        entries[i].due = due
+    }
+
+    /// Records a failed poll of meter `i` at `now`; returns how long it now waits.
+    @discardableResult
+    public mutating func failed(_ i: Int, now: ContinuousClock.Instant) -> Duration {
+        entries[i].consecutiveFailures += 1
+        let wait = backoff(period: entries[i].period, failures: entries[i].consecutiveFailures)
+        entries[i].due = now.advanced(by: wait)
+        return wait
+    }
+
+    /// period × 2^(failures − 1), at most `maximumBackoff` (and never less than one period).
+    public func backoff(period: Duration, failures: Int) -> Duration {
+        var wait = period
+        for _ in 1..<max(failures, 1) {
+            wait = wait * 2
+            if wait >= maximumBackoff { return max(maximumBackoff, period) }
+        }
+        return min(wait, max(maximumBackoff, period))
+    }
+}
+
+/// What happened in one poll of one meter.
+public enum PollEvent: Sendable {
+    /// The meter answered: its sample, and how many requests it took.
+    case sample(Sample, unit: Int, requests: Int, refused: [ModbusError])
+    /// The meter did not answer (or a SunSpec model was not found); it waits `retryIn` before the next try.
+    case failure(MeterID, unit: Int, error: MeterPollError, consecutive: Int, retryIn: Duration)
+}
+
+/// Why a poll failed.
+public enum MeterPollError: Error, Sendable, CustomStringConvertible {
+    case modbus(ModbusError)
+    /// SunSpec discovery did not find the model the profile is for.
+    case sunspecModelMissing(wanted: Int, found: [Int])
+
+    public var description: String {
+        switch self {
+        case .modbus(let e): return e.description
+        case .sunspecModelMissing(let wanted, let found):
+            return "no SunSpec model \(wanted) on the device (models found: \(found.isEmpty ? "none" : found.map(String.init).joined(separator: ", ")))"
+        }
+    }
+}
+
+/// A task executor on a dispatch queue of its own: tasks that prefer it run their nonisolated code there,
+/// never waiting for a thread of the cooperative pool.
+///
+/// Sendable without `@unchecked`: the only state is an immutable, thread-safe `DispatchQueue`.
+public final class QueueTaskExecutor: TaskExecutor {
+    private let queue: DispatchQueue
+
+    public init(label: String) { queue = DispatchQueue(label: label) }
+
+    public func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        queue.async { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
+    }
+}
+
+/// Polls the meters of one bus, one request at a time, each on its own period.
+///
+/// All units of a bus share one ``RegisterReader`` (one libmodbus context) and are read strictly one after
+/// another: an RS-485 line carries one frame at a time, and so should a TCP gateway that fronts several unit
+/// ids. Different buses get different pollers and run concurrently.
+///
+/// The poll loop is isolated to this actor, which runs on a serial dispatch queue of its own: it waits
+/// between polls by blocking that queue's thread (a semaphore with a deadline, signalled on cancellation),
+/// and the libmodbus calls run on the connection's queue; actor-to-actor hops between the two need no
+/// cooperative-pool thread. (`Task.sleep` and continuation resumes do: measured, a blocked pool stopped a
+/// poller that slept with them.) So neither a slow consumer nor a starved pool delays a poll: events go
+/// through an unbounded stream to `onEvent`, which may lag but loses nothing.
+public actor BusPoller {
+    public nonisolated let meters: [PolledMeter]
+    public nonisolated let timing: BusTiming
+    private let reader: any RegisterReader
+    private let time: any TimeSource
+    private let executor: SerialQueueExecutor
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+    /// Signalled to cut a sleep short when the poll loop is cancelled.
+    private let wake = DispatchSemaphore(value: 0)
+
+    public init(meters: [PolledMeter], reader: any RegisterReader, timing: BusTiming, time: any TimeSource = SystemTimeSource()) {
+        self.meters = meters
+        self.reader = reader
+        self.timing = timing
+        self.time = time
+        self.executor = SerialQueueExecutor(label: "metergate.modbus.poller")
+    }
+
+    /// Starts ``run(shouldStop:onEvent:)`` in a task that prefers the poller's own task executor, so not even
+    /// the start, nor `onEvent`, waits for a thread of the cooperative pool. Cancel the task to stop polling.
+    public nonisolated func start(shouldStop: @escaping @Sendable () -> Bool = { false },
+                                  onEvent: @escaping @Sendable (PollEvent) async -> Void) -> Task<Void, Never> {
+        Task(executorPreference: taskExecutor) { await self.run(shouldStop: shouldStop, onEvent: onEvent) }
+    }
+
+    /// The executor that tasks serving this bus prefer (see ``start(shouldStop:onEvent:)``).
+    public nonisolated let taskExecutor = QueueTaskExecutor(label: "metergate.modbus.poller-tasks")
+
+    /// Polls until the task is cancelled (or `shouldStop` says so), reporting each poll to `onEvent`.
+    ///
+    /// The call hops onto the poller's queue and starts the loop there as a task of its own (it inherits the
+    /// caller's task-local values, such as the graceful-shutdown flag), so even its start needs no thread of
+    /// the cooperative pool. Cancelling the caller cancels the loop; every event is delivered before returning.
+    public func run(shouldStop: @escaping @Sendable () -> Bool = { false }, onEvent: @Sendable (PollEvent) async -> Void) async {
+        let (events, continuation) = AsyncStream.makeStream(of: PollEvent.self)
+        let wake = self.wake
+        let loop = Task {
+            await withTaskCancellationHandler {
+                await self.loop(shouldStop: shouldStop, emit: continuation)
+            } onCancel: {
+                wake.signal()
+            }
+            continuation.finish()
+        }
+        await withTaskCancellationHandler {
+            for await event in events { await onEvent(event) }
+        } onCancel: {
+            loop.cancel()
+        }
+    }
+
+    private func loop(shouldStop: @Sendable () -> Bool, emit: AsyncStream<PollEvent>.Continuation) async {
+        let clock = ContinuousClock()
+        var schedule = PollSchedule(periods: meters.map(\.period), start: clock.now, maximumBackoff: timing.maximumBackoff)
+        var readers: [MeterReader?] = meters.map { $0.profile.sunspecModel == nil ? MeterReader(profile: $0.profile, quantities: $0.quantities) : nil }
+        var lastUnit: Int?
+        while !Task.isCancelled && !shouldStop() {
+            guard let (i, due) = schedule.next() else { return }
+            if due > clock.now { pause(due - clock.now) }
+            if Task.isCancelled || shouldStop() { break }
+            let meter = meters[i]
+            if let last = lastUnit, last != meter.unit, timing.unitSwitchDelay > .zero {
+                pause(timing.unitSwitchDelay)
+            } else if lastUnit != nil, timing.interFrameDelay > .zero {
+                pause(timing.interFrameDelay)
+            }
+            lastUnit = meter.unit
+            let stamp = time.now()
+            do throws(MeterPollError) {
+                if readers[i] == nil { readers[i] = try await locate(meter) }
+                let pause = max(timing.interFrameDelay, timing.profileDelays ? meter.profile.interRequestDelay : .zero)
+                let readout: MeterReader.Readout
+                do {
+                    readout = try await readers[i]!.read(unit: meter.unit, from: reader, pause: pause) { [self] in self.pause($0) }
+                } catch { throw .modbus(error) }
+                schedule.succeeded(i, now: clock.now)
+                emit.yield(.sample(Sample(meter: meter.id, time: stamp, values: readout.values), unit: meter.unit,
+                                   requests: readout.requests, refused: readout.refused))
+            } catch {
+                // A SunSpec device is discovered again after a failure: it may have been replaced.
+                if meter.profile.sunspecModel != nil { readers[i] = nil }
+                let wait = schedule.failed(i, now: clock.now)
+                emit.yield(.failure(meter.id, unit: meter.unit, error: error,
+                                    consecutive: schedule.entries[i].consecutiveFailures, retryIn: wait))
+            }
+        }
+    }
+
+    /// Waits on the poller's own queue: blocking here holds this bus's thread only, never a cooperative-pool
+    /// thread, and the wake-up needs no pool thread either. Cancellation signals `wake` to end it early.
+    private func pause(_ d: Duration) {
+        guard d > .zero, !Task.isCancelled else { return }
+        let (s, atto) = d.components
+        _ = wake.wait(timeout: .now() + .nanoseconds(Int(s) * 1_000_000_000 + Int(atto / 1_000_000_000)))
+    }
+
+    /// Finds a SunSpec meter's model block and places the profile there.
+    private func locate(_ meter: PolledMeter) async throws(MeterPollError) -> MeterReader {
+        guard let wanted = meter.profile.sunspecModel else { return MeterReader(profile: meter.profile, quantities: meter.quantities) }
+        let device: SunSpecDevice?
+        do { device = try await SunSpecDiscovery.discover(unit: meter.unit, reader: reader) } catch { throw .modbus(error) }
+        guard let device, let model = device.models.first(where: { $0.id == wanted }) else {
+            throw .sunspecModelMissing(wanted: wanted, found: device?.models.map(\.id) ?? [])
+        }
+        return MeterReader(profile: meter.profile.located(at: model.address), quantities: meter.quantities)
+    }
+}

@@ -1,0 +1,200 @@
+import MeterCore
+
+/// A problem tied to one input line.
+public struct LineIssue: Sendable, Hashable {
+    /// 1-based line number in the input.
+    public var line: Int
+    public var seq: UInt64?
+    public var reason: String
+}
+
+/// What the verifier found for one stream (gateway, meter, epoch).
+public struct StreamReport: Sendable, Hashable {
+    public var stream: StreamKey
+    /// Records whose signature verified (every copy counted once per distinct record).
+    public var verified: Int
+    public var firstSeq: UInt64?
+    public var lastSeq: UInt64?
+    /// Missing seq ranges between the first and last verified record (and before the first one, if the
+    /// input was declared to start at the beginning of the epoch).
+    public var gaps: [ClosedRange<UInt64>]
+    /// The seq of each extra copy of an identical record.
+    public var duplicates: [UInt64]
+    /// Seqs with two or more different validly signed records.
+    public var forks: [UInt64]
+    /// Seqs that arrived after a higher seq of the same stream.
+    public var reordered: [UInt64]
+    /// Seqs whose `prev` is not the hash of the record before them (or not zero for seq 1).
+    public var brokenLinks: [UInt64]
+    /// Seqs where the key changed and the record named the previous key (a new chain segment): fine.
+    public var keyRotations: [UInt64]
+    /// Seqs where the key changed without naming the previous key id, or named a key that did not sign
+    /// the previous record.
+    public var keyProblems: [UInt64]
+    public var tampered: [LineIssue]
+    public var unknownKey: [LineIssue]
+    /// Duplicates and reordering are reported but do not fail the stream (a log of at-least-once
+    /// deliveries and replays has both).
+    public var toleratesRedelivery = false
+
+    public var passed: Bool {
+        gaps.isEmpty && forks.isEmpty && brokenLinks.isEmpty && keyProblems.isEmpty && tampered.isEmpty && unknownKey.isEmpty
+            && (toleratesRedelivery || (duplicates.isEmpty && reordered.isEmpty))
+    }
+}
+
+/// The verdict over a whole input.
+public struct VerificationReport: Sendable, Hashable {
+    public var streams: [StreamReport]
+    /// Lines that are not readable records at all (so belong to no stream).
+    public var malformed: [LineIssue]
+    /// Records read, valid or not.
+    public var records: Int
+
+    public var passed: Bool { malformed.isEmpty && streams.allSatisfy(\.passed) && records > 0 }
+}
+
+/// Follows every stream through a sequence of verified (or failed) records and finds gaps, duplicates,
+/// forks, reordering, broken links and key changes. Feed records in input order.
+public struct ChainAnalyzer: Sendable {
+    /// A SHA-256 value held inline: no heap allocation per record, cheap to hash and compare.
+    struct Digest: Hashable, Sendable {
+        var words: (UInt64, UInt64, UInt64, UInt64)
+
+        init(_ bytes: [UInt8]) {
+            precondition(bytes.count == 32)
+            func word(_ i: Int) -> UInt64 { bytes[i..<(i + 8)].reduce(0) { $0 << 8 | UInt64($1) } }
+            words = (word(0), word(8), word(16), word(24))
+        }
+
+        static func == (a: Digest, b: Digest) -> Bool { a.words == b.words }
+        func hash(into hasher: inout Hasher) {
+            hasher.combine(words.0); hasher.combine(words.1); hasher.combine(words.2); hasher.combine(words.3)
+        }
+        static let zero = Digest(StreamPosition.zeroHash)
+    }
+
+    /// One verified record, compact: a long archive holds millions of these.
+    struct Entry: Sendable {
+        var seq: UInt64
+        var hash: Digest
+        var prev: Digest
+        /// Index into ``ChainAnalyzer/keyIDs``; key ids are few, records many.
+        var key: Int32
+        /// Index of `prev_kid`, or -1.
+        var previousKey: Int32
+        var line: Int
+    }
+
+    struct StreamState: Sendable {
+        var entries: [Entry] = []
+        var tampered: [LineIssue] = []
+        var unknownKey: [LineIssue] = []
+    }
+
+    var streams: [StreamKey: StreamState] = [:]
+    var keyIDs: [String] = []
+    var keyIndex: [String: Int32] = [:]
+    var malformed: [LineIssue] = []
+    var records = 0
+    /// When true, a stream whose first verified record is not seq 1 has a gap from seq 1.
+    public var inputStartsAtEpochStart: Bool
+    /// When true, duplicates and reordering are reported without failing.
+    public var toleratesRedelivery: Bool
+
+    /// - Parameters:
+    ///   - inputStartsAtEpochStart: the input holds every record from seq 1 on (a whole archive), so a
+    ///     stream whose first record is later has lost its head.
+    ///   - toleratesRedelivery: the input is a log of deliveries (at least once, with replays), where
+    ///     duplicates and reordering are expected: they are still reported, but do not fail.
+    public init(inputStartsAtEpochStart: Bool = false, toleratesRedelivery: Bool = false) {
+        self.inputStartsAtEpochStart = inputStartsAtEpochStart
+        self.toleratesRedelivery = toleratesRedelivery
+    }
+
+    /// Adds the outcome for the record on `line` (1-based).
+    public mutating func add(_ result: Result<VerifiedRecord, RecordFailure>, line: Int) {
+        records += 1
+        switch result {
+        case .success(let v):
+            let r = v.record
+            let entry = Entry(seq: r.seq, hash: Digest(v.hash), prev: Digest(r.prev), key: intern(r.keyID),
+                              previousKey: r.previousKeyID.map { intern($0) } ?? -1, line: line)
+            streams[r.stream, default: StreamState()].entries.append(entry)
+        case .failure(let f):
+            guard let claimed = f.claimed else {
+                malformed.append(LineIssue(line: line, seq: nil, reason: f.reason))
+                return
+            }
+            let issue = LineIssue(line: line, seq: claimed.seq, reason: f.reason)
+            switch f.kind {
+            case .unknownKey: streams[claimed.stream, default: StreamState()].unknownKey.append(issue)
+            case .tampered, .malformed: streams[claimed.stream, default: StreamState()].tampered.append(issue)
+            }
+        }
+    }
+
+    mutating func intern(_ keyID: String) -> Int32 {
+        if let i = keyIndex[keyID] { return i }
+        let i = Int32(keyIDs.count)
+        keyIDs.append(keyID)
+        keyIndex[keyID] = i
+        return i
+    }
+
+    /// The findings so far, streams sorted by gateway, meter and epoch.
+    public func report() -> VerificationReport {
+        VerificationReport(
+            streams: streams.keys.sorted().map { analyse($0, streams[$0]!) },
+            malformed: malformed, records: records)
+    }
+
+    func analyse(_ key: StreamKey, _ state: StreamState) -> StreamReport {
+        var report = StreamReport(stream: key, verified: 0, firstSeq: nil, lastSeq: nil, gaps: [], duplicates: [], forks: [],
+                                  reordered: [], brokenLinks: [], keyRotations: [], keyProblems: [],
+                                  tampered: state.tampered, unknownKey: state.unknownKey, toleratesRedelivery: toleratesRedelivery)
+        // Arrival order: duplicates and reordering.
+        var seen = Set<Digest>()
+        var maxSeq: UInt64 = 0
+        // seq → the distinct records with that seq, in arrival order.
+        var bySeq: [UInt64: [Entry]] = [:]
+        for entry in state.entries {
+            if !seen.insert(entry.hash).inserted {
+                report.duplicates.append(entry.seq)
+                continue
+            }
+            if entry.seq < maxSeq { report.reordered.append(entry.seq) }
+            maxSeq = max(maxSeq, entry.seq)
+            bySeq[entry.seq, default: []].append(entry)
+            report.verified += 1
+        }
+        let seqs = bySeq.keys.sorted()
+        report.firstSeq = seqs.first
+        report.lastSeq = seqs.last
+        report.forks = seqs.filter { bySeq[$0]!.count > 1 }
+        let forked = Set(report.forks)
+        if inputStartsAtEpochStart, let first = seqs.first, first > 1 { report.gaps.append(1...(first - 1)) }
+        var previous: UInt64?
+        for seq in seqs {
+            if let p = previous, seq > p + 1 { report.gaps.append((p + 1)...(seq - 1)) }
+            previous = seq
+            guard !forked.contains(seq), let entry = bySeq[seq]?.first else { continue }
+            if seq == 1 {
+                if entry.prev != .zero { report.brokenLinks.append(seq) }
+                continue
+            }
+            // Links and key changes can only be judged against a present, unambiguous predecessor.
+            guard !forked.contains(seq - 1), let before = bySeq[seq - 1]?.first else {
+                if entry.previousKey >= 0 { report.keyRotations.append(seq) }
+                continue
+            }
+            if entry.prev != before.hash { report.brokenLinks.append(seq) }
+            if entry.key != before.key {
+                if entry.previousKey == before.key { report.keyRotations.append(seq) } else { report.keyProblems.append(seq) }
+            } else if entry.previousKey >= 0 {
+                report.keyProblems.append(seq)
+            }
+        }
+        return report
+    }
+}

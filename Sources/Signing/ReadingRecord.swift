@@ -1,0 +1,255 @@
+public import MeterCore
+
+/// One signed reading: what one meter stream measured over one interval, numbered and chained.
+///
+/// The payload is version 1 of the schema in docs/records.md. Its bytes are the RFC 8785 (JCS) canonical
+/// JSON of the members below, integers only (energy in mWh, power in mW, times in ms since the Unix epoch):
+/// the same record always gives the same bytes, and those bytes are what is signed and sent.
+public struct ReadingRecord: Sendable, Hashable {
+    /// The schema version this code writes and reads.
+    public static let version = 1
+
+    public var gateway: GatewayID
+    public var meter: MeterID
+    /// What the meter stream is (Modbus meter, GPU, rail, pulse input, …).
+    public var sourceKind: SourceKind
+    /// Which physical thing it is: a meter serial number, a GPU UUID, a hwmon path.
+    public var sourceID: String
+    public var epoch: String
+    public var seq: UInt64
+    /// Interval start, inclusive, ms since the Unix epoch (UTC).
+    public var startMillis: Int64
+    /// Interval end, exclusive.
+    public var endMillis: Int64
+    public var importTotal: MilliwattHours
+    public var exportTotal: MilliwattHours
+    public var importDelta: MilliwattHours
+    public var exportDelta: MilliwattHours
+    /// Average active power over the interval, in mW.
+    public var averageMilliwatts: Int64
+    /// Highest active power seen in the interval, in mW.
+    public var peakMilliwatts: Int64
+    public var sampleCount: Int64
+    public var quality: Quality
+    /// SHA-256 of the signed payload bytes of the previous record of this stream; zeros for the first.
+    public var prev: [UInt8]
+    /// The RFC 7638 thumbprint of the key that signs this record.
+    public var keyID: String
+    /// Set on the first record signed by a new key: the key id that signed the previous record
+    /// (a new chain segment after key rotation).
+    public var previousKeyID: String?
+
+    /// A record from its members; ``validate()`` says whether it may be signed.
+    public init(
+        gateway: GatewayID, meter: MeterID, sourceKind: SourceKind, sourceID: String, epoch: String, seq: UInt64,
+        startMillis: Int64, endMillis: Int64, importTotal: MilliwattHours, exportTotal: MilliwattHours,
+        importDelta: MilliwattHours, exportDelta: MilliwattHours, averageMilliwatts: Int64, peakMilliwatts: Int64,
+        sampleCount: Int64, quality: Quality, prev: [UInt8], keyID: String, previousKeyID: String? = nil
+    ) {
+        self.gateway = gateway
+        self.meter = meter
+        self.sourceKind = sourceKind
+        self.sourceID = sourceID
+        self.epoch = epoch
+        self.seq = seq
+        self.startMillis = startMillis
+        self.endMillis = endMillis
+        self.importTotal = importTotal
+        self.exportTotal = exportTotal
+        self.importDelta = importDelta
+        self.exportDelta = exportDelta
+        self.averageMilliwatts = averageMilliwatts
+        self.peakMilliwatts = peakMilliwatts
+        self.sampleCount = sampleCount
+        self.quality = quality
+        self.prev = prev
+        self.keyID = keyID
+        self.previousKeyID = previousKeyID
+    }
+
+    /// The stream this record belongs to.
+    public var stream: StreamKey { StreamKey(gateway: gateway.rawValue, meter: meter.rawValue, epoch: epoch) }
+
+    /// The record as a JSON object (member order does not matter: ``canonicalBytes`` sorts).
+    public var json: JSONValue {
+        var members: [(String, JSONValue)] = [
+            ("v", .integer(Self.version)),
+            ("gateway", .string(gateway.rawValue)),
+            ("meter", .string(meter.rawValue)),
+            ("source", .object([("kind", .string(sourceKind.rawValue)), ("id", .string(sourceID))])),
+            ("epoch", .string(epoch)),
+            ("seq", .integer(seq)),
+            ("start_ms", .integer(startMillis)),
+            ("end_ms", .integer(endMillis)),
+            ("import_total_mwh", .integer(importTotal.rawValue)),
+            ("export_total_mwh", .integer(exportTotal.rawValue)),
+            ("import_mwh", .integer(importDelta.rawValue)),
+            ("export_mwh", .integer(exportDelta.rawValue)),
+            ("avg_mw", .integer(averageMilliwatts)),
+            ("peak_mw", .integer(peakMilliwatts)),
+            ("samples", .integer(sampleCount)),
+            ("quality", .string(quality.rawValue)),
+            ("prev", .string(prev.hexString)),
+            ("kid", .string(keyID)),
+        ]
+        if let previousKeyID { members.append(("prev_kid", .string(previousKeyID))) }
+        return .object(members)
+    }
+
+    /// The canonical payload bytes (JCS).
+    public var canonicalBytes: [UInt8] { json.canonicalBytes }
+
+    /// Checks what a signer must never sign: a bad epoch, `seq` 0, an empty or inverted interval,
+    /// negative energy, a `prev` that is not 32 bytes.
+    public func validate() throws(RecordError) {
+        if let problem = Self.epochProblem(epoch) { throw .invalid(field: "epoch", reason: problem) }
+        guard seq >= 1 else { throw .invalid(field: "seq", reason: "must be at least 1") }
+        guard endMillis > startMillis else {
+            throw .invalid(field: "end_ms", reason: "interval end \(endMillis) is not after its start \(startMillis)")
+        }
+        for (name, value) in [("import_total_mwh", importTotal), ("export_total_mwh", exportTotal),
+                              ("import_mwh", importDelta), ("export_mwh", exportDelta)] where value.rawValue < 0 {
+            throw .invalid(field: name, reason: "energy must not be negative (found \(value.rawValue))")
+        }
+        guard sampleCount >= 0 else { throw .invalid(field: "samples", reason: "must not be negative") }
+        guard prev.count == 32 else { throw .invalid(field: "prev", reason: "must be 32 bytes (SHA-256), found \(prev.count)") }
+        guard !keyID.isEmpty else { throw .invalid(field: "kid", reason: "must not be empty") }
+    }
+
+    /// Why `epoch` is not a valid epoch id (1 to 64 of `A-Z a-z 0-9 - _`), or nil.
+    public static func epochProblem(_ epoch: String) -> String? {
+        if epoch.isEmpty || epoch.utf8.count > 64 { return "must be 1 to 64 characters long" }
+        let ok = epoch.utf8.allSatisfy {
+            (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0)
+                || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_")
+        }
+        return ok ? nil : "may hold only A-Z, a-z, 0-9, '-' and '_' (found '\(epoch)')"
+    }
+}
+
+/// (gateway, meter, epoch): the unit within which `seq` rises by one and `prev` chains.
+public struct StreamKey: Sendable, Hashable, Comparable, CustomStringConvertible {
+    public var gateway: String
+    public var meter: String
+    public var epoch: String
+
+    /// The stream (gateway, meter, epoch).
+    public init(gateway: String, meter: String, epoch: String) {
+        self.gateway = gateway
+        self.meter = meter
+        self.epoch = epoch
+    }
+
+    public var description: String { "\(gateway)/\(meter) epoch \(epoch)" }
+
+    public static func < (a: StreamKey, b: StreamKey) -> Bool {
+        (a.gateway, a.meter, a.epoch) < (b.gateway, b.meter, b.epoch)
+    }
+}
+
+/// Why a record cannot be built or read.
+public enum RecordError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// A member is missing, of the wrong type or out of range.
+    case invalid(field: String, reason: String)
+    /// The payload is not JSON.
+    case notJSON(JSONParseError)
+    /// A version this code does not read.
+    case unsupportedVersion(String)
+    /// A member this version does not define.
+    case unknownMember(String)
+
+    public var description: String {
+        switch self {
+        case .invalid(let field, let reason): return "record member '\(field)' \(reason)"
+        case .notJSON(let e): return "record payload is not JSON: \(e)"
+        case .unsupportedVersion(let v): return "record version \(v) is not supported (this verifier reads version \(ReadingRecord.version))"
+        case .unknownMember(let m): return "record member '\(m)' is not part of schema version \(ReadingRecord.version)"
+        }
+    }
+}
+
+// MARK: - Reading
+
+extension ReadingRecord {
+    static let members: [String] = [
+        "v", "gateway", "meter", "source", "epoch", "seq", "start_ms", "end_ms", "import_total_mwh", "export_total_mwh",
+        "import_mwh", "export_mwh", "avg_mw", "peak_mw", "samples", "quality", "prev", "kid", "prev_kid",
+    ]
+
+    /// Reads a version-1 record from its payload bytes. Strict: unknown members, missing members,
+    /// non-integer numbers and invalid ids are errors.
+    public init(payload: some Collection<UInt8>) throws(RecordError) {
+        let value: JSONValue
+        do { value = try JSONValue.parse(payload) } catch { throw .notJSON(error) }
+        try self.init(json: value)
+    }
+
+    /// Reads a version-1 record from a parsed JSON object.
+    public init(json value: JSONValue) throws(RecordError) {
+        guard case .object(let members) = value else { throw .invalid(field: "(payload)", reason: "must be a JSON object") }
+        for (k, _) in members where !Self.members.contains(k) { throw .unknownMember(k) }
+        let map = MemberTable(members)
+        guard case .number(let v)? = map["v"] else { throw .invalid(field: "v", reason: "is missing") }
+        guard v == String(Self.version) else { throw .unsupportedVersion(v) }
+
+        func string(_ key: String) throws(RecordError) -> String {
+            guard let m = map[key] else { throw .invalid(field: key, reason: "is missing") }
+            guard case .string(let s) = m else { throw .invalid(field: key, reason: "must be a string") }
+            return s
+        }
+        func integer(_ key: String) throws(RecordError) -> Int64 {
+            guard let m = map[key] else { throw .invalid(field: key, reason: "is missing") }
+            guard case .number(let n) = m, let i = Int64(n) else { throw .invalid(field: key, reason: "must be an integer") }
+            return i
+        }
+        func identifier(_ key: String) throws(RecordError) -> Identifier {
+            let s = try string(key)
+            do { return try Identifier(validating: s) } catch { throw .invalid(field: key, reason: "id '\(s)' \(error)") }
+        }
+
+        self.gateway = try identifier("gateway")
+        self.meter = try identifier("meter")
+        guard case .object(let source)? = map["source"] else { throw .invalid(field: "source", reason: "must be an object {kind, id}") }
+        guard source.count == 2, case .string(let kind)? = map["source"]?["kind"], case .string(let sourceID)? = map["source"]?["id"] else {
+            throw .invalid(field: "source", reason: "must be exactly {\"id\": string, \"kind\": string}")
+        }
+        guard let sourceKind = SourceKind(rawValue: kind) else {
+            throw .invalid(field: "source.kind", reason: "'\(kind)' is not one of \(SourceKind.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        self.sourceKind = sourceKind
+        self.sourceID = sourceID
+        self.epoch = try string("epoch")
+        let seq = try integer("seq")
+        guard seq >= 1 else { throw .invalid(field: "seq", reason: "must be at least 1") }
+        self.seq = UInt64(seq)
+        self.startMillis = try integer("start_ms")
+        self.endMillis = try integer("end_ms")
+        self.importTotal = MilliwattHours(try integer("import_total_mwh"))
+        self.exportTotal = MilliwattHours(try integer("export_total_mwh"))
+        self.importDelta = MilliwattHours(try integer("import_mwh"))
+        self.exportDelta = MilliwattHours(try integer("export_mwh"))
+        self.averageMilliwatts = try integer("avg_mw")
+        self.peakMilliwatts = try integer("peak_mw")
+        self.sampleCount = try integer("samples")
+        let quality = try string("quality")
+        guard let q = Quality(rawValue: quality) else {
+            throw .invalid(field: "quality", reason: "'\(quality)' is not one of \(Quality.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        self.quality = q
+        let prevHex = try string("prev")
+        guard prevHex.utf8.count == 64, let prev = [UInt8](hex: prevHex) else {
+            throw .invalid(field: "prev", reason: "must be 64 hex digits (SHA-256)")
+        }
+        self.prev = prev
+        self.keyID = try string("kid")
+        if map["prev_kid"] != nil { self.previousKeyID = try string("prev_kid") } else { self.previousKeyID = nil }
+        try validate()
+    }
+}
+
+/// Looks members up by a linear scan: a record has 19, and this avoids hashing every key of every record.
+struct MemberTable {
+    let members: [(String, JSONValue)]
+    init(_ members: [(String, JSONValue)]) { self.members = members }
+    subscript(key: String) -> JSONValue? { members.first { $0.0 == key }?.1 }
+}

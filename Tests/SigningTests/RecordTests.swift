@@ -1,0 +1,134 @@
+import Foundation
+import MeterCore
+import Signing
+import Testing
+
+@Suite struct RecordTests {
+    @Test func payloadIsCanonicalSortedIntegerJSON() throws {
+        var stream = try StreamBuilder(key: .generate(.eddsa))
+        let signed = try stream.next()
+        let payload = signed.record.canonicalBytes
+        let text = String(decoding: payload, as: UTF8.self)
+        // Sorted members, no whitespace, integers for power (mW) and energy (mWh).
+        #expect(text.hasPrefix("{\"avg_mw\":1000500,\"end_ms\":1736936100000,\"epoch\":\"E1\","))
+        #expect(text.contains("\"peak_mw\":2200250"))
+        #expect(text.contains("\"prev\":\"" + String(repeating: "0", count: 64) + "\""))
+        #expect(text.contains("\"source\":{\"id\":\"SDM630-0012345\",\"kind\":\"modbus\"}"))
+        #expect(text.hasSuffix("\"v\":1}"))
+        #expect(!text.contains(" "))
+        // The same record always gives the same bytes, and reading them back gives the same record.
+        #expect(try ReadingRecord(payload: payload) == signed.record)
+        #expect(try ReadingRecord(payload: payload).canonicalBytes == payload)
+    }
+
+    @Test func stringsUseTheMinimalJCSEscapes() throws {
+        let value = JSONValue.object([("b", .string("q\"\\\n\u{01}ä|/")), ("a", .integer(-3))])
+        #expect(String(decoding: value.canonicalBytes, as: UTF8.self) == "{\"a\":-3,\"b\":\"q\\\"\\\\\\n\\u0001ä|/\"}")
+        #expect(try JSONValue.parse(value.canonicalBytes) == JSONValue.object([("a", .integer(-3)), ("b", .string("q\"\\\n\u{01}ä|/"))]))
+    }
+
+    @Test func membersSortByUTF16CodeUnitsAsRFC8785Says() {
+        // UTF-8 byte order would put U+FB01 before U+1F600; JCS (UTF-16 code units) puts the surrogate pair first.
+        let value = JSONValue.object([("\u{FB01}", .integer(3)), ("\u{1F600}", .integer(2)), ("\u{E9}", .integer(1)), ("b", .null), ("a", .null)])
+        #expect(String(decoding: value.canonicalBytes, as: UTF8.self) == "{\"a\":null,\"b\":null,\"\u{E9}\":1,\"\u{1F600}\":2,\"\u{FB01}\":3}")
+    }
+
+    @Test func chainHashIsSHA256OfThePayload() throws {
+        var stream = try StreamBuilder(key: .generate(.eddsa))
+        let first = try stream.next()
+        let second = try stream.next()
+        #expect(first.hash.count == 32)
+        #expect(second.record.prev == first.hash)
+        #expect(second.record.seq == 2)
+        #expect(first.hash != second.hash)
+    }
+
+    @Test(arguments: [
+        ("{\"v\":2}", "version 2 is not supported"),
+        ("{\"v\":1,\"color\":\"red\"}", "'color' is not part of schema"),
+        ("[1]", "must be a JSON object"),
+        ("{\"v\":1,\"v\":1}", "duplicate member"),
+        ("{\"v\":1", "invalid JSON"),
+    ])
+    func readingRejectsWhatIsNotAVersion1Record(_ payload: String, _ message: String) {
+        let error = #expect(throws: RecordError.self) { try ReadingRecord(payload: Array(payload.utf8)) }
+        #expect(error?.description.contains(message) == true, "\(String(describing: error))")
+    }
+
+    @Test func readingRejectsFractionsAndBadMembers() throws {
+        var stream = try StreamBuilder(key: .generate(.eddsa))
+        let text = String(decoding: try stream.next().record.canonicalBytes, as: UTF8.self)
+        for (from, to, message) in [
+            ("\"samples\":900", "\"samples\":900.5", "'samples' must be an integer"),
+            ("\"quality\":\"measured\"", "\"quality\":\"guessed\"", "'guessed' is not one of"),
+            ("\"meter\":\"main\"", "\"meter\":\"a/b\"", "'meter' id 'a/b'"),
+            ("\"import_mwh\":250000", "\"import_mwh\":-1", "must not be negative"),
+        ] {
+            let bad = text.replacingOccurrences(of: from, with: to)
+            #expect(bad != text)
+            let error = #expect(throws: RecordError.self) { try ReadingRecord(payload: Array(bad.utf8)) }
+            #expect(error?.description.contains(message) == true, "\(String(describing: error))")
+        }
+    }
+
+    @Test func signerRefusesBadInputAndSignsNothing() throws {
+        let signer = try RecordSigner(gateway: try GatewayID(validating: "gw"), meter: try MeterID(validating: "m"), sourceID: "S1",
+                                      envelope: .jws, key: .generate(.eddsa))
+        var result = try StreamBuilder.result(meter: "m", start: 0, importTotal: 10)
+        result.averagePowerWatts = .nan
+        #expect(throws: SigningError.invalidInput(.invalid(field: "avg_mw", reason: "power nan W is not a finite number"))) {
+            try signer.sign(result: result, position: .first(epoch: "E"))
+        }
+        let ok = try StreamBuilder.result(meter: "m", start: 0, importTotal: 10)
+        #expect(throws: SigningError.self) { try signer.sign(result: ok, position: .first(epoch: "no spaces")) }
+        #expect(throws: SigningError.self) { try signer.sign(result: ok, position: StreamPosition(epoch: "E", seq: 0, prev: StreamPosition.zeroHash)) }
+        #expect(throws: SigningError.self) { try signer.sign(result: ok, position: StreamPosition(epoch: "E", seq: 2, prev: [1, 2, 3])) }
+        var inverted = ok
+        inverted.endMillis = inverted.startMillis
+        #expect(throws: SigningError.self) { try signer.sign(result: inverted, position: .first(epoch: "E")) }
+        let other = try StreamBuilder.result(meter: "other", start: 0, importTotal: 10)
+        #expect(throws: SigningError.wrongMeter(expected: try MeterID(validating: "m"), found: try MeterID(validating: "other"))) {
+            try signer.sign(result: other, position: .first(epoch: "E"))
+        }
+    }
+
+    @Test func keyRotationNamesThePreviousKeyOnce() throws {
+        let old = SigningKey.generate(.eddsa), new = SigningKey.generate(.es256)
+        var stream = try StreamBuilder(key: old)
+        try stream.next(2)
+        try stream.rotate(to: new)
+        let first = try stream.next()
+        let second = try stream.next()
+        #expect(first.record.previousKeyID == old.publicKey.keyID)
+        #expect(first.record.keyID == new.publicKey.keyID)
+        #expect(second.record.previousKeyID == nil)
+    }
+}
+
+@Suite struct JSONParserTests {
+    @Test func duplicateMembersAreRejectedInSmallAndLargeObjects() {
+        let small = "{\"a\":1,\"b\":2,\"a\":3}"
+        let large = "{" + (0..<40).map { "\"k\($0)\":\($0)" }.joined(separator: ",") + ",\"k3\":0}"
+        let fine = "{" + (0..<40).map { "\"k\($0)\":\($0)" }.joined(separator: ",") + "}"
+        #expect(throws: JSONParseError.self) { try JSONValue.parse(Array(small.utf8)) }
+        #expect(throws: JSONParseError.self) { try JSONValue.parse(Array(large.utf8)) }
+        #expect(throws: Never.self) { try JSONValue.parse(Array(fine.utf8)) }
+    }
+
+    @Test(arguments: ["", "01", "1.", "-", "\"\\x\"", "\"\u{01}\"", "[1,]", "{\"a\" 1}", "nul", "\"\\ud800\"", "1 2", String(repeating: "[", count: 40)])
+    func invalidJSONIsRejected(_ text: String) {
+        #expect(throws: JSONParseError.self) { try JSONValue.parse(Array(text.utf8)) }
+    }
+
+    @Test func invalidUTF8IsRejectedAndValidUTF8Kept() throws {
+        #expect(throws: JSONParseError.self) { try JSONValue.parse([0x22, 0xC3, 0x28, 0x22]) }
+        #expect(throws: JSONParseError.self) { try JSONValue.parse([0x22, 0x5C, 0x6E, 0xFF, 0x22]) }   // after an escape
+        #expect(try JSONValue.parse([0x22, 0xC3, 0xA4, 0x22]) == .string("ä"))
+        #expect(try JSONValue.parse(Array("\"plain ascii\"".utf8)) == .string("plain ascii"))
+    }
+
+    @Test func numbersKeepTheirTextAndEscapesDecode() throws {
+        #expect(try JSONValue.parse(Array("[1234.560, -0, 1e5]".utf8)) == .array([.number("1234.560"), .number("-0"), .number("1e5")]))
+        #expect(try JSONValue.parse(Array("\"\\u00e4\\ud83d\\ude00\\/\"".utf8)) == .string("ä😀/"))
+    }
+}
