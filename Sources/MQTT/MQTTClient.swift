@@ -200,9 +200,10 @@ public final class MQTTClient: Sendable {
                     context: "\(context): broker refused the \(version) connection: \(reason)")))
             }
             let why = gotConnack ? "the connection failed before CONNACK" : "no CONNACK within \(configuration.connectTimeout)"
-            let code = session.logMentionsTLS ? MOSQ_ERR_TLS : MOSQ_ERR_PROTOCOL
-            return .failed(.transport, session.error(MosquittoError(function: "mosquitto_loop", code: Int32(code.rawValue),
-                                                                    context: "\(context): \(why)")))
+            let tls = session.logMentionsTLS
+            let code = tls ? MOSQ_ERR_TLS : MOSQ_ERR_PROTOCOL
+            return .failed(tls ? .transport : .noConnack, session.error(MosquittoError(function: "mosquitto_loop", code: Int32(code.rawValue),
+                                                                                       context: "\(context): \(why) (\(version))")))
         }
         // Connected: wait until the connection drops or a shutdown is asked for.
         var stopping = false

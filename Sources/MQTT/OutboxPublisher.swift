@@ -176,6 +176,11 @@ public actor OutboxPublisher {
         switch next {
         case .mqtt(.connected(let s)):
             session = s
+            if configuration.drainPending && !inflight.values.contains(where: { !$0.isReplay }) {
+                // Nothing of ours is in flight, so no record should be inflight in the store either; this
+                // returns any that an earlier failed release left behind.
+                try await store.releaseInflight([])
+            }
             // Never more than libmosquitto may send (its send maximum) or the broker will take (Receive Maximum).
             window = max(1, min(configuration.window, client.configuration.maxInflight, s.receiveMaximum ?? Int.max))
             logger.info("MQTT connected", metadata: ["session": "\(s.id)", "protocol": "\(s.protocolVersion)", "window": "\(window)"])
@@ -249,8 +254,14 @@ public actor OutboxPublisher {
         guard !acknowledged.isEmpty else { return }
         let batch = acknowledged
         acknowledged.removeAll(keepingCapacity: true)
-        let n = try await store.markDelivered(batch, at: Date())
-        counters.delivered += Int64(n)
+        do {
+            let n = try await store.markDelivered(batch, at: Date())
+            counters.delivered += Int64(n)
+        } catch {
+            // Kept for the next flush: the PUBACKs came, the records must not be sent again for nothing.
+            acknowledged.insert(contentsOf: batch, at: 0)
+            throw error
+        }
     }
 
     /// Hands records to MQTT until the window is full: pending first, replays in what is left

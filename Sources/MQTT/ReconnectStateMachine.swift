@@ -32,7 +32,9 @@ public struct BackoffPolicy: Sendable, Hashable {
 ///   up to `jitter` of it at random.
 /// - A connection that was accepted resets the back-off.
 /// - A broker that refuses MQTT 5 with "unsupported protocol version" is asked again at once with 3.1.1,
-///   which is then kept for this client.
+///   which is then kept for this client. A connection that gets no CONNACK at all alternates the version
+///   for the next attempt (some 3.1.1-only brokers never answer an MQTT 5 CONNECT); the version a broker
+///   accepted is kept.
 public struct ReconnectStateMachine: Sendable {
     public enum State: Sendable, Hashable {
         case idle
@@ -54,8 +56,11 @@ public struct ReconnectStateMachine: Sendable {
 
     /// Why an attempt ended.
     public enum Failure: Sendable, Hashable {
-        /// TCP, TLS or DNS failure, or no CONNACK in time.
+        /// TCP, TLS or DNS failure.
         case transport
+        /// The connection was up but no CONNACK came in time, or it closed before one: what some
+        /// 3.1.1-only brokers do with an MQTT 5 CONNECT instead of refusing the version.
+        case noConnack
         /// The broker refused: CONNACK/reason code.
         case refused(code: Int32)
     }
@@ -94,6 +99,11 @@ public struct ReconnectStateMachine: Sendable {
             protocolVersion = .v311
             state = .connecting(attempt: attempt + 1)
             return .connect(.v311)
+        }
+        if failure == .noConnack {
+            // Try the other version next time: a broker that does not answer an MQTT 5 CONNECT may answer
+            // 3.1.1, and one that fails 3.1.1 this way is asked with MQTT 5 again.
+            protocolVersion = protocolVersion == .v5 ? .v311 : .v5
         }
         return backOff(using: &random)
     }

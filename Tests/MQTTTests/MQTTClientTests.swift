@@ -60,8 +60,8 @@ import Testing
         #expect(await eventually(timeout: 10) { events.failures.count >= 3 })
         #expect(events.failures.first?.description.contains("127.0.0.1:\(port)") == true)
         let broker = try MosquittoBroker(port: port)
-        #expect(await eventually(timeout: 10) { !events.connectedSessions.isEmpty })
-        _ = broker
+        #expect(await eventually(timeout: 20) { !events.connectedSessions.isEmpty },
+                "last failure: \(String(describing: events.failures.last)); broker: \(broker.log)")
         await client.shutdown()
     }
 
@@ -202,5 +202,31 @@ import Testing
         let error = try #require(events.failures.first)
         #expect(error.function == "mosquitto_tls_set")
         #expect(error.description.contains("/nonexistent/ca.pem"))
+    }
+}
+
+@Suite struct MQTTProtocolFallbackTests {
+    /// amqtt (PyPI) is an MQTT 3.1.1-only broker; it does not answer an MQTT 5 CONNECT for a minute.
+    @Test func aBrokerWithoutMQTT5IsAskedAgainWith311() async throws {
+        let amqtt = "\(repositoryRoot)/.venv/bin/amqtt"
+        guard FileManager.default.isExecutableFile(atPath: amqtt) else {
+            throw TestEnvironmentError("amqtt is not installed: run scripts/setup.sh")
+        }
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let port = freeLoopbackPort()
+        let config = dir.write("amqtt.yaml", "listeners:\n  default:\n    type: tcp\n    bind: 127.0.0.1:\(port)\n")
+        let broker = try BackgroundProcess(amqtt, ["-c", config], logPath: dir.file("amqtt.log"))
+        defer { broker.stop(signal: SIGKILL) }
+        #expect(await eventually(timeout: 20) { isListening(port: port) }, "\(broker.log)")
+
+        let client = MQTTClient(configuration: MQTTClientConfiguration(host: "127.0.0.1", port: port, clientID: "fallback", backoff: testBackoff,
+                                                                       connectTimeout: .seconds(3)))
+        let events = EventLog(client)
+        client.start()
+        #expect(await eventually(timeout: 20) { !events.connectedSessions.isEmpty }, "\(events.failures)")
+        await client.shutdown()
+        #expect(events.connectedSessions.first?.protocolVersion == .v311)
+        #expect(events.failures.first?.description.contains("no CONNACK within 3.0 seconds (MQTT 5)") == true, "\(events.failures)")
     }
 }

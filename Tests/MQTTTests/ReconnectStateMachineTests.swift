@@ -80,6 +80,24 @@ struct FixedGenerator: RandomNumberGenerator {
         #expect(machine.timerFired() == .connect(.v311))
     }
 
+    @Test func noConnackAlternatesTheVersionAndAnAcceptedVersionIsKept() {
+        var machine = ReconnectStateMachine(policy: policy)
+        var noJitter = FixedGenerator(value: 0)
+        _ = machine.start()
+        #expect(machine.attemptFailed(.noConnack, using: &noJitter) == .wait(.milliseconds(500)))
+        #expect(machine.timerFired() == .connect(.v311))
+        #expect(machine.attemptFailed(.noConnack, using: &noJitter) == .wait(.seconds(1)))
+        #expect(machine.timerFired() == .connect(.v5))
+        #expect(machine.attemptFailed(.noConnack, using: &noJitter) == .wait(.seconds(2)))
+        #expect(machine.timerFired() == .connect(.v311))
+        _ = machine.connected()
+        #expect(machine.connectionLost(using: &noJitter) == .wait(.milliseconds(500)))
+        #expect(machine.timerFired() == .connect(.v311), "the accepted version is kept")
+        // Plain transport failures (refused TCP, TLS) keep the version.
+        #expect(machine.attemptFailed(.transport, using: &noJitter) == .wait(.seconds(1)))
+        #expect(machine.timerFired() == .connect(.v311))
+    }
+
     @Test func stopEndsEverything() {
         var machine = ReconnectStateMachine(policy: policy)
         var noJitter = FixedGenerator(value: 0)
