@@ -16,7 +16,7 @@ import Testing
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("id: demo-gw"))
         #expect(r.stdout.contains("profile: eastron-sdm630"))
-        #expect(r.stdout.contains("interval: 1m"))
+        #expect(r.stdout.contains("interval: 15s"))
     }
 
     @Test func checkExitsTwoWithEveryError() throws {

@@ -41,7 +41,7 @@ import Testing
         #expect(demo.gateway.rawValue == "demo-gw")
         #expect(demo.board.id == "sim")
         #expect(demo.meters.map(\.id.rawValue) == ["main-incomer", "rack-a"])
-        #expect(demo.interval == .seconds(60))
+        #expect(demo.interval == .seconds(15))
         let substation = try load("\(repositoryRoot)/examples/substation.yaml")
         // The board's port name resolves to its device and RS-485 mode.
         if case .rtu(let serial) = substation.buses[0].transport {

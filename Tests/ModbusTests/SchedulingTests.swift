@@ -83,14 +83,16 @@ let ETIMEDOUT_CODE = ETIMEDOUT
         print(String(format: "%.0f cycles of 20 ms: m1 %d polls, m3 %d polls, dead unit 2: %d attempts", cycles, samples("m1").count, samples("m3").count, failures.count)
               + ", waits \(failures.prefix(6).map(\.2))…")
         // Each attempt on the dead unit is one request, not three.
-        #expect(calls[2] == failures.count)
+        // (cancellation may cut one attempt short, after its request but before its event)
+        #expect((0...1).contains(calls[2]! - failures.count), "dead unit: \(calls[2]!) requests, \(failures.count) failures")
         #expect(failures.allSatisfy { $0.0 == 2 })
         // Back-off: 20, 40, 80, 160, 160 … ms: at most 4 + one per 8 periods, far fewer than one per period.
         #expect(Double(failures.count) <= 5 + cycles / 8)
         #expect(try #require(failures.last).2 == .milliseconds(160))
         // The live units keep polling (generous bound: at least a fifth of their periods).
         #expect(Double(samples("m1").count) >= cycles / 5 && Double(samples("m3").count) >= cycles / 5)
-        #expect(calls[1] == samples("m1").count * 3)
+        // Three requests per poll; a poll cut short by cancellation may have made one or two more.
+        #expect((0...2).contains(calls[1]! - samples("m1").count * 3), "m1: \(calls[1]!) requests for \(samples("m1").count) polls")
         if case .sample(let s, _, let requests, _) = try #require(samples("m1").first) {
             #expect(requests == 3)
             #expect(s.values[.energyImport] == 10)
