@@ -128,28 +128,6 @@ import Testing
 }
 
 @Suite struct SystemdNotifierTests {
-    /// A datagram socket standing in for systemd's notify socket.
-    final class FakeNotifySocket {
-        let path: String
-        let fd: Int32
-        init(path: String) {
-            self.path = path
-            fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
-            var address = sockaddr_un()
-            address.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
-            _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
-            var timeout = timeval(tv_sec: 5, tv_usec: 0)
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        }
-        func receive() -> String? {
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            let n = recv(fd, &buffer, buffer.count, 0)
-            return n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self) : nil
-        }
-        deinit { close(fd) }
-    }
-
     @Test func sendsStatesToTheNotifySocket() throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
@@ -157,7 +135,7 @@ import Testing
         let notifier = SystemdNotifier(environment: ["NOTIFY_SOCKET": socket.path, "WATCHDOG_USEC": "2000000"])
         #expect(notifier.watchdogInterval == .seconds(2))
         try notifier.notify("READY=1\nSTATUS=polling")
-        #expect(socket.receive() == "READY=1\nSTATUS=polling")
+        #expect(waitUntil(timeout: 5) { socket.messages == ["READY=1\nSTATUS=polling"] }, "\(socket.messages)")
     }
 
     @Test func isSilentOutsideSystemdAndIgnoresAnotherProcessesWatchdog() throws {
