@@ -40,7 +40,7 @@ import Testing
         let demo = try load("\(repositoryRoot)/examples/demo/metergate.yaml")
         #expect(demo.gateway.rawValue == "demo-gw")
         #expect(demo.board.id == "sim")
-        #expect(demo.meters.map(\.id.rawValue) == ["main-incomer", "rack-a"])
+        #expect(demo.meters.map(\.id.rawValue) == ["main-incomer", "rack-a", "pv-inverter"])
         #expect(demo.interval == .seconds(15))
         let substation = try load("\(repositoryRoot)/examples/substation.yaml")
         // The board's port name resolves to its device and RS-485 mode.
