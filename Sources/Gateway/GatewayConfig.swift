@@ -26,6 +26,25 @@ public struct GatewayConfig: Sendable {
     public var profiles: ProfileLibrary
     public var logLevel: String
     public var metrics: MetricsConfig
+    public var rails: RailsConfig
+}
+
+/// GPU and board power rails to account as meter streams (ids from `metergate scan --rails`).
+public struct RailsConfig: Sendable, Hashable {
+    public struct Source: Sendable, Hashable {
+        /// The stream id (one MQTT topic level), like a meter's.
+        public var id: MeterID
+        /// The rail id as `scan --rails` prints it: "hwmon:ina3221@1-0040:VDD_GPU_SOC", "rapl:…", "nvml:GPU-…".
+        public var rail: String
+        public var ratedPowerWatts: Double?
+        public var envelope: RecordEnvelope
+    }
+    /// Where sysfs is ("/" on a gateway; a recorded tree in tests and the demo).
+    public var sysfsRoot: String
+    /// The NVML library to load; nil: no GPUs.
+    public var nvmlLibrary: String?
+    public var pollInterval: Duration
+    public var sources: [Source]
 }
 
 /// The Prometheus `/metrics` and `/health` endpoint. Loopback by default: metrics are not for the world.
@@ -188,14 +207,20 @@ struct ConfigReader {
         let signing = attempt { () throws(ConfigError) in try Self.signing(map.optional("signing"), stateDirectory: stateDir, resolve: resolve) } ?? nil
         let outbox = attempt { () throws(ConfigError) in try Self.outbox(map.optional("outbox"), stateDirectory: stateDir, resolve: resolve) } ?? nil
         let metrics = attempt { () throws(ConfigError) in try Self.metrics(map.optional("metrics")) } ?? nil
+        let rails = attempt { () throws(ConfigError) in try Self.rails(map.optional("rails"), resolve: resolve) } ?? nil
+        if let rails {
+            for (index, source) in rails.sources.enumerated() where meters.contains(where: { $0.id == source.id }) {
+                sink.errors.append(ConfigError(file: root.file, keyPath: "rails.sources[\(index)].id", message: "'\(source.id)' is already a meter id: each stream needs its own id"))
+            }
+        }
         attempt { () throws(ConfigError) in try map.finish() }
 
-        guard sink.errors.isEmpty, let gatewayID, let board, let mqtt, let signing, let outbox, let metrics else {
+        guard sink.errors.isEmpty, let gatewayID, let board, let mqtt, let signing, let outbox, let metrics, let rails else {
             throw ConfigErrors(sink.errors)
         }
         return GatewayConfig(file: root.file, gateway: gatewayID, board: board, stateDirectory: stateDirectory, interval: interval,
                              buses: buses, meters: meters, mqtt: mqtt, signing: signing, outbox: outbox,
-                             profileDirectories: directories, profiles: profiles, logLevel: logLevel, metrics: metrics)
+                             profileDirectories: directories, profiles: profiles, logLevel: logLevel, metrics: metrics, rails: rails)
     }
 
     static func identifier(_ node: ConfigNode) throws(ConfigError) -> Identifier {
@@ -313,6 +338,31 @@ struct ConfigReader {
         }
         if let q = m.optional("quota") { config.quotaBytes = try Self.bytes(q) }
         config.quotaPolicy = try m.optional("quota_policy")?.oneOf(OutboxQuotaPolicy.self) ?? .keep
+        try m.finish()
+        return config
+    }
+
+    static func rails(_ node: ConfigNode?, resolve: (String) -> String) throws(ConfigError) -> RailsConfig {
+        var config = RailsConfig(sysfsRoot: "/", nvmlLibrary: "libnvidia-ml.so.1", pollInterval: .seconds(1), sources: [])
+        guard let node else { return config }
+        let m = try node.mapping()
+        if let root = try m.optional("sysfs_root")?.string() { config.sysfsRoot = root.hasPrefix("/") ? root : resolve(root) }
+        if let nvml = m.optional("nvml_library") {
+            let text = try nvml.string()
+            config.nvmlLibrary = text == "none" ? nil : text
+        }
+        config.pollInterval = try m.optional("poll")?.duration() ?? .seconds(1)
+        guard config.pollInterval >= .milliseconds(100) else { throw node.error("poll: expected at least 100ms") }
+        for item in try m.optional("sources")?.list() ?? [] {
+            let s = try item.mapping()
+            let id = try identifier(s.required("id", expected: "the stream id (one MQTT topic level)"))
+            if config.sources.contains(where: { $0.id == id }) { throw item.error("duplicate rail stream id '\(id)'") }
+            let rail = try s.required("rail", expected: "a rail id from `metergate scan --rails`, e.g. hwmon:ina3221@1-0040:VDD_GPU_SOC").string()
+            let rated = try s.optional("rated_power")?.double()
+            let envelope = try s.optional("envelope")?.oneOf(RecordEnvelope.self) ?? .jws
+            try s.finish()
+            config.sources.append(.init(id: id, rail: rail, ratedPowerWatts: rated, envelope: envelope))
+        }
         try m.finish()
         return config
     }

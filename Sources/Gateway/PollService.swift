@@ -31,6 +31,11 @@ public struct PollService: Service {
     }
 
     public func run() async throws {
+        // Nothing to poll (a rails-only gateway): stay up until shutdown, or the group would stop with us.
+        guard config.buses.contains(where: { bus in config.meters.contains { $0.bus == bus.id } }) else {
+            try? await gracefulShutdown()
+            return
+        }
         try await withThrowingDiscardingTaskGroup { group in
             for bus in config.buses {
                 let meters = config.meters.filter { $0.bus == bus.id }

@@ -113,6 +113,13 @@ import Testing
             meters:
               - { id: a, bus: sim, unit: 1, profile: eastron-sdm630, poll: 200ms }
               - { id: b, bus: sim, unit: 2, profile: eastron-sdm630, poll: 200ms }
+            rails:
+              sysfs_root: \(repositoryRoot)/Tests/PowerRailsTests/Fixtures/amd-gpu
+              nvml_library: none
+              poll: 200ms
+              sources:
+                - { id: gpu, rail: "hwmon:amdgpu@0000:03:00.0:PPT" }
+                - { id: cpu, rail: "hwmon:amd_energy@amd_energy.0:Esocket0" }
             mqtt: { host: 127.0.0.1, port: \(broker.port) }
             signing: { key: \(key) }
             """)
@@ -121,7 +128,7 @@ import Testing
         func lines() -> [String] {
             ((try? String(contentsOfFile: received, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
         }
-        let arrived = waitUntil(timeout: 60) { lines().count >= 8 }
+        let arrived = waitUntil(timeout: 60) { lines().count >= 12 }
         #expect(arrived, "records received: \(lines().count)\n\(gateway.log)")
         #expect(gateway.log.contains("polled a:") && gateway.log.contains("polled b:"))
         // tail verified each reading with the retained keys and exits 0 after four.
@@ -162,9 +169,33 @@ import Testing
         let verify = try runProcess(try metergateBinary(), ["verify", "--key", keysFile, "--from-start", "--tolerate-redelivery", "--json", received])
         #expect(verify.status == 0, "verify: \(verify.stdout)\(verify.stderr)")
         #expect(verify.stdout.contains("\"meter\":\"a\"") && verify.stdout.contains("\"meter\":\"b\""), "\(verify.stdout)")
+        // The power rail (35 W on the recorded amdgpu tree) and the energy rail are streams like the meters.
+        #expect(verify.stdout.contains("\"meter\":\"gpu\"") && verify.stdout.contains("\"meter\":\"cpu\""), "\(verify.stdout)")
         // The outbox holds every record, all delivered, and export gives the same lines.
         let stats = try runProcess(try metergateBinary(), ["outbox", "stats", "--db", "\(dir.path)/state/outbox.sqlite"])
         #expect(stats.status == 0, "\(stats.stderr)")
+    }
+
+    @Test func runNamesARailThatIsNotOnThisMachine() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let key = dir.file("k.key")
+        _ = try runProcess(try metergateBinary(), ["keygen", "--out", key])
+        let config = dir.write("gw.yaml", """
+            gateway: { id: gw, board: sim, state_dir: \(dir.path)/state }
+            meters: []
+            rails:
+              sysfs_root: \(repositoryRoot)/Tests/PowerRailsTests/Fixtures/rapl
+              nvml_library: none
+              sources: [ { id: gpu0, rail: "nvml:GPU-00000000-0000-0000-0000-000000000000" } ]
+            mqtt: { host: 127.0.0.1, port: \(freeLoopbackPort()) }
+            signing: { key: \(key) }
+            metrics: { enabled: false }
+            """)
+        let r = try runProcess(try metergateBinary(), ["run", "--config", config], currentDirectory: repositoryRoot)
+        #expect(r.status == 2, "\(r.stderr)")
+        #expect(r.stderr.contains("no rail 'nvml:GPU-00000000-0000-0000-0000-000000000000' on this machine"), "\(r.stderr)")
+        #expect(r.stderr.contains("rapl:"), "the message lists the rails that exist: \(r.stderr)")
     }
 
     @Test func runRefusesABadConfigWithExitTwo() throws {

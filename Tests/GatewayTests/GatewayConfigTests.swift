@@ -41,6 +41,7 @@ import Testing
         #expect(demo.gateway.rawValue == "demo-gw")
         #expect(demo.board.id == "sim")
         #expect(demo.meters.map(\.id.rawValue) == ["main-incomer", "rack-a", "pv-inverter"])
+        #expect(demo.rails.sources.map(\.id.rawValue) == ["gpu-0", "cpu-socket-0"])
         #expect(demo.interval == .seconds(15))
         let substation = try load("\(repositoryRoot)/examples/substation.yaml")
         // The board's port name resolves to its device and RS-485 mode.

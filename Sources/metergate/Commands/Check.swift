@@ -43,6 +43,13 @@ enum ConfigSummary {
             lines.append("    profile: \(m.profile.id)   # \(m.profile.manufacturer) \(m.profile.model), \(m.profile.fields.count) values")
             lines.append("    poll: \(format(m.pollInterval))  envelope: \(m.envelope.rawValue)\(m.ratedPowerWatts.map { "  rated_power: \($0) W" } ?? "")")
         }
+        if !c.rails.sources.isEmpty {
+            lines.append("rails:")
+            lines.append("  sysfs_root: \(c.rails.sysfsRoot)  nvml: \(c.rails.nvmlLibrary ?? "none")  poll: \(format(c.rails.pollInterval))")
+            for r in c.rails.sources {
+                lines.append("  - id: \(r.id)  rail: \(r.rail)  envelope: \(r.envelope.rawValue)\(r.ratedPowerWatts.map { "  rated_power: \($0) W" } ?? "")")
+            }
+        }
         lines.append("mqtt:")
         lines.append("  broker: \(c.mqtt.host.map { "\($0):\(c.mqtt.port)" } ?? "none configured (the demo starts a local one)")")
         lines.append("  tls: \(c.mqtt.caFile.map { "CA \($0)" } ?? "off")\(c.mqtt.certFile.map { ", client cert \($0)" } ?? "")")

@@ -6,6 +6,7 @@ import MQTT
 import MeterCore
 import Metrics
 import Outbox
+import PowerRails
 import Prometheus
 import ServiceLifecycle
 import Signing
@@ -82,10 +83,29 @@ struct Run: AsyncParsableCommand {
         let publisher = OutboxPublisher(store: store, client: client, topics: topics,
                                         configuration: .init(window: config.mqtt.inflightWindow), logger: Logger(label: "publisher"))
 
-        // Accounting and signing, fed by the poller.
+        // Power rails: found by id on this machine (sysfs under rails.sysfs_root, GPUs through NVML).
+        var rails: [(source: RailsConfig.Source, rail: RailDescription)] = []
+        var sampler: RailSampler?
+        if !config.rails.sources.isEmpty {
+            let root = config.rails.sysfsRoot, nvmlPath = config.rails.nvmlLibrary
+            let needsNVML = config.rails.sources.contains { $0.rail.hasPrefix("nvml:") }
+            let inventory = await runBlocking { RailInventory.discover(root: root, nvmlLibraryPath: needsNVML ? nvmlPath : nil) }
+            for source in config.rails.sources {
+                guard let rail = inventory.rail(id: source.rail) else {
+                    let known = inventory.rails.map(\.id).joined(separator: ", ")
+                    throw Failure.usage("\(config.file): rails: no rail '\(source.rail)' on this machine (NVML: \(inventory.nvmlStatus)); "
+                                        + "`metergate scan --rails` lists them: \(known.isEmpty ? "none" : known)")
+                }
+                rails.append((source, rail))
+            }
+            sampler = RailSampler(tree: inventory.tree, nvml: inventory.nvml)
+        }
+
+        // Accounting and signing, fed by the pollers.
         let pipeline: ReadingPipeline
         do {
-            pipeline = try await ReadingPipeline(config: config, key: key, store: store, bootID: Self.bootID(), logger: Logger(label: "pipeline")) {
+            pipeline = try await ReadingPipeline(config: config, key: key, store: store, bootID: Self.bootID(), logger: Logger(label: "pipeline"),
+                                                 rails: rails) {
                 publisher.recordsAppended()
             }
         } catch {
@@ -99,10 +119,19 @@ struct Run: AsyncParsableCommand {
             pipeline.submit(sample)
         }
 
+        let railPoller = sampler.map { sampler in
+            RailPollService(rails: rails, sampler: sampler, period: config.rails.pollInterval, logger: Logger(label: "rails")) { meter, reading, time in
+                loopBeat.beat()
+                sampleBeat.beat()
+                pipeline.submit(rail: meter, reading: reading, at: time)
+            }
+        }
+
         // Health, metrics, systemd.
-        let slowestPoll = config.meters.map(\.pollInterval).max() ?? .seconds(1)
+        let slowestPoll = (config.meters.map(\.pollInterval) + (rails.isEmpty ? [] : [config.rails.pollInterval])).max() ?? .seconds(1)
         let stale = slowestPoll * 3 + .seconds(10)
-        let monitor = GatewayMonitor(heartbeat: sampleBeat, staleAfter: stale, backlogAlarm: config.metrics.backlogAlarm, meterCount: config.meters.count)
+        let monitor = GatewayMonitor(heartbeat: sampleBeat, staleAfter: stale, backlogAlarm: config.metrics.backlogAlarm,
+                                     meterCount: config.meters.count + rails.count)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         var endpoint: MetricsEndpoint?
@@ -129,6 +158,7 @@ struct Run: AsyncParsableCommand {
                 .init(service: PublisherService(publisher: publisher, store: store, drainBound: .milliseconds(drainMillis), logger: Logger(label: "publisher"))),
                 .init(service: PipelineService(pipeline: pipeline)),
                 .init(service: poller),
+            ] + (railPoller.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0)] } ?? []) + [
                 .init(service: MonitorService(monitor: monitor, store: store, client: client, pipeline: pipeline)),
                 .init(service: reload),
                 .init(service: notify),
