@@ -1,6 +1,7 @@
 import Accounting
 import Foundation
 import Logging
+import Metrics
 import MeterCore
 import Modbus
 import Outbox
@@ -266,6 +267,9 @@ public actor ReadingPipeline {
             unsaved.subtract(saving)
             lastSave = .now
             lastAppendError = nil
+            for interval in intervals {
+                Counter(label: "metergate_intervals_total", dimensions: [("meter", "\(meter.map { "\($0)" } ?? "-")"), ("quality", interval.result.quality.rawValue)]).increment()
+            }
             if !records.isEmpty {
                 recordsAppended += Int64(records.count)
                 for r in records {

@@ -35,6 +35,9 @@ struct Run: AsyncParsableCommand {
         let config = try options.load()
         log.bootstrap(default: config.logLevel)
         let logger = Logger(label: "metergate")
+        // Metrics first: every counter made after this point reports to the registry.
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         logger.info("starting", metadata: ["gateway": "\(config.gateway)", "board": "\(config.board.id)", "meters": "\(config.meters.count)", "config": "\(config.file)"])
         guard let drainMillis = parseMillis(drainTimeout) else { throw Failure.usage("--drain-timeout '\(drainTimeout)': expected a duration such as 5s") }
 
@@ -132,8 +135,6 @@ struct Run: AsyncParsableCommand {
         let stale = slowestPoll * 3 + .seconds(10)
         let monitor = GatewayMonitor(heartbeat: sampleBeat, staleAfter: stale, backlogAlarm: config.metrics.backlogAlarm,
                                      meterCount: config.meters.count + rails.count)
-        let registry = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         var endpoint: MetricsEndpoint?
         if config.metrics.enabled {
             do {
@@ -159,7 +160,7 @@ struct Run: AsyncParsableCommand {
                 .init(service: PipelineService(pipeline: pipeline)),
                 .init(service: poller),
             ] + (railPoller.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0)] } ?? []) + [
-                .init(service: MonitorService(monitor: monitor, store: store, client: client, pipeline: pipeline)),
+                .init(service: MonitorService(monitor: monitor, store: store, client: client, pipeline: pipeline, publisher: publisher)),
                 .init(service: reload),
                 .init(service: notify),
             ],
