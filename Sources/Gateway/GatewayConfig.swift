@@ -61,6 +61,8 @@ public struct BusConfig: Sendable, Hashable {
     public var id: Identifier
     public var transport: ModbusTransport
     public var responseTimeout: Duration
+    /// Pauses and back-off: the transport's defaults with the config's `unit_pause` and `max_backoff`.
+    public var timing: BusTiming
 }
 
 /// One revenue meter on a bus.
@@ -267,8 +269,14 @@ struct ConfigReader {
         case (.some, .some):
             throw node.error("a bus has either tcp: or rtu:, not both")
         }
+        var timing = BusTiming.defaults(for: transport)
+        if let pause = try m.optional("unit_pause")?.duration() { timing.unitSwitchDelay = pause }
+        if let cap = try m.optional("max_backoff")?.duration() {
+            guard cap >= .seconds(1) else { throw node.error("max_backoff: expected at least 1s") }
+            timing.maximumBackoff = cap
+        }
         try m.finish()
-        return BusConfig(id: id, transport: transport, responseTimeout: timeout)
+        return BusConfig(id: id, transport: transport, responseTimeout: timeout, timing: timing)
     }
 
     static func meter(_ node: ConfigNode, buses: [BusConfig], profiles: ProfileLibrary) throws(ConfigError) -> MeterConfig {

@@ -54,7 +54,7 @@ public struct PollService: Service {
         logger[metadataKey: "bus"] = "\(bus.id)"
         logger.info("polling \(meters.count) meter(s) on \(bus.transport)")
         let polled = meters.map { PolledMeter(id: $0.id, unit: $0.unit, profile: $0.profile, period: $0.pollInterval) }
-        let poller = BusPoller(meters: polled, reader: connection, timing: .defaults(for: bus.transport), time: time)
+        let poller = BusPoller(meters: polled, reader: connection, timing: bus.timing, time: time)
         let sink = sink, loopBeat = loopBeat
         // Each meter's first answer (and first after a failure) is logged at info, the rest at debug:
         // the journal shows when a meter comes and goes without a line per poll.

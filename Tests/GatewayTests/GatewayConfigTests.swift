@@ -66,6 +66,16 @@ import Testing
         #expect(c.meters[0].pollInterval == .seconds(1))
     }
 
+    @Test func busTimingCanBeTuned() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let c = try load(dir.write("c.yaml", Self.valid.replacingOccurrences(of: "port: 1502 } }", with: "port: 1502 }, unit_pause: 200ms, max_backoff: 30s }")))
+        #expect(c.buses[0].timing.unitSwitchDelay == .milliseconds(200))
+        #expect(c.buses[0].timing.maximumBackoff == .seconds(30))
+        let e = errors(Self.valid.replacingOccurrences(of: "port: 1502 } }", with: "port: 1502 }, max_backoff: 10ms }"))
+        #expect(e.first?.message == "max_backoff: expected at least 1s")
+    }
+
     @Test func aMissingFileIsNamed() {
         let error = #expect(throws: ConfigErrors.self) { try load("/nonexistent/gw.yaml") }
         #expect(error?.description == "/nonexistent/gw.yaml: no such file")

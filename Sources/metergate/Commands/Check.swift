@@ -34,7 +34,7 @@ enum ConfigSummary {
         for b in c.buses {
             lines.append("  - id: \(b.id)")
             lines.append("    transport: \(b.transport)")
-            lines.append("    timeout: \(format(b.responseTimeout))")
+            lines.append("    timeout: \(format(b.responseTimeout))  unit_pause: \(format(b.timing.unitSwitchDelay))  max_backoff: \(format(b.timing.maximumBackoff))")
         }
         lines.append("meters:")
         for m in c.meters {
