@@ -77,3 +77,46 @@ import Testing
         #expect(exported.contains("OCMF|"), "the OCMF meter's records are OCMF")
     }
 }
+
+@Suite struct BoardLEDTests {
+    /// A rails-only gateway on a board whose status LED line does not exist here: it says so once and runs on.
+    @Test func aMissingStatusLEDIsReportedAndTheGatewayRunsOn() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let broker = try MosquittoBroker()
+        try FileManager.default.createDirectory(atPath: dir.file("boards"), withIntermediateDirectories: true)
+        _ = dir.write("boards/led-board.yaml", """
+            board: led-board
+            name: A board with a status LED on a chip this machine lacks
+            status_led: { chip: gpiochip-not-here, line: 22 }
+            rails: [hwmon]
+            """)
+        let key = dir.file("k.key")
+        _ = try runProcess(try metergateBinary(), ["keygen", "--out", key])
+        let config = dir.write("gw.yaml", """
+            gateway: { id: led, board: led-board, state_dir: \(dir.path)/state, interval: 1s }
+            meters: []
+            rails:
+              sysfs_root: \(repositoryRoot)/Tests/PowerRailsTests/Fixtures/ina226
+              nvml_library: none
+              poll: 200ms
+              sources: [ { id: rail, rail: "\(try Self.firstRail(root: "\(repositoryRoot)/Tests/PowerRailsTests/Fixtures/ina226"))" } ]
+            mqtt: { host: 127.0.0.1, port: \(broker.port) }
+            signing: { key: \(key) }
+            metrics: { enabled: false }
+            """)
+        let gateway = try BackgroundProcess(try metergateBinary(), ["run", "--config", config, "--boards", dir.file("boards"), "--profiles", "\(repositoryRoot)/profiles"],
+                                            logPath: dir.file("gw.log"))
+        #expect(waitUntil(timeout: 30) { gateway.log.contains("status LED unavailable; running without it") }, "\(gateway.log)")
+        #expect(gateway.log.contains("gpiochip-not-here"))
+        #expect(waitUntil(timeout: 30) { gateway.log.contains("signed rail seq 2") }, "\(gateway.log)")
+        #expect(gateway.stop(signal: SIGTERM, timeout: 30) == 0, "\(gateway.log)")
+    }
+
+    /// The first rail `scan --rails` lists under a recorded tree.
+    static func firstRail(root: String) throws -> String {
+        let r = try runProcess(try metergateBinary(), ["scan", "--rails", "--sysfs-root", root, "--nvml", "/nonexistent"])
+        let row = r.stdout.split(separator: "\n").dropFirst().first { $0.hasPrefix("hwmon") || $0.hasPrefix("rapl") }
+        return try #require(row?.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.map(String.init))
+    }
+}

@@ -154,16 +154,21 @@ struct Run: AsyncParsableCommand {
 
         // Services stop in reverse order: systemd notifier, reload, monitor, poller (no more samples),
         // pipeline (saves accounting state), publisher (drains within the bound), then the store closes.
+        typealias Entry = ServiceGroupConfiguration.ServiceConfiguration
+        var services: [Entry] = [
+            Entry(service: PublisherService(publisher: publisher, store: store, drainBound: .milliseconds(drainMillis), logger: Logger(label: "publisher"))),
+            Entry(service: PipelineService(pipeline: pipeline)),
+            Entry(service: poller),
+        ]
+        if let railPoller { services.append(Entry(service: railPoller)) }
+        services.append(Entry(service: MonitorService(monitor: monitor, store: store, client: client, pipeline: pipeline, publisher: publisher)))
+        services.append(Entry(service: reload))
+        if let led = config.board.statusLED {
+            services.append(Entry(service: StatusLEDService(chip: led.chip, offset: led.line, logger: Logger(label: "led")) { monitor.health() }))
+        }
+        services.append(Entry(service: notify))
         var groupConfiguration = ServiceGroupConfiguration(
-            services: [
-                .init(service: PublisherService(publisher: publisher, store: store, drainBound: .milliseconds(drainMillis), logger: Logger(label: "publisher"))),
-                .init(service: PipelineService(pipeline: pipeline)),
-                .init(service: poller),
-            ] + (railPoller.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0)] } ?? []) + [
-                .init(service: MonitorService(monitor: monitor, store: store, client: client, pipeline: pipeline, publisher: publisher)),
-                .init(service: reload),
-                .init(service: notify),
-            ],
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = .milliseconds(drainMillis) + .seconds(15)
