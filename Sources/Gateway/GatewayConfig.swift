@@ -27,6 +27,19 @@ public struct GatewayConfig: Sendable {
     public var logLevel: String
     public var metrics: MetricsConfig
     public var rails: RailsConfig
+    public var pulses: [PulseConfig]
+}
+
+/// An S0 pulse input of the board, counted as a meter stream.
+public struct PulseConfig: Sendable, Hashable {
+    public var id: MeterID
+    /// The board's input (its `s0_inputs` entry).
+    public var input: Board.PulseInput
+    public var impulsesPerKilowattHour: UInt64
+    /// Shortest pulse counted (S0: at least 30 ms by IEC 62053-31; default 20 ms to allow for edge jitter).
+    public var minimumPulse: Duration
+    public var ratedPowerWatts: Double?
+    public var envelope: RecordEnvelope
 }
 
 /// GPU and board power rails to account as meter streams (ids from `metergate scan --rails`).
@@ -210,8 +223,19 @@ struct ConfigReader {
         let outbox = attempt { () throws(ConfigError) in try Self.outbox(map.optional("outbox"), stateDirectory: stateDir, resolve: resolve) } ?? nil
         let metrics = attempt { () throws(ConfigError) in try Self.metrics(map.optional("metrics")) } ?? nil
         let rails = attempt { () throws(ConfigError) in try Self.rails(map.optional("rails"), resolve: resolve) } ?? nil
+        var pulses: [PulseConfig] = []
+        if let list = attempt({ () throws(ConfigError) in try map.optional("pulses")?.list() }), let list {
+            for node in list {
+                guard let pulse = attempt({ () throws(ConfigError) in try Self.pulse(node, board: board) }) else { continue }
+                if meters.contains(where: { $0.id == pulse.id }) || pulses.contains(where: { $0.id == pulse.id }) {
+                    sink.errors.append(node.error("duplicate stream id '\(pulse.id)': each stream needs its own id"))
+                } else {
+                    pulses.append(pulse)
+                }
+            }
+        }
         if let rails {
-            for (index, source) in rails.sources.enumerated() where meters.contains(where: { $0.id == source.id }) {
+            for (index, source) in rails.sources.enumerated() where meters.contains(where: { $0.id == source.id }) || pulses.contains(where: { $0.id == source.id }) {
                 sink.errors.append(ConfigError(file: root.file, keyPath: "rails.sources[\(index)].id", message: "'\(source.id)' is already a meter id: each stream needs its own id"))
             }
         }
@@ -222,7 +246,7 @@ struct ConfigReader {
         }
         return GatewayConfig(file: root.file, gateway: gatewayID, board: board, stateDirectory: stateDirectory, interval: interval,
                              buses: buses, meters: meters, mqtt: mqtt, signing: signing, outbox: outbox,
-                             profileDirectories: directories, profiles: profiles, logLevel: logLevel, metrics: metrics, rails: rails)
+                             profileDirectories: directories, profiles: profiles, logLevel: logLevel, metrics: metrics, rails: rails, pulses: pulses)
     }
 
     static func identifier(_ node: ConfigNode) throws(ConfigError) -> Identifier {
@@ -348,6 +372,24 @@ struct ConfigReader {
         config.quotaPolicy = try m.optional("quota_policy")?.oneOf(OutboxQuotaPolicy.self) ?? .keep
         try m.finish()
         return config
+    }
+
+    static func pulse(_ node: ConfigNode, board: Board?) throws(ConfigError) -> PulseConfig {
+        let m = try node.mapping()
+        let id = try identifier(m.required("id", expected: "the stream id (one MQTT topic level)"))
+        let inputNode = try m.required("input", expected: "an S0 input name from the board file's s0_inputs")
+        let name = try inputNode.string()
+        guard let board else { throw inputNode.error("no board to take S0 input '\(name)' from") }
+        guard let input = board.pulseInputs.first(where: { $0.name == name }) else {
+            let known = board.pulseInputs.map(\.name).joined(separator: ", ")
+            throw inputNode.error("board '\(board.id)' has no S0 input '\(name)' (its inputs: \(known.isEmpty ? "none" : known))")
+        }
+        let impulses = try m.required("impulses_per_kwh", expected: "the meter's pulse constant, e.g. 1000").int(in: 1...1_000_000)
+        let minimum = try m.optional("minimum_pulse")?.duration() ?? .milliseconds(20)
+        let rated = try m.optional("rated_power")?.double()
+        let envelope = try m.optional("envelope")?.oneOf(RecordEnvelope.self) ?? .jws
+        try m.finish()
+        return PulseConfig(id: id, input: input, impulsesPerKilowattHour: UInt64(impulses), minimumPulse: minimum, ratedPowerWatts: rated, envelope: envelope)
     }
 
     static func rails(_ node: ConfigNode?, resolve: (String) -> String) throws(ConfigError) -> RailsConfig {

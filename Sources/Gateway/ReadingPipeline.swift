@@ -62,6 +62,7 @@ public actor ReadingPipeline {
     enum Input: Sendable {
         case sample(Sample)
         case rail(MeterID, RailReading, Timestamp)
+        case count(MeterID, UInt64, Timestamp)
         case tick(Timestamp)
     }
     private let input: AsyncStream<Input>
@@ -106,6 +107,22 @@ public actor ReadingPipeline {
                                           envelope: meter.envelope, key: key)
             streams[meter.id] = Stream(accountant: .counter(accountant), signer: signer)
         }
+        // S0 pulse inputs: a counter of impulses, exact at any pulse constant.
+        for pulse in config.pulses {
+            let settings = SourceSettings(meter: pulse.id, source: .pulse, grid: grid)
+            let configuration = CounterAccountant.Configuration(settings: settings, scale: .impulses(perKilowattHour: pulse.impulsesPerKilowattHour),
+                                                                ratedPowerWatts: pulse.ratedPowerWatts)
+            var counter = CounterAccountant(configuration: configuration, bootID: bootID)
+            if let saved = try await store.savedState(Self.stateKey(pulse.id)),
+               let snapshot = try? decoder.decode(CounterAccountant.Snapshot.self, from: Data(saved)),
+               let restored = try? CounterAccountant(configuration: configuration, restoring: snapshot, bootID: bootID) {
+                counter = restored
+            }
+            let signer = try RecordSigner(gateway: config.gateway, meter: pulse.id,
+                                          sourceID: "S0 \(pulse.input.name) \(pulse.input.line.chip):\(pulse.input.line.line) \(pulse.impulsesPerKilowattHour) imp/kWh",
+                                          envelope: pulse.envelope, key: key)
+            streams[pulse.id] = Stream(accountant: .counter(counter), signer: signer)
+        }
         // Rails: energy counters (µJ; RAPL wraps at its range, NVML restarts from zero after a driver reload)
         // are accounted as counters, power rails (µW) by integration.
         for (source, rail) in rails {
@@ -138,6 +155,27 @@ public actor ReadingPipeline {
             let signer = try RecordSigner(gateway: config.gateway, meter: source.id, sourceID: rail.id, envelope: source.envelope, key: key)
             streams[source.id] = Stream(accountant: accountant, signer: signer)
         }
+    }
+
+    /// Queues a pulse counter's current total.
+    public nonisolated func submit(count: UInt64, of meter: MeterID, at time: Timestamp) {
+        inputContinuation.yield(.count(meter, count, time))
+    }
+
+    /// Feeds a pulse counter's total (S0 inputs: the count the input's store kept across restarts).
+    func accept(count: UInt64, of meter: MeterID, at time: Timestamp) async {
+        guard var stream = streams[meter], case .counter(var accountant) = stream.accountant else { return }
+        let closed: [AccountedInterval]
+        do {
+            closed = try accountant.add(CounterAccountant.Reading(time: time, importCount: count))
+        } catch {
+            logger.warning("pulse count refused by accounting", metadata: ["meter": "\(meter)", "error": "\(error)"])
+            return
+        }
+        stream.accountant = .counter(accountant)
+        streams[meter] = stream
+        unsaved.insert(meter)
+        await commit(closed, of: meter)
     }
 
     /// Queues one rail reading.
@@ -189,6 +227,7 @@ public actor ReadingPipeline {
             switch next {
             case .sample(let sample): await accept(sample)
             case .rail(let meter, let reading, let time): await accept(rail: meter, reading: reading, at: time)
+            case .count(let meter, let count, let time): await accept(count: count, of: meter, at: time)
             case .tick(let now): await tick(now: now)
             }
         }

@@ -79,7 +79,8 @@ import Testing
 }
 
 @Suite struct BoardLEDTests {
-    /// A rails-only gateway on a board whose status LED line does not exist here: it says so once and runs on.
+    /// A gateway on a board whose status LED and S0 lines do not exist here: it says so once and runs on
+    /// with its power rail.
     @Test func aMissingStatusLEDIsReportedAndTheGatewayRunsOn() throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
@@ -89,6 +90,7 @@ import Testing
             board: led-board
             name: A board with a status LED on a chip this machine lacks
             status_led: { chip: gpiochip-not-here, line: 22 }
+            s0_inputs: [ { name: s0-1, gpio: { chip: gpiochip-not-here, line: 17 } } ]
             rails: [hwmon]
             """)
         let key = dir.file("k.key")
@@ -96,6 +98,7 @@ import Testing
         let config = dir.write("gw.yaml", """
             gateway: { id: led, board: led-board, state_dir: \(dir.path)/state, interval: 1s }
             meters: []
+            pulses: [ { id: heat-pump, input: s0-1, impulses_per_kwh: 1000 } ]
             rails:
               sysfs_root: \(repositoryRoot)/Tests/PowerRailsTests/Fixtures/ina226
               nvml_library: none
@@ -109,6 +112,8 @@ import Testing
                                             logPath: dir.file("gw.log"))
         #expect(waitUntil(timeout: 30) { gateway.log.contains("status LED unavailable; running without it") }, "\(gateway.log)")
         #expect(gateway.log.contains("gpiochip-not-here"))
+        // The S0 input's chip is missing too: reported, and the rest of the gateway runs on.
+        #expect(waitUntil(timeout: 10) { gateway.log.contains("S0 input unavailable") }, "\(gateway.log)")
         #expect(waitUntil(timeout: 30) { gateway.log.contains("signed rail seq 2") }, "\(gateway.log)")
         #expect(gateway.stop(signal: SIGTERM, timeout: 30) == 0, "\(gateway.log)")
     }

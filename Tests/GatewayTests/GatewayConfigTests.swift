@@ -76,6 +76,20 @@ import Testing
         #expect(e.first?.message == "max_backoff: expected at least 1s")
     }
 
+    @Test func pulseInputsComeFromTheBoard() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let base = Self.valid.replacingOccurrences(of: "board: sim", with: "board: raspberry-pi-4")
+        let c = try load(dir.write("c.yaml", base + "\npulses: [ { id: heat-pump, input: s0-2, impulses_per_kwh: 375 } ]\n"))
+        #expect(c.pulses.first?.input.line.chip == "gpiochip0" && c.pulses.first?.input.line.line == 27)
+        #expect(c.pulses.first?.impulsesPerKilowattHour == 375)
+        let e = errors(base + "\npulses: [ { id: heat-pump, input: s0-9, impulses_per_kwh: 375 } ]\n")
+        #expect(e.map(\.keyPath) == ["pulses[0].input"])
+        #expect(e.first?.message == "board 'raspberry-pi-4' has no S0 input 's0-9' (its inputs: s0-1, s0-2)")
+        let dup = errors(base + "\npulses: [ { id: m1, input: s0-1, impulses_per_kwh: 1000 } ]\n")
+        #expect(dup.first?.message.contains("duplicate stream id 'm1'") == true)
+    }
+
     @Test func aMissingFileIsNamed() {
         let error = #expect(throws: ConfigErrors.self) { try load("/nonexistent/gw.yaml") }
         #expect(error?.description == "/nonexistent/gw.yaml: no such file")

@@ -50,6 +50,12 @@ enum ConfigSummary {
                 lines.append("  - id: \(r.id)  rail: \(r.rail)  envelope: \(r.envelope.rawValue)\(r.ratedPowerWatts.map { "  rated_power: \($0) W" } ?? "")")
             }
         }
+        if !c.pulses.isEmpty {
+            lines.append("pulses:")
+            for p in c.pulses {
+                lines.append("  - id: \(p.id)  input: \(p.input.name) (\(p.input.line.chip) line \(p.input.line.line))  \(p.impulsesPerKilowattHour) imp/kWh  minimum_pulse: \(format(p.minimumPulse))")
+            }
+        }
         lines.append("mqtt:")
         lines.append("  broker: \(c.mqtt.host.map { "\($0):\(c.mqtt.port)" } ?? "none configured (the demo starts a local one)")")
         lines.append("  tls: \(c.mqtt.caFile.map { "CA \($0)" } ?? "off")\(c.mqtt.certFile.map { ", client cert \($0)" } ?? "")")

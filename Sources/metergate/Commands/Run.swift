@@ -134,7 +134,7 @@ struct Run: AsyncParsableCommand {
         let slowestPoll = (config.meters.map(\.pollInterval) + (rails.isEmpty ? [] : [config.rails.pollInterval])).max() ?? .seconds(1)
         let stale = slowestPoll * 3 + .seconds(10)
         let monitor = GatewayMonitor(heartbeat: sampleBeat, staleAfter: stale, backlogAlarm: config.metrics.backlogAlarm,
-                                     meterCount: config.meters.count + rails.count)
+                                     meterCount: config.meters.count + rails.count + config.pulses.count)
         var endpoint: MetricsEndpoint?
         if config.metrics.enabled {
             do {
@@ -161,6 +161,13 @@ struct Run: AsyncParsableCommand {
             Entry(service: poller),
         ]
         if let railPoller { services.append(Entry(service: railPoller)) }
+        if !config.pulses.isEmpty {
+            services.append(Entry(service: PulseService(pulses: config.pulses, stateDirectory: config.stateDirectory, logger: Logger(label: "pulse")) { meter, count, time in
+                loopBeat.beat()
+                sampleBeat.beat()
+                pipeline.submit(count: count, of: meter, at: time)
+            }))
+        }
         services.append(Entry(service: MonitorService(monitor: monitor, store: store, client: client, pipeline: pipeline, publisher: publisher)))
         services.append(Entry(service: reload))
         if let led = config.board.statusLED {
