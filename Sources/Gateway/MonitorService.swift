@@ -95,6 +95,7 @@ public struct MonitorService: Service {
         let deliveredGauge2 = Gauge(label: "metergate_mqtt_acknowledged_total")
         let returnedGauge = Gauge(label: "metergate_mqtt_returned_to_pending_total")
         let replayedGauge = Gauge(label: "metergate_mqtt_replayed_total")
+        let connectionsGauge = Gauge(label: "metergate_mqtt_connections_total")
 
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             let connected = client.currentSession != nil
@@ -128,6 +129,7 @@ public struct MonitorService: Service {
             deliveredGauge2.record(counters.delivered)
             returnedGauge.record(counters.returnedToPending)
             replayedGauge.record(counters.replayed)
+            connectionsGauge.record(counters.connections)
 
             try? await Task.sleep(for: interval)
         }

@@ -141,7 +141,7 @@ import Testing
             #expect(health.stdout.hasSuffix(" 200"), "health: \(health.stdout)")
             let metrics = try runProcess(curl, ["-s", "http://127.0.0.1:\(metricsPort)/metrics"])
             for name in ["metergate_outbox_records{state=\"delivered\"}", "metergate_polls_total{meter=\"a\",result=\"ok\"}",
-                         "metergate_intervals_total", "metergate_mqtt_acknowledged_total", "metergate_samples_total"] {
+                         "metergate_intervals_total", "metergate_mqtt_acknowledged_total", "metergate_samples_total", "metergate_mqtt_connections_total 1"] {
                 #expect(metrics.stdout.contains(name), "\(name) missing from /metrics")
             }
         }
@@ -174,9 +174,46 @@ import Testing
         #expect(verify.stdout.contains("\"meter\":\"a\"") && verify.stdout.contains("\"meter\":\"b\""), "\(verify.stdout)")
         // The power rail (35 W on the recorded amdgpu tree) and the energy rail are streams like the meters.
         #expect(verify.stdout.contains("\"meter\":\"gpu\"") && verify.stdout.contains("\"meter\":\"cpu\""), "\(verify.stdout)")
+        // The right kWh: each record's interval energy is the step of its cumulative total, and matches the
+        // interval's average power (meter a draws 5 kW ± 25 % on a one-minute sine: 1 s intervals).
+        struct Row { var delta: Int64; var total: Int64; var avg: Int64; var quality: String }
+        var rows: [String: [Int: Row]] = [:]
+        for line in Set(lines()) {
+            let parts = line.split(separator: ".")
+            guard parts.count == 3, let payload = Self.base64URL(String(parts[1])),
+                  let record = try? JSONSerialization.jsonObject(with: payload) as? [String: Any],
+                  let meter = record["meter"] as? String, let seq = record["seq"] as? Int,
+                  let delta = (record["import_mwh"] as? NSNumber)?.int64Value, let total = (record["import_total_mwh"] as? NSNumber)?.int64Value,
+                  let avg = (record["avg_mw"] as? NSNumber)?.int64Value, let quality = record["quality"] as? String else { continue }
+            rows[meter, default: [:]][seq] = Row(delta: delta, total: total, avg: avg, quality: quality)
+        }
+        var checked = 0
+        for (meter, bySeq) in rows {
+            for (seq, row) in bySeq {
+                #expect(row.delta >= 0 && row.total >= row.delta, "\(meter) seq \(seq): delta \(row.delta), total \(row.total)")
+                if let previous = bySeq[seq - 1] {
+                    #expect(row.total - previous.total == row.delta, "\(meter) seq \(seq): total \(row.total) − previous \(previous.total) ≠ delta \(row.delta)")
+                }
+                if meter == "a" && row.quality == "measured" {
+                    let expected = Double(row.avg) / 3600   // mW over 1 s, in mWh
+                    #expect(abs(Double(row.delta) - expected) <= expected * 0.1 + 5, "\(meter) seq \(seq): \(row.delta) mWh for \(row.avg) mW over 1 s")
+                    #expect((3_700_000...6_300_000).contains(row.avg), "meter a averages 5 kW ± 25 %: \(row.avg) mW")
+                    checked += 1
+                }
+            }
+        }
+        #expect(checked >= 2, "measured intervals of meter a checked: \(checked)")
+
         // The outbox holds every record, all delivered, and export gives the same lines.
         let stats = try runProcess(try metergateBinary(), ["outbox", "stats", "--db", "\(dir.path)/state/outbox.sqlite"])
         #expect(stats.status == 0, "\(stats.stderr)")
+    }
+
+    /// base64url (RFC 4648 §5) without padding, as in a JWS.
+    static func base64URL(_ text: String) -> Data? {
+        var s = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while s.count % 4 != 0 { s += "=" }
+        return Data(base64Encoded: s)
     }
 
     @Test func runNamesARailThatIsNotOnThisMachine() throws {
