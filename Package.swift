@@ -77,7 +77,7 @@ let package = Package(
         .testTarget(name: "ModbusTests", dependencies: ["Modbus", "MeterCore", "TestSupport"]),
         .testTarget(name: "PowerRailsTests", dependencies: ["PowerRails", "Accounting", "MeterCore", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "PulseTests", dependencies: ["Pulse", "Accounting", "MeterCore", "TestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "AccountingTests", dependencies: ["Accounting", "MeterCore"]),
+        .testTarget(name: "AccountingTests", dependencies: ["Accounting", "MeterCore", "TestSupport"]),
         .testTarget(name: "SigningTests", dependencies: ["Signing", "MeterCore", "TestSupport"]),
         .testTarget(name: "OutboxTests", dependencies: ["Outbox", "MeterCore", "TestSupport", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "MQTTTests", dependencies: ["MQTT", "Outbox", "TestSupport", .product(name: "Crypto", package: "swift-crypto")]),

@@ -31,15 +31,7 @@ public final class GPIOEdgeReader: @unchecked Sendable {
     /// `gpiod_line_request_both_edges_events_flags`.
     public init(chip chipName: String, offset: Int, consumer: String = "metergate", activeLow: Bool = true,
                 bias: Bias = .asIs) throws(GPIOError) {
-        guard let chip = gpiod_chip_open_lookup(chipName) else {
-            throw GPIOError(function: "gpiod_chip_open_lookup", code: CGPIOD_errno(), context: "chip '\(chipName)'")
-        }
-        let lineCount = Int(gpiod_chip_num_lines(chip))
-        guard offset >= 0, offset < lineCount, let line = gpiod_chip_get_line(chip, UInt32(offset)) else {
-            let code = offset >= 0 && offset < lineCount ? CGPIOD_errno() : EINVAL
-            gpiod_chip_close(chip)
-            throw GPIOError(function: "gpiod_chip_get_line", code: code, context: "line \(offset) of chip '\(chipName)' (\(lineCount) lines)")
-        }
+        let (chip, line) = try openChipLine(chipName, offset: offset)
         var flags: Int32 = 0
         if activeLow { flags |= Int32(GPIOD_LINE_REQUEST_FLAG_ACTIVE_LOW) }
         switch bias {

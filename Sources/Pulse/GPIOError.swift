@@ -56,3 +56,18 @@ public final class GPIOChip {
         }
     }
 }
+
+/// Opens `chipName` and finds line `offset` on it: the shared first half of every line request. On failure
+/// nothing stays open. The corresponding C functions are `gpiod_chip_open_lookup` and `gpiod_chip_get_line`.
+func openChipLine(_ chipName: String, offset: Int) throws(GPIOError) -> (chip: OpaquePointer, line: OpaquePointer) {
+    guard let chip = gpiod_chip_open_lookup(chipName) else {
+        throw GPIOError(function: "gpiod_chip_open_lookup", code: CGPIOD_errno(), context: "chip '\(chipName)'")
+    }
+    let lineCount = Int(gpiod_chip_num_lines(chip))
+    guard offset >= 0, offset < lineCount, let line = gpiod_chip_get_line(chip, UInt32(offset)) else {
+        let code = offset >= 0 && offset < lineCount ? CGPIOD_errno() : EINVAL
+        gpiod_chip_close(chip)
+        throw GPIOError(function: "gpiod_chip_get_line", code: code, context: "line \(offset) of chip '\(chipName)' (\(lineCount) lines)")
+    }
+    return (chip, line)
+}

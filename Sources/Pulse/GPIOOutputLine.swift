@@ -19,15 +19,7 @@ public actor GPIOOutputLine {
     /// The corresponding C functions are `gpiod_chip_open_lookup`, `gpiod_chip_get_line` and
     /// `gpiod_line_request_output`.
     public init(chip chipName: String, offset: Int, consumer: String = "metergate", initial: Bool = false) throws(GPIOError) {
-        guard let chip = gpiod_chip_open_lookup(chipName) else {
-            throw GPIOError(function: "gpiod_chip_open_lookup", code: CGPIOD_errno(), context: "chip '\(chipName)'")
-        }
-        let count = Int(gpiod_chip_num_lines(chip))
-        guard offset >= 0, offset < count, let line = gpiod_chip_get_line(chip, UInt32(offset)) else {
-            let code = offset >= 0 && offset < count ? CGPIOD_errno() : EINVAL
-            gpiod_chip_close(chip)
-            throw GPIOError(function: "gpiod_chip_get_line", code: code, context: "line \(offset) of chip '\(chipName)' (\(count) lines)")
-        }
+        let (chip, line) = try openChipLine(chipName, offset: offset)
         guard gpiod_line_request_output(line, consumer, initial ? 1 : 0) == 0 else {
             let code = CGPIOD_errno()
             gpiod_chip_close(chip)

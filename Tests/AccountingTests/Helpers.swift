@@ -1,6 +1,7 @@
 import Accounting
 import Foundation
 import MeterCore
+import TestSupport
 import Testing
 
 /// 2026-01-01T00:00:00Z in nanoseconds.
@@ -22,18 +23,6 @@ func settings(_ name: String, source: SourceKind = .modbus, periodMillis: Int64 
                    maximumGapNanos: maximumGap)
 }
 
-/// SplitMix64: a small deterministic generator, so every run of a test sees the same "random" data.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Checks what every stream of results must satisfy: consecutive intervals, no negative energy, and
 /// cumulative totals that move by exactly the deltas.

@@ -1,6 +1,7 @@
 import Accounting
 import Foundation
 import MeterCore
+import TestSupport
 import Testing
 
 @Suite struct PowerAccountantTests {

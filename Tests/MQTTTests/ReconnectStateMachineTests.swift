@@ -1,17 +1,9 @@
 import MQTT
+import TestSupport
 import Testing
 
-/// A deterministic generator (SplitMix64) so jitter can be checked exactly.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// A deterministic generator, so jitter can be checked exactly.
+typealias SeededGenerator = SplitMix64
 
 /// A generator that always returns the same value: 0 gives no jitter, max gives the full jitter.
 struct FixedGenerator: RandomNumberGenerator {
