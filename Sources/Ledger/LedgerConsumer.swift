@@ -69,6 +69,8 @@ public actor LedgerConsumer {
     private let started = ContinuousClock.now
     private var lastSharedRefresh: Duration?
     public private(set) var counters = Counters()
+    /// SUBACKs received: the readings (and keys) filters are in place once this reaches the number of filters.
+    public private(set) var subscriptionsAcknowledged = 0
 
     public init(store: LedgerStore, client: MQTTClient, configuration: LedgerConsumerConfiguration,
                 logger: Logger = Logger(label: "metergate.ledger")) {
@@ -148,6 +150,13 @@ public actor LedgerConsumer {
             await ingest(message)
         case .connectFailed(let error, _):
             logger.warning("broker connection failed", metadata: ["error": "\(error)"])
+        case .subscribed(_, _, let granted):
+            subscriptionsAcknowledged += 1
+            if granted.contains(where: { $0 >= 0x80 }) {
+                logger.error("the broker refused a subscription", metadata: ["filter": "\(configuration.readingFilter)", "granted": "\(granted)"])
+            } else {
+                logger.info("subscribed", metadata: ["count": "\(subscriptionsAcknowledged)"])
+            }
         default:
             break
         }
