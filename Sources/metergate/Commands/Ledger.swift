@@ -95,10 +95,10 @@ struct LedgerConsume: AsyncParsableCommand {
             if let limit { group.addTask { try? await Task.sleep(for: .milliseconds(Int64(limit * 1000))) } }
             group.addTask { await work.value }
             await group.next()
+            // Waiting on work.value ignores cancellation: the consumer itself must be cancelled for the group to end.
+            work.cancel()
             group.cancelAll()
         }
-        work.cancel()
-        await work.value
         let c = await consumer.counters
         let gaps = await consumer.openGaps
         let counts = try? await store.counts()
