@@ -67,6 +67,8 @@ public actor LedgerConsumer {
     /// The newest epoch seen of each (gateway, meter): only its gaps can be asked for (cmd/replay names no epoch).
     private var currentEpoch: [String: String] = [:]
     private let started = ContinuousClock.now
+    /// Readings held while no key is known yet.
+    static let maximumWaiting = 10_000
     private var lastSharedRefresh: Duration?
     public private(set) var counters = Counters()
     /// SUBACKs received: the readings (and keys) filters are in place once this reaches the number of filters.
@@ -119,18 +121,18 @@ public actor LedgerConsumer {
         await client.shutdown()
     }
 
-    /// Gaps left open by an earlier run are asked for again.
+    /// Gaps left open by an earlier run are asked for again (for each meter's newest epoch).
     private func resumeGaps() async {
-        let streams = await store.receivedSeqs()
-        let now = elapsed
-        for (stream, seqs) in streams {
-            // Without knowing which epoch is current, the one with the most records is the best guess until a record arrives.
-            let key = "\(stream.gateway)/\(stream.meter)"
-            if let current = currentEpoch[key], let other = streams[StreamKey(gateway: stream.gateway, meter: stream.meter, epoch: current)],
-               other.count >= seqs.count { continue }
-            if let current = currentEpoch[key] { scheduler.remove(stream: StreamKey(gateway: stream.gateway, meter: stream.meter, epoch: current)) }
-            currentEpoch[key] = stream.epoch
-            scheduler.update(stream: stream, gaps: seqs.gaps(fromFirstSeq: configuration.backfillFromFirstSeq), now: now)
+        let streams: [StreamKey]
+        do { streams = try await store.latestStreams() } catch {
+            logger.error("could not read the ledger's streams; earlier gaps are asked for when their meters send again", metadata: ["error": "\(error)"])
+            return
+        }
+        for stream in streams {
+            currentEpoch["\(stream.gateway)/\(stream.meter)"] = stream.epoch
+            let gaps = await store.gaps(of: stream, fromFirstSeq: configuration.backfillFromFirstSeq)
+            if !gaps.isEmpty { logger.info("asking again for gaps left open", metadata: ["stream": "\(stream)", "gaps": "\(gaps)"]) }
+            scheduler.update(stream: stream, gaps: gaps, now: elapsed)
         }
     }
 
@@ -146,7 +148,15 @@ public actor LedgerConsumer {
             waiting.removeAll()
             for message in pending { await ingest(message) }
         case .message(let message):
-            if keys.isEmpty { waiting.append(message); return }
+            if keys.isEmpty {
+                // Bounded: a gateway that never publishes keys must not grow this without limit.
+                if waiting.count >= Self.maximumWaiting {
+                    let oldest = waiting.removeFirst()
+                    await reject(oldest, reason: "no public keys arrived on the keys topic (give --key)", now: Int64(Date().timeIntervalSince1970 * 1000))
+                }
+                waiting.append(message)
+                return
+            }
             await ingest(message)
         case .connectFailed(let error, _):
             logger.warning("broker connection failed", metadata: ["error": "\(error)"])

@@ -257,6 +257,21 @@ public actor LedgerStore {
         } catch { throw .database(error) }
     }
 
+    /// The newest epoch of each (gateway, meter), by the last record received: the one a `cmd/replay` reaches.
+    public func latestStreams() throws(LedgerError) -> [StreamKey] {
+        do throws(SQLiteError) {
+            let s = try db.prepare("""
+                SELECT gateway, meter, epoch FROM (
+                    SELECT gateway, meter, epoch, row_number() OVER (PARTITION BY gateway, meter ORDER BY max(received_ms) DESC, epoch) AS n
+                    FROM readings GROUP BY gateway, meter, epoch)
+                WHERE n = 1 ORDER BY gateway, meter
+                """, persistent: false)
+            var result: [StreamKey] = []
+            while try s.step() { result.append(StreamKey(gateway: s.text(0) ?? "", meter: s.text(1) ?? "", epoch: s.text(2) ?? "")) }
+            return result
+        } catch { throw .database(error) }
+    }
+
     /// The seqs received of each stream.
     public func receivedSeqs() -> [StreamKey: SeqSet] { received }
 

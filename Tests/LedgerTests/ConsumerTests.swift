@@ -192,3 +192,36 @@ let fastReplays = ReplayPolicy(settleDelay: .milliseconds(300), retryInterval: .
         await publisher.client.shutdown()
     }
 }
+
+@Suite struct ResumeTests {
+    let key = SigningKey.generate(.eddsa)
+
+    @Test func gapsLeftByAnEarlierRunAreAskedForAtStart() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let broker = try MosquittoBroker()
+        var old = try SignedStream(key: key, epoch: "OLD")
+        try old.next(3)
+        var stream = try SignedStream(key: key, epoch: "NEW")
+        try stream.next(4)
+        let store = try await LedgerStore.open(path: dir.file("ledger.db"))
+        // An old epoch with a gap (no longer reachable by cmd/replay), then the current one with seq 3 missing.
+        for (i, r) in [old.records[0], old.records[2], stream.records[0], stream.records[1], stream.records[3]].enumerated() {
+            _ = try await store.add(try verified(r, key: key), envelope: r.bytes, receivedMillis: Int64(i))
+        }
+        #expect(try await store.latestStreams() == [stream.records[0].record.stream])
+        let watcher = testClient(broker, "watch")
+        let requests = Inbox(watcher)
+        watcher.subscribe("metergate/v1/gw-1/cmd/replay")
+        watcher.start()
+        #expect(await eventually { requests.subscriptions == 1 })
+        let consumer = LedgerConsumer(store: store, client: testClient(broker, "ledger"),
+                                      configuration: LedgerConsumerConfiguration(keys: KeySet([key.publicKey]), replay: fastReplays))
+        let running = Task { await consumer.run() }
+        #expect(await eventually { !requests.all.isEmpty })
+        #expect(requests.all.map(\.text).allSatisfy { $0 == #"{"meter":"main","from":3,"to":3}"# }, "\(requests.all.map(\.text))")
+        running.cancel()
+        await running.value
+        await watcher.shutdown()
+    }
+}
