@@ -70,6 +70,8 @@ let package = Package(
         .executableTarget(name: "signing-bench", dependencies: ["Signing", "MeterCore", .product(name: "Crypto", package: "swift-crypto")], path: "bench/signing", exclude: ["run.sh"]),
         // Benchmarks (not tests): run with bench/modbus/run.sh.
         .executableTarget(name: "modbus-bench", dependencies: ["Modbus", "Simulator", "MeterCore"], path: "bench/modbus", exclude: ["run.sh", "README.md"]),
+        // Benchmarks (not tests): swift run -c release ledger-bench [COUNT].
+        .executableTarget(name: "ledger-bench", dependencies: ["Ledger", "Signing", "MeterCore"], path: "bench/ledger"),
         // Benchmarks (not tests): swift run -c release OutboxBench.
         .executableTarget(name: "OutboxBench", dependencies: ["Outbox", "MQTT", "MeterCore"], path: "bench/outbox", exclude: ["README.md"]),
 
