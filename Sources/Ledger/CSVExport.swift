@@ -12,13 +12,17 @@ public enum LedgerCSV {
 
     /// The whole document, header first, lines ending in CRLF as RFC 4180 says.
     public static func document(_ rows: [LedgerRow]) -> String {
+        let formatter = utcFormatter()
         var out = line(header)
-        for row in rows { out += line(fields(row)) }
+        for row in rows { out += line(fields(row, formatter: formatter)) }
         return out
     }
 
-    public static func fields(_ row: LedgerRow) -> [String] {
-        [row.gateway, row.meter, row.epoch, String(row.seq), utc(row.startMillis), utc(row.endMillis),
+    public static func fields(_ row: LedgerRow) -> [String] { fields(row, formatter: utcFormatter()) }
+
+    static func fields(_ row: LedgerRow, formatter: ISO8601DateFormatter) -> [String] {
+        func utc(_ millis: Int64) -> String { formatter.string(from: Date(timeIntervalSince1970: Double(millis) / 1000)) }
+        return [row.gateway, row.meter, row.epoch, String(row.seq), utc(row.startMillis), utc(row.endMillis),
          Amount(exact: row.importMilliwattHours, scale: 6).formatted(fractionDigits: 6),
          Amount(exact: row.exportMilliwattHours, scale: 6).formatted(fractionDigits: 6),
          row.quality, row.tariff, row.currency, row.price.description,
@@ -35,10 +39,15 @@ public enum LedgerCSV {
 
     /// `2026-03-29T01:00:00Z`: ISO 8601 in UTC, to the second (intervals are whole seconds).
     public static func utc(_ millis: Int64) -> String {
+        utcFormatter().string(from: Date(timeIntervalSince1970: Double(millis) / 1000))
+    }
+
+    /// One per export: creating a formatter is costly, and it is not Sendable, so it is not shared.
+    static func utcFormatter() -> ISO8601DateFormatter {
         let formatter = ISO8601DateFormatter()
         formatter.timeZone = TimeZone(identifier: "UTC")
         formatter.formatOptions = [.withInternetDateTime]
-        return formatter.string(from: Date(timeIntervalSince1970: Double(millis) / 1000))
+        return formatter
     }
 
     /// Reads `2026-03-29T01:00:00Z`, `2026-03-29T03:00:00+02:00` or a date `2026-03-29` (midnight UTC).

@@ -119,6 +119,10 @@ public actor LedgerConsumer {
             group.cancelAll()
         }
         await client.shutdown()
+        // Readings still waiting for a key are kept; the seqs they held show up as gaps on the next run.
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        for message in waiting { await reject(message, reason: "no public keys arrived before the ledger stopped (give --key)", now: now) }
+        waiting.removeAll()
     }
 
     /// Gaps left open by an earlier run are asked for again (for each meter's newest epoch).
