@@ -7,12 +7,15 @@ import Signing
 /// Why the ledger could not do what was asked.
 public enum LedgerError: Error, Sendable, CustomStringConvertible {
     case database(SQLiteError)
+    /// Opened for reading, but the file holds no ledger (e.g. an outbox database given by mistake).
+    case notALedger(path: String)
     /// Energy times price does not fit in 64 bits (a corrupt reading or a wrong tariff).
     case amountOverflow(stream: StreamKey, seq: UInt64, milliwattHours: Int64, price: Price)
 
     public var description: String {
         switch self {
         case .database(let error): return "ledger database: \(error)"
+        case .notALedger(let path): return "\(path) is an SQLite database but holds no ledger (no readings table); nothing was changed"
         case .amountOverflow(let stream, let seq, let mwh, let price):
             return "\(stream) seq \(seq): \(mwh) mWh at \(price) per kWh overflows 64-bit money; check the reading and the tariff"
         }
@@ -97,11 +100,11 @@ public actor LedgerStore {
         """
 
     /// Opens (or creates) the ledger at `path` on a dispatch queue, never on Swift's cooperative pool.
-    public static func open(path: String, tariff: Tariff = .none) async throws(LedgerError) -> LedgerStore {
+    public static func open(path: String, tariff: Tariff = .none, readOnly: Bool = false) async throws(LedgerError) -> LedgerStore {
         let result: Result<LedgerStore, LedgerError> = await withCheckedContinuation { continuation in
             DispatchQueue(label: "metergate.ledger.open").async {
                 do throws(LedgerError) {
-                    continuation.resume(returning: .success(try LedgerStore(path: path, tariff: tariff)))
+                    continuation.resume(returning: .success(try LedgerStore(path: path, tariff: tariff, readOnly: readOnly)))
                 } catch {
                     continuation.resume(returning: .failure(error))
                 }
@@ -110,18 +113,25 @@ public actor LedgerStore {
         return try result.get()
     }
 
-    /// Opens (or creates) the ledger at `path`. Blocks: call ``open(path:tariff:)`` from async code.
-    public init(path: String, tariff: Tariff = .none) throws(LedgerError) {
+    /// Opens (or creates) the ledger at `path`. Blocks: call ``open(path:tariff:readOnly:)`` from async code.
+    /// `readOnly` (for exports) never creates or changes anything, and refuses a file that holds no ledger.
+    public init(path: String, tariff: Tariff = .none, readOnly: Bool = false) throws(LedgerError) {
         executor = SerialQueueExecutor(label: "metergate.ledger")
         self.path = path
         self.tariff = tariff
-        do throws(SQLiteError) {
-            db = try SQLiteDatabase(path: path)
-            _ = try db.scalarText("PRAGMA journal_mode=WAL")
-            try db.execute("PRAGMA synchronous=FULL")
+        do {
+            db = try SQLiteDatabase(path: path, create: !readOnly, readOnly: readOnly)
             // Consumers of one shared-subscription group may share the file: wait for each other's writes.
             _ = try db.scalarInt("PRAGMA busy_timeout=10000")
-            try db.execute(Self.schema)
+            if readOnly {
+                guard try db.scalarInt("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('readings', 'forks')") == 2 else {
+                    throw LedgerError.notALedger(path: path)
+                }
+            } else {
+                _ = try db.scalarText("PRAGMA journal_mode=WAL")
+                try db.execute("PRAGMA synchronous=FULL")
+                try db.execute(Self.schema)
+            }
             insertReading = try db.prepare("""
                 INSERT INTO readings(gateway, meter, epoch, seq, hash, prev, key_id, envelope, start_ms, end_ms, import_mwh, export_mwh,
                     quality, tariff, currency, price_scaled, price_precision, amount_exact, amount_scale, record, received_ms)
@@ -141,8 +151,12 @@ public actor LedgerStore {
                 loaded[key, default: SeqSet()].insert(UInt64(all.int64(3)))
             }
             received = loaded
-        } catch {
+        } catch let error as LedgerError {
+            throw error
+        } catch let error as SQLiteError {
             throw .database(error)
+        } catch {
+            fatalError("unreachable: \(error)")
         }
     }
 

@@ -83,6 +83,30 @@ import TestSupport
         #expect(try await store.counts().rejected == 1)
     }
 
+    @Test func exportsOpenReadOnlyAndRefuseAFileThatHoldsNoLedger() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let other = dir.file("other.db")
+        _ = try runProcess("/usr/bin/env", ["python3", "-c", "import sqlite3; c = sqlite3.connect('\(other)'); c.execute('create table outbox(x)'); c.commit()"])
+        let before = try Data(contentsOf: URL(fileURLWithPath: other))
+        do {
+            _ = try await LedgerStore.open(path: other, readOnly: true)
+            Issue.record("read a file without a ledger")
+        } catch {
+            #expect("\(error)".contains("holds no ledger"), "\(error)")
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: other)) == before)
+        // A real ledger reads back read-only.
+        var stream = try SignedStream(key: key)
+        try stream.next(2)
+        do {
+            let store = try await LedgerStore.open(path: dir.file("ledger.db"))
+            for r in stream.records { _ = try await store.add(try verified(r, key: key), envelope: r.bytes, receivedMillis: 1) }
+        }
+        let reader = try await LedgerStore.open(path: dir.file("ledger.db"), readOnly: true)
+        #expect(try await reader.rows().map(\.seq) == [1, 2])
+    }
+
     @Test func aFileThatIsNotADatabaseIsAClearError() async throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }

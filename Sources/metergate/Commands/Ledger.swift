@@ -141,7 +141,7 @@ struct LedgerExport: AsyncParsableCommand {
         guard fromMillis < toMillis else { throw Failure.usage("--from must be before --to") }
         let rows: [LedgerRow]
         do {
-            let store = try await LedgerStore.open(path: db)
+            let store = try await LedgerStore.open(path: db, readOnly: true)
             rows = try await store.rows(fromMillis: fromMillis, toMillis: toMillis)
         } catch { throw Failure.run("--db \(db): \(error)") }
         FileHandle.standardOutput.write(Data(LedgerCSV.document(rows).utf8))
