@@ -75,6 +75,20 @@ import TestSupport
         #expect(await store.gaps(of: s) == [1...1, 5...5])
     }
 
+    @Test func ocmfRecordsAreStoredAndDeduplicatedLikeJWS() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let p256 = SigningKey.generate(.es256)
+        var stream = try SignedStream(key: p256, meter: "wallbox", envelope: .ocmf)
+        try stream.next(3)
+        #expect(stream.records.allSatisfy { $0.text.hasPrefix("OCMF|") })
+        let store = try await LedgerStore.open(path: dir.file("ledger.db"), tariff: try flat())
+        for r in stream.records + [stream.records[0]] { _ = try await store.add(try verified(r, key: p256), envelope: r.bytes, receivedMillis: 1) }
+        let rows = try await store.rows()
+        #expect(rows.map(\.seq) == [1, 2, 3] && rows.allSatisfy { $0.meter == "wallbox" && $0.importMilliwattHours == 250_000 })
+        #expect(try await store.counts().chainBreaks == 0)
+    }
+
     @Test func unverifiablePayloadsAreKeptWithTheReason() async throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
