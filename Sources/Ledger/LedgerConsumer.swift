@@ -132,7 +132,7 @@ public actor LedgerConsumer {
             logger.error("could not read the ledger's streams; earlier gaps are asked for when their meters send again", metadata: ["error": "\(error)"])
             return
         }
-        for stream in streams {
+        for stream in streams where configuration.gateway == "+" || configuration.gateway == stream.gateway {
             currentEpoch["\(stream.gateway)/\(stream.meter)"] = stream.epoch
             let gaps = await store.gaps(of: stream, fromFirstSeq: configuration.backfillFromFirstSeq)
             if !gaps.isEmpty { logger.info("asking again for gaps left open", metadata: ["stream": "\(stream)", "gaps": "\(gaps)"]) }
