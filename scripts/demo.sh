@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The MeterGate demo on a fresh Debian 12 machine: installs what is needed, builds, starts two simulated
-# meters (Modbus TCP on 127.0.0.1:15020) and a local mosquitto (127.0.0.1:18830), runs the gateway with
+# The MeterGate demo on a fresh Debian 12 machine: installs what is needed, builds, starts three simulated
+# meters (an SDM630 and a SunSpec meter over Modbus TCP on 127.0.0.1:15020, an SDM120 over Modbus RTU on a
+# socat pseudo-terminal pair) and a local mosquitto (127.0.0.1:18830), runs the gateway with
 # examples/demo/metergate.yaml, and follows the signed readings with `metergate tail` (lines starting "tail |").
 # After about 50 s it stops the broker for 30 s and starts it again: readings are kept in the outbox meanwhile
 # and arrive afterwards, in order, verified. Ctrl-C (or SIGTERM) stops everything cleanly.
@@ -48,9 +49,17 @@ if port_busy "$sim_port"; then
   echo "demo: 127.0.0.1:$sim_port is taken; stop what runs there (or edit examples/demo/metergate.yaml)" >&2
   exit 2
 fi
-"$bin" simulate --tcp "127.0.0.1:$sim_port" --meter 1=eastron-sdm630:12000 --meter 2=eastron-sdm630:3500 &
+"$bin" simulate --tcp "127.0.0.1:$sim_port" --meter 1=eastron-sdm630:12000 --meter 3=sunspec-203:4800 &
 pids+=($!)
 for _ in $(seq 50); do port_busy "$sim_port" && break; sleep 0.1; done
+# The RTU line: a pseudo-terminal pair; the gateway opens the board's port (boards/sim.yaml), the simulator the other end.
+mkdir -p /tmp/metergate-sim
+socat pty,raw,echo=0,link=/tmp/metergate-sim/ttyGW pty,raw,echo=0,link=/tmp/metergate-sim/ttySIM &
+pids+=($!)
+for _ in $(seq 50); do [ -e /tmp/metergate-sim/ttySIM ] && break; sleep 0.1; done
+"$bin" simulate --rtu /tmp/metergate-sim/ttySIM --baud 9600 --meter 2=eastron-sdm120:2300 &
+pids+=($!)
+sleep 0.5
 
 if [ ! -e state/demo/signing.key ]; then
   "$bin" keygen --out state/demo/signing.key | sed 's/^/demo: /'

@@ -26,6 +26,38 @@ public struct GatewayConfig: Sendable {
     public var profiles: ProfileLibrary
     public var logLevel: String
     public var metrics: MetricsConfig
+    public var rails: RailsConfig
+    public var pulses: [PulseConfig]
+}
+
+/// An S0 pulse input of the board, counted as a meter stream.
+public struct PulseConfig: Sendable, Hashable {
+    public var id: MeterID
+    /// The board's input (its `s0_inputs` entry).
+    public var input: Board.PulseInput
+    public var impulsesPerKilowattHour: UInt64
+    /// Shortest pulse counted (S0: at least 30 ms by IEC 62053-31; default 20 ms to allow for edge jitter).
+    public var minimumPulse: Duration
+    public var ratedPowerWatts: Double?
+    public var envelope: RecordEnvelope
+}
+
+/// GPU and board power rails to account as meter streams (ids from `metergate scan --rails`).
+public struct RailsConfig: Sendable, Hashable {
+    public struct Source: Sendable, Hashable {
+        /// The stream id (one MQTT topic level), like a meter's.
+        public var id: MeterID
+        /// The rail id as `scan --rails` prints it: "hwmon:ina3221@1-0040:VDD_GPU_SOC", "rapl:…", "nvml:GPU-…".
+        public var rail: String
+        public var ratedPowerWatts: Double?
+        public var envelope: RecordEnvelope
+    }
+    /// Where sysfs is ("/" on a gateway; a recorded tree in tests and the demo).
+    public var sysfsRoot: String
+    /// The NVML library to load; nil: no GPUs.
+    public var nvmlLibrary: String?
+    public var pollInterval: Duration
+    public var sources: [Source]
 }
 
 /// The Prometheus `/metrics` and `/health` endpoint. Loopback by default: metrics are not for the world.
@@ -42,6 +74,8 @@ public struct BusConfig: Sendable, Hashable {
     public var id: Identifier
     public var transport: ModbusTransport
     public var responseTimeout: Duration
+    /// Pauses and back-off: the transport's defaults with the config's `unit_pause` and `max_backoff`.
+    public var timing: BusTiming
 }
 
 /// One revenue meter on a bus.
@@ -188,14 +222,31 @@ struct ConfigReader {
         let signing = attempt { () throws(ConfigError) in try Self.signing(map.optional("signing"), stateDirectory: stateDir, resolve: resolve) } ?? nil
         let outbox = attempt { () throws(ConfigError) in try Self.outbox(map.optional("outbox"), stateDirectory: stateDir, resolve: resolve) } ?? nil
         let metrics = attempt { () throws(ConfigError) in try Self.metrics(map.optional("metrics")) } ?? nil
+        let rails = attempt { () throws(ConfigError) in try Self.rails(map.optional("rails"), resolve: resolve) } ?? nil
+        var pulses: [PulseConfig] = []
+        if let list = attempt({ () throws(ConfigError) in try map.optional("pulses")?.list() }), let list {
+            for node in list {
+                guard let pulse = attempt({ () throws(ConfigError) in try Self.pulse(node, board: board) }) else { continue }
+                if meters.contains(where: { $0.id == pulse.id }) || pulses.contains(where: { $0.id == pulse.id }) {
+                    sink.errors.append(node.error("duplicate stream id '\(pulse.id)': each stream needs its own id"))
+                } else {
+                    pulses.append(pulse)
+                }
+            }
+        }
+        if let rails {
+            for (index, source) in rails.sources.enumerated() where meters.contains(where: { $0.id == source.id }) || pulses.contains(where: { $0.id == source.id }) {
+                sink.errors.append(ConfigError(file: root.file, keyPath: "rails.sources[\(index)].id", message: "'\(source.id)' is already a meter id: each stream needs its own id"))
+            }
+        }
         attempt { () throws(ConfigError) in try map.finish() }
 
-        guard sink.errors.isEmpty, let gatewayID, let board, let mqtt, let signing, let outbox, let metrics else {
+        guard sink.errors.isEmpty, let gatewayID, let board, let mqtt, let signing, let outbox, let metrics, let rails else {
             throw ConfigErrors(sink.errors)
         }
         return GatewayConfig(file: root.file, gateway: gatewayID, board: board, stateDirectory: stateDirectory, interval: interval,
                              buses: buses, meters: meters, mqtt: mqtt, signing: signing, outbox: outbox,
-                             profileDirectories: directories, profiles: profiles, logLevel: logLevel, metrics: metrics)
+                             profileDirectories: directories, profiles: profiles, logLevel: logLevel, metrics: metrics, rails: rails, pulses: pulses)
     }
 
     static func identifier(_ node: ConfigNode) throws(ConfigError) -> Identifier {
@@ -242,8 +293,14 @@ struct ConfigReader {
         case (.some, .some):
             throw node.error("a bus has either tcp: or rtu:, not both")
         }
+        var timing = BusTiming.defaults(for: transport)
+        if let pause = try m.optional("unit_pause")?.duration() { timing.unitSwitchDelay = pause }
+        if let cap = try m.optional("max_backoff")?.duration() {
+            guard cap >= .seconds(1) else { throw node.error("max_backoff: expected at least 1s") }
+            timing.maximumBackoff = cap
+        }
         try m.finish()
-        return BusConfig(id: id, transport: transport, responseTimeout: timeout)
+        return BusConfig(id: id, transport: transport, responseTimeout: timeout, timing: timing)
     }
 
     static func meter(_ node: ConfigNode, buses: [BusConfig], profiles: ProfileLibrary) throws(ConfigError) -> MeterConfig {
@@ -313,6 +370,49 @@ struct ConfigReader {
         }
         if let q = m.optional("quota") { config.quotaBytes = try Self.bytes(q) }
         config.quotaPolicy = try m.optional("quota_policy")?.oneOf(OutboxQuotaPolicy.self) ?? .keep
+        try m.finish()
+        return config
+    }
+
+    static func pulse(_ node: ConfigNode, board: Board?) throws(ConfigError) -> PulseConfig {
+        let m = try node.mapping()
+        let id = try identifier(m.required("id", expected: "the stream id (one MQTT topic level)"))
+        let inputNode = try m.required("input", expected: "an S0 input name from the board file's s0_inputs")
+        let name = try inputNode.string()
+        guard let board else { throw inputNode.error("no board to take S0 input '\(name)' from") }
+        guard let input = board.pulseInputs.first(where: { $0.name == name }) else {
+            let known = board.pulseInputs.map(\.name).joined(separator: ", ")
+            throw inputNode.error("board '\(board.id)' has no S0 input '\(name)' (its inputs: \(known.isEmpty ? "none" : known))")
+        }
+        let impulses = try m.required("impulses_per_kwh", expected: "the meter's pulse constant, e.g. 1000").int(in: 1...1_000_000)
+        let minimum = try m.optional("minimum_pulse")?.duration() ?? .milliseconds(20)
+        let rated = try m.optional("rated_power")?.double()
+        let envelope = try m.optional("envelope")?.oneOf(RecordEnvelope.self) ?? .jws
+        try m.finish()
+        return PulseConfig(id: id, input: input, impulsesPerKilowattHour: UInt64(impulses), minimumPulse: minimum, ratedPowerWatts: rated, envelope: envelope)
+    }
+
+    static func rails(_ node: ConfigNode?, resolve: (String) -> String) throws(ConfigError) -> RailsConfig {
+        var config = RailsConfig(sysfsRoot: "/", nvmlLibrary: "libnvidia-ml.so.1", pollInterval: .seconds(1), sources: [])
+        guard let node else { return config }
+        let m = try node.mapping()
+        if let root = try m.optional("sysfs_root")?.string() { config.sysfsRoot = root.hasPrefix("/") ? root : resolve(root) }
+        if let nvml = m.optional("nvml_library") {
+            let text = try nvml.string()
+            config.nvmlLibrary = text == "none" ? nil : text
+        }
+        config.pollInterval = try m.optional("poll")?.duration() ?? .seconds(1)
+        guard config.pollInterval >= .milliseconds(100) else { throw node.error("poll: expected at least 100ms") }
+        for item in try m.optional("sources")?.list() ?? [] {
+            let s = try item.mapping()
+            let id = try identifier(s.required("id", expected: "the stream id (one MQTT topic level)"))
+            if config.sources.contains(where: { $0.id == id }) { throw item.error("duplicate rail stream id '\(id)'") }
+            let rail = try s.required("rail", expected: "a rail id from `metergate scan --rails`, e.g. hwmon:ina3221@1-0040:VDD_GPU_SOC").string()
+            let rated = try s.optional("rated_power")?.double()
+            let envelope = try s.optional("envelope")?.oneOf(RecordEnvelope.self) ?? .jws
+            try s.finish()
+            config.sources.append(.init(id: id, rail: rail, ratedPowerWatts: rated, envelope: envelope))
+        }
         try m.finish()
         return config
     }

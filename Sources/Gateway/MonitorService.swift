@@ -69,13 +69,16 @@ public struct MonitorService: Service {
     let store: any OutboxStore
     let client: MQTTClient
     let pipeline: ReadingPipeline
+    let publisher: OutboxPublisher
     let interval: Duration
 
-    public init(monitor: GatewayMonitor, store: any OutboxStore, client: MQTTClient, pipeline: ReadingPipeline, interval: Duration = .seconds(2)) {
+    public init(monitor: GatewayMonitor, store: any OutboxStore, client: MQTTClient, pipeline: ReadingPipeline, publisher: OutboxPublisher,
+                interval: Duration = .seconds(2)) {
         self.monitor = monitor
         self.store = store
         self.client = client
         self.pipeline = pipeline
+        self.publisher = publisher
         self.interval = interval
     }
 
@@ -88,6 +91,12 @@ public struct MonitorService: Service {
         let droppedGauge = Gauge(label: "metergate_outbox_dropped_total")
         let connectedGauge = Gauge(label: "metergate_mqtt_connected")
         let signedGauge = Gauge(label: "metergate_records_signed_total")
+        let publishedGauge = Gauge(label: "metergate_mqtt_published_total")
+        let deliveredGauge2 = Gauge(label: "metergate_mqtt_acknowledged_total")
+        let returnedGauge = Gauge(label: "metergate_mqtt_returned_to_pending_total")
+        let replayedGauge = Gauge(label: "metergate_mqtt_replayed_total")
+        let connectionsGauge = Gauge(label: "metergate_mqtt_connections_total")
+
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             let connected = client.currentSession != nil
             let appendError = await pipeline.lastAppendError
@@ -115,6 +124,13 @@ public struct MonitorService: Service {
             }
             connectedGauge.record(connected ? 1 : 0)
             signedGauge.record(signed)
+            let counters = await publisher.counters
+            publishedGauge.record(counters.published)
+            deliveredGauge2.record(counters.delivered)
+            returnedGauge.record(counters.returnedToPending)
+            replayedGauge.record(counters.replayed)
+            connectionsGauge.record(counters.connections)
+
             try? await Task.sleep(for: interval)
         }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import MeterCore
 import Modbus
 import ServiceLifecycle
@@ -31,6 +32,11 @@ public struct PollService: Service {
     }
 
     public func run() async throws {
+        // Nothing to poll (a rails-only gateway): stay up until shutdown, or the group would stop with us.
+        guard config.buses.contains(where: { bus in config.meters.contains { $0.bus == bus.id } }) else {
+            try? await gracefulShutdown()
+            return
+        }
         try await withThrowingDiscardingTaskGroup { group in
             for bus in config.buses {
                 let meters = config.meters.filter { $0.bus == bus.id }
@@ -48,16 +54,21 @@ public struct PollService: Service {
         logger[metadataKey: "bus"] = "\(bus.id)"
         logger.info("polling \(meters.count) meter(s) on \(bus.transport)")
         let polled = meters.map { PolledMeter(id: $0.id, unit: $0.unit, profile: $0.profile, period: $0.pollInterval) }
-        let poller = BusPoller(meters: polled, reader: connection, timing: .defaults(for: bus.transport), time: time)
+        let poller = BusPoller(meters: polled, reader: connection, timing: bus.timing, time: time)
         let sink = sink, loopBeat = loopBeat
         // Each meter's first answer (and first after a failure) is logged at info, the rest at debug:
         // the journal shows when a meter comes and goes without a line per poll.
         let quiet = Mutex<Set<MeterID>>([])
+        // Per meter: polls answered, failed, and failed by timeout (swift-metrics; Prometheus when bootstrapped).
+        let answered = Dictionary(uniqueKeysWithValues: meters.map { ($0.id, Counter(label: "metergate_polls_total", dimensions: [("meter", "\($0.id)"), ("result", "ok")])) })
+        let failed = Dictionary(uniqueKeysWithValues: meters.map { ($0.id, Counter(label: "metergate_polls_total", dimensions: [("meter", "\($0.id)"), ("result", "error")])) })
+        let timedOut = Dictionary(uniqueKeysWithValues: meters.map { ($0.id, Counter(label: "metergate_poll_timeouts_total", dimensions: [("meter", "\($0.id)")])) })
         // The poll loop starts on the poller's own executor: a busy cooperative pool cannot delay it.
         let polling = poller.start(shouldStop: { Task.isShuttingDownGracefully }) { [logger] event in
             loopBeat()
             switch event {
             case .sample(let sample, let unit, let requests, let refused):
+                answered[sample.meter]?.increment()
                 let power = sample.values[.power].map { String(format: "%.1f W", $0) } ?? "-"
                 let energy = sample.values[.energyImport].map { String(format: "%.3f kWh", $0 / 1000) } ?? "-"
                 let first = quiet.withLock { $0.insert(sample.meter).inserted }
@@ -68,6 +79,8 @@ public struct PollService: Service {
                 }
                 await sink(sample)
             case .failure(let meter, let unit, let error, let consecutive, let retryIn):
+                failed[meter]?.increment()
+                if case .modbus(let e) = error, e.kind == .timeout { timedOut[meter]?.increment() }
                 _ = quiet.withLock { $0.remove(meter) }
                 logger.warning("poll failed", metadata: [
                     "meter": "\(meter)", "unit": "\(unit)", "error": "\(error)",

@@ -1,9 +1,11 @@
 import Accounting
 import Foundation
 import Logging
+import Metrics
 import MeterCore
 import Modbus
 import Outbox
+import PowerRails
 import Signing
 
 /// Samples in, signed records out: for each meter stream, accounting turns counter readings into settlement
@@ -13,12 +15,30 @@ import Signing
 /// crash or power cut the restored state and the stored records agree: no interval is signed twice, none is
 /// lost, and the downtime becomes explicit gap intervals.
 public actor ReadingPipeline {
-    /// One meter's accounting and signing.
+    /// A stream's accounting: counters (meters, energy rails) or integrated power (power rails).
+    enum Accountant {
+        case counter(CounterAccountant)
+        case power(PowerAccountant)
+
+        mutating func tick(now: Timestamp) -> [AccountedInterval] {
+            switch self {
+            case .counter(var a): let closed = a.tick(now: now); self = .counter(a); return closed
+            case .power(var a): let closed = a.tick(now: now); self = .power(a); return closed
+            }
+        }
+
+        func encodedSnapshot(_ encoder: JSONEncoder) -> [UInt8]? {
+            switch self {
+            case .counter(let a): return (try? encoder.encode(a.snapshot())).map(Array.init)
+            case .power(let a): return (try? encoder.encode(a.snapshot())).map(Array.init)
+            }
+        }
+    }
+
+    /// One stream's accounting and signing.
     struct Stream {
-        var accountant: CounterAccountant
+        var accountant: Accountant
         let signer: RecordSigner
-        /// The register that carries the import counter, for converting readings to counts.
-        let energyField: RegisterField?
     }
 
     private var streams: [MeterID: Stream] = [:]
@@ -41,6 +61,8 @@ public actor ReadingPipeline {
     /// which loses detail but no energy (the counters carry it).
     enum Input: Sendable {
         case sample(Sample)
+        case rail(MeterID, RailReading, Timestamp)
+        case count(MeterID, UInt64, Timestamp)
         case tick(Timestamp)
     }
     private let input: AsyncStream<Input>
@@ -51,6 +73,7 @@ public actor ReadingPipeline {
 
     /// Builds one stream per configured meter, restoring saved accounting state where there is some.
     public init(config: GatewayConfig, key: SigningKey, store: any OutboxStore, bootID: String?, logger: Logger,
+                rails: [(source: RailsConfig.Source, rail: RailDescription)] = [],
                 saveInterval: Duration = .seconds(10), appended: @escaping @Sendable () -> Void) async throws {
         self.store = store
         self.logger = logger
@@ -82,8 +105,111 @@ public actor ReadingPipeline {
             let signer = try RecordSigner(gateway: config.gateway, meter: meter.id,
                                           sourceID: "\(meter.profile.id) unit \(meter.unit) on \(meter.bus)",
                                           envelope: meter.envelope, key: key)
-            streams[meter.id] = Stream(accountant: accountant, signer: signer, energyField: field)
+            streams[meter.id] = Stream(accountant: .counter(accountant), signer: signer)
         }
+        // S0 pulse inputs: a counter of impulses, exact at any pulse constant.
+        for pulse in config.pulses {
+            let settings = SourceSettings(meter: pulse.id, source: .pulse, grid: grid)
+            let configuration = CounterAccountant.Configuration(settings: settings, scale: .impulses(perKilowattHour: pulse.impulsesPerKilowattHour),
+                                                                ratedPowerWatts: pulse.ratedPowerWatts)
+            var counter = CounterAccountant(configuration: configuration, bootID: bootID)
+            if let saved = try await store.savedState(Self.stateKey(pulse.id)),
+               let snapshot = try? decoder.decode(CounterAccountant.Snapshot.self, from: Data(saved)),
+               let restored = try? CounterAccountant(configuration: configuration, restoring: snapshot, bootID: bootID) {
+                counter = restored
+            }
+            let signer = try RecordSigner(gateway: config.gateway, meter: pulse.id,
+                                          sourceID: "S0 \(pulse.input.name) \(pulse.input.line.chip):\(pulse.input.line.line) \(pulse.impulsesPerKilowattHour) imp/kWh",
+                                          envelope: pulse.envelope, key: key)
+            streams[pulse.id] = Stream(accountant: .counter(counter), signer: signer)
+        }
+        // Rails: energy counters (µJ; RAPL wraps at its range, NVML restarts from zero after a driver reload)
+        // are accounted as counters, power rails (µW) by integration.
+        for (source, rail) in rails {
+            let settings = SourceSettings(meter: source.id, source: rail.source, grid: grid,
+                                          maximumGapNanos: max(Int64(5 * Self.millis(config.rails.pollInterval)) * 1_000_000, 30_000_000_000))
+            let saved = try await store.savedState(Self.stateKey(source.id))
+            var accountant: Accountant
+            if rail.isEnergyCounter || { if case .nvml = rail.method { return true } else { return false } }() {
+                var range = CounterRange.bits(64)
+                if case .raplEnergy(_, let wrap?) = rail.method { range = .modulus(wrap) }
+                let afterReset: CounterAccountant.ResetPolicy = { if case .nvml = rail.method { return .countFromZero } else { return .rebase } }()
+                let configuration = CounterAccountant.Configuration(settings: settings, scale: .microjoules, range: range,
+                                                                    ratedPowerWatts: source.ratedPowerWatts, afterReset: afterReset)
+                var counter = CounterAccountant(configuration: configuration, bootID: bootID)
+                if let saved, let snapshot = try? decoder.decode(CounterAccountant.Snapshot.self, from: Data(saved)),
+                   let restored = try? CounterAccountant(configuration: configuration, restoring: snapshot, bootID: bootID) {
+                    counter = restored
+                    logger.info("restored accounting state", metadata: ["meter": "\(source.id)"])
+                }
+                accountant = .counter(counter)
+            } else {
+                var power = PowerAccountant(settings: settings, bootID: bootID)
+                if let saved, let snapshot = try? decoder.decode(PowerAccountant.Snapshot.self, from: Data(saved)),
+                   let restored = try? PowerAccountant(settings: settings, restoring: snapshot, bootID: bootID) {
+                    power = restored
+                    logger.info("restored accounting state", metadata: ["meter": "\(source.id)"])
+                }
+                accountant = .power(power)
+            }
+            let signer = try RecordSigner(gateway: config.gateway, meter: source.id, sourceID: rail.id, envelope: source.envelope, key: key)
+            streams[source.id] = Stream(accountant: accountant, signer: signer)
+        }
+    }
+
+    /// Queues a pulse counter's current total.
+    public nonisolated func submit(count: UInt64, of meter: MeterID, at time: Timestamp) {
+        inputContinuation.yield(.count(meter, count, time))
+    }
+
+    /// Feeds a pulse counter's total (S0 inputs: the count the input's store kept across restarts).
+    func accept(count: UInt64, of meter: MeterID, at time: Timestamp) async {
+        guard var stream = streams[meter], case .counter(var accountant) = stream.accountant else { return }
+        let closed: [AccountedInterval]
+        do {
+            closed = try accountant.add(CounterAccountant.Reading(time: time, importCount: count))
+        } catch {
+            logger.warning("pulse count refused by accounting", metadata: ["meter": "\(meter)", "error": "\(error)"])
+            return
+        }
+        stream.accountant = .counter(accountant)
+        streams[meter] = stream
+        unsaved.insert(meter)
+        await commit(closed, of: meter)
+    }
+
+    /// Queues one rail reading.
+    public nonisolated func submit(rail meter: MeterID, reading: RailReading, at time: Timestamp) {
+        inputContinuation.yield(.rail(meter, reading, time))
+    }
+
+    /// Feeds one rail reading: an energy counter or a power value.
+    func accept(rail meter: MeterID, reading: RailReading, at time: Timestamp) async {
+        guard var stream = streams[meter] else { return }
+        let closed: [AccountedInterval]
+        do {
+            switch (stream.accountant, reading) {
+            case (.counter(var a), .energy(let microjoules)):
+                closed = try a.add(CounterAccountant.Reading(time: time, importCount: microjoules))
+                stream.accountant = .counter(a)
+            case (.counter(var a), .power):
+                // An NVML GPU that lost its energy counter: no counter reading to pay; keep the stream alive.
+                closed = a.tick(now: time)
+                stream.accountant = .counter(a)
+            case (.power(var a), .power(let microwatts)):
+                closed = try a.add(PowerAccountant.Reading(time: time, powerWatts: Double(microwatts) / 1_000_000))
+                stream.accountant = .power(a)
+            case (.power(var a), .energy):
+                closed = a.tick(now: time)
+                stream.accountant = .power(a)
+            }
+        } catch {
+            logger.warning("rail reading refused by accounting", metadata: ["meter": "\(meter)", "error": "\(error)"])
+            return
+        }
+        streams[meter] = stream
+        unsaved.insert(meter)
+        await commit(closed, of: meter)
     }
 
     /// Queues one poll's sample (cheap, never blocks the poller).
@@ -100,6 +226,8 @@ public actor ReadingPipeline {
         for await next in input {
             switch next {
             case .sample(let sample): await accept(sample)
+            case .rail(let meter, let reading, let time): await accept(rail: meter, reading: reading, at: time)
+            case .count(let meter, let count, let time): await accept(count: count, of: meter, at: time)
             case .tick(let now): await tick(now: now)
             }
         }
@@ -108,16 +236,17 @@ public actor ReadingPipeline {
 
     /// Feeds one poll's sample; appends the records of any interval it closed.
     func accept(_ sample: Sample) async {
-        guard var stream = streams[sample.meter] else { return }
+        guard var stream = streams[sample.meter], case .counter(var accountant) = stream.accountant else { return }
         guard let importWh = sample.values[.energyImport], importWh.isFinite, importWh >= 0 else { return }
         let exportWh = sample.values[.energyExport].flatMap { $0.isFinite && $0 >= 0 ? $0 : nil }
         let reading = CounterAccountant.Reading(
             time: sample.time, importCount: UInt64((importWh * 1000).rounded()),
-            exportCount: stream.accountant.configuration.hasExportCounter ? UInt64(((exportWh ?? 0) * 1000).rounded()) : nil,
+            exportCount: accountant.configuration.hasExportCounter ? UInt64(((exportWh ?? 0) * 1000).rounded()) : nil,
             powerWatts: sample.values[.power])
         let closed: [AccountedInterval]
         do {
-            closed = try stream.accountant.add(reading)
+            closed = try accountant.add(reading)
+            stream.accountant = .counter(accountant)
         } catch {
             logger.warning("reading refused by accounting", metadata: ["meter": "\(sample.meter)", "error": "\(error)"])
             return
@@ -169,14 +298,17 @@ public actor ReadingPipeline {
         var state: [String: [UInt8]] = [:]
         let saving = unsaved
         for id in saving {
-            guard let stream = streams[id], let bytes = try? encoder.encode(stream.accountant.snapshot()) else { continue }
-            state[Self.stateKey(id)] = Array(bytes)
+            guard let stream = streams[id], let bytes = stream.accountant.encodedSnapshot(encoder) else { continue }
+            state[Self.stateKey(id)] = bytes
         }
         do {
             let records = try await store.append(requests, saving: state)
             unsaved.subtract(saving)
             lastSave = .now
             lastAppendError = nil
+            for interval in intervals {
+                Counter(label: "metergate_intervals_total", dimensions: [("meter", "\(meter.map { "\($0)" } ?? "-")"), ("quality", interval.result.quality.rawValue)]).increment()
+            }
             if !records.isEmpty {
                 recordsAppended += Int64(records.count)
                 for r in records {

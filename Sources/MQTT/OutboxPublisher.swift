@@ -52,6 +52,8 @@ public actor OutboxPublisher {
         public var badReplayRequests: Int64 = 0
         /// The most records that were ever unacknowledged at once (never more than the window).
         public var maxInflight: Int = 0
+        /// Connections the broker accepted (the first, then every reconnect).
+        public var connections: Int64 = 0
     }
 
     /// The state of the replay queue.
@@ -176,6 +178,7 @@ public actor OutboxPublisher {
         switch next {
         case .mqtt(.connected(let s)):
             session = s
+            counters.connections += 1
             if configuration.drainPending && !inflight.values.contains(where: { !$0.isReplay }) {
                 // Nothing of ours is in flight, so no record should be inflight in the store either; this
                 // returns any that an earlier failed release left behind.

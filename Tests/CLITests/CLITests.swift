@@ -113,6 +113,13 @@ import Testing
             meters:
               - { id: a, bus: sim, unit: 1, profile: eastron-sdm630, poll: 200ms }
               - { id: b, bus: sim, unit: 2, profile: eastron-sdm630, poll: 200ms }
+            rails:
+              sysfs_root: \(repositoryRoot)/Tests/PowerRailsTests/Fixtures/amd-gpu
+              nvml_library: none
+              poll: 200ms
+              sources:
+                - { id: gpu, rail: "hwmon:amdgpu@0000:03:00.0:PPT" }
+                - { id: cpu, rail: "hwmon:amd_energy@amd_energy.0:Esocket0" }
             mqtt: { host: 127.0.0.1, port: \(broker.port) }
             signing: { key: \(key) }
             """)
@@ -121,7 +128,7 @@ import Testing
         func lines() -> [String] {
             ((try? String(contentsOfFile: received, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
         }
-        let arrived = waitUntil(timeout: 60) { lines().count >= 8 }
+        let arrived = waitUntil(timeout: 60) { lines().count >= 12 }
         #expect(arrived, "records received: \(lines().count)\n\(gateway.log)")
         #expect(gateway.log.contains("polled a:") && gateway.log.contains("polled b:"))
         // tail verified each reading with the retained keys and exits 0 after four.
@@ -133,7 +140,10 @@ import Testing
             let health = try runProcess(curl, ["-s", "-w", " %{http_code}", "http://127.0.0.1:\(metricsPort)/health"])
             #expect(health.stdout.hasSuffix(" 200"), "health: \(health.stdout)")
             let metrics = try runProcess(curl, ["-s", "http://127.0.0.1:\(metricsPort)/metrics"])
-            #expect(metrics.stdout.contains("metergate_outbox_records"), "\(metrics.stdout)")
+            for name in ["metergate_outbox_records{state=\"delivered\"}", "metergate_polls_total{meter=\"a\",result=\"ok\"}",
+                         "metergate_intervals_total", "metergate_mqtt_acknowledged_total", "metergate_samples_total", "metergate_mqtt_connections_total 1"] {
+                #expect(metrics.stdout.contains(name), "\(name) missing from /metrics")
+            }
         }
         // The retained public keys verify what arrived.
         let keys = try runProcess(which("mosquitto_sub") ?? "/usr/bin/mosquitto_sub",
@@ -162,9 +172,70 @@ import Testing
         let verify = try runProcess(try metergateBinary(), ["verify", "--key", keysFile, "--from-start", "--tolerate-redelivery", "--json", received])
         #expect(verify.status == 0, "verify: \(verify.stdout)\(verify.stderr)")
         #expect(verify.stdout.contains("\"meter\":\"a\"") && verify.stdout.contains("\"meter\":\"b\""), "\(verify.stdout)")
+        // The power rail (35 W on the recorded amdgpu tree) and the energy rail are streams like the meters.
+        #expect(verify.stdout.contains("\"meter\":\"gpu\"") && verify.stdout.contains("\"meter\":\"cpu\""), "\(verify.stdout)")
+        // The right kWh: each record's interval energy is the step of its cumulative total, and matches the
+        // interval's average power (meter a draws 5 kW ± 25 % on a one-minute sine: 1 s intervals).
+        struct Row { var delta: Int64; var total: Int64; var avg: Int64; var quality: String }
+        var rows: [String: [Int: Row]] = [:]
+        for line in Set(lines()) {
+            let parts = line.split(separator: ".")
+            guard parts.count == 3, let payload = Self.base64URL(String(parts[1])),
+                  let record = try? JSONSerialization.jsonObject(with: payload) as? [String: Any],
+                  let meter = record["meter"] as? String, let seq = record["seq"] as? Int,
+                  let delta = (record["import_mwh"] as? NSNumber)?.int64Value, let total = (record["import_total_mwh"] as? NSNumber)?.int64Value,
+                  let avg = (record["avg_mw"] as? NSNumber)?.int64Value, let quality = record["quality"] as? String else { continue }
+            rows[meter, default: [:]][seq] = Row(delta: delta, total: total, avg: avg, quality: quality)
+        }
+        var checked = 0
+        for (meter, bySeq) in rows {
+            for (seq, row) in bySeq {
+                #expect(row.delta >= 0 && row.total >= row.delta, "\(meter) seq \(seq): delta \(row.delta), total \(row.total)")
+                if let previous = bySeq[seq - 1] {
+                    #expect(row.total - previous.total == row.delta, "\(meter) seq \(seq): total \(row.total) − previous \(previous.total) ≠ delta \(row.delta)")
+                }
+                if meter == "a" && row.quality == "measured" {
+                    let expected = Double(row.avg) / 3600   // mW over 1 s, in mWh
+                    #expect(abs(Double(row.delta) - expected) <= expected * 0.1 + 5, "\(meter) seq \(seq): \(row.delta) mWh for \(row.avg) mW over 1 s")
+                    #expect((3_700_000...6_300_000).contains(row.avg), "meter a averages 5 kW ± 25 %: \(row.avg) mW")
+                    checked += 1
+                }
+            }
+        }
+        #expect(checked >= 2, "measured intervals of meter a checked: \(checked)")
+
         // The outbox holds every record, all delivered, and export gives the same lines.
         let stats = try runProcess(try metergateBinary(), ["outbox", "stats", "--db", "\(dir.path)/state/outbox.sqlite"])
         #expect(stats.status == 0, "\(stats.stderr)")
+    }
+
+    /// base64url (RFC 4648 §5) without padding, as in a JWS.
+    static func base64URL(_ text: String) -> Data? {
+        var s = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while s.count % 4 != 0 { s += "=" }
+        return Data(base64Encoded: s)
+    }
+
+    @Test func runNamesARailThatIsNotOnThisMachine() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let key = dir.file("k.key")
+        _ = try runProcess(try metergateBinary(), ["keygen", "--out", key])
+        let config = dir.write("gw.yaml", """
+            gateway: { id: gw, board: sim, state_dir: \(dir.path)/state }
+            meters: []
+            rails:
+              sysfs_root: \(repositoryRoot)/Tests/PowerRailsTests/Fixtures/rapl
+              nvml_library: none
+              sources: [ { id: gpu0, rail: "nvml:GPU-00000000-0000-0000-0000-000000000000" } ]
+            mqtt: { host: 127.0.0.1, port: \(freeLoopbackPort()) }
+            signing: { key: \(key) }
+            metrics: { enabled: false }
+            """)
+        let r = try runProcess(try metergateBinary(), ["run", "--config", config], currentDirectory: repositoryRoot)
+        #expect(r.status == 2, "\(r.stderr)")
+        #expect(r.stderr.contains("no rail 'nvml:GPU-00000000-0000-0000-0000-000000000000' on this machine"), "\(r.stderr)")
+        #expect(r.stderr.contains("rapl:"), "the message lists the rails that exist: \(r.stderr)")
     }
 
     @Test func runRefusesABadConfigWithExitTwo() throws {

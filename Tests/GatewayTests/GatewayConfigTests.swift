@@ -40,7 +40,8 @@ import Testing
         let demo = try load("\(repositoryRoot)/examples/demo/metergate.yaml")
         #expect(demo.gateway.rawValue == "demo-gw")
         #expect(demo.board.id == "sim")
-        #expect(demo.meters.map(\.id.rawValue) == ["main-incomer", "rack-a"])
+        #expect(demo.meters.map(\.id.rawValue) == ["main-incomer", "rack-a", "pv-inverter"])
+        #expect(demo.rails.sources.map(\.id.rawValue) == ["gpu-0", "cpu-socket-0"])
         #expect(demo.interval == .seconds(15))
         let substation = try load("\(repositoryRoot)/examples/substation.yaml")
         // The board's port name resolves to its device and RS-485 mode.
@@ -63,6 +64,30 @@ import Testing
         #expect(c.outbox.quotaPolicy == .keep)
         #expect(c.signing.algorithm == .eddsa)
         #expect(c.meters[0].pollInterval == .seconds(1))
+    }
+
+    @Test func busTimingCanBeTuned() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let c = try load(dir.write("c.yaml", Self.valid.replacingOccurrences(of: "port: 1502 } }", with: "port: 1502 }, unit_pause: 200ms, max_backoff: 30s }")))
+        #expect(c.buses[0].timing.unitSwitchDelay == .milliseconds(200))
+        #expect(c.buses[0].timing.maximumBackoff == .seconds(30))
+        let e = errors(Self.valid.replacingOccurrences(of: "port: 1502 } }", with: "port: 1502 }, max_backoff: 10ms }"))
+        #expect(e.first?.message == "max_backoff: expected at least 1s")
+    }
+
+    @Test func pulseInputsComeFromTheBoard() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let base = Self.valid.replacingOccurrences(of: "board: sim", with: "board: raspberry-pi-4")
+        let c = try load(dir.write("c.yaml", base + "\npulses: [ { id: heat-pump, input: s0-2, impulses_per_kwh: 375 } ]\n"))
+        #expect(c.pulses.first?.input.line.chip == "gpiochip0" && c.pulses.first?.input.line.line == 27)
+        #expect(c.pulses.first?.impulsesPerKilowattHour == 375)
+        let e = errors(base + "\npulses: [ { id: heat-pump, input: s0-9, impulses_per_kwh: 375 } ]\n")
+        #expect(e.map(\.keyPath) == ["pulses[0].input"])
+        #expect(e.first?.message == "board 'raspberry-pi-4' has no S0 input 's0-9' (its inputs: s0-1, s0-2)")
+        let dup = errors(base + "\npulses: [ { id: m1, input: s0-1, impulses_per_kwh: 1000 } ]\n")
+        #expect(dup.first?.message.contains("duplicate stream id 'm1'") == true)
     }
 
     @Test func aMissingFileIsNamed() {
@@ -128,28 +153,6 @@ import Testing
 }
 
 @Suite struct SystemdNotifierTests {
-    /// A datagram socket standing in for systemd's notify socket.
-    final class FakeNotifySocket {
-        let path: String
-        let fd: Int32
-        init(path: String) {
-            self.path = path
-            fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
-            var address = sockaddr_un()
-            address.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
-            _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
-            var timeout = timeval(tv_sec: 5, tv_usec: 0)
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        }
-        func receive() -> String? {
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            let n = recv(fd, &buffer, buffer.count, 0)
-            return n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self) : nil
-        }
-        deinit { close(fd) }
-    }
-
     @Test func sendsStatesToTheNotifySocket() throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
@@ -157,7 +160,7 @@ import Testing
         let notifier = SystemdNotifier(environment: ["NOTIFY_SOCKET": socket.path, "WATCHDOG_USEC": "2000000"])
         #expect(notifier.watchdogInterval == .seconds(2))
         try notifier.notify("READY=1\nSTATUS=polling")
-        #expect(socket.receive() == "READY=1\nSTATUS=polling")
+        #expect(waitUntil(timeout: 5) { socket.messages == ["READY=1\nSTATUS=polling"] }, "\(socket.messages)")
     }
 
     @Test func isSilentOutsideSystemdAndIgnoresAnotherProcessesWatchdog() throws {

@@ -241,3 +241,47 @@ public func metergateBinary() throws -> String {
     }
     throw TestEnvironmentError("the metergate binary is not built (swift build --product metergate)")
 }
+
+/// A datagram socket standing in for systemd's `$NOTIFY_SOCKET`: collects every message a child sends.
+public final class FakeNotifySocket: @unchecked Sendable {
+    // Safe: `messages` is guarded by `lock`; `fd` is immutable after init and closed once in deinit.
+    public let path: String
+    private let fd: Int32
+    private let lock = NSLock()
+    private var received: [String] = []
+    private let reader = DispatchGroup()
+
+    public init(path: String) {
+        self.path = path
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        reader.enter()
+        let socketFD = fd
+        DispatchQueue.global().async { [weak self] in
+            defer { self?.reader.leave() }
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while let me = self {
+                let n = recv(socketFD, &buffer, buffer.count, 0)
+                if n > 0 {
+                    let text = String(decoding: buffer[0..<n], as: UTF8.self)
+                    me.lock.lock(); me.received.append(text); me.lock.unlock()
+                } else if n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR {
+                    return
+                }
+            }
+        }
+    }
+
+    /// Every message so far, in arrival order.
+    public var messages: [String] { lock.lock(); defer { lock.unlock() }; return received }
+
+    deinit {
+        shutdown(fd, Int32(SHUT_RDWR))
+        close(fd)
+    }
+}

@@ -34,7 +34,7 @@ enum ConfigSummary {
         for b in c.buses {
             lines.append("  - id: \(b.id)")
             lines.append("    transport: \(b.transport)")
-            lines.append("    timeout: \(format(b.responseTimeout))")
+            lines.append("    timeout: \(format(b.responseTimeout))  unit_pause: \(format(b.timing.unitSwitchDelay))  max_backoff: \(format(b.timing.maximumBackoff))")
         }
         lines.append("meters:")
         for m in c.meters {
@@ -42,6 +42,19 @@ enum ConfigSummary {
             lines.append("    bus: \(m.bus)  unit: \(m.unit)")
             lines.append("    profile: \(m.profile.id)   # \(m.profile.manufacturer) \(m.profile.model), \(m.profile.fields.count) values")
             lines.append("    poll: \(format(m.pollInterval))  envelope: \(m.envelope.rawValue)\(m.ratedPowerWatts.map { "  rated_power: \($0) W" } ?? "")")
+        }
+        if !c.rails.sources.isEmpty {
+            lines.append("rails:")
+            lines.append("  sysfs_root: \(c.rails.sysfsRoot)  nvml: \(c.rails.nvmlLibrary ?? "none")  poll: \(format(c.rails.pollInterval))")
+            for r in c.rails.sources {
+                lines.append("  - id: \(r.id)  rail: \(r.rail)  envelope: \(r.envelope.rawValue)\(r.ratedPowerWatts.map { "  rated_power: \($0) W" } ?? "")")
+            }
+        }
+        if !c.pulses.isEmpty {
+            lines.append("pulses:")
+            for p in c.pulses {
+                lines.append("  - id: \(p.id)  input: \(p.input.name) (\(p.input.line.chip) line \(p.input.line.line))  \(p.impulsesPerKilowattHour) imp/kWh  minimum_pulse: \(format(p.minimumPulse))")
+            }
         }
         lines.append("mqtt:")
         lines.append("  broker: \(c.mqtt.host.map { "\($0):\(c.mqtt.port)" } ?? "none configured (the demo starts a local one)")")

@@ -6,6 +6,7 @@ import MQTT
 import MeterCore
 import Metrics
 import Outbox
+import PowerRails
 import Prometheus
 import ServiceLifecycle
 import Signing
@@ -34,6 +35,9 @@ struct Run: AsyncParsableCommand {
         let config = try options.load()
         log.bootstrap(default: config.logLevel)
         let logger = Logger(label: "metergate")
+        // Metrics first: every counter made after this point reports to the registry.
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         logger.info("starting", metadata: ["gateway": "\(config.gateway)", "board": "\(config.board.id)", "meters": "\(config.meters.count)", "config": "\(config.file)"])
         guard let drainMillis = parseMillis(drainTimeout) else { throw Failure.usage("--drain-timeout '\(drainTimeout)': expected a duration such as 5s") }
 
@@ -82,10 +86,29 @@ struct Run: AsyncParsableCommand {
         let publisher = OutboxPublisher(store: store, client: client, topics: topics,
                                         configuration: .init(window: config.mqtt.inflightWindow), logger: Logger(label: "publisher"))
 
-        // Accounting and signing, fed by the poller.
+        // Power rails: found by id on this machine (sysfs under rails.sysfs_root, GPUs through NVML).
+        var rails: [(source: RailsConfig.Source, rail: RailDescription)] = []
+        var sampler: RailSampler?
+        if !config.rails.sources.isEmpty {
+            let root = config.rails.sysfsRoot, nvmlPath = config.rails.nvmlLibrary
+            let needsNVML = config.rails.sources.contains { $0.rail.hasPrefix("nvml:") }
+            let inventory = await runBlocking { RailInventory.discover(root: root, nvmlLibraryPath: needsNVML ? nvmlPath : nil) }
+            for source in config.rails.sources {
+                guard let rail = inventory.rail(id: source.rail) else {
+                    let known = inventory.rails.map(\.id).joined(separator: ", ")
+                    throw Failure.usage("\(config.file): rails: no rail '\(source.rail)' on this machine (NVML: \(inventory.nvmlStatus)); "
+                                        + "`metergate scan --rails` lists them: \(known.isEmpty ? "none" : known)")
+                }
+                rails.append((source, rail))
+            }
+            sampler = RailSampler(tree: inventory.tree, nvml: inventory.nvml)
+        }
+
+        // Accounting and signing, fed by the pollers.
         let pipeline: ReadingPipeline
         do {
-            pipeline = try await ReadingPipeline(config: config, key: key, store: store, bootID: Self.bootID(), logger: Logger(label: "pipeline")) {
+            pipeline = try await ReadingPipeline(config: config, key: key, store: store, bootID: Self.bootID(), logger: Logger(label: "pipeline"),
+                                                 rails: rails) {
                 publisher.recordsAppended()
             }
         } catch {
@@ -99,12 +122,19 @@ struct Run: AsyncParsableCommand {
             pipeline.submit(sample)
         }
 
+        let railPoller = sampler.map { sampler in
+            RailPollService(rails: rails, sampler: sampler, period: config.rails.pollInterval, logger: Logger(label: "rails")) { meter, reading, time in
+                loopBeat.beat()
+                sampleBeat.beat()
+                pipeline.submit(rail: meter, reading: reading, at: time)
+            }
+        }
+
         // Health, metrics, systemd.
-        let slowestPoll = config.meters.map(\.pollInterval).max() ?? .seconds(1)
+        let slowestPoll = (config.meters.map(\.pollInterval) + (rails.isEmpty ? [] : [config.rails.pollInterval])).max() ?? .seconds(1)
         let stale = slowestPoll * 3 + .seconds(10)
-        let monitor = GatewayMonitor(heartbeat: sampleBeat, staleAfter: stale, backlogAlarm: config.metrics.backlogAlarm, meterCount: config.meters.count)
-        let registry = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let monitor = GatewayMonitor(heartbeat: sampleBeat, staleAfter: stale, backlogAlarm: config.metrics.backlogAlarm,
+                                     meterCount: config.meters.count + rails.count + config.pulses.count)
         var endpoint: MetricsEndpoint?
         if config.metrics.enabled {
             do {
@@ -124,15 +154,28 @@ struct Run: AsyncParsableCommand {
 
         // Services stop in reverse order: systemd notifier, reload, monitor, poller (no more samples),
         // pipeline (saves accounting state), publisher (drains within the bound), then the store closes.
+        typealias Entry = ServiceGroupConfiguration.ServiceConfiguration
+        var services: [Entry] = [
+            Entry(service: PublisherService(publisher: publisher, store: store, drainBound: .milliseconds(drainMillis), logger: Logger(label: "publisher"))),
+            Entry(service: PipelineService(pipeline: pipeline)),
+            Entry(service: poller),
+        ]
+        if let railPoller { services.append(Entry(service: railPoller)) }
+        if !config.pulses.isEmpty {
+            services.append(Entry(service: PulseService(pulses: config.pulses, stateDirectory: config.stateDirectory, logger: Logger(label: "pulse")) { meter, count, time in
+                loopBeat.beat()
+                sampleBeat.beat()
+                pipeline.submit(count: count, of: meter, at: time)
+            }))
+        }
+        services.append(Entry(service: MonitorService(monitor: monitor, store: store, client: client, pipeline: pipeline, publisher: publisher)))
+        services.append(Entry(service: reload))
+        if let led = config.board.statusLED {
+            services.append(Entry(service: StatusLEDService(chip: led.chip, offset: led.line, logger: Logger(label: "led")) { monitor.health() }))
+        }
+        services.append(Entry(service: notify))
         var groupConfiguration = ServiceGroupConfiguration(
-            services: [
-                .init(service: PublisherService(publisher: publisher, store: store, drainBound: .milliseconds(drainMillis), logger: Logger(label: "publisher"))),
-                .init(service: PipelineService(pipeline: pipeline)),
-                .init(service: poller),
-                .init(service: MonitorService(monitor: monitor, store: store, client: client, pipeline: pipeline)),
-                .init(service: reload),
-                .init(service: notify),
-            ],
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = .milliseconds(drainMillis) + .seconds(15)

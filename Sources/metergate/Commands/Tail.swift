@@ -68,10 +68,15 @@ struct Tail: AsyncParsableCommand {
             if let deadline { try? await Task.sleep(until: deadline); await client.shutdown() }
         }
         defer { timer.cancel() }
+        var down = false      // report an outage once, not every retry
         loop: for await event in events {
             switch event {
             case .connectFailed(let error, _):
-                FileHandle.standardError.write(Data("metergate tail: \(error)\n".utf8))
+                if !down { FileHandle.standardError.write(Data("metergate tail: broker unreachable, retrying: \(error)\n".utf8)) }
+                down = true
+            case .connected:
+                if down { FileHandle.standardError.write(Data("metergate tail: connected again\n".utf8)) }
+                down = false
             case .message(let message) where message.topic.hasSuffix("/keys"):
                 do { keys.formUnion(try KeySet.parse(message.text, source: message.topic)) } catch {
                     FileHandle.standardError.write(Data("metergate tail: ignoring keys on \(message.topic): \(error)\n".utf8))
