@@ -40,6 +40,9 @@ let package = Package(
         .target(name: "Outbox", dependencies: ["MeterCore", "CSQLite", .product(name: "Logging", package: "swift-log")]),
         .target(name: "MQTT", dependencies: ["CMosquitto", "Outbox", .product(name: "Logging", package: "swift-log")]),
 
+        // The reference settlement consumer: verified readings into a per-meter, per-interval ledger with tariffs.
+        .target(name: "Ledger", dependencies: ["MeterCore", "ConfigFile", "Signing", "Outbox", "MQTT", .product(name: "Logging", package: "swift-log")]),
+
         // Simulated meters and faults, served over real libmodbus.
         .target(name: "Simulator", dependencies: ["MeterCore", "Modbus", "ConfigFile", .product(name: "Logging", package: "swift-log")]),
 
@@ -53,7 +56,7 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .executableTarget(name: "metergate", dependencies: [
-            "Gateway", "MeterCore", "ConfigFile", "Modbus", "PowerRails", "Pulse", "Signing", "Outbox", "MQTT", "Simulator",
+            "Gateway", "MeterCore", "ConfigFile", "Modbus", "PowerRails", "Pulse", "Signing", "Outbox", "MQTT", "Simulator", "Ledger",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -67,6 +70,8 @@ let package = Package(
         .executableTarget(name: "signing-bench", dependencies: ["Signing", "MeterCore", .product(name: "Crypto", package: "swift-crypto")], path: "bench/signing", exclude: ["run.sh"]),
         // Benchmarks (not tests): run with bench/modbus/run.sh.
         .executableTarget(name: "modbus-bench", dependencies: ["Modbus", "Simulator", "MeterCore"], path: "bench/modbus", exclude: ["run.sh", "README.md"]),
+        // Benchmarks (not tests): swift run -c release ledger-bench [COUNT].
+        .executableTarget(name: "ledger-bench", dependencies: ["Ledger", "Signing", "MeterCore"], path: "bench/ledger"),
         // Benchmarks (not tests): swift run -c release OutboxBench.
         .executableTarget(name: "OutboxBench", dependencies: ["Outbox", "MQTT", "MeterCore"], path: "bench/outbox", exclude: ["README.md"]),
 
@@ -88,6 +93,7 @@ let package = Package(
             .product(name: "Metrics", package: "swift-metrics"),
         ]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
+        .testTarget(name: "LedgerTests", dependencies: ["Ledger", "ConfigFile", "Signing", "MQTT", "MeterCore", "TestSupport"]),
     ]
 )
 

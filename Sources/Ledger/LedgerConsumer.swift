@@ -1,0 +1,267 @@
+import Foundation
+import Logging
+import MQTT
+import MeterCore
+import Signing
+
+/// What the consumer subscribes to and how it asks for replays.
+public struct LedgerConsumerConfiguration: Sendable {
+    /// The gateway to follow, or `+` for all.
+    public var gateway: String
+    /// An MQTT v5 shared-subscription group: consumers in one group split the readings between them.
+    public var shareGroup: String?
+    /// Keys given up front; when empty, the retained `keys` topic of each gateway is used.
+    public var keys: KeySet
+    /// Whether a stream is expected from seq 1 (ask for everything before the first seq seen).
+    public var backfillFromFirstSeq: Bool
+    public var replay: ReplayPolicy
+    /// How often due replay requests are considered.
+    public var tickInterval: Duration
+
+    public init(gateway: String = "+", shareGroup: String? = nil, keys: KeySet = KeySet(), backfillFromFirstSeq: Bool = true,
+                replay: ReplayPolicy = ReplayPolicy(), tickInterval: Duration = .milliseconds(100)) {
+        self.gateway = gateway
+        self.shareGroup = shareGroup
+        self.keys = keys
+        self.backfillFromFirstSeq = backfillFromFirstSeq
+        self.replay = replay
+        self.tickInterval = tickInterval
+    }
+
+    /// The readings filter, with the `$share/GROUP/` prefix when a group is set.
+    public var readingFilter: String {
+        let filter = "metergate/v1/\(gateway)/+/reading"
+        return shareGroup.map { "$share/\($0)/\(filter)" } ?? filter
+    }
+
+    /// The keys filter: never shared, every consumer needs every key.
+    public var keysFilter: String { "metergate/v1/\(gateway)/keys" }
+}
+
+/// The reference settlement consumer: subscribes, verifies each record, stores it in the ledger (dropping
+/// duplicates, recording forks), and asks the gateway to replay the gaps until they are filled.
+public actor LedgerConsumer {
+    public struct Counters: Sendable, Hashable {
+        public var received: Int64 = 0
+        public var stored: Int64 = 0
+        public var duplicates: Int64 = 0
+        public var forks: Int64 = 0
+        public var chainBreaks: Int64 = 0
+        /// Payloads that failed verification or did not match their topic (kept in the ledger's `rejected` table).
+        public var rejected: Int64 = 0
+        public var replayRequests: Int64 = 0
+    }
+
+    private enum Input: Sendable {
+        case mqtt(MQTTEvent)
+        case tick
+    }
+
+    public nonisolated let configuration: LedgerConsumerConfiguration
+    private let store: LedgerStore
+    private let client: MQTTClient
+    private let logger: Logger
+    private var keys: KeySet
+    private var waiting: [MQTTMessage] = []
+    private var scheduler: ReplayScheduler
+    /// The newest epoch seen of each (gateway, meter): only its gaps can be asked for (cmd/replay names no epoch).
+    private var currentEpoch: [String: String] = [:]
+    private let started = ContinuousClock.now
+    /// Readings held while no key is known yet.
+    static let maximumWaiting = 10_000
+    private var lastSharedRefresh: Duration?
+    public private(set) var counters = Counters()
+    /// SUBACKs received: the readings (and keys) filters are in place once this reaches the number of filters.
+    public private(set) var subscriptionsAcknowledged = 0
+
+    public init(store: LedgerStore, client: MQTTClient, configuration: LedgerConsumerConfiguration,
+                logger: Logger = Logger(label: "metergate.ledger")) {
+        self.store = store
+        self.client = client
+        self.configuration = configuration
+        self.logger = logger
+        self.keys = configuration.keys
+        self.scheduler = ReplayScheduler(policy: configuration.replay)
+    }
+
+    /// The gaps being asked for, by stream.
+    public var openGaps: [StreamKey: [ClosedRange<UInt64>]] { scheduler.openGaps }
+
+    /// Subscribes and runs until the task is cancelled or the client's events end; shuts the client down.
+    public func run() async {
+        client.subscribe(configuration.readingFilter, qos: .atLeastOnce)
+        if configuration.keys.isEmpty { client.subscribe(configuration.keysFilter, qos: .atLeastOnce) }
+        await resumeGaps()
+        client.start()
+        let (input, continuation) = AsyncStream.makeStream(of: Input.self)
+        let client = self.client
+        let tick = configuration.tickInterval
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await event in client.events { continuation.yield(.mqtt(event)) }
+                continuation.finish()
+            }
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: tick)
+                    continuation.yield(.tick)
+                }
+            }
+            for await next in input {
+                if Task.isCancelled { break }
+                switch next {
+                case .mqtt(let event): await handle(event)
+                case .tick:
+                    await refreshSharedGaps()
+                    sendDueReplays()
+                }
+            }
+            group.cancelAll()
+        }
+        await client.shutdown()
+        // Readings still waiting for a key are kept; the seqs they held show up as gaps on the next run.
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        for message in waiting { await reject(message, reason: "no public keys arrived before the ledger stopped (give --key)", now: now) }
+        waiting.removeAll()
+    }
+
+    /// Gaps left open by an earlier run are asked for again (for each meter's newest epoch).
+    private func resumeGaps() async {
+        let streams: [StreamKey]
+        do { streams = try await store.latestStreams() } catch {
+            logger.error("could not read the ledger's streams; earlier gaps are asked for when their meters send again", metadata: ["error": "\(error)"])
+            return
+        }
+        for stream in streams where configuration.gateway == "+" || configuration.gateway == stream.gateway {
+            currentEpoch["\(stream.gateway)/\(stream.meter)"] = stream.epoch
+            let gaps = await store.gaps(of: stream, fromFirstSeq: configuration.backfillFromFirstSeq)
+            if !gaps.isEmpty { logger.info("asking again for gaps left open", metadata: ["stream": "\(stream)", "gaps": "\(gaps)"]) }
+            scheduler.update(stream: stream, gaps: gaps, now: elapsed)
+        }
+    }
+
+    private var elapsed: Duration { ContinuousClock.now - started }
+
+    private func handle(_ event: MQTTEvent) async {
+        switch event {
+        case .message(let message) where message.topic.hasSuffix("/keys"):
+            do { keys.formUnion(try KeySet.parse(message.text, source: message.topic)) } catch {
+                logger.warning("ignoring unreadable keys", metadata: ["topic": "\(message.topic)", "error": "\(error)"])
+            }
+            let pending = waiting
+            waiting.removeAll()
+            for message in pending { await ingest(message) }
+        case .message(let message):
+            if keys.isEmpty {
+                // Bounded: a gateway that never publishes keys must not grow this without limit.
+                if waiting.count >= Self.maximumWaiting {
+                    let oldest = waiting.removeFirst()
+                    await reject(oldest, reason: "no public keys arrived on the keys topic (give --key)", now: Int64(Date().timeIntervalSince1970 * 1000))
+                }
+                waiting.append(message)
+                return
+            }
+            await ingest(message)
+        case .connectFailed(let error, _):
+            logger.warning("broker connection failed", metadata: ["error": "\(error)"])
+        case .subscribed(_, _, let granted):
+            subscriptionsAcknowledged += 1
+            if granted.contains(where: { $0 >= 0x80 }) {
+                logger.error("the broker refused a subscription", metadata: ["filter": "\(configuration.readingFilter)", "granted": "\(granted)"])
+            } else {
+                logger.info("subscribed", metadata: ["count": "\(subscriptionsAcknowledged)"])
+            }
+        default:
+            break
+        }
+    }
+
+    private func ingest(_ message: MQTTMessage) async {
+        counters.received += 1
+        let now = Int64((Date().timeIntervalSince1970 * 1000).rounded())
+        let verified: VerifiedRecord
+        switch RecordVerifier(keys: keys).verify(message.payload) {
+        case .failure(let failure):
+            await reject(message, reason: failure.description, now: now)
+            return
+        case .success(let v):
+            verified = v
+        }
+        let r = verified.record
+        guard MeterGateTopics(gateway: r.gateway.rawValue).meter(ofReadingTopic: message.topic) == r.meter.rawValue else {
+            await reject(message, reason: "the record is for \(r.gateway)/\(r.meter) but arrived on \(message.topic)", now: now)
+            return
+        }
+        let outcome: LedgerOutcome
+        do { outcome = try await store.add(verified, envelope: message.payload, receivedMillis: now) } catch {
+            logger.error("could not store a verified reading; it will be asked for again as a gap", metadata: ["stream": "\(r.stream)", "seq": "\(r.seq)", "error": "\(error)"])
+            return
+        }
+        switch outcome {
+        case .duplicate:
+            counters.duplicates += 1
+        case .fork:
+            counters.forks += 1
+            logger.error("fork: a different record under a stored key; the stored one is kept", metadata: ["stream": "\(r.stream)", "seq": "\(r.seq)"])
+        case .stored(let problems):
+            counters.stored += 1
+            counters.chainBreaks += Int64(problems.count)
+            for problem in problems { logger.error("chain broken", metadata: ["stream": "\(r.stream)", "problem": "\(problem)"]) }
+            await updateGaps(after: r)
+        }
+    }
+
+    private func updateGaps(after r: ReadingRecord) async {
+        let key = "\(r.gateway)/\(r.meter)"
+        if let current = currentEpoch[key], current != r.epoch {
+            // A new epoch: the gateway's store was replaced. Its old epoch's gaps can no longer be asked for.
+            let old = StreamKey(gateway: r.gateway.rawValue, meter: r.meter.rawValue, epoch: current)
+            if let gaps = scheduler.openGaps[old] {
+                logger.error("meter moved to a new epoch with gaps left in the old one", metadata: ["stream": "\(old)", "gaps": "\(gaps)"])
+            }
+            scheduler.remove(stream: old)
+        }
+        currentEpoch[key] = r.epoch
+        var gaps = await store.gaps(of: r.stream, fromFirstSeq: configuration.backfillFromFirstSeq)
+        if !gaps.isEmpty, configuration.shareGroup != nil {
+            // Another consumer of the group may have stored the missing seqs in the shared file.
+            gaps = (try? await store.refreshedGaps(of: r.stream, fromFirstSeq: configuration.backfillFromFirstSeq)) ?? gaps
+        }
+        scheduler.update(stream: r.stream, gaps: gaps, now: elapsed)
+    }
+
+    private func reject(_ message: MQTTMessage, reason: String, now: Int64) async {
+        counters.rejected += 1
+        logger.error("rejected a reading", metadata: ["topic": "\(message.topic)", "reason": "\(reason)"])
+        do { try await store.reject(topic: message.topic, payload: message.payload, reason: reason, receivedMillis: now) } catch {
+            logger.error("could not keep a rejected payload", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// In a shared group, gaps may be filled by another consumer: read them again from the file once a second.
+    private func refreshSharedGaps() async {
+        guard configuration.shareGroup != nil else { return }
+        let now = elapsed
+        if let last = lastSharedRefresh, now - last < .seconds(1) { return }
+        lastSharedRefresh = now
+        for stream in scheduler.openGaps.keys {
+            guard let gaps = try? await store.refreshedGaps(of: stream, fromFirstSeq: configuration.backfillFromFirstSeq) else { continue }
+            scheduler.update(stream: stream, gaps: gaps, now: elapsed)
+        }
+    }
+
+    private func sendDueReplays() {
+        guard client.currentSession != nil else { return }
+        while let due = scheduler.next(now: elapsed) {
+            let topic = MeterGateTopics(gateway: due.gateway).replayRequests
+            do {
+                _ = try client.publish(MQTTMessage(topic: topic, payload: due.request.json, qos: .atLeastOnce))
+                counters.replayRequests += 1
+                logger.info("asked for a replay", metadata: ["gateway": "\(due.gateway)", "request": "\(due.request)", "attempt": "\(due.attempt + 1)"])
+            } catch {
+                // Marked as sent anyway: it is asked for again after the retry interval.
+                logger.warning("could not send a replay request", metadata: ["request": "\(due.request)", "error": "\(error)"])
+            }
+        }
+    }
+}

@@ -1,0 +1,356 @@
+import Dispatch
+import Foundation
+import MeterCore
+import Outbox
+import Signing
+
+/// Why the ledger could not do what was asked.
+public enum LedgerError: Error, Sendable, CustomStringConvertible {
+    case database(SQLiteError)
+    /// Opened for reading, but the file holds no ledger (e.g. an outbox database given by mistake).
+    case notALedger(path: String)
+    /// Energy times price does not fit in 64 bits (a corrupt reading or a wrong tariff).
+    case amountOverflow(stream: StreamKey, seq: UInt64, milliwattHours: Int64, price: Price)
+
+    public var description: String {
+        switch self {
+        case .database(let error): return "ledger database: \(error)"
+        case .notALedger(let path): return "\(path) is an SQLite database but holds no ledger (no readings table); nothing was changed"
+        case .amountOverflow(let stream, let seq, let mwh, let price):
+            return "\(stream) seq \(seq): \(mwh) mWh at \(price) per kWh overflows 64-bit money; check the reading and the tariff"
+        }
+    }
+}
+
+/// What storing one verified record did.
+public enum LedgerOutcome: Sendable, Hashable {
+    /// A new record; `chainProblems` names broken links to its stored neighbours.
+    case stored(chainProblems: [String])
+    /// The same record again (at-least-once delivery, a replay): nothing changed.
+    case duplicate
+    /// A different record under a key already stored: recorded in `forks`, the stored one kept.
+    case fork(storedHash: [UInt8])
+}
+
+/// One row of the ledger: a meter's interval with its energy and its amount under the tariff it was priced with.
+public struct LedgerRow: Sendable, Hashable {
+    public var gateway: String
+    public var meter: String
+    public var epoch: String
+    public var seq: UInt64
+    public var startMillis: Int64
+    public var endMillis: Int64
+    public var importMilliwattHours: Int64
+    public var exportMilliwattHours: Int64
+    public var quality: String
+    public var tariff: String
+    public var currency: String
+    public var price: Price
+    public var amount: Amount
+}
+
+/// A different record seen under a stored key.
+public struct LedgerFork: Sendable, Hashable {
+    public var stream: StreamKey
+    public var seq: UInt64
+    public var storedHash: [UInt8]
+    public var otherHash: [UInt8]
+}
+
+/// The settlement ledger in a SQLite file: one connection, owned by this actor, on its own serial queue.
+///
+/// Keyed by (gateway, meter, epoch, seq), as DESIGN.md's dedupe rule says. The verified envelope is
+/// kept next to the row so any figure can be proven again with `metergate verify`.
+public actor LedgerStore {
+    private let executor: SerialQueueExecutor
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
+    public nonisolated let path: String
+    public let tariff: Tariff
+    private let db: SQLiteDatabase
+    private let insertReading: SQLiteStatement
+    private let findReading: SQLiteStatement
+    private let insertFork: SQLiteStatement
+    private let insertBreak: SQLiteStatement
+    private let insertRejected: SQLiteStatement
+    /// Received seqs per stream, loaded at open, for gap detection.
+    private var received: [StreamKey: SeqSet] = [:]
+
+    static let schema = """
+        CREATE TABLE IF NOT EXISTS readings(
+            gateway TEXT NOT NULL, meter TEXT NOT NULL, epoch TEXT NOT NULL, seq INTEGER NOT NULL,
+            hash BLOB NOT NULL, prev BLOB NOT NULL, key_id TEXT NOT NULL, envelope TEXT NOT NULL,
+            start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL,
+            import_mwh INTEGER NOT NULL, export_mwh INTEGER NOT NULL, quality TEXT NOT NULL,
+            tariff TEXT NOT NULL, currency TEXT NOT NULL, price_scaled INTEGER NOT NULL, price_precision INTEGER NOT NULL,
+            amount_exact INTEGER NOT NULL, amount_scale INTEGER NOT NULL,
+            record BLOB NOT NULL, received_ms INTEGER NOT NULL,
+            PRIMARY KEY (gateway, meter, epoch, seq)) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS readings_by_start ON readings(start_ms);
+        CREATE TABLE IF NOT EXISTS forks(
+            gateway TEXT NOT NULL, meter TEXT NOT NULL, epoch TEXT NOT NULL, seq INTEGER NOT NULL,
+            stored_hash BLOB NOT NULL, other_hash BLOB NOT NULL, other_record BLOB NOT NULL, seen_ms INTEGER NOT NULL,
+            UNIQUE (gateway, meter, epoch, seq, other_hash));
+        CREATE TABLE IF NOT EXISTS chain_breaks(
+            gateway TEXT NOT NULL, meter TEXT NOT NULL, epoch TEXT NOT NULL, seq INTEGER NOT NULL,
+            reason TEXT NOT NULL, seen_ms INTEGER NOT NULL,
+            UNIQUE (gateway, meter, epoch, seq, reason));
+        CREATE TABLE IF NOT EXISTS rejected(
+            id INTEGER PRIMARY KEY, topic TEXT NOT NULL, reason TEXT NOT NULL, payload BLOB NOT NULL, seen_ms INTEGER NOT NULL);
+        """
+
+    /// Opens (or creates) the ledger at `path` on a dispatch queue, never on Swift's cooperative pool.
+    public static func open(path: String, tariff: Tariff = .none, readOnly: Bool = false) async throws(LedgerError) -> LedgerStore {
+        let result: Result<LedgerStore, LedgerError> = await withCheckedContinuation { continuation in
+            DispatchQueue(label: "metergate.ledger.open").async {
+                do throws(LedgerError) {
+                    continuation.resume(returning: .success(try LedgerStore(path: path, tariff: tariff, readOnly: readOnly)))
+                } catch {
+                    continuation.resume(returning: .failure(error))
+                }
+            }
+        }
+        return try result.get()
+    }
+
+    /// Opens (or creates) the ledger at `path`. Blocks: call ``open(path:tariff:readOnly:)`` from async code.
+    /// `readOnly` (for exports) never creates or changes anything, and refuses a file that holds no ledger.
+    public init(path: String, tariff: Tariff = .none, readOnly: Bool = false) throws(LedgerError) {
+        executor = SerialQueueExecutor(label: "metergate.ledger")
+        self.path = path
+        self.tariff = tariff
+        do {
+            db = try SQLiteDatabase(path: path, create: !readOnly, readOnly: readOnly)
+            // Consumers of one shared-subscription group may share the file: wait for each other's writes.
+            _ = try db.scalarInt("PRAGMA busy_timeout=10000")
+            if readOnly {
+                guard try db.scalarInt("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('readings', 'forks')") == 2 else {
+                    throw LedgerError.notALedger(path: path)
+                }
+            } else {
+                _ = try db.scalarText("PRAGMA journal_mode=WAL")
+                try db.execute("PRAGMA synchronous=FULL")
+                try db.execute(Self.schema)
+            }
+            insertReading = try db.prepare("""
+                INSERT INTO readings(gateway, meter, epoch, seq, hash, prev, key_id, envelope, start_ms, end_ms, import_mwh, export_mwh,
+                    quality, tariff, currency, price_scaled, price_precision, amount_exact, amount_scale, record, received_ms)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
+                """)
+            findReading = try db.prepare("SELECT hash, prev FROM readings WHERE gateway = ?1 AND meter = ?2 AND epoch = ?3 AND seq = ?4")
+            insertFork = try db.prepare("""
+                INSERT OR IGNORE INTO forks(gateway, meter, epoch, seq, stored_hash, other_hash, other_record, seen_ms)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                """)
+            insertBreak = try db.prepare("INSERT OR IGNORE INTO chain_breaks(gateway, meter, epoch, seq, reason, seen_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+            insertRejected = try db.prepare("INSERT INTO rejected(topic, reason, payload, seen_ms) VALUES (?1, ?2, ?3, ?4)")
+            let all = try db.prepare("SELECT gateway, meter, epoch, seq FROM readings", persistent: false)
+            var loaded: [StreamKey: SeqSet] = [:]
+            while try all.step() {
+                let key = StreamKey(gateway: all.text(0) ?? "", meter: all.text(1) ?? "", epoch: all.text(2) ?? "")
+                loaded[key, default: SeqSet()].insert(UInt64(all.int64(3)))
+            }
+            received = loaded
+        } catch let error as LedgerError {
+            throw error
+        } catch let error as SQLiteError {
+            throw .database(error)
+        } catch {
+            fatalError("unreachable: \(error)")
+        }
+    }
+
+    /// Stores one verified record (idempotent); `envelope` is the exact bytes received.
+    public func add(_ verified: VerifiedRecord, envelope: [UInt8], receivedMillis: Int64) throws(LedgerError) -> LedgerOutcome {
+        let r = verified.record
+        let stream = r.stream
+        guard let priced = tariff.amount(milliwattHours: r.importDelta.rawValue, startMillis: r.startMillis) else {
+            throw .amountOverflow(stream: stream, seq: r.seq, milliwattHours: r.importDelta.rawValue, price: tariff.price(atMillis: r.startMillis))
+        }
+        do throws(SQLiteError) {
+            // The check and the insert in one write transaction: consumers of a shared group may write the same file.
+            try db.execute("BEGIN IMMEDIATE")
+            do throws(SQLiteError) {
+                let outcome: LedgerOutcome
+                if let stored = try lookup(stream, seq: r.seq) {
+                    if stored.hash == verified.hash {
+                        outcome = .duplicate
+                    } else {
+                        try bind(insertFork, stream, r.seq)
+                        try insertFork.bind(stored.hash, at: 5)
+                        try insertFork.bind(verified.hash, at: 6)
+                        try insertFork.bind(envelope, at: 7)
+                        try insertFork.bind(receivedMillis, at: 8)
+                        try run(insertFork)
+                        outcome = .fork(storedHash: stored.hash)
+                    }
+                } else {
+                    try bind(insertReading, stream, r.seq)
+                    try insertReading.bind(verified.hash, at: 5)
+                    try insertReading.bind(r.prev, at: 6)
+                    try insertReading.bind(r.keyID, at: 7)
+                    try insertReading.bind(verified.envelope.rawValue, at: 8)
+                    try insertReading.bind(r.startMillis, at: 9)
+                    try insertReading.bind(r.endMillis, at: 10)
+                    try insertReading.bind(r.importDelta.rawValue, at: 11)
+                    try insertReading.bind(r.exportDelta.rawValue, at: 12)
+                    try insertReading.bind(r.quality.rawValue, at: 13)
+                    try insertReading.bind(tariff.name, at: 14)
+                    try insertReading.bind(tariff.currency, at: 15)
+                    try insertReading.bind(priced.price.scaled, at: 16)
+                    try insertReading.bind(Int64(priced.price.precision), at: 17)
+                    try insertReading.bind(priced.amount.exact, at: 18)
+                    try insertReading.bind(Int64(priced.amount.scale), at: 19)
+                    try insertReading.bind(envelope, at: 20)
+                    try insertReading.bind(receivedMillis, at: 21)
+                    try run(insertReading)
+                    outcome = .stored(chainProblems: try checkLinks(verified, receivedMillis: receivedMillis))
+                }
+                try db.execute("COMMIT")
+                received[stream, default: SeqSet()].insert(r.seq)
+                return outcome
+            } catch {
+                if !db.isAutocommit { try? db.execute("ROLLBACK") }
+                throw error
+            }
+        } catch {
+            throw .database(error)
+        }
+    }
+
+    /// Checks the record's links to its stored neighbours and records breaks.
+    private func checkLinks(_ verified: VerifiedRecord, receivedMillis: Int64) throws(SQLiteError) -> [String] {
+        let r = verified.record
+        var problems: [String] = []
+        if r.seq == 1, r.prev != StreamPosition.zeroHash {
+            problems.append("seq 1 does not start a chain: prev is not 32 zero bytes")
+        }
+        if r.seq > 1, let before = try lookup(r.stream, seq: r.seq - 1), before.hash != r.prev {
+            problems.append("seq \(r.seq): prev does not match the hash of seq \(r.seq - 1)")
+        }
+        if let after = try lookup(r.stream, seq: r.seq + 1), after.prev != verified.hash {
+            problems.append("seq \(r.seq + 1): prev does not match the hash of seq \(r.seq)")
+        }
+        for problem in problems {
+            try bind(insertBreak, r.stream, r.seq)
+            try insertBreak.bind(problem, at: 5)
+            try insertBreak.bind(receivedMillis, at: 6)
+            try run(insertBreak)
+        }
+        return problems
+    }
+
+    /// Keeps a payload that could not be verified, with the reason, so nothing received is lost.
+    public func reject(topic: String, payload: [UInt8], reason: String, receivedMillis: Int64) throws(LedgerError) {
+        do throws(SQLiteError) {
+            try insertRejected.bind(topic, at: 1)
+            try insertRejected.bind(reason, at: 2)
+            try insertRejected.bind(payload, at: 3)
+            try insertRejected.bind(receivedMillis, at: 4)
+            try run(insertRejected)
+        } catch { throw .database(error) }
+    }
+
+    /// The missing seq ranges of `stream` below the highest received.
+    public func gaps(of stream: StreamKey, fromFirstSeq: Bool = true) -> [ClosedRange<UInt64>] {
+        received[stream]?.gaps(fromFirstSeq: fromFirstSeq) ?? []
+    }
+
+    /// The gaps of `stream` after reading its seqs again from the file: another consumer of a shared
+    /// group may have filled them. Only called for streams with open gaps.
+    public func refreshedGaps(of stream: StreamKey, fromFirstSeq: Bool = true) throws(LedgerError) -> [ClosedRange<UInt64>] {
+        do throws(SQLiteError) {
+            let s = try db.prepare("SELECT seq FROM readings WHERE gateway = ?1 AND meter = ?2 AND epoch = ?3", persistent: false)
+            try s.bind(stream.gateway, at: 1)
+            try s.bind(stream.meter, at: 2)
+            try s.bind(stream.epoch, at: 3)
+            var seqs = SeqSet()
+            while try s.step() { seqs.insert(UInt64(s.int64(0))) }
+            received[stream] = seqs
+            return seqs.gaps(fromFirstSeq: fromFirstSeq)
+        } catch { throw .database(error) }
+    }
+
+    /// The newest epoch of each (gateway, meter), by the last record received: the one a `cmd/replay` reaches.
+    public func latestStreams() throws(LedgerError) -> [StreamKey] {
+        do throws(SQLiteError) {
+            let s = try db.prepare("""
+                SELECT gateway, meter, epoch FROM (
+                    SELECT gateway, meter, epoch, row_number() OVER (PARTITION BY gateway, meter ORDER BY max(received_ms) DESC, epoch) AS n
+                    FROM readings GROUP BY gateway, meter, epoch)
+                WHERE n = 1 ORDER BY gateway, meter
+                """, persistent: false)
+            var result: [StreamKey] = []
+            while try s.step() { result.append(StreamKey(gateway: s.text(0) ?? "", meter: s.text(1) ?? "", epoch: s.text(2) ?? "")) }
+            return result
+        } catch { throw .database(error) }
+    }
+
+    /// The seqs received of each stream.
+    public func receivedSeqs() -> [StreamKey: SeqSet] { received }
+
+    /// Ledger rows whose interval starts in [from, to) (UTC milliseconds), by start, gateway, meter.
+    public func rows(fromMillis: Int64 = .min, toMillis: Int64 = .max) throws(LedgerError) -> [LedgerRow] {
+        do throws(SQLiteError) {
+            let s = try db.prepare("""
+                SELECT gateway, meter, epoch, seq, start_ms, end_ms, import_mwh, export_mwh, quality, tariff, currency,
+                       price_scaled, price_precision, amount_exact, amount_scale
+                FROM readings WHERE start_ms >= ?1 AND start_ms < ?2 ORDER BY start_ms, gateway, meter, epoch, seq
+                """, persistent: false)
+            try s.bind(fromMillis, at: 1)
+            try s.bind(toMillis, at: 2)
+            var rows: [LedgerRow] = []
+            while try s.step() {
+                rows.append(LedgerRow(
+                    gateway: s.text(0) ?? "", meter: s.text(1) ?? "", epoch: s.text(2) ?? "", seq: UInt64(s.int64(3)),
+                    startMillis: s.int64(4), endMillis: s.int64(5), importMilliwattHours: s.int64(6), exportMilliwattHours: s.int64(7),
+                    quality: s.text(8) ?? "", tariff: s.text(9) ?? "", currency: s.text(10) ?? "",
+                    price: Price(scaled: s.int64(11), precision: Int(s.int64(12))),
+                    amount: Amount(exact: s.int64(13), scale: Int(s.int64(14)))))
+            }
+            return rows
+        } catch { throw .database(error) }
+    }
+
+    /// Every fork recorded.
+    public func forks() throws(LedgerError) -> [LedgerFork] {
+        do throws(SQLiteError) {
+            let s = try db.prepare("SELECT gateway, meter, epoch, seq, stored_hash, other_hash FROM forks ORDER BY gateway, meter, epoch, seq", persistent: false)
+            var result: [LedgerFork] = []
+            while try s.step() {
+                result.append(LedgerFork(stream: StreamKey(gateway: s.text(0) ?? "", meter: s.text(1) ?? "", epoch: s.text(2) ?? ""),
+                                         seq: UInt64(s.int64(3)), storedHash: s.blob(4), otherHash: s.blob(5)))
+            }
+            return result
+        } catch { throw .database(error) }
+    }
+
+    /// Counts of the ledger's tables: readings, forks, chain breaks, rejected payloads.
+    public func counts() throws(LedgerError) -> (readings: Int64, forks: Int64, chainBreaks: Int64, rejected: Int64) {
+        do throws(SQLiteError) {
+            return (try db.scalarInt("SELECT count(*) FROM readings") ?? 0, try db.scalarInt("SELECT count(*) FROM forks") ?? 0,
+                    try db.scalarInt("SELECT count(*) FROM chain_breaks") ?? 0, try db.scalarInt("SELECT count(*) FROM rejected") ?? 0)
+        } catch { throw .database(error) }
+    }
+
+    // MARK: Statement helpers
+
+    private func lookup(_ stream: StreamKey, seq: UInt64) throws(SQLiteError) -> (hash: [UInt8], prev: [UInt8])? {
+        try bind(findReading, stream, seq)
+        defer { findReading.reset() }
+        guard try findReading.step() else { return nil }
+        return (findReading.blob(0), findReading.blob(1))
+    }
+
+    private func bind(_ s: SQLiteStatement, _ stream: StreamKey, _ seq: UInt64) throws(SQLiteError) {
+        try s.bind(stream.gateway, at: 1)
+        try s.bind(stream.meter, at: 2)
+        try s.bind(stream.epoch, at: 3)
+        try s.bind(Int64(bitPattern: seq), at: 4)
+    }
+
+    private func run(_ s: SQLiteStatement) throws(SQLiteError) {
+        defer { s.reset() }
+        try s.step()
+    }
+}

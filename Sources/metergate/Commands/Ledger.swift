@@ -1,0 +1,149 @@
+import ArgumentParser
+import ConfigFile
+import Foundation
+import Ledger
+import Logging
+import MQTT
+import MeterCore
+import Signing
+import UnixSignals
+
+/// `metergate ledger`: the reference settlement consumer, and `metergate ledger export` for its CSV.
+struct Ledger: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The reference settlement consumer: verified readings into a per-meter, per-interval ledger (SQLite), exported as CSV.",
+        subcommands: [LedgerConsume.self, LedgerExport.self],
+        defaultSubcommand: LedgerConsume.self)
+}
+
+/// `metergate ledger [consume]`: subscribe, verify, store, ask for replays of gaps.
+struct LedgerConsume: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "consume",
+        abstract: "Subscribe to readings, verify each one, keep it in the ledger and ask the gateway to replay gaps.",
+        discussion: """
+            Each reading is verified (keys from --key, else the gateway's retained keys topic) and stored once per \
+            (gateway, meter, epoch, seq): a repeated delivery changes nothing; a different record under a stored key \
+            is kept aside as a fork, never overwriting. Missing seqs are asked for on metergate/v1/<gateway>/cmd/replay, \
+            at most one request per --replay-spacing, again every --replay-retry while the gap stays open. With \
+            --share GROUP the readings are taken through the MQTT v5 shared subscription $share/GROUP/..., so several \
+            consumers split the load; consumers of one group share one --db file (SQLite WAL, one machine), so \
+            duplicates and gaps are judged over everything the group received. Stops on SIGINT/SIGTERM; exit 2 on usage errors.
+            """)
+
+    @Option(help: "The broker: mqtt://HOST:PORT (or HOST:PORT).")
+    var broker: String = "mqtt://127.0.0.1:1883"
+
+    @Option(help: "The ledger database (created when missing).")
+    var db: String
+
+    @Option(help: "The gateway id to follow (+ for all).")
+    var gateway: String = "+"
+
+    @Option(help: "Public keys to verify with (JWK, JWK Set, PEM); default: the retained keys topic.")
+    var key: [String] = []
+
+    @Option(help: "A tariff file (YAML: flat or time_of_use); without one, amounts are 0.")
+    var tariff: String?
+
+    @Option(help: "An MQTT v5 shared-subscription group: consumers in one group split the readings.")
+    var share: String?
+
+    @Flag(name: .customLong("no-backfill"), help: "Do not ask for the seqs before the first one seen of a stream.")
+    var noBackfill = false
+
+    @Option(name: .customLong("replay-retry"), help: "Seconds before an open gap is asked for again.")
+    var replayRetry: Double = 10
+
+    @Option(name: .customLong("replay-spacing"), help: "Seconds between two replay requests (rate limit).")
+    var replaySpacing: Double = 0.2
+
+    @Option(help: "Stop after this many seconds (for scripts and tests).")
+    var timeout: Double?
+
+    func run() async throws {
+        LoggingSystem.bootstrap { label in var h = StreamLogHandler.standardError(label: label); h.logLevel = .info; return h }
+        let (host, port) = try Tail.parseBroker(broker)
+        if gateway != "+", let problem = Identifier.problem(with: gateway) { throw Failure.usage("--gateway '\(gateway)' \(problem)") }
+        if let share, share.isEmpty || share.contains(where: { "/+#".contains($0) }) {
+            throw Failure.usage("--share '\(share)': a group name must be non-empty and hold no '/', '+' or '#'")
+        }
+        guard replayRetry > 0, replaySpacing >= 0 else { throw Failure.usage("--replay-retry must be > 0 and --replay-spacing ≥ 0") }
+        var keys = KeySet()
+        for file in key {
+            do { keys.formUnion(try KeySet.load(path: file)) } catch { throw Failure.usage("--key \(error)") }
+        }
+        var pricing = Tariff.none
+        if let tariff {
+            do { pricing = try TariffFile.load(path: tariff) } catch { throw Failure.usage("--tariff \(error)") }
+        }
+        let store: LedgerStore
+        do { store = try await LedgerStore.open(path: db, tariff: pricing) } catch { throw Failure.run("--db \(db): \(error)") }
+        let client = MQTTClient(configuration: MQTTClientConfiguration(
+            host: host, port: port, clientID: "metergate-ledger-\(getpid())-\(UInt32.random(in: 0...UInt32.max))",
+            backoff: BackoffPolicy(initial: .milliseconds(200), maximum: .seconds(5))), logger: Logger(label: "metergate.mqtt"))
+        let consumer = LedgerConsumer(store: store, client: client, configuration: LedgerConsumerConfiguration(
+            gateway: gateway, shareGroup: share, keys: keys, backfillFromFirstSeq: !noBackfill,
+            replay: ReplayPolicy(retryInterval: .milliseconds(Int64(replayRetry * 1000)), minimumSpacing: .milliseconds(Int64(replaySpacing * 1000)))))
+        let logger = Logger(label: "metergate.ledger")
+        logger.info("ledger started", metadata: ["db": "\(db)", "filter": "\(consumer.configuration.readingFilter)", "tariff": "\(pricing.name)"])
+
+        let work = Task { await consumer.run() }
+        let limit = timeout
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { for await _ in await UnixSignalsSequence(trapping: .sigint, .sigterm) { return } }
+            if let limit { group.addTask { try? await Task.sleep(for: .milliseconds(Int64(limit * 1000))) } }
+            group.addTask { await work.value }
+            await group.next()
+            // Waiting on work.value ignores cancellation: the consumer itself must be cancelled for the group to end.
+            work.cancel()
+            group.cancelAll()
+        }
+        let c = await consumer.counters
+        let gaps = await consumer.openGaps
+        let counts = try? await store.counts()
+        logger.info("ledger stopped", metadata: [
+            "received": "\(c.received)", "stored": "\(c.stored)", "duplicates": "\(c.duplicates)", "forks": "\(c.forks)",
+            "chain_breaks": "\(c.chainBreaks)", "rejected": "\(c.rejected)", "replay_requests": "\(c.replayRequests)",
+            "ledger_rows": "\(counts?.readings ?? -1)", "open_gaps": "\(gaps.map { "\($0.key): \($0.value.map { "\($0.lowerBound)...\($0.upperBound)" })" })"])
+    }
+}
+
+/// `metergate ledger export`: the ledger as CSV on standard output.
+struct LedgerExport: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Write the ledger as CSV: one row per meter and interval.",
+        discussion: """
+            Columns: \(LedgerCSV.header.joined(separator: ", ")). Times are UTC (ISO 8601); kwh is exact to the mWh; \
+            price_per_kwh and amount are in the currency's minor unit (e.g. cents) with the tariff's precision. \
+            --from and --to select intervals by start, [from, to), as 2026-03-29 or 2026-03-29T01:00:00Z.
+            """)
+
+    @Option(help: "The ledger database.")
+    var db: String
+
+    @Option(help: "First interval start to include (UTC date or ISO 8601 time).")
+    var from: String?
+
+    @Option(help: "Interval starts before this are included (UTC date or ISO 8601 time).")
+    var to: String?
+
+    func run() async throws {
+        guard FileManager.default.fileExists(atPath: db) else { throw Failure.usage("--db \(db): no such ledger") }
+        func time(_ text: String?, _ name: String, _ fallback: Int64) throws -> Int64 {
+            guard let text else { return fallback }
+            guard let millis = LedgerCSV.parseTime(text) else { throw Failure.usage("--\(name) '\(text)': expected 2026-03-29 or 2026-03-29T01:00:00Z") }
+            return millis
+        }
+        let fromMillis = try time(from, "from", .min)
+        let toMillis = try time(to, "to", .max)
+        guard fromMillis < toMillis else { throw Failure.usage("--from must be before --to") }
+        let rows: [LedgerRow]
+        do {
+            let store = try await LedgerStore.open(path: db, readOnly: true)
+            rows = try await store.rows(fromMillis: fromMillis, toMillis: toMillis)
+        } catch { throw Failure.run("--db \(db): \(error)") }
+        FileHandle.standardOutput.write(Data(LedgerCSV.document(rows).utf8))
+    }
+}
