@@ -109,6 +109,9 @@ public struct MQTTConfig: Sendable, Hashable {
 public struct SigningConfig: Sendable, Hashable {
     public var keyFile: String
     public var algorithm: SigningAlgorithm
+    /// Public keys of earlier signing keys (JWK, JWK Set or PEM files), still published on the retained
+    /// `keys` topic so records signed before a rotation stay verifiable.
+    public var previousKeys: [String]
 }
 
 public struct OutboxConfig: Sendable, Hashable {
@@ -350,11 +353,16 @@ struct ConfigReader {
     }
 
     static func signing(_ node: ConfigNode?, stateDirectory: String, resolve: (String) -> String) throws(ConfigError) -> SigningConfig {
-        var config = SigningConfig(keyFile: "\(stateDirectory)/signing.key", algorithm: .eddsa)
+        var config = SigningConfig(keyFile: "\(stateDirectory)/signing.key", algorithm: .eddsa, previousKeys: [])
         guard let node else { return config }
         let m = try node.mapping()
         if let k = try m.optional("key")?.string() { config.keyFile = resolve(k) }
         config.algorithm = try m.optional("algorithm")?.oneOf(SigningAlgorithm.self) ?? .eddsa
+        for item in try m.optional("previous_keys")?.list() ?? [] {
+            let path = resolve(try item.string())
+            guard FileManager.default.isReadableFile(atPath: path) else { throw item.error("cannot read the public key file \(path)") }
+            config.previousKeys.append(path)
+        }
         try m.finish()
         return config
     }

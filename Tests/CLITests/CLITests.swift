@@ -96,6 +96,10 @@ import Testing
         #expect(waitUntil(timeout: 20) { isListening(port: port) }, "simulator did not listen: \(simulator.log)")
         let key = dir.file("signing.key")
         #expect(try runProcess(try metergateBinary(), ["keygen", "--out", key]).status == 0)
+        // A key from before a rotation: its public half stays on the retained keys topic.
+        let oldKey = dir.file("old.key")
+        let old = try runProcess(try metergateBinary(), ["keygen", "--out", oldKey, "--algorithm", "ES256"])
+        let oldKid = try #require(old.stdout.split(separator: "\n").first { $0.hasPrefix("kid: ") }).dropFirst(5)
         let received = dir.file("received.txt")
         let subscriber = try BackgroundProcess(which("mosquitto_sub") ?? "/usr/bin/mosquitto_sub",
                                                ["-h", "127.0.0.1", "-p", "\(broker.port)", "-q", "1", "-t", "metergate/v1/test-gw/+/reading"],
@@ -120,8 +124,8 @@ import Testing
               sources:
                 - { id: gpu, rail: "hwmon:amdgpu@0000:03:00.0:PPT" }
                 - { id: cpu, rail: "hwmon:amd_energy@amd_energy.0:Esocket0" }
-            mqtt: { host: 127.0.0.1, port: \(broker.port) }
-            signing: { key: \(key) }
+            mqtt: { host: 127.0.0.1, port: \(broker.port), live: true }
+            signing: { key: \(key), previous_keys: [\(oldKey)] }
             """)
         let gateway = try BackgroundProcess(try metergateBinary(), ["run", "--config", config, "--boards", "\(repositoryRoot)/boards", "--profiles", "\(repositoryRoot)/profiles"],
                                             logPath: dir.file("gw.log"))
@@ -149,6 +153,11 @@ import Testing
         let keys = try runProcess(which("mosquitto_sub") ?? "/usr/bin/mosquitto_sub",
                                   ["-h", "127.0.0.1", "-p", "\(broker.port)", "-t", "metergate/v1/test-gw/keys", "-C", "1", "-W", "10"])
         #expect(keys.stdout.contains("\"kid\""), "keys topic: \(keys.stdout)")
+        #expect(keys.stdout.contains(String(oldKid)), "the previous key is still published: \(keys.stdout)")
+        // Live values: QoS 0, unsigned, every quantity of the meter in base units.
+        let live = try runProcess(which("mosquitto_sub") ?? "/usr/bin/mosquitto_sub",
+                                  ["-h", "127.0.0.1", "-p", "\(broker.port)", "-t", "metergate/v1/test-gw/a/live", "-C", "1", "-W", "10"])
+        #expect(live.stdout.contains("\"power\":") && live.stdout.contains("\"energy_import\":") && live.stdout.contains("\"t_ms\":"), "live: \(live.stdout)")
         let keysFile = dir.write("keys.json", keys.stdout)
 
         // SIGHUP: the log level applies at once; the interval needs a restart and says so; a broken file is refused.

@@ -73,7 +73,12 @@ struct Run: AsyncParsableCommand {
             guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw Failure.usage("cannot read mqtt.password_file \(file)") }
             password = text.trimmingCharacters(in: .whitespacesAndNewlines)
         }
-        let keysDocument = Array(KeySet([key.publicKey]).document.utf8)
+        // The retained keys topic: the current key and every earlier one, so records from before a rotation verify.
+        var published = KeySet([key.publicKey])
+        for file in config.signing.previousKeys {
+            do { published.formUnion(try KeySet.load(path: file)) } catch { throw Failure.usage("signing.previous_keys: \(error)") }
+        }
+        let keysDocument = Array(published.document.utf8)
         let client = MQTTClient(configuration: MQTTClientConfiguration(
             host: host, port: config.mqtt.port, clientID: config.mqtt.clientID ?? "metergate-\(config.gateway)",
             username: config.mqtt.username, password: password,
@@ -116,10 +121,12 @@ struct Run: AsyncParsableCommand {
         }
         let loopBeat = Heartbeat(), sampleBeat = Heartbeat()
         let pollCounter = Counter(label: "metergate_samples_total")
+        let live = config.mqtt.live ? LiveValues(client: client, topics: topics) : nil
         let poller = PollService(config: config, logger: Logger(label: "poll"), loopBeat: { loopBeat.beat() }) { sample in
             sampleBeat.beat()
             pollCounter.increment()
             pipeline.submit(sample)
+            live?.publish(sample)
         }
 
         let railPoller = sampler.map { sampler in
