@@ -94,10 +94,11 @@ summary() {
     /^sources one core keeps up/ { printf "%-11s %-58s %16s %26s %7s\n", "accounting", "sources one core keeps up with at 1 Hz", $NF, "", "" }
   ' "$raw/accounting.txt"
   awk '
-    /^cpu / { printf "%-11s %-58s %16s %26s %7s\n", "footprint", "metergate run, 100 meters at 1 Hz: CPU share of one core", $2 " %", "target <= 2 %", $NF }
-    /^rss / { f=$5; printf "%-11s %-58s %16s %26s %7s\n", "footprint", "peak RSS (final " f " MiB)", $3 " MiB", "target <= 25 MiB", substr($NF, 1, length($NF)-1) }
-    /^rss trend/ { printf "%-11s %-58s %16s %26s %7s\n", "footprint", "RSS second half - first half of the window", $(NF-1), "flat", "" }
-    /^outbox growth per day/ { printf "%-11s %-58s %16s %26s %7s\n", "footprint", "outbox growth per day, 100 meters at 15 min", $8 " MB", "", "" }
+    function bare(x) { gsub(/[()]/, "", x); return x }
+    /^cpu / { printf "%-11s %-58s %16s %26s %7s\n", "footprint", "metergate run, 100 meters at 1 Hz: CPU share of one core", $2 " %", "target <= 2 %", bare($NF) }
+    /^rss +peak/ { printf "%-11s %-58s %16s %26s %7s\n", "footprint", "peak RSS (final " $6 " MiB)", $3 " MiB", "target <= 25 MiB", bare($NF) }
+    /^rss trend/ { printf "%-11s %-58s %16s %26s %7s\n", "footprint", "RSS, second half of the window minus the first", bare($(NF-1)) " MiB", "flat", "" }
+    /^outbox growth per day/ { printf "%-11s %-58s %16s %26s %7s\n", "footprint", "outbox growth per day, 100 meters at 15 min", $9 " MB", "", "" }
   ' "$raw/footprint.txt"
   echo
   echo "Machine: shared and noisy (other builds may run at the same time); compare ratios, not absolute figures, across runs."
