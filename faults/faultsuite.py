@@ -957,12 +957,12 @@ def main():
     opts.meter_seconds = 40 if full else 16
     opts.corpus_random = 300 if full else 40
     opts.meter_variant = "faults"
-    suite = Suite(opts)
-    print(f"fault suite ({opts.mode}): binary {opts.bin}, seed {opts.seed}, work {suite.work}", flush=True)
     chosen = [(n, f) for (n, f) in SCENARIOS if not opts.only or n in opts.only]
-    if opts.only and len(chosen) != len(opts.only):
+    if opts.only and len(chosen) != len(set(opts.only)):
         print(f"unknown scenario in {opts.only}; known: {', '.join(n for n, _ in SCENARIOS)}", file=sys.stderr)
         return 2
+    suite = Suite(opts)
+    print(f"fault suite ({opts.mode}): binary {opts.bin}, seed {opts.seed}, work {suite.work}", flush=True)
     results = []
     for name, fn in chosen:
         sc = Scenario(suite, name)
