@@ -10,19 +10,32 @@ public enum CounterStep: Sendable, Hashable {
     case reset
 }
 
-/// Tells a rollover from a reset: a wrap is only plausible when the old value was near the top of the
-/// register and the new one near the bottom, and the implied increase fits within `maximumIncrease`.
+/// Tells a rollover from a reset: a wrap must fit within `maximumIncrease` (rated power × elapsed time), and
+/// when there is no such bound (`maximumIncrease == .max`), the old value must lie in the top eighth of the
+/// range and the new one in the bottom eighth. Without that second rule any decrease would pass as a wrap of
+/// up to the whole range — for a 64-bit counter an absurd amount of energy.
 public func counterStep(from old: UInt64, to new: UInt64, widthBits: Int, maximumIncrease: UInt64) -> CounterStep {
     if new >= old { return .increase(new - old) }
     let modulus: UInt64? = widthBits >= 64 ? nil : (1 << UInt64(widthBits))
     if let modulus, old < modulus {
         let wrapped = (modulus - old) + new
-        if wrapped <= maximumIncrease { return .rollover(wrapped) }
+        if wrapped <= maximumIncrease && wrapPlausible(old: old, new: new, top: modulus - 1, bounded: maximumIncrease != .max) {
+            return .rollover(wrapped)
+        }
     } else if modulus == nil {
         let wrapped = (UInt64.max - old) &+ new &+ 1
-        if wrapped <= maximumIncrease { return .rollover(wrapped) }
+        if wrapped <= maximumIncrease && wrapPlausible(old: old, new: new, top: .max, bounded: maximumIncrease != .max) {
+            return .rollover(wrapped)
+        }
     }
     return .reset
+}
+
+/// Without a rate bound, a wrap is believed only from the top eighth of the range to the bottom eighth.
+func wrapPlausible(old: UInt64, new: UInt64, top: UInt64, bounded: Bool) -> Bool {
+    if bounded { return true }
+    let eighth = top / 8
+    return old >= top - eighth && new <= eighth
 }
 
 /// The range a hardware or register counter counts through before it wraps to zero.
@@ -43,6 +56,6 @@ public func counterStep(from old: UInt64, to new: UInt64, range: CounterRange, m
         if new >= old { return .increase(new - old) }
         guard old <= modulus else { return .reset }
         let wrapped = (modulus - old) + new
-        return wrapped <= maximumIncrease ? .rollover(wrapped) : .reset
+        return wrapped <= maximumIncrease && wrapPlausible(old: old, new: new, top: modulus, bounded: maximumIncrease != .max) ? .rollover(wrapped) : .reset
     }
 }

@@ -237,8 +237,15 @@ public actor ReadingPipeline {
     /// Feeds one poll's sample; appends the records of any interval it closed.
     func accept(_ sample: Sample) async {
         guard var stream = streams[sample.meter], case .counter(var accountant) = stream.accountant else { return }
-        guard let importWh = sample.values[.energyImport], importWh.isFinite, importWh >= 0 else { return }
-        let exportWh = sample.values[.energyExport].flatMap { $0.isFinite && $0 >= 0 ? $0 : nil }
+        // A counter beyond 10^15 Wh (a million GWh) is a damaged register, not energy: refused, never converted
+        // (the conversion to an integer count would trap).
+        let plausible = { (wh: Double) in wh.isFinite && wh >= 0 && wh < 1e15 }
+        guard let importWh = sample.values[.energyImport] else { return }
+        guard plausible(importWh) else {
+            logger.warning("implausible energy counter refused", metadata: ["meter": "\(sample.meter)", "import_wh": "\(importWh)"])
+            return
+        }
+        let exportWh = sample.values[.energyExport].flatMap { plausible($0) ? $0 : nil }
         let reading = CounterAccountant.Reading(
             time: sample.time, importCount: UInt64((importWh * 1000).rounded()),
             exportCount: accountant.configuration.hasExportCounter ? UInt64(((exportWh ?? 0) * 1000).rounded()) : nil,

@@ -23,3 +23,15 @@ import Testing
         #expect(counterStep(from: 5_000, to: 10, widthBits: 32, maximumIncrease: 100) == .reset)
     }
 }
+
+@Suite struct CounterStepWithoutRatedPowerTests {
+    /// Without a rated power there is no rate bound: a drop is a wrap only from the top eighth of the range to
+    /// the bottom eighth. Anything else is a reset, never an absurd 2^64 increase.
+    @Test func aDropIsAResetUnlessItLooksLikeAWrap() {
+        #expect(counterStep(from: 1_000_000, to: 0, widthBits: 64, maximumIncrease: .max) == .reset)
+        #expect(counterStep(from: 5_000, to: 10, widthBits: 32, maximumIncrease: .max) == .reset)
+        #expect(counterStep(from: 0xFFFF_FFF0, to: 0x10, widthBits: 32, maximumIncrease: .max) == .rollover(0x20))
+        #expect(counterStep(from: 100_000, to: 5, range: .modulus(100_010), maximumIncrease: .max) == .rollover(15))
+        #expect(counterStep(from: 50_000, to: 5, range: .modulus(100_010), maximumIncrease: .max) == .reset)
+    }
+}

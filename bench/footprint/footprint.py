@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Footprint of `metergate run`: N simulated meters (one `metergate simulate` over Modbus TCP) polled at
+1 Hz, signed, stored and published to a real mosquitto. Samples the gateway's CPU time and RSS from
+/proc/PID every second after a warm-up and prints CPU share of one core, peak and final RSS, the RSS
+trend over the window, records and outbox bytes, and outbox growth per day extrapolated from the
+measured bytes per record. Standard library only; started by bench/footprint/run.sh.
+"""
+import argparse
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(cond, timeout):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS   # utime, stime (fields 14 and 15 of stat)
+
+
+def status_kib(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--meters", type=int, default=100)
+    ap.add_argument("--seconds", type=int, default=120, help="measured window after the warm-up")
+    ap.add_argument("--warmup", type=int, default=15)
+    ap.add_argument("--interval", default="15s", help="the gateway's settlement interval")
+    o = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="metergate-footprint-")
+    procs = []
+
+    def spawn(argv, log):
+        p = subprocess.Popen(argv, stdout=open(os.path.join(work, log), "wb"), stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, cwd=REPO)
+        procs.append(p)
+        return p
+
+    try:
+        bport = free_port()
+        with open(f"{work}/mosquitto.conf", "w") as f:
+            f.write(f"listener {bport} 127.0.0.1\nallow_anonymous true\n")
+        spawn(["mosquitto", "-c", f"{work}/mosquitto.conf"], "mosquitto.log")
+        sport = free_port()
+        sim = ["simulate", "--tcp", f"127.0.0.1:{sport}"]
+        for u in range(1, o.meters + 1):
+            sim += ["--meter", f"{u}=eastron-sdm630:{500 + 37 * u}"]
+        spawn([o.bin] + sim, "simulator.log")
+        subprocess.run([o.bin, "keygen", "--out", f"{work}/k.key"], check=True, capture_output=True)
+        lines = [f"gateway: {{ id: fp-gw, board: sim, state_dir: {work}/state, interval: {o.interval} }}",
+                 "metrics: { enabled: false }",
+                 f"buses:\n  - {{ id: b, tcp: {{ host: 127.0.0.1, port: {sport} }}, timeout: 500ms }}", "meters:"]
+        lines += [f"  - {{ id: m{u}, bus: b, unit: {u}, profile: eastron-sdm630, poll: 1s }}" for u in range(1, o.meters + 1)]
+        lines += [f"mqtt: {{ host: 127.0.0.1, port: {bport} }}", f"signing: {{ key: {work}/k.key }}"]
+        with open(f"{work}/gw.yaml", "w") as f:
+            f.write("\n".join(lines) + "\n")
+        received = open(f"{work}/received.txt", "wb")
+        procs.append(subprocess.Popen(["mosquitto_sub", "-p", str(bport), "-q", "1", "-t", "metergate/v1/fp-gw/+/reading"],
+                                      stdout=received, stderr=subprocess.DEVNULL))
+        if not wait_until(lambda: "listening tcp" in open(f"{work}/simulator.log").read(), 60):
+            sys.exit("simulator did not start")
+        gw = spawn([o.bin, "run", "--config", f"{work}/gw.yaml", "--boards", f"{REPO}/boards", "--profiles", f"{REPO}/profiles"], "gateway.log")
+        time.sleep(o.warmup)
+        if gw.poll() is not None:
+            sys.exit("gateway exited: " + open(f"{work}/gateway.log").read()[-2000:])
+        c0, t0 = cpu_seconds(gw.pid), time.monotonic()
+        rss = []
+        for _ in range(o.seconds):
+            time.sleep(1)
+            rss.append(status_kib(gw.pid, "VmRSS"))
+        c1, t1 = cpu_seconds(gw.pid), time.monotonic()
+        hwm = status_kib(gw.pid, "VmHWM")
+        samples = sum(1 for l in open(f"{work}/gateway.log") if "polled" in l)
+        gw.send_signal(signal.SIGTERM)
+        gw.wait(60)
+        db = f"{work}/state/outbox.sqlite"
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        records, payload = con.execute("SELECT count(*), coalesce(sum(size), 0) FROM records").fetchone()
+        con.close()
+        file_bytes = sum(os.path.getsize(db + s) for s in ("", "-wal") if os.path.exists(db + s))
+        share = (c1 - c0) / (t1 - t0)
+        half = len(rss) // 2
+        first, second = sum(rss[:half]) / max(1, half), sum(rss[half:]) / max(1, len(rss) - half)
+        per_record = file_bytes / max(1, records)
+        per_day_15min = o.meters * 96 * per_record
+        print(f"footprint: {o.meters} meters polled at 1 Hz over Modbus TCP, interval {o.interval}, "
+              f"{o.warmup} s warm-up, {o.seconds} s measured")
+        print(f"cpu       {share * 100:6.2f} % of one core   (target <= 2 %: ratio {share * 100 / 2:.2f})")
+        print(f"rss       peak {hwm / 1024:.1f} MiB, final {rss[-1] / 1024:.1f} MiB   (target <= 25 MiB: ratio {hwm / 1024 / 25:.2f})")
+        print(f"rss trend first half {first / 1024:.2f} MiB, second half {second / 1024:.2f} MiB ({(second - first) / 1024:+.2f} MiB)")
+        print(f"outbox    {records} records, {payload} B of records, {file_bytes} B on disk ({per_record:.0f} B per record)")
+        print(f"outbox growth per day at 15 min settlement: {per_day_15min / 1e6:.2f} MB "
+              f"({o.meters} meters x 96 records x {per_record:.0f} B, before retention)")
+        if samples:
+            print(f"note: {samples} 'polled' log lines")
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        subprocess.run(["rm", "-rf", work])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Every MeterGate benchmark in one command: builds release, runs the per-area benchmarks (signing, Modbus,
+# outbox, accounting) and the gateway footprint, prints one table of key figures (each next to its limit or
+# reference as a ratio measured in the same run), then each benchmark's own table, and writes all of it
+# to a file. Figures are comparable only within one run on one machine.
+#   bash bench/run.sh [--quick] [--out FILE]
+#     --quick   smaller runs (a 100k backlog instead of 1M, a 60 s footprint window instead of 300 s)
+#     --out     where to write the results (default .build/bench/results-<UTC time>.txt)
+#     --from    re-render the table from the raw outputs in DIR (signing.txt, modbus.txt, ...) without running
+set -euo pipefail
+cd "$(dirname "$0")/.."
+quick=0; out=""; from=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=1 ;;
+    --out) out="$2"; shift ;;
+    --from) from="$2"; shift ;;   # re-render the table from the raw outputs kept in DIR (name.txt each)
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    *) echo "bench/run.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ "$quick" = 1 ]; then backlog=100000; records=20000; verify_n=20000; fp_seconds=60; cycles=3
+else backlog=1000000; records=50000; verify_n=50000; fp_seconds=300; cycles=5; fi
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+out="${out:-.build/bench/results-$stamp.txt}"
+mkdir -p "$(dirname "$out")"
+if [ -n "$from" ]; then
+  raw="$from"
+else
+  raw=$(mktemp -d)
+  trap 'rm -rf "$raw"' EXIT
+  echo "building release (swift build -c release)…" >&2
+  swift build -c release 2>&1 | grep -E "error|warning:" >&2 || true
+  bin="$(swift build -c release --show-bin-path)"
+  for p in metergate signing-bench modbus-bench OutboxBench; do
+    [ -x "$bin/$p" ] || { echo "bench/run.sh: $bin/$p was not built" >&2; exit 1; }
+  done
+
+  # Runs one benchmark, showing its output as it comes and keeping it for the summary.
+  run() {
+    local name=$1; shift
+    echo "== $name: $*" >&2
+    local t0=$SECONDS
+    if ! "$@" > "$raw/$name.txt" 2>&1; then echo "   $name FAILED; its output:" >&2; cat "$raw/$name.txt" >&2; exit 1; fi
+    echo "   $name: $((SECONDS - t0)) s" >&2
+  }
+  run signing bash bench/signing/run.sh "$verify_n"
+  run modbus "$bin/modbus-bench" --profiles profiles --cycles "$cycles"
+  run outbox "$bin/OutboxBench" --backlog "$backlog" --records "$records" --window 256 --size 512
+  run accounting bash bench/accounting/run.sh
+  run footprint python3 bench/footprint/footprint.py --bin "$bin/metergate" --meters 100 --seconds "$fp_seconds"
+fi
+
+# Key figures: area, figure, measured, reference, ratio.
+summary() {
+  local cpu cores
+  cores=$(nproc); cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
+  echo "MeterGate benchmarks, $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -m), $cores cores ($cpu), $(swift --version 2>/dev/null | head -1 | sed 's/.*version \([0-9.]*\).*/Swift \1/')"
+  echo "git $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (modified)'); backlog $backlog, footprint window $fp_seconds s"
+  echo
+  printf '%-11s %-58s %16s %26s %7s\n' area figure measured reference ratio
+  awk -v OFS='\t' '
+    /^JWS EdDSA  / && !s1 { s1=1; printf "%-11s %-58s %16s %26s %7s\n", "signing", "JWS EdDSA records/CPU-s vs swift-crypto raw Ed25519 sign", $3, $4 " raw", $5 }
+    /^JWS ES256  / && !s2 { s2=1; printf "%-11s %-58s %16s %26s %7s\n", "signing", "JWS ES256 records/CPU-s vs swift-crypto raw P-256 sign", $3, $4 " raw", $5 }
+    /^OCMF ES256  / && !s3 { s3=1; printf "%-11s %-58s %16s %26s %7s\n", "signing", "OCMF ES256 records/CPU-s vs raw P-256 sign", $3, $4 " raw", $5 }
+    /swift-crypto raw verify\/CPU-s/ { gsub(",", "", $5); edv=$5 }
+    /records\/s wall clock, / { w=$1; c=$5 }
+    END { if (w) printf "%-11s %-58s %16s %26s %7.2f\n", "verify", "metergate verify end to end, records per CPU-s (JWS EdDSA)", c, edv " raw Ed25519 verify", c/edv }
+  ' "$raw/signing.txt"
+  awk '
+    /^Modbus RTU at/ { baud=$4 }
+    baud && NF==8 && $4+0>0 { if ($4+0>worst[baud]) { worst[baud]=$4+0; wp[baud]=$1 }; if ($7+0>nworst[baud]) nworst[baud]=$7+0 }
+    /request ratio/ { reqs=1; next }
+    reqs && NF==7 { r=$7; sub("x","",r); if (min=="" || r+0<min) min=r+0; if (r+0>max) max=r+0 }
+    /^$/ { reqs=0 }
+    END {
+      printf "%-11s %-58s %16s %26s %7s\n", "modbus", "requests per cycle: one-per-value / coalesced plan", sprintf("%.1fx-%.1fx", min, max), "(fewer is better)", ""
+      for (b in worst) printf "%-11s %-58s %16s %26s %7.2f\n", "modbus", "RTU " b " baud: worst cycle time / wire-time limit (" wp[b] ")", "", "target <= 1.20", worst[b]
+    }
+  ' "$raw/modbus.txt"
+  awk '
+    function paren(x) { gsub(/[()]/, "", x); return x }
+    /^baseline/ { base=$(NF-2) }
+    /^append +1 record/ { printf "%-11s %-58s %16s %26s %7s\n", "outbox", "append, 1 record per fsynced transaction (records/s)", $(NF-2), base " mosquitto loop", paren($NF) }
+    /^append +100 records/ { printf "%-11s %-58s %16s %26s %7s\n", "outbox", "append, 100 records per transaction (records/s)", $(NF-2), base " mosquitto loop", paren($NF) }
+    /^e2e/ { printf "%-11s %-58s %16s %26s %7s\n", "outbox", "append + publish QoS 1 + PUBACK + subscriber (records/s)", $(NF-2), base " mosquitto loop", paren($NF) }
+    /^drain/ && /PUBACK only/ { r=$0; sub(/.*subscriber: */, "", r); split(r, a, " "); printf "%-11s %-58s %16s %26s %7.2f\n", "outbox", "drain of " $2 " pending, PUBACK only (records/s)", a[1], "target 25000", a[1]/25000 }
+    /^drain/ && !/PUBACK only/ { n++; if (n==2) printf "%-11s %-58s %16s %26s %7.2f\n", "outbox", "drain of " $2 " pending to a subscriber (records/s)", $5, "target 25000", $5/25000 }
+    /^peak RSS while draining/ { printf "%-11s %-58s %16s %26s %7s\n", "outbox", "peak RSS draining the full backlog vs a tenth of it", "", "flat = 1.00", $NF }
+  ' "$raw/outbox.txt"
+  awk '
+    /^counter sample:/ { printf "%-11s %-58s %16s %26s %7s\n", "accounting", "one counter sample (ns)", $3, "", "" }
+    /^sources one core keeps up/ { printf "%-11s %-58s %16s %26s %7s\n", "accounting", "sources one core keeps up with at 1 Hz", $NF, "", "" }
+  ' "$raw/accounting.txt"
+  awk '
+    function bare(x) { gsub(/[()]/, "", x); return x }
+    /^cpu / { printf "%-11s %-58s %16s %26s %7s\n", "footprint", "metergate run, 100 meters at 1 Hz: CPU share of one core", $2 " %", "target <= 2 %", bare($NF) }
+    /^rss +peak/ { printf "%-11s %-58s %16s %26s %7s\n", "footprint", "peak RSS (final " $6 " MiB)", $3 " MiB", "target <= 25 MiB", bare($NF) }
+    /^rss trend/ { printf "%-11s %-58s %16s %26s %7s\n", "footprint", "RSS, second half of the window minus the first", bare($(NF-1)) " MiB", "flat", "" }
+    /^outbox growth per day/ { printf "%-11s %-58s %16s %26s %7s\n", "footprint", "outbox growth per day, 100 meters at 15 min", $9 " MB", "", "" }
+  ' "$raw/footprint.txt"
+  echo
+  echo "Machine: shared and noisy (other builds may run at the same time); compare ratios, not absolute figures, across runs."
+  for f in signing modbus outbox accounting footprint; do
+    echo; echo "---- $f"; cat "$raw/$f.txt"
+  done
+}
+summary | tee "$out"
+echo "results written to $out" >&2
