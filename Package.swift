@@ -37,7 +37,7 @@ let package = Package(
         // Accounting, signing, storage, transport.
         .target(name: "Accounting", dependencies: ["MeterCore"]),
         .target(name: "Signing", dependencies: ["MeterCore", .product(name: "Crypto", package: "swift-crypto")]),
-        .target(name: "Outbox", dependencies: ["MeterCore", "CSQLite", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Outbox", dependencies: ["MeterCore", "CSQLite", .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "MQTT", dependencies: ["CMosquitto", "Outbox", .product(name: "Logging", package: "swift-log")]),
 
         // The reference settlement consumer: verified readings into a per-meter, per-interval ledger with tariffs.

@@ -903,11 +903,6 @@ SCENARIOS = [
 # name → the reason. A scenario listed here that passes is reported as XPASS (and fails the run, so the
 # entry gets removed).
 EXPECTED_FAILURES = {
-    "storage-content": "damage inside stored values is not found at start: SQLiteOutbox.open runs PRAGMA quick_check "
-                       "(Sources/Outbox/SQLiteOutbox.swift, openVerified), which checks structure, not content. The "
-                       "damaged records stay in the store (export/replay serve them; verify reports them as malformed or "
-                       "tampered) and the next record is signed onto the damaged chain head from the streams table, so "
-                       "the settlement side sees a broken chain link at the restart. Owner: Outbox.",
     "storage-wal": "a truncated WAL is not detectable by SQLite (it reads as the end of the log): the committed "
                    "transactions in the cut part vanish, the gateway starts again from the older stream heads and "
                    "signs new records under seqs it had already published, so the settlement side sees forks. "

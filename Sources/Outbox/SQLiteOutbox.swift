@@ -1,4 +1,5 @@
 import Dispatch
+import Crypto
 import Foundation
 import Logging
 import MeterCore
@@ -628,7 +629,46 @@ public actor SQLiteOutbox: OutboxStore {
             throw .failed(.database(error))
         }
         if !problems.isEmpty { throw .damaged(problems.joined(separator: "; ")) }
+        if check != .none {
+            var damage: String?
+            do throws(SQLiteError) {
+                damage = try contentDamage(db)
+            } catch {
+                if error.isCorrupt { throw .damaged(error.description) }
+                throw .failed(.database(error))
+            }
+            if let damage { throw .damaged(damage) }
+        }
         return db
+    }
+
+    /// What the structural check cannot see: a stored value that changed. Each stream's head (the hash the
+    /// next record will chain onto) must be the hash of its last stored record, and every record not yet
+    /// delivered must still hash to what was stored with it. A mismatch is damage: the next record would
+    /// otherwise be signed onto a bad link, or a changed record published.
+    private static func contentDamage(_ db: SQLiteDatabase) throws(SQLiteError) -> String? {
+        guard try db.scalarInt("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('streams', 'records')") == 2 else {
+            return nil   // a new store
+        }
+        let heads = try db.prepare("""
+            SELECT s.meter, s.last_seq, s.last_hash, r.hash, r.bytes FROM streams s
+            LEFT JOIN records r ON r.meter = s.meter AND r.seq = s.last_seq
+            """, persistent: false)
+        while try heads.step() {
+            let meter = heads.text(0) ?? "?"
+            let seq = heads.int64(1)
+            guard !heads.isNull(3) else { continue }   // the head record was pruned after delivery
+            let head = heads.blob(2), stored = heads.blob(3), bytes = heads.blob(4)
+            if stored != head { return "stream \(meter): the chain head does not match record seq \(seq)" }
+            if Array(SHA256.hash(data: bytes)) != stored { return "stream \(meter): record seq \(seq) no longer matches its hash" }
+        }
+        let unsent = try db.prepare("SELECT meter, seq, hash, bytes FROM records WHERE state < 2", persistent: false)
+        while try unsent.step() {
+            if Array(SHA256.hash(data: unsent.blob(3))) != unsent.blob(2) {
+                return "stream \(unsent.text(0) ?? "?"): unsent record seq \(unsent.int64(1)) no longer matches its hash"
+            }
+        }
+        return nil
     }
 
     /// Renames the file (and its WAL and shared-memory files) to `<path>.damaged-<UTC time>`.

@@ -73,6 +73,29 @@ import Testing
         #expect(try await reopened.stats().totalRecords == 0)
     }
 
+    /// A value that changed inside a structurally sound file (a flipped bit on a bad SD card) is found at
+    /// start too: an unsent record that no longer matches its hash, or a chain head that is not its last
+    /// record's hash, moves the store aside rather than publishing a changed record or chaining onto it.
+    @Test(arguments: ["UPDATE records SET bytes = CAST(upper(CAST(bytes AS TEXT)) AS BLOB) WHERE seq = 2",
+                      "UPDATE streams SET last_hash = zeroblob(32)"])
+    func aChangedValueIsFoundAtStartAndTheStoreMovedAside(damage: String) async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let path = dir.file("outbox.sqlite")
+        let store = try await SQLiteOutbox.open(path: path, configuration: OutboxConfiguration())
+        for _ in 0..<3 { _ = try await store.append(meter: "m", chainedRecord("m", payload: "abc")) }
+        await store.close()
+        do {
+            let raw = try SQLiteDatabase(path: path)
+            try raw.execute(damage)
+            #expect(raw.changes >= 1)
+        }
+        let reopened = try await SQLiteOutbox.open(path: path, configuration: OutboxConfiguration())
+        let moved = try #require(reopened.openReport.quarantined)
+        #expect(moved.reason.contains("stream m:"), "\(moved.reason)")
+        #expect(FileManager.default.fileExists(atPath: moved.movedTo))
+    }
+
     @Test func diskFullRefusesAppendsWithoutDamageAndAppendsResumeWhenSpaceIsFreed() async throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
