@@ -282,8 +282,16 @@ struct ConfigReader {
             transport = .tcp(host: host, port: port)
         case (nil, let r?):
             let rm = try r.mapping()
-            var device = try rm.required("device", expected: "a serial device path, or a port name from the board file").string()
-            if !device.hasPrefix("/"), let port = board?.serialPorts.first(where: { $0.name == device }) { device = port.device }
+            let deviceNode = try rm.required("device", expected: "a serial device path, or a port name from the board file")
+            var device = try deviceNode.string()
+            if !device.hasPrefix("/"), let port = board?.serialPorts.first(where: { $0.name == device }) {
+                // Driving a transceiver's DE/RE pin from a GPIO is not built yet: refuse rather than run a bus
+                // whose frames would never leave the transceiver.
+                if let line = port.directionLine {
+                    throw deviceNode.error("port '\(device)' of board '\(board?.id ?? "")' needs its RS-485 direction driven on \(line.chip) line \(line.line), which MeterGate does not do yet; use a HAT with automatic direction control or the UART's RS-485 mode (rs485: true)")
+                }
+                device = port.device
+            }
             let baud = try rm.optional("baud")?.int(in: 300...4_000_000) ?? 9600
             let parity = try rm.optional("parity")?.oneOf(ParityName.self) ?? .none
             let dataBits = try rm.optional("data_bits")?.int(in: 5...8) ?? 8
