@@ -133,6 +133,10 @@ public actor SQLiteOutbox: OutboxStore {
             try db.execute("PRAGMA synchronous=FULL")
             if let pages = options.maxPageCount { _ = try db.scalarInt("PRAGMA max_page_count=\(pages)") }
             try db.execute(Self.schema)
+            // Stores made before records carried a digest get the column; their old rows stay unchecked.
+            if try db.scalarInt("SELECT count(*) FROM pragma_table_info('records') WHERE name = 'digest'") == 0 {
+                try db.execute("ALTER TABLE records ADD COLUMN digest BLOB")
+            }
             try db.execute("BEGIN IMMEDIATE")
             var created = false
             var epoch = try Self.meta(db, "epoch")
@@ -205,6 +209,7 @@ public actor SQLiteOutbox: OutboxStore {
                 try insert.bind(size, at: 4)
                 try insert.bind(built.hash, at: 5)
                 try insert.bind(built.bytes, at: 6)
+                try insert.bind(Self.digest(hash: built.hash, bytes: built.bytes), at: 7)
                 try insert.step()
                 return s.database.lastInsertRowID
             }
@@ -560,6 +565,7 @@ public actor SQLiteOutbox: OutboxStore {
             size INTEGER NOT NULL,
             hash BLOB NOT NULL,
             bytes BLOB NOT NULL,
+            digest BLOB,
             UNIQUE(meter, seq));
         CREATE INDEX IF NOT EXISTS records_by_state ON records(state, id);
         CREATE TABLE IF NOT EXISTS saved_state(key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
@@ -582,7 +588,7 @@ public actor SQLiteOutbox: OutboxStore {
             syncFull = try db.prepare("PRAGMA synchronous=FULL")
             saveState = try db.prepare("INSERT INTO saved_state(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
             selectState = try db.prepare("SELECT value FROM saved_state WHERE key = ?1")
-            insert = try db.prepare("INSERT INTO records(meter, seq, state, appended_at, size, hash, bytes) VALUES(?1, ?2, 0, ?3, ?4, ?5, ?6)")
+            insert = try db.prepare("INSERT INTO records(meter, seq, state, appended_at, size, hash, bytes, digest) VALUES(?1, ?2, 0, ?3, ?4, ?5, ?6, ?7)")
             upsertStream = try db.prepare("""
                 INSERT INTO streams(meter, last_seq, last_hash) VALUES(?1, ?2, ?3)
                 ON CONFLICT(meter) DO UPDATE SET last_seq = excluded.last_seq, last_hash = excluded.last_hash
@@ -642,30 +648,37 @@ public actor SQLiteOutbox: OutboxStore {
         return db
     }
 
-    /// What the structural check cannot see: a stored value that changed. Each stream's head (the hash the
-    /// next record will chain onto) must be the hash of its last stored record, and every record not yet
-    /// delivered must still hash to what was stored with it. A mismatch is damage: the next record would
-    /// otherwise be signed onto a bad link, or a changed record published.
+    /// SHA-256 over a record's hash and bytes, stored with it, so that a changed value in either is found.
+    static func digest(hash: [UInt8], bytes: [UInt8]) -> [UInt8] {
+        var hasher = SHA256()
+        hasher.update(data: hash)
+        hasher.update(data: bytes)
+        return Array(hasher.finalize())
+    }
+
+    /// What the structural check cannot see: a stored value that changed (a flipped bit on a bad SD card).
+    /// Every record must still match the digest stored with it, and each stream's head (the hash the next
+    /// record chains onto) must be its last record's hash; otherwise the next record would be signed onto a
+    /// bad link, or a changed record published or replayed.
     private static func contentDamage(_ db: SQLiteDatabase) throws(SQLiteError) -> String? {
         guard try db.scalarInt("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('streams', 'records')") == 2 else {
             return nil   // a new store
         }
         let heads = try db.prepare("""
-            SELECT s.meter, s.last_seq, s.last_hash, r.hash, r.bytes FROM streams s
+            SELECT s.meter, s.last_seq, s.last_hash, r.hash FROM streams s
             LEFT JOIN records r ON r.meter = s.meter AND r.seq = s.last_seq
             """, persistent: false)
         while try heads.step() {
-            let meter = heads.text(0) ?? "?"
-            let seq = heads.int64(1)
             guard !heads.isNull(3) else { continue }   // the head record was pruned after delivery
-            let head = heads.blob(2), stored = heads.blob(3), bytes = heads.blob(4)
-            if stored != head { return "stream \(meter): the chain head does not match record seq \(seq)" }
-            if Array(SHA256.hash(data: bytes)) != stored { return "stream \(meter): record seq \(seq) no longer matches its hash" }
+            if heads.blob(2) != heads.blob(3) {
+                return "stream \(heads.text(0) ?? "?"): the chain head does not match record seq \(heads.int64(1))"
+            }
         }
-        let unsent = try db.prepare("SELECT meter, seq, hash, bytes FROM records WHERE state < 2", persistent: false)
-        while try unsent.step() {
-            if Array(SHA256.hash(data: unsent.blob(3))) != unsent.blob(2) {
-                return "stream \(unsent.text(0) ?? "?"): unsent record seq \(unsent.int64(1)) no longer matches its hash"
+        guard try db.scalarInt("SELECT count(*) FROM pragma_table_info('records') WHERE name = 'digest'") == 1 else { return nil }
+        let rows = try db.prepare("SELECT meter, seq, hash, bytes, digest FROM records WHERE digest IS NOT NULL", persistent: false)
+        while try rows.step() {
+            if digest(hash: rows.blob(2), bytes: rows.blob(3)) != rows.blob(4) {
+                return "stream \(rows.text(0) ?? "?"): record seq \(rows.int64(1)) no longer matches the digest stored with it"
             }
         }
         return nil

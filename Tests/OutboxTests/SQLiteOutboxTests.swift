@@ -77,6 +77,8 @@ import Testing
     /// start too: an unsent record that no longer matches its hash, or a chain head that is not its last
     /// record's hash, moves the store aside rather than publishing a changed record or chaining onto it.
     @Test(arguments: ["UPDATE records SET bytes = CAST(upper(CAST(bytes AS TEXT)) AS BLOB) WHERE seq = 2",
+                      "UPDATE records SET state = 2, bytes = CAST(upper(CAST(bytes AS TEXT)) AS BLOB) WHERE seq = 1",
+                      "UPDATE records SET hash = zeroblob(32) WHERE seq = 3",
                       "UPDATE streams SET last_hash = zeroblob(32)"])
     func aChangedValueIsFoundAtStartAndTheStoreMovedAside(damage: String) async throws {
         let dir = TemporaryDirectory()
