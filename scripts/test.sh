@@ -11,4 +11,13 @@ swift build --build-tests >/dev/null
 echo "test: running"
 # Parallel test execution is off: several suites start brokers and servers and time out-of-process peers;
 # on a 2-core machine running them one after another is both faster and steadier.
-swift test --skip-build --no-parallel
+# The log is kept so that a failure is repeated at the end, where a truncated CI log still shows it.
+log="$(mktemp --suffix=.log /tmp/metergate-test.XXXXXX)"
+status=0
+swift test --skip-build --no-parallel 2>&1 | tee "$log" || status=$?
+if [ "$status" -ne 0 ]; then
+    echo
+    echo "test: FAILED (exit $status). The issues recorded, repeated from $log:"
+    grep -a -A 12 -E '✘ Test .*(recorded an issue|failed)|error: |Fatal error|Crash|signal [0-9]+' "$log" | grep -av '^[◇✔] ' | head -300 || true
+fi
+exit "$status"
