@@ -9,12 +9,21 @@ public struct Board: Sendable, Hashable {
         public var device: String
         /// The UART driver does RS-485 direction itself (TIOCSRS485).
         public var rs485: Bool
-        /// A GPIO line that drives the transceiver's DE/RE pins, where the HAT needs one.
+        /// A GPIO line that drives the transceiver's DE/RE pins, where the HAT needs one: active while
+        /// MeterGate transmits (high, unless the board file says `active_low: true`).
         public var directionLine: GPIOLineRef?
     }
     public struct GPIOLineRef: Sendable, Hashable {
         public var chip: String
         public var line: Int
+        /// The line's active level is low (only a direction line may say so: `active_low` in the board file).
+        public var activeLow: Bool
+
+        public init(chip: String, line: Int, activeLow: Bool = false) {
+            self.chip = chip
+            self.line = line
+            self.activeLow = activeLow
+        }
     }
     public struct PulseInput: Sendable, Hashable {
         public var name: String
@@ -50,10 +59,11 @@ public struct Board: Sendable, Hashable {
         let m = try root.mapping()
         let id = try m.required("board", expected: "the board id (the file name without .yaml)").string()
         let name = try m.required("name", expected: "a human-readable board name").string()
-        func lineRef(_ node: ConfigNode) throws(ConfigError) -> GPIOLineRef {
+        func lineRef(_ node: ConfigNode, activeLevel: Bool = false) throws(ConfigError) -> GPIOLineRef {
             let l = try node.mapping()
-            let ref = GPIOLineRef(chip: try l.required("chip", expected: "a GPIO chip name, e.g. gpiochip0").string(),
+            var ref = GPIOLineRef(chip: try l.required("chip", expected: "a GPIO chip name, e.g. gpiochip0").string(),
                                   line: try l.required("line", expected: "a line offset on the chip").int(in: 0...1023))
+            if activeLevel { ref.activeLow = try l.optional("active_low")?.bool() ?? false }
             try l.finish()
             return ref
         }
@@ -64,7 +74,7 @@ public struct Board: Sendable, Hashable {
                 name: try p.required("name", expected: "a port name, e.g. rs485-0").string(),
                 device: try p.required("device", expected: "a device path, e.g. /dev/ttyAMA0").string(),
                 rs485: try p.optional("rs485")?.bool() ?? false,
-                directionLine: try p.optional("direction_gpio").map(lineRef)))
+                directionLine: try p.optional("direction_gpio").map { node throws(ConfigError) in try lineRef(node, activeLevel: true) }))
             try p.finish()
         }
         var inputs: [PulseInput] = []
@@ -74,7 +84,7 @@ public struct Board: Sendable, Hashable {
                                      line: try lineRef(p.required("gpio", expected: "the GPIO line of the input"))))
             try p.finish()
         }
-        let led = try m.optional("status_led").map(lineRef)
+        let led = try m.optional("status_led").map { node throws(ConfigError) in try lineRef(node) }
         var rails: [RailKind] = []
         for node in try m.optional("rails")?.list() ?? [] { rails.append(try node.oneOf(RailKind.self)) }
         _ = m.optional("notes")

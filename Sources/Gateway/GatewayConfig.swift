@@ -76,6 +76,10 @@ public struct BusConfig: Sendable, Hashable {
     public var responseTimeout: Duration
     /// Pauses and back-off: the transport's defaults with the config's `unit_pause` and `max_backoff`.
     public var timing: BusTiming
+    /// The GPIO line that drives the transceiver's DE/RE pins (the board port's `direction_gpio`), if any.
+    public var directionLine: Board.GPIOLineRef? = nil
+    /// With a direction line: the settle time before and after each frame in µs (`rts_delay`; nil: one byte time).
+    public var rtsDelayMicroseconds: Int? = nil
 }
 
 /// One revenue meter on a bus.
@@ -273,6 +277,8 @@ struct ConfigReader {
         let tcp = m.optional("tcp")
         let rtu = m.optional("rtu")
         let transport: ModbusTransport
+        var directionLine: Board.GPIOLineRef?
+        var rtsDelay: Int?
         switch (tcp, rtu) {
         case (let t?, nil):
             let tm = try t.mapping()
@@ -285,18 +291,22 @@ struct ConfigReader {
             let deviceNode = try rm.required("device", expected: "a serial device path, or a port name from the board file")
             var device = try deviceNode.string()
             if !device.hasPrefix("/"), let port = board?.serialPorts.first(where: { $0.name == device }) {
-                // Driving a transceiver's DE/RE pin from a GPIO is not built yet: refuse rather than run a bus
-                // whose frames would never leave the transceiver.
-                if let line = port.directionLine {
-                    throw deviceNode.error("port '\(device)' of board '\(board?.id ?? "")' needs its RS-485 direction driven on \(line.chip) line \(line.line), which MeterGate does not do yet; use a HAT with automatic direction control or the UART's RS-485 mode (rs485: true)")
-                }
                 device = port.device
             }
+            // The board port behind the device, named or given by path: its RS-485 mode and direction line.
+            let port = board?.serialPorts.first { $0.device == device }
+            directionLine = port?.directionLine
             let baud = try rm.optional("baud")?.int(in: 300...4_000_000) ?? 9600
             let parity = try rm.optional("parity")?.oneOf(ParityName.self) ?? .none
             let dataBits = try rm.optional("data_bits")?.int(in: 5...8) ?? 8
             let stopBits = try rm.optional("stop_bits")?.int(in: 1...2) ?? 1
-            let rs485 = try rm.optional("rs485")?.bool() ?? (board?.serialPorts.first { $0.device == device }?.rs485 ?? false)
+            let rs485 = try rm.optional("rs485")?.bool() ?? (port?.rs485 ?? false)
+            if let delay = rm.optional("rts_delay") {
+                guard directionLine != nil else {
+                    throw delay.error("rts_delay applies only to a port whose RS-485 direction MeterGate drives from a GPIO (direction_gpio in the board file); \(device) has none")
+                }
+                rtsDelay = try delay.int(in: 0...100_000)
+            }
             try rm.finish()
             transport = .rtu(SerialSettings(device: device, baud: baud, parity: parity.settings, dataBits: dataBits, stopBits: stopBits, rs485: rs485))
         case (nil, nil):
@@ -311,7 +321,7 @@ struct ConfigReader {
             timing.maximumBackoff = cap
         }
         try m.finish()
-        return BusConfig(id: id, transport: transport, responseTimeout: timeout, timing: timing)
+        return BusConfig(id: id, transport: transport, responseTimeout: timeout, timing: timing, directionLine: directionLine, rtsDelayMicroseconds: rtsDelay)
     }
 
     static func meter(_ node: ConfigNode, buses: [BusConfig], profiles: ProfileLibrary) throws(ConfigError) -> MeterConfig {

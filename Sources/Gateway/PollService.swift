@@ -21,10 +21,14 @@ public struct PollService: Service {
     let time: any TimeSource
     /// Called on every poll outcome, answer or failure: the loop is alive (systemd's watchdog follows it).
     let loopBeat: @Sendable () -> Void
+    /// Connections opened before the start (``openConnections(_:)``), by bus id; a bus not here is opened in `run`.
+    let connections: [Identifier: ModbusConnection]
 
     public init(config: GatewayConfig, logger: Logger, time: any TimeSource = SystemTimeSource(),
+                connections: [Identifier: ModbusConnection] = [:],
                 loopBeat: @escaping @Sendable () -> Void = {}, sink: @escaping Sink) {
         self.config = config
+        self.connections = connections
         self.logger = logger
         self.time = time
         self.loopBeat = loopBeat
@@ -41,7 +45,7 @@ public struct PollService: Service {
             for bus in config.buses {
                 let meters = config.meters.filter { $0.bus == bus.id }
                 guard !meters.isEmpty else { continue }
-                let connection = try ModbusConnection(bus.transport, responseTimeout: bus.responseTimeout)
+                let connection = try connections[bus.id] ?? bus.openConnection()
                 group.addTask {
                     await pollBus(bus, meters: meters, connection: connection)
                 }
@@ -49,10 +53,21 @@ public struct PollService: Service {
         }
     }
 
+    /// Opens the connection of every bus that has meters, with its RS-485 direction line where the board
+    /// port needs one: done before the gateway starts, so a missing GPIO chip stops the start naming it.
+    public static func openConnections(_ config: GatewayConfig) throws(BusOpenError) -> [Identifier: ModbusConnection] {
+        var connections: [Identifier: ModbusConnection] = [:]
+        for bus in config.buses where config.meters.contains(where: { $0.bus == bus.id }) {
+            connections[bus.id] = try bus.openConnection()
+        }
+        return connections
+    }
+
     private func pollBus(_ bus: BusConfig, meters: [MeterConfig], connection: ModbusConnection) async {
         var logger = logger
         logger[metadataKey: "bus"] = "\(bus.id)"
-        logger.info("polling \(meters.count) meter(s) on \(bus.transport)")
+        let direction = connection.direction.map { ", RS-485 direction on \($0.description)" } ?? ""
+        logger.info("polling \(meters.count) meter(s) on \(bus.transport)\(direction)")
         let polled = meters.map { PolledMeter(id: $0.id, unit: $0.unit, profile: $0.profile, period: $0.pollInterval) }
         let poller = BusPoller(meters: polled, reader: connection, timing: bus.timing, time: time)
         let sink = sink, loopBeat = loopBeat

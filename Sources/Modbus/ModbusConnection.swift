@@ -19,10 +19,20 @@ public actor ModbusConnection {
     /// Set after a timeout: a late answer may still arrive, and must not be taken for the next one.
     private var staleAnswerPossible = false
     public nonisolated let transport: ModbusTransport
+    /// Drives the transceiver's direction around each request, where the line needs it.
+    public nonisolated let direction: (any RS485DirectionControl)?
 
     /// Creates a context for `transport`. Nothing is opened until ``connect()``.
-    /// The corresponding C functions are `modbus_new_tcp` and `modbus_new_rtu`.
-    public init(_ transport: ModbusTransport, responseTimeout: Duration = .milliseconds(500)) throws(ModbusError) {
+    ///
+    /// - Parameters:
+    ///   - direction: for an RTU line whose transceiver's DE/RE pins are driven from a GPIO: switched to
+    ///     transmit before each request and back to receive after it (see ``RS485DirectionControl``).
+    ///   - directionDelayMicroseconds: with `direction`, the settle time before and after a frame
+    ///     (nil: libmodbus's default of one byte time).
+    /// The corresponding C functions are `modbus_new_tcp` and `modbus_new_rtu`; with `direction`, also
+    /// `modbus_rtu_set_custom_rts`, `modbus_rtu_set_rts` and `modbus_rtu_set_rts_delay`.
+    public init(_ transport: ModbusTransport, responseTimeout: Duration = .milliseconds(500),
+                direction: (any RS485DirectionControl)? = nil, directionDelayMicroseconds: Int? = nil) throws(ModbusError) {
         self.transport = transport
         self.executor = SerialQueueExecutor(label: "metergate.modbus.\(transport)")
         let ctx: OpaquePointer?
@@ -35,13 +45,26 @@ public actor ModbusConnection {
         guard let ctx else {
             throw ModbusError(function: transport.isTCP ? "modbus_new_tcp" : "modbus_new_rtu", code: errno, context: transport.description)
         }
+        if let direction {
+            do throws(ModbusError) {
+                guard case .rtu(let s) = transport else {
+                    throw ModbusError(function: "modbus_rtu_set_custom_rts", code: EINVAL, context: "\(transport): RS-485 direction control needs an RTU line")
+                }
+                try RS485DirectionRegistry.configure(ctx, control: direction, delayMicroseconds: directionDelayMicroseconds, device: s.device)
+            } catch {
+                modbus_free(ctx)
+                throw error
+            }
+        }
         self.context = ctx
+        self.direction = direction
         let (sec, usec) = Self.split(responseTimeout)
         modbus_set_response_timeout(ctx, sec, usec)
     }
 
     deinit {
         modbus_close(context)
+        if direction != nil { RS485DirectionRegistry.remove(context) }
         modbus_free(context)
     }
 
@@ -96,6 +119,7 @@ public actor ModbusConnection {
         try prepare(unit: unit, function: "modbus_read_bits")
         var bits = [UInt8](repeating: 0, count: count)
         let n = bits.withUnsafeMutableBytes { CModbus_read_bits(context, Int32(address), Int32(count), $0.baseAddress) }
+        try checkDirection("unit \(unit), FC01 @\(address) ×\(count)")
         guard n == count else {
             throw ModbusError(function: "modbus_read_bits", code: n < 0 ? errno : CModbus_EMBBADDATA(), context: "unit \(unit), FC01 @\(address) ×\(count)")
         }
@@ -121,6 +145,7 @@ public actor ModbusConnection {
         }
         var words = [UInt16](repeating: 0, count: count)
         let n = words.withUnsafeMutableBufferPointer { call($0.baseAddress!) }
+        try checkDirection("unit \(unit), FC0\(fc) @\(address) ×\(count)")
         if n == count { return words }
         let code = n < 0 ? errno : CModbus_EMBBADDATA()
         let error = ModbusError(function: function, code: code, context: "unit \(unit), FC0\(fc) @\(address) ×\(count)")
@@ -130,6 +155,14 @@ public actor ModbusConnection {
             if case .tcp = transport { close() } else { modbus_flush(context) }
         }
         throw error
+    }
+
+    /// Fails the request just made if a direction switch during it failed: its frame may never have reached
+    /// the bus, or the transceiver may have talked over the answer, so what libmodbus saw is not to be trusted.
+    private func checkDirection(_ request: String) throws(ModbusError) {
+        guard let direction, let failure = RS485DirectionRegistry.takeFailure(context) else { return }
+        staleAnswerPossible = true
+        throw ModbusError(directionFailure: failure, on: direction, context: request)
     }
 
     private static func split(_ d: Duration) -> (UInt32, UInt32) {

@@ -187,27 +187,3 @@ import Testing
         }
     }
 }
-
-@Suite struct DirectionGPIOTests {
-    /// A board port whose transceiver needs a GPIO for DE/RE is refused with the reason, not run silently.
-    @Test func aPortThatNeedsADirectionGPIOIsRefusedWithTheReason() throws {
-        let dir = TemporaryDirectory()
-        defer { dir.cleanup() }
-        try FileManager.default.createDirectory(atPath: dir.file("boards"), withIntermediateDirectories: true)
-        _ = dir.write("boards/de-board.yaml", """
-            board: de-board
-            name: A HAT whose DE/RE pin is a GPIO
-            serial: [ { name: rs485-0, device: /dev/ttyS0, direction_gpio: { chip: gpiochip0, line: 4 } } ]
-            """)
-        let config = dir.write("c.yaml", """
-            gateway: { id: gw, board: de-board }
-            buses: [ { id: b, rtu: { device: rs485-0 } } ]
-            meters: []
-            """)
-        let error = #expect(throws: ConfigErrors.self) {
-            try GatewayConfig.load(path: config, boardDirectories: [dir.file("boards")], profileDirectories: ["\(repositoryRoot)/profiles"])
-        }
-        #expect(error?.errors.first?.keyPath == "buses[0].rtu.device")
-        #expect(error?.errors.first?.message.contains("gpiochip0 line 4") == true)
-    }
-}

@@ -37,6 +37,12 @@ enum GPIOSim {
                 toFile: "/sys/devices/platform/\(platformDevice)/\(chipName)/sim_gpio\(offset)/pull", atomically: false, encoding: .utf8)
         }
 
+        /// The level the line is driven to now (an output requested by MeterGate), as the kernel's simulator sees it.
+        func value(_ offset: Int) throws -> Int? {
+            Int(try String(contentsOfFile: "/sys/devices/platform/\(platformDevice)/\(chipName)/sim_gpio\(offset)/value", encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+
         func remove() {
             try? "0".write(toFile: "\(device)/live", atomically: false, encoding: .utf8)
             rmdir(bank)

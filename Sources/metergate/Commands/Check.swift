@@ -35,6 +35,10 @@ enum ConfigSummary {
             lines.append("  - id: \(b.id)")
             lines.append("    transport: \(b.transport)")
             lines.append("    timeout: \(format(b.responseTimeout))  unit_pause: \(format(b.timing.unitSwitchDelay))  max_backoff: \(format(b.timing.maximumBackoff))")
+            if let d = b.directionLine {
+                lines.append("    rs485_direction: \(d.chip) line \(d.line), active \(d.activeLow ? "low" : "high") while sending"
+                             + "  rts_delay: \(b.rtsDelayMicroseconds.map { "\($0) µs" } ?? "one byte time (libmodbus default)")")
+            }
         }
         lines.append("meters:")
         for m in c.meters {

@@ -4,6 +4,7 @@ import Gateway
 import Logging
 import MQTT
 import MeterCore
+import Modbus
 import Metrics
 import Outbox
 import PowerRails
@@ -40,6 +41,10 @@ struct Run: AsyncParsableCommand {
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         logger.info("starting", metadata: ["gateway": "\(config.gateway)", "board": "\(config.board.id)", "meters": "\(config.meters.count)", "config": "\(config.file)"])
         guard let drainMillis = parseMillis(drainTimeout) else { throw Failure.usage("--drain-timeout '\(drainTimeout)': expected a duration such as 5s") }
+        // Buses first: one that cannot be opened (its RS-485 direction GPIO missing or busy) stops the start, naming
+        // the chip, the line, the C call and errno.
+        let connections: [Identifier: ModbusConnection]
+        do { connections = try PollService.openConnections(config) } catch { throw Failure.run("\(config.file): \(error)") }
 
         // State directory, key, outbox: refuse to start without them, naming the file and the fix.
         do {
@@ -122,7 +127,7 @@ struct Run: AsyncParsableCommand {
         let loopBeat = Heartbeat(), sampleBeat = Heartbeat()
         let pollCounter = Counter(label: "metergate_samples_total")
         let live = config.mqtt.live ? LiveValues(client: client, topics: topics) : nil
-        let poller = PollService(config: config, logger: Logger(label: "poll"), loopBeat: { loopBeat.beat() }) { sample in
+        let poller = PollService(config: config, logger: Logger(label: "poll"), connections: connections, loopBeat: { loopBeat.beat() }) { sample in
             sampleBeat.beat()
             pollCounter.increment()
             pipeline.submit(sample)

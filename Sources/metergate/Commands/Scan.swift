@@ -5,6 +5,7 @@ import Gateway
 import MeterCore
 import Modbus
 import PowerRails
+import Pulse
 
 /// `metergate scan`: walk unit ids on a bus, identify meters; or print a profile's request plan; or read one meter once.
 struct Scan: AsyncParsableCommand {
@@ -13,6 +14,7 @@ struct Scan: AsyncParsableCommand {
         discussion: """
             Examples:
               metergate scan --rtu /dev/ttyUSB0 --baud 9600 --units 1-32
+              metergate scan --rtu /dev/ttyAMA0 --direction-gpio gpiochip0:4 --units 1-10
               metergate scan --tcp 192.168.1.50:502
               metergate scan --plan eastron-sdm630
               metergate scan --tcp 127.0.0.1:1502 --unit 1 --read eastron-sdm630
@@ -32,6 +34,16 @@ struct Scan: AsyncParsableCommand {
 
     @Option(help: "RTU parity: N, E or O.")
     var parity: String = "N"
+
+    @Option(name: .customLong("direction-gpio"),
+            help: "With --rtu: drive the RS-485 transceiver's DE/RE pins from this GPIO line, CHIP:LINE (e.g. gpiochip0:4), as the board file's direction_gpio.")
+    var directionGPIO: String?
+
+    @Flag(help: "With --direction-gpio: the line is active low (low while sending).")
+    var directionActiveLow = false
+
+    @Option(help: "With --direction-gpio: settle time before and after each frame, in microseconds (default: one byte time).")
+    var rtsDelay: Int?
 
     @Option(help: "Unit ids to walk: N, N-M, or a comma list of those (default 1-247).")
     var units: String = "1-247"
@@ -82,8 +94,11 @@ struct Scan: AsyncParsableCommand {
         }
         let transport = try makeTransport()
         guard let timeoutMillis = parseMillis(timeout), timeoutMillis > 0 else { throw Failure.usage("--timeout '\(timeout)': expected a duration such as 300ms or 1s") }
+        let direction = try makeDirection()
         let connection: ModbusConnection
-        do { connection = try ModbusConnection(transport, responseTimeout: .milliseconds(timeoutMillis)) } catch { throw Failure.run("\(error)") }
+        do {
+            connection = try ModbusConnection(transport, responseTimeout: .milliseconds(timeoutMillis), direction: direction, directionDelayMicroseconds: rtsDelay)
+        } catch { throw Failure.run("\(error)") }
         defer { Task { await connection.close() } }
         if let read {
             guard let unit, (1...247).contains(unit) else { throw Failure.usage("--read needs --unit N (1…247)") }
@@ -116,6 +131,23 @@ struct Scan: AsyncParsableCommand {
             return .rtu(SerialSettings(device: device, baud: baud, parity: p))
         case (nil, nil): throw Failure.usage("give the bus to scan: --tcp HOST:PORT or --rtu DEVICE (or --plan PROFILE)")
         default: throw Failure.usage("--tcp and --rtu exclude each other")
+        }
+    }
+
+    /// The RS-485 direction line of `--direction-gpio`, requested as an output in the receive state.
+    private func makeDirection() throws -> GPIODirectionControl? {
+        guard let spec = directionGPIO else {
+            guard !directionActiveLow, rtsDelay == nil else { throw Failure.usage("--direction-active-low and --rts-delay go with --direction-gpio") }
+            return nil
+        }
+        guard rtu != nil else { throw Failure.usage("--direction-gpio goes with --rtu") }
+        let parts = spec.split(separator: ":")
+        guard parts.count == 2, !parts[0].isEmpty, let line = Int(parts[1]), (0...1023).contains(line) else {
+            throw Failure.usage("--direction-gpio '\(spec)': expected CHIP:LINE, e.g. gpiochip0:4")
+        }
+        if let rtsDelay, !(0...100_000).contains(rtsDelay) { throw Failure.usage("--rts-delay \(rtsDelay): expected 0…100000 microseconds") }
+        do { return try GPIODirectionControl(chip: String(parts[0]), offset: line, activeLow: directionActiveLow) } catch {
+            throw Failure.run("--direction-gpio \(spec): \(error)")
         }
     }
 
