@@ -7,7 +7,7 @@ import Testing
 
 /// Records each switch with the number of requests the server had received at that moment.
 final class RecordingDirection: RS485DirectionControl {
-    private let log = Mutex<[(transmitting: Bool, requestsSeen: Int)]>([])
+    private let log = Mutex<[(transmitting: Bool, requestsSeen: Int, at: ContinuousClock.Instant)]>([])
     private let requestsSeen: @Sendable () -> Int
     let description = "recording direction line"
 
@@ -15,11 +15,17 @@ final class RecordingDirection: RS485DirectionControl {
 
     func setTransmitting(_ transmitting: Bool) -> RS485DirectionError? {
         let seen = requestsSeen()
-        log.withLock { $0.append((transmitting, seen)) }
+        log.withLock { $0.append((transmitting, seen, .now)) }
         return nil
     }
 
-    var events: [(transmitting: Bool, requestsSeen: Int)] { log.withLock { $0 } }
+    var events: [(transmitting: Bool, requestsSeen: Int, at: ContinuousClock.Instant)] { log.withLock { $0 } }
+
+    /// How long each transmit lasted (from switching on to switching off).
+    var transmitDurations: [Duration] {
+        let events = self.events
+        return zip(events, events.dropFirst()).filter { $0.0.transmitting && !$0.1.transmitting }.map { $0.1.at - $0.0.at }
+    }
 }
 
 /// Real libmodbus at both ends of a socat pty pair: the client drives an RS-485 direction control through
@@ -50,6 +56,28 @@ final class RecordingDirection: RS485DirectionControl {
         let onsAt = events.filter(\.transmitting).map(\.requestsSeen)
         #expect(onsAt == Array(0..<requests))
         #expect(server.statistics.requests == requests)
+    }
+
+    /// libmodbus holds the line in transmit for the RTS delay, the frame's byte time, and the delay again: a given
+    /// `rts_delay` lengthens every transmit by twice its value. Only lower bounds are checked (sleeps never end early).
+    @Test func theRTSDelayHoldsTransmitAroundTheFrame() async throws {
+        let pty = try SocatPTYPair()
+        let server = try ModbusRTUServer(settings: SerialSettings(device: pty.a, baud: 38_400), handler: CountingHandler())
+        defer { server.stop() }
+        // 8N1 at 38400 Bd: 10 bits a byte, 260 µs (libmodbus's integer byte time); a read request is 8 bytes.
+        let byteTime = Duration.microseconds(1_000_000 * 10 / 38_400)
+        for delay in [nil, 5_000] as [Int?] {
+            let control = RecordingDirection { server.statistics.requests }
+            let client = try ModbusConnection(.rtu(SerialSettings(device: pty.b, baud: 38_400)), responseTimeout: .seconds(2),
+                                              direction: control, directionDelayMicroseconds: delay)
+            for i in 0..<4 { #expect(try await client.readHoldingRegisters(unit: 1, address: i, count: 1) == [30_000 + UInt16(i)]) }
+            await client.close()
+            let durations = control.transmitDurations
+            let settle = delay.map { Duration.microseconds($0) } ?? byteTime
+            #expect(durations.count == 4)
+            #expect(durations.allSatisfy { $0 >= settle * 2 + byteTime * 8 }, "\(durations)")
+            print("rts_delay \(delay.map { "\($0) µs" } ?? "default"): transmit held \(durations.map { "\(Int($0 / .microseconds(1))) µs" }.joined(separator: ", ")) (at least \(Int((settle * 2 + byteTime * 8) / .microseconds(1))) µs)")
+        }
     }
 
     /// The registration lives as long as the connection; closing keeps it (the next read reopens the port),
