@@ -119,9 +119,10 @@ public actor ModbusConnection {
         try prepare(unit: unit, function: "modbus_read_bits")
         var bits = [UInt8](repeating: 0, count: count)
         let n = bits.withUnsafeMutableBytes { CModbus_read_bits(context, Int32(address), Int32(count), $0.baseAddress) }
+        let callErrno = errno
         try checkDirection("unit \(unit), FC01 @\(address) ×\(count)")
         guard n == count else {
-            throw ModbusError(function: "modbus_read_bits", code: n < 0 ? errno : CModbus_EMBBADDATA(), context: "unit \(unit), FC01 @\(address) ×\(count)")
+            throw ModbusError(function: "modbus_read_bits", code: n < 0 ? callErrno : CModbus_EMBBADDATA(), context: "unit \(unit), FC01 @\(address) ×\(count)")
         }
         return bits.map { $0 != 0 }
     }
@@ -145,9 +146,11 @@ public actor ModbusConnection {
         }
         var words = [UInt16](repeating: 0, count: count)
         let n = words.withUnsafeMutableBufferPointer { call($0.baseAddress!) }
+        // errno first: the direction check below takes a lock, which may make system calls.
+        let callErrno = errno
         try checkDirection("unit \(unit), FC0\(fc) @\(address) ×\(count)")
         if n == count { return words }
-        let code = n < 0 ? errno : CModbus_EMBBADDATA()
+        let code = n < 0 ? callErrno : CModbus_EMBBADDATA()
         let error = ModbusError(function: function, code: code, context: "unit \(unit), FC0\(fc) @\(address) ×\(count)")
         if error.kind == .timeout { staleAnswerPossible = true }
         // A broken TCP stream or a framing error leaves stale bytes behind: start the next request clean.
