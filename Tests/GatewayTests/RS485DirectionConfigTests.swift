@@ -1,9 +1,11 @@
 import ConfigFile
 import Foundation
 import Gateway
+import Logging
 import MeterCore
 import Modbus
 import Pulse
+import Synchronization
 import TestSupport
 import Testing
 
@@ -127,4 +129,53 @@ private func load(_ path: String, _ dir: TemporaryDirectory) throws(ConfigErrors
         let connection = try auto.openConnection()
         #expect(connection.direction == nil)
     }
+}
+
+/// Answers every register read with its address: enough for any profile to decode something.
+private struct EchoHandler: ModbusRequestHandler {
+    func respond(to request: ModbusServerRequest) -> ModbusServerResponse {
+        .values((0..<request.count).map { UInt16(truncatingIfNeeded: request.address + $0) })
+    }
+}
+
+/// The poll service over a connection opened before the start, as `run` hands them over: its requests go
+/// through the connection's direction control, one transmit and one release each.
+@Suite struct PollServiceDirectionTests {
+    @Test func theServicePollsThroughTheConnectionItIsGiven() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let pty = try SocatPTYPair()
+        let server = try ModbusRTUServer(settings: SerialSettings(device: pty.a, baud: 38_400), handler: EchoHandler())
+        defer { server.stop() }
+        let config = try GatewayConfig.load(path: dir.write("c.yaml", """
+            gateway: { id: gw, board: sim, state_dir: \(dir.file("state")) }
+            buses:
+              - { id: rtu, rtu: { device: \(pty.b), baud: 38400 }, timeout: 2s }
+            meters:
+              - { id: m1, bus: rtu, unit: 1, profile: eastron-sdm630, poll: 200ms }
+            """), boardDirectories: ["\(repositoryRoot)/boards"], profileDirectories: ["\(repositoryRoot)/profiles"])
+        let bus = try #require(config.buses.first)
+        let control = InMemoryRS485Direction()
+        let connection = try ModbusConnection(bus.transport, responseTimeout: bus.responseTimeout, direction: control)
+        let samples = Mutex<[Sample]>([])
+        let service = PollService(config: config, logger: Logger(label: "test"), connections: [bus.id: connection]) { sample in
+            samples.withLock { $0.append(sample) }
+        }
+        let running = Task { try await service.run() }
+        #expect(waitUntil(timeout: 30) { samples.withLock { $0.count } >= 2 })
+        running.cancel()
+        _ = await running.result
+        let events = control.events
+        // The release at configuration, then transmit/release per request sent (the server counts each on arrival).
+        #expect(waitUntil(timeout: 10) { server.statistics.requests * 2 == events.count - 1 }, "\(events.count) switches for \(server.statistics.requests) requests")
+        #expect(server.statistics.requests >= 2)
+        #expect(events.first == false)
+        #expect(zip(events.dropFirst(), [true, false].cycled(events.count)).allSatisfy { $0 == $1 })
+        #expect(samples.withLock { $0.allSatisfy { $0.meter.rawValue == "m1" } })
+    }
+}
+
+private extension Array {
+    /// The array repeated to `count` elements.
+    func cycled(_ count: Int) -> [Element] { (0..<count).map { self[$0 % self.count] } }
 }
