@@ -118,7 +118,7 @@ enum RS485DirectionRegistry {
             guard modbus_rtu_set_custom_rts(context, { RS485DirectionRegistry.switchDirection($0, $1) }) == 0 else {
                 throw ModbusError(function: "modbus_rtu_set_custom_rts", code: errno, context: device)
             }
-            if let delayMicroseconds, modbus_rtu_set_rts_delay(context, Int32(delayMicroseconds)) != 0 {
+            if let delayMicroseconds, modbus_rtu_set_rts_delay(context, Int32(clamping: delayMicroseconds)) != 0 {
                 throw ModbusError(function: "modbus_rtu_set_rts_delay", code: errno, context: "\(device), \(delayMicroseconds) µs")
             }
             guard modbus_rtu_set_rts(context, Int32(MODBUS_RTU_RTS_UP)) == 0 else {
