@@ -53,6 +53,14 @@ public struct Timestamp: Sendable, Hashable, Codable {
 
     /// Wall-clock milliseconds since the Unix epoch.
     public var wallMillis: Int64 { wallNanos / 1_000_000 }
+
+    /// The instant halfway between this one and a later `end`, by the monotonic clock: a wall-clock step
+    /// between the two moves neither half. A poll is stamped so: its values were read somewhere between the
+    /// request going out and the answer coming back, and the middle is off by at most half the round trip.
+    public func midpoint(to end: Timestamp) -> Timestamp {
+        let half = end.monotonicNanos >= monotonicNanos ? (end.monotonicNanos - monotonicNanos) / 2 : 0
+        return Timestamp(wallNanos: wallNanos + Int64(half), monotonicNanos: monotonicNanos + half)
+    }
 }
 
 /// One poll of one source: the values it returned, and when.

@@ -232,7 +232,10 @@ public actor BusPoller {
                     readout = try await readers[i]!.read(unit: meter.unit, from: reader, pause: pause) { [self] in self.pause($0) }
                 } catch { throw .modbus(error) }
                 schedule.succeeded(i, now: clock.now)
-                emit.yield(.sample(Sample(meter: meter.id, time: stamp, values: readout.values), unit: meter.unit,
+                // Stamped at the middle of the read, not its start: a request that waited for the bus or a busy
+                // machine would otherwise date its counter too early and shift energy between intervals.
+                let readAt = stamp.midpoint(to: time.now())
+                emit.yield(.sample(Sample(meter: meter.id, time: readAt, values: readout.values), unit: meter.unit,
                                    requests: readout.requests, refused: readout.refused))
             } catch {
                 // A SunSpec device is discovered again after a failure: it may have been replaced.

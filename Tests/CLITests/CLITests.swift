@@ -184,7 +184,10 @@ import Testing
         // The power rail (35 W on the recorded amdgpu tree) and the energy rail are streams like the meters.
         #expect(verify.stdout.contains("\"meter\":\"gpu\"") && verify.stdout.contains("\"meter\":\"cpu\""), "\(verify.stdout)")
         // The right kWh: each record's interval energy is the step of its cumulative total, and matches the
-        // interval's average power (meter a draws 5 kW ± 25 % on a one-minute sine: 1 s intervals).
+        // interval's average power (meter a draws 5 kW ± 25 % on a one-minute sine: 1 s intervals). A single
+        // 1 s interval splits the energy between two polls by their timestamps, so a poll that a loaded machine
+        // delays moves a share of a second's energy into its neighbour: per interval only a loose bound; the
+        // sum over all measured intervals must land in the sine's band.
         struct Row { var delta: Int64; var total: Int64; var avg: Int64; var quality: String }
         var rows: [String: [Int: Row]] = [:]
         for line in Set(lines()) {
@@ -196,7 +199,7 @@ import Testing
                   let avg = (record["avg_mw"] as? NSNumber)?.int64Value, let quality = record["quality"] as? String else { continue }
             rows[meter, default: [:]][seq] = Row(delta: delta, total: total, avg: avg, quality: quality)
         }
-        var checked = 0
+        var checked = 0, measuredEnergy: Int64 = 0
         for (meter, bySeq) in rows {
             for (seq, row) in bySeq {
                 #expect(row.delta >= 0 && row.total >= row.delta, "\(meter) seq \(seq): delta \(row.delta), total \(row.total)")
@@ -206,12 +209,16 @@ import Testing
                 if meter == "a" && row.quality == "measured" {
                     let expected = Double(row.avg) / 3600   // mW over 1 s, in mWh
                     #expect(abs(Double(row.delta) - expected) <= expected * 0.1 + 5, "\(meter) seq \(seq): \(row.delta) mWh for \(row.avg) mW over 1 s")
-                    #expect((3_700_000...6_300_000).contains(row.avg), "meter a averages 5 kW ± 25 %: \(row.avg) mW")
+                    #expect((2_000_000...8_000_000).contains(row.avg), "meter a draws 5 kW ± 25 %: \(row.avg) mW in one second")
                     checked += 1
+                    measuredEnergy += row.delta
                 }
             }
         }
         #expect(checked >= 2, "measured intervals of meter a checked: \(checked)")
+        // mWh over `checked` seconds → mean mW.
+        let meanPower = Double(measuredEnergy) * 3600 / Double(max(checked, 1))
+        #expect((3_700_000...6_300_000).contains(meanPower), "meter a averages 5 kW ± 25 % over \(checked) s: \(meanPower) mW")
 
         // The outbox holds every record, all delivered, and export gives the same lines.
         let stats = try runProcess(try metergateBinary(), ["outbox", "stats", "--db", "\(dir.path)/state/outbox.sqlite"])

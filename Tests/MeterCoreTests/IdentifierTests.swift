@@ -49,3 +49,17 @@ import Testing
         #expect(a.wallMillis > 1_700_000_000_000)
     }
 }
+
+@Suite struct TimestampTests {
+    @Test func theMidpointGoesByTheMonotonicClock() {
+        let start = Timestamp(wallNanos: 1_700_000_000_000_000_000, monotonicNanos: 5_000_000_000)
+        let end = Timestamp(wallNanos: 1_700_000_000_400_000_000, monotonicNanos: 5_400_000_000)
+        #expect(start.midpoint(to: end) == Timestamp(wallNanos: 1_700_000_000_200_000_000, monotonicNanos: 5_200_000_000))
+        // The wall clock stepped back an hour during the read: the midpoint is still 200 ms after the start.
+        let stepped = Timestamp(wallNanos: end.wallNanos - 3_600_000_000_000, monotonicNanos: end.monotonicNanos)
+        #expect(start.midpoint(to: stepped) == Timestamp(wallNanos: 1_700_000_000_200_000_000, monotonicNanos: 5_200_000_000))
+        #expect(start.midpoint(to: start) == start)
+        // An `end` before the start (never from one clock) is taken as no time at all.
+        #expect(end.midpoint(to: start) == end)
+    }
+}

@@ -91,8 +91,9 @@ let ETIMEDOUT_CODE = ETIMEDOUT
         #expect(try #require(failures.last).2 == .milliseconds(160))
         // The live units keep polling (generous bound: at least a fifth of their periods).
         #expect(Double(samples("m1").count) >= cycles / 5 && Double(samples("m3").count) >= cycles / 5)
-        // Three requests per poll; a poll cut short by cancellation may have made one or two more.
-        #expect((0...2).contains(calls[1]! - samples("m1").count * 3), "m1: \(calls[1]!) requests for \(samples("m1").count) polls")
+        // Three requests per poll; the poll under way at cancellation may have made up to three more whose
+        // sample never reached the event stream (it ends with the cancelled task).
+        #expect((0...3).contains(calls[1]! - samples("m1").count * 3), "m1: \(calls[1]!) requests for \(samples("m1").count) polls")
         if case .sample(let s, _, let requests, _) = try #require(samples("m1").first) {
             #expect(requests == 3)
             #expect(s.values[.energyImport] == 10)
