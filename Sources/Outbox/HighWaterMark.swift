@@ -1,17 +1,23 @@
 import Crypto
 import Foundation
+import Logging
 
-/// The highest record of each stream that ever left the store for publishing, kept in a small file beside
-/// the database (`<outbox>.mark`), outside SQLite and its WAL.
+/// The highest record of each stream that ever left the store for publishing, kept beside the database
+/// (`<outbox>.mark-a` and `<outbox>.mark-b`), outside SQLite and its WAL.
 ///
 /// SQLite cannot notice a WAL that lost its tail (a cut file, a power cut under `synchronous=NORMAL`): the
 /// missing commits simply never happened, and the stream heads roll back with them. Without this mark the
 /// outbox would then sign new records under seqs it had already published: a fork at the settlement side.
 /// With it, the outbox continues each stream from the mark instead (see ``SQLiteOutbox``).
 ///
-/// The file is written whole and atomically (temporary file, `fsync`, `rename`, `fsync` of the directory)
-/// before the records it covers are handed out. Its text is versioned and carries a SHA-256 over its body,
-/// so a damaged file is found and reported, never read as a smaller mark.
+/// Durability at one `fdatasync` per update: the mark alternates between two slot files, each rewritten in
+/// place, numbered by a generation. An update overwrites the slot of the older generation and is `fdatasync`ed
+/// before the records it covers are handed out, so the newest durable mark is never overwritten: after a
+/// crash in the middle of an update, the torn slot fails its check and the other holds the mark that was in
+/// force (the records of the torn update never left). A temporary file, `rename` and a directory `fsync`
+/// would cost two journal commits per update; the publisher claims records many times a second while a
+/// backlog drains. Each slot's text is versioned and carries a SHA-256 over its body, so damage is found
+/// and reported, never read as a smaller mark.
 struct HighWaterMark: Sendable, Hashable {
     /// One stream's highest published record.
     struct Entry: Sendable, Hashable, Codable {
@@ -25,16 +31,19 @@ struct HighWaterMark: Sendable, Hashable {
     /// The store epoch the seqs belong to.
     var epoch: String
     var streams: [String: Entry]
+    /// Rises by one with every update; the update goes to slot `generation % 2`.
+    var generation: UInt64 = 0
 
     static let format = "metergate-outbox-mark"
     static let version = 1
 
-    /// The file that goes with the database at `databasePath`.
-    static func path(forDatabase databasePath: String) -> String { databasePath + ".mark" }
+    /// The two slot files that go with the database at `databasePath`.
+    static func paths(forDatabase databasePath: String) -> [String] { [databasePath + ".mark-a", databasePath + ".mark-b"] }
 
     private struct Body: Codable {
         var format: String
         var version: Int
+        var generation: UInt64
         var epoch: String
         var streams: [Stream]
     }
@@ -48,7 +57,7 @@ struct HighWaterMark: Sendable, Hashable {
 
     /// The file's text: one line of JSON, then `sha256 <hex of that line>`.
     func encoded() -> [UInt8] {
-        let body = Body(format: Self.format, version: Self.version, epoch: epoch,
+        let body = Body(format: Self.format, version: Self.version, generation: generation, epoch: epoch,
                         streams: streams.keys.sorted().map { meter in
                             let entry = streams[meter]!
                             return Stream(meter: meter, seq: entry.seq, hash: Data(entry.hash).base64EncodedString(), intervalEnd: entry.intervalEnd)
@@ -84,7 +93,7 @@ struct HighWaterMark: Sendable, Hashable {
             }
             streams[stream.meter] = Entry(seq: stream.seq, hash: hash, intervalEnd: stream.intervalEnd)
         }
-        return HighWaterMark(epoch: body.epoch, streams: streams)
+        return HighWaterMark(epoch: body.epoch, streams: streams, generation: body.generation)
     }
 
     /// What is wrong with a mark file's contents.
@@ -93,44 +102,59 @@ struct HighWaterMark: Sendable, Hashable {
         init(_ reason: String) { self.reason = reason }
     }
 
-    /// Reads the mark at `path`; nil when there is no file.
-    static func load(path: String) throws(OutboxError) -> HighWaterMark? {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            if !FileManager.default.fileExists(atPath: path) { return nil }
-            throw .markFileUnreadable(path: path, call: "open", code: EACCES)
+    /// Reads the newest valid slot of the database at `databasePath`; nil when neither slot exists. One
+    /// damaged slot beside a valid one is an update torn by a crash (its records never left): the valid one
+    /// is the mark. Both damaged throws ``OutboxError/markFileDamaged(path:reason:)``.
+    static func load(databasePath: String, logger: Logger) throws(OutboxError) -> HighWaterMark? {
+        var found: [HighWaterMark] = []
+        var problems: [String] = []
+        for path in paths(forDatabase: databasePath) {
+            guard let data = FileManager.default.contents(atPath: path) else {
+                if !FileManager.default.fileExists(atPath: path) { continue }
+                throw .markFileUnreadable(path: path, call: "open", code: EACCES)
+            }
+            do throws(MarkProblem) {
+                found.append(try decode(Array(data)))
+            } catch {
+                problems.append("\(path): \(error.reason)")
+            }
         }
-        do throws(MarkProblem) {
-            return try decode(Array(data))
-        } catch {
-            throw .markFileDamaged(path: path, reason: error.reason)
+        guard let newest = found.max(by: { $0.generation < $1.generation }) else {
+            if problems.isEmpty { return nil }
+            throw .markFileDamaged(path: paths(forDatabase: databasePath).joined(separator: ", "), reason: problems.joined(separator: "; "))
         }
+        if !problems.isEmpty {
+            logger.warning("one outbox high-water mark slot is damaged (an update cut short by a crash); using the other",
+                           metadata: ["problem": "\(problems.joined(separator: "; "))", "generation": "\(newest.generation)"])
+        }
+        return newest
     }
 
-    /// Writes the mark to `path` durably: `<path>.tmp` written and `fsync`ed, renamed over `path`, then the
-    /// directory `fsync`ed, so that after a crash the file holds either the old mark or this one.
-    func write(path: String) throws(OutboxError) {
-        let temporary = path + ".tmp"
+    /// Writes the mark into slot `generation % 2` of the database at `databasePath`, in place, and
+    /// `fdatasync`s it (a slot made by this call also `fsync`s the directory, for its name).
+    func write(databasePath: String) throws(OutboxError) {
+        let path = Self.paths(forDatabase: databasePath)[Int(generation % 2)]
         let bytes = encoded()
-        let fd = Foundation.open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw .markFileUnreadable(path: temporary, call: "open", code: errno) }
+        var created = true
+        var fd = Foundation.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        if fd < 0 && errno == EEXIST {
+            created = false
+            fd = Foundation.open(path, O_WRONLY | O_CLOEXEC)
+        }
+        guard fd >= 0 else { throw .markFileUnreadable(path: path, call: "open", code: errno) }
+        defer { Foundation.close(fd) }
         var written = 0
         while written < bytes.count {
-            let n = bytes[written...].withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
+            let n = bytes[written...].withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(written)) }
             if n < 0 {
                 if errno == EINTR { continue }
-                let code = errno
-                Foundation.close(fd)
-                throw .markFileUnreadable(path: temporary, call: "write", code: code)
+                throw .markFileUnreadable(path: path, call: "pwrite", code: errno)
             }
             written += n
         }
-        if fsync(fd) != 0 {
-            let code = errno
-            Foundation.close(fd)
-            throw .markFileUnreadable(path: temporary, call: "fsync", code: code)
-        }
-        Foundation.close(fd)
-        guard rename(temporary, path) == 0 else { throw .markFileUnreadable(path: path, call: "rename", code: errno) }
+        guard ftruncate(fd, off_t(bytes.count)) == 0 else { throw .markFileUnreadable(path: path, call: "ftruncate", code: errno) }
+        guard fdatasync(fd) == 0 else { throw .markFileUnreadable(path: path, call: "fdatasync", code: errno) }
+        guard created else { return }
         let directory = (path as NSString).deletingLastPathComponent
         let dirfd = Foundation.open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard dirfd >= 0 else { throw .markFileUnreadable(path: directory, call: "open", code: errno) }

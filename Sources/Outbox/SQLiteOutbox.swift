@@ -59,7 +59,7 @@ public struct QuarantinedDatabase: Sendable, Hashable, CustomStringConvertible {
 
 /// The outbox on a SQLite file: one connection, owned by this actor, on its own serial queue.
 ///
-/// Beside the file it keeps a high-water mark (`<path>.mark`, see ``HighWaterMark``): per stream, the highest
+/// Beside the file it keeps a high-water mark (`<path>.mark-a` and `-b`, see ``HighWaterMark``): per stream, the highest
 /// seq ever handed out for publishing, written durably before ``claimPending(limit:)`` returns the records.
 /// A database that comes back behind its mark (committed transactions lost) is continued from the mark,
 /// so no published seq is ever signed again with other bytes (``OutboxOpenReport/recoveries``).
@@ -114,8 +114,7 @@ public actor SQLiteOutbox: OutboxStore {
     private var deliveredBytes: Int64
     private var droppedTotal: Int64
     private var quotaAlarm = false
-    /// Where the high-water mark lives, and what it holds now (nil: inspection only, never written).
-    private let markPath: String
+    /// What the high-water mark holds now (nil: inspection only, never written).
     private var mark: HighWaterMark?
     /// Streams continued from the mark whose next record has yet to say so (``StreamPosition/storeLost``).
     private var unannounced: [String: ClosedRange<UInt64>] = [:]
@@ -149,7 +148,6 @@ public actor SQLiteOutbox: OutboxStore {
         self.configuration = configuration
         self.logger = logger
         self.clock = clock
-        self.markPath = HighWaterMark.path(forDatabase: path)
 
         var quarantined: QuarantinedDatabase?
         var db: SQLiteDatabase
@@ -210,7 +208,7 @@ public actor SQLiteOutbox: OutboxStore {
         if !options.inspectOnly {
             // A damaged mark throws (OutboxError.markFileDamaged): the gateway then refuses to start, naming the
             // file and what to do. Guessing would risk signing published seqs again.
-            let (mark, recoveries) = try Self.applyMark(path: markPath, epoch: self.epoch, heads: &heads, logger: logger)
+            let (mark, recoveries) = try Self.applyMark(databasePath: path, epoch: self.epoch, heads: &heads, logger: logger)
             self.mark = mark
             report.recoveries = recoveries
             for recovery in recoveries { unannounced[recovery.meter] = recovery.lostSeqs }
@@ -342,8 +340,9 @@ public actor SQLiteOutbox: OutboxStore {
         // before it, the mark still says which seqs were published. A failed write hands nothing out.
         if !raised.isEmpty, var next = mark {
             next.streams.merge(raised) { $1 }
+            next.generation += 1
             do throws(OutboxError) {
-                try next.write(path: markPath)
+                try next.write(databasePath: path)
             } catch {
                 _ = try? releaseInflight(records.map(\.id))
                 logger.error("could not write the outbox high-water mark; records stay pending", metadata: ["error": "\(error)"])
@@ -821,13 +820,15 @@ public actor SQLiteOutbox: OutboxStore {
     /// (`heads` changes in memory only: the `streams` row follows with the stream's next append, so a restart
     /// before then finds and reports the same loss again). A mark of another epoch (the store was made anew)
     /// is replaced by an empty one for this epoch; the old seqs belong to the old chain.
-    private static func applyMark(path: String, epoch: String, heads: inout [String: StreamHead],
+    private static func applyMark(databasePath: String, epoch: String, heads: inout [String: StreamHead],
                                   logger: Logger) throws(OutboxError) -> (HighWaterMark, [OutboxRecovery]) {
-        guard let found = try HighWaterMark.load(path: path) else { return (HighWaterMark(epoch: epoch, streams: [:]), []) }
+        guard let found = try HighWaterMark.load(databasePath: databasePath, logger: logger) else {
+            return (HighWaterMark(epoch: epoch, streams: [:]), [])
+        }
         guard found.epoch == epoch else {
             logger.notice("the outbox high-water mark belongs to another store epoch; starting a new mark",
-                          metadata: ["path": "\(path)", "mark_epoch": "\(found.epoch)", "epoch": "\(epoch)"])
-            return (HighWaterMark(epoch: epoch, streams: [:]), [])
+                          metadata: ["path": "\(databasePath).mark-*", "mark_epoch": "\(found.epoch)", "epoch": "\(epoch)"])
+            return (HighWaterMark(epoch: epoch, streams: [:], generation: found.generation), [])
         }
         var recoveries: [OutboxRecovery] = []
         for (meter, entry) in found.streams.sorted(by: { $0.key < $1.key }) {
@@ -842,7 +843,7 @@ public actor SQLiteOutbox: OutboxStore {
                 """,
                          metadata: ["meter": "\(meter)", "db_last_seq": "\(stored)", "mark_seq": "\(entry.seq)",
                                     "lost_seqs": "\(recovery.lostSeqs)", "mark_interval_end_ms": "\(entry.intervalEnd.map { "\($0)" } ?? "-")",
-                                    "mark": "\(path)"])
+                                    "mark_generation": "\(found.generation)"])
         }
         return (found, recoveries)
     }

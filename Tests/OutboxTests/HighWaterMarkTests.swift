@@ -27,6 +27,11 @@ import Testing
         try FileManager.default.copyItem(atPath: path, toPath: copy)
     }
 
+    /// The text of the mark's slot files that exist (`<path>.mark-a`, `<path>.mark-b`), in that order.
+    func markSlots(_ path: String) -> [String] {
+        ["a", "b"].compactMap { try? String(contentsOfFile: "\(path).mark-\($0)", encoding: .utf8) }
+    }
+
     /// Removes the database file and its WAL and shared-memory files (not the mark).
     func removeDatabase(_ path: String) throws {
         for suffix in ["", "-wal", "-shm"] where FileManager.default.fileExists(atPath: path + suffix) {
@@ -143,7 +148,9 @@ import Testing
         defer { dir.cleanup() }
         let path = dir.file("outbox.sqlite")
         _ = try await publishedStore(at: path, count: 2)
-        let markPath = path + ".mark"
+        // One claim: generation 1, in slot b.
+        let markPath = path + ".mark-b"
+        #expect(!FileManager.default.fileExists(atPath: path + ".mark-a"))
         let text = try String(contentsOfFile: markPath, encoding: .utf8)
         try damage.apply(text).write(toFile: markPath, atomically: true, encoding: .utf8)
 
@@ -155,12 +162,34 @@ import Testing
                 Issue.record("expected markFileDamaged, got \(error)")
                 return
             }
-            #expect(named == markPath)
+            #expect(named.contains(markPath))
             #expect(error.description.contains(markPath) && error.description.contains("remove"))
         }
         // Inspection beside a gateway does not need the mark.
         let inspect = try await SQLiteOutbox.open(path: path, configuration: OutboxConfiguration(), options: .init(inspectOnly: true))
         #expect(try await inspect.stats().streams.first?.lastSeq == 2)
+    }
+
+    /// A crash while a slot is rewritten leaves it torn: its records never left, and the other slot holds
+    /// the mark in force.
+    @Test func aTornNewerSlotFallsBackToTheOlderSlot() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let path = dir.file("outbox.sqlite"), old = dir.file("old.sqlite")
+        _ = try await publishedStore(at: path, count: 2)   // generation 1 (slot b): seq 2
+        try setAside(path, to: old)
+        let store = try await SQLiteOutbox.open(path: path, configuration: OutboxConfiguration())
+        _ = try await append(store, "m", count: 3, firstEnd: 3000)
+        #expect(try await store.claimPending(limit: 10).map(\.seq) == [1, 2, 3, 4, 5])   // generation 2 (slot a): seq 5
+        await store.close()
+        let slotA = path + ".mark-a"
+        let text = try String(contentsOfFile: slotA, encoding: .utf8)
+        try String(text.prefix(text.count / 2)).write(toFile: slotA, atomically: false, encoding: .utf8)
+        try restore(old, to: path)
+
+        let reopened = try await SQLiteOutbox.open(path: path, configuration: OutboxConfiguration())
+        #expect(reopened.openReport.recoveries.isEmpty, "slot b (seq 2) is in force, and the database holds seq 2")
+        #expect(try await append(reopened, "m", count: 1, firstEnd: 3000).map(\.seq) == [3])
     }
 
     @Test func aMarkOfAnotherEpochIsReplacedNotApplied() async throws {
@@ -177,7 +206,11 @@ import Testing
         let first = try await append(fresh, "m", count: 1, firstEnd: 9000)
         #expect(first.map(\.seq) == [1])
         _ = try await fresh.claimPending(limit: 10)
-        #expect(try String(contentsOfFile: path + ".mark", encoding: .utf8).contains(fresh.epoch))
+        let slots = markSlots(path)
+        #expect(slots.count == 2 && slots.filter { $0.contains(fresh.epoch) }.count == 1, "the newer slot is the new epoch's")
+        let reopened = try await SQLiteOutbox.open(path: path, configuration: OutboxConfiguration())
+        #expect(reopened.openReport.recoveries.isEmpty)
+        #expect(try await append(reopened, "m", count: 1, firstEnd: 10000).map(\.seq) == [2])
     }
 
     @Test func theMarkRisesOnlyWhenAClaimHandsOutAHigherSeq() async throws {
@@ -186,14 +219,17 @@ import Testing
         let path = dir.file("outbox.sqlite")
         let store = try await SQLiteOutbox.open(path: path, configuration: OutboxConfiguration())
         _ = try await append(store, "m", count: 2, firstEnd: 1000)
-        #expect(!FileManager.default.fileExists(atPath: path + ".mark"), "nothing has left the store yet")
+        #expect(markSlots(path).isEmpty, "nothing has left the store yet")
         let claimed = try await store.claimPending(limit: 10)
-        let text = try String(contentsOfFile: path + ".mark", encoding: .utf8)
+        let text = try #require(markSlots(path).first)
         #expect(text.contains("\"seq\":2") && text.contains("\"intervalEnd\":2000"))
         // Released and claimed again (a reconnect): the same seqs, the mark stays as it is.
         try await store.releaseInflight(claimed.map(\.id))
-        try FileManager.default.removeItem(atPath: path + ".mark")
+        try FileManager.default.removeItem(atPath: path + ".mark-b")
         #expect(try await store.claimPending(limit: 10).count == 2)
-        #expect(!FileManager.default.fileExists(atPath: path + ".mark"), "no rewrite for seqs already covered")
+        #expect(markSlots(path).isEmpty, "no rewrite for seqs already covered")
+        _ = try await append(store, "m", count: 1, firstEnd: 3000)
+        #expect(try await store.claimPending(limit: 10).map(\.seq) == [3])
+        #expect(markSlots(path).count == 1 && markSlots(path)[0].contains("\"generation\":2"), "the next update goes to the other slot")
     }
 }
