@@ -20,7 +20,7 @@ import Logging
 /// and reported, never read as a smaller mark.
 struct HighWaterMark: Sendable, Hashable {
     /// One stream's highest published record.
-    struct Entry: Sendable, Hashable, Codable {
+    struct Entry: Sendable, Hashable {
         var seq: UInt64
         /// The record's hash: the `prev` of the stream's next record.
         var hash: [UInt8]
