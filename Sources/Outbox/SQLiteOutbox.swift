@@ -208,7 +208,7 @@ public actor SQLiteOutbox: OutboxStore {
         if !options.inspectOnly {
             // A damaged mark throws (OutboxError.markFileDamaged): the gateway then refuses to start, naming the
             // file and what to do. Guessing would risk signing published seqs again.
-            let (mark, recoveries) = try Self.applyMark(databasePath: path, epoch: self.epoch, heads: &heads, logger: logger)
+            let (mark, recoveries) = try Self.applyMark(databasePath: path, epoch: self.epoch, created: report.created, heads: &heads, logger: logger)
             self.mark = mark
             report.recoveries = recoveries
             for recovery in recoveries { unannounced[recovery.meter] = recovery.lostSeqs }
@@ -818,10 +818,18 @@ public actor SQLiteOutbox: OutboxStore {
 
     /// Reads the high-water mark and continues every stream whose database head is behind it from the mark
     /// (`heads` changes in memory only: the `streams` row follows with the stream's next append, so a restart
-    /// before then finds and reports the same loss again). A mark of another epoch (the store was made anew)
-    /// is replaced by an empty one for this epoch; the old seqs belong to the old chain.
-    private static func applyMark(databasePath: String, epoch: String, heads: inout [String: StreamHead],
+    /// before then finds and reports the same loss again). A mark of another epoch is replaced by an empty
+    /// one for this epoch: the old seqs belong to the old chain. A store made by this open (a new epoch)
+    /// removes any mark left by an earlier store unread, damaged or not: no seq of a new epoch has left yet.
+    private static func applyMark(databasePath: String, epoch: String, created: Bool, heads: inout [String: StreamHead],
                                   logger: Logger) throws(OutboxError) -> (HighWaterMark, [OutboxRecovery]) {
+        if created {
+            for slot in HighWaterMark.paths(forDatabase: databasePath) where FileManager.default.fileExists(atPath: slot) {
+                guard unlink(slot) == 0 else { throw .markFileUnreadable(path: slot, call: "unlink", code: errno) }
+                logger.notice("removed the high-water mark of an earlier store; the new store starts a new epoch", metadata: ["path": "\(slot)"])
+            }
+            return (HighWaterMark(epoch: epoch, streams: [:]), [])
+        }
         guard let found = try HighWaterMark.load(databasePath: databasePath, logger: logger) else {
             return (HighWaterMark(epoch: epoch, streams: [:]), [])
         }
