@@ -89,6 +89,7 @@ public struct MonitorService: Service {
         let oldestGauge = Gauge(label: "metergate_outbox_oldest_unsent_seconds")
         let bytesGauge = Gauge(label: "metergate_outbox_file_bytes")
         let droppedGauge = Gauge(label: "metergate_outbox_dropped_total")
+        let recoveredGauge = Gauge(label: "metergate_outbox_recovered_streams")
         let connectedGauge = Gauge(label: "metergate_mqtt_connected")
         let signedGauge = Gauge(label: "metergate_records_signed_total")
         let publishedGauge = Gauge(label: "metergate_mqtt_published_total")
@@ -116,6 +117,7 @@ public struct MonitorService: Service {
                 oldestGauge.record(age)
                 bytesGauge.record(stats.fileBytes)
                 droppedGauge.record(stats.droppedTotal)
+                recoveredGauge.record(stats.recoveredStreams)
             }
             monitor.update {
                 $0.brokerConnected = connected

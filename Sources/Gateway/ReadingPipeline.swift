@@ -53,6 +53,11 @@ public actor ReadingPipeline {
     /// interval's detail, never energy: the counters carry it).
     let saveInterval: Duration
 
+    /// Per stream, the end (ms) of the last interval published before the outbox lost records it had already
+    /// published (``OutboxRecovery``). The accounting state rolled back with the store, so the stream recomputes
+    /// intervals up to here; they went out under seqs the store has left behind and are not signed again.
+    private var publishedThrough: [MeterID: Int64] = [:]
+
     public private(set) var recordsAppended: Int64 = 0
     public private(set) var lastAppendError: String?
 
@@ -72,10 +77,15 @@ public actor ReadingPipeline {
     static func stateKey(_ meter: MeterID) -> String { "accounting/\(meter)" }
 
     /// Builds one stream per configured meter, restoring saved accounting state where there is some.
+    /// - Parameter recoveries: streams the outbox continued from its high-water mark when it was opened
+    ///   (``OutboxOpenReport/recoveries``): their intervals up to the mark's interval end are not signed again.
     public init(config: GatewayConfig, key: SigningKey, store: any OutboxStore, bootID: String?, logger: Logger,
-                rails: [(source: RailsConfig.Source, rail: RailDescription)] = [],
+                rails: [(source: RailsConfig.Source, rail: RailDescription)] = [], recoveries: [OutboxRecovery] = [],
                 saveInterval: Duration = .seconds(10), appended: @escaping @Sendable () -> Void) async throws {
         self.store = store
+        for recovery in recoveries {
+            if let end = recovery.intervalEnd, let meter = try? MeterID(validating: recovery.meter) { publishedThrough[meter] = end }
+        }
         self.logger = logger
         self.appended = appended
         self.saveInterval = saveInterval
@@ -286,12 +296,20 @@ public actor ReadingPipeline {
     /// Signs and appends `intervals` of `meter` together with the state of every changed stream, in one
     /// transaction. On failure (disk full) nothing is stored and the state stays unsaved: the intervals are
     /// re-derived after a restart from the last saved state and the counters, so no energy is lost.
-    private func commit(_ intervals: [AccountedInterval], of meter: MeterID?) async {
+    private func commit(_ closed: [AccountedInterval], of meter: MeterID?) async {
+        var intervals = closed
+        if let meter, let through = publishedThrough[meter] {
+            intervals.removeAll { $0.result.endMillis <= through }
+            if intervals.count < closed.count {
+                logger.notice("intervals already published before the outbox lost records are not signed again",
+                              metadata: ["meter": "\(meter)", "dropped": "\(closed.count - intervals.count)", "published_through_ms": "\(through)"])
+            }
+        }
         var requests: [AppendRequest] = []
         if let meter, let signer = streams[meter]?.signer {
             for interval in intervals {
                 let result = interval.result
-                requests.append(AppendRequest(meter: meter.rawValue) { position in
+                requests.append(AppendRequest(meter: meter.rawValue, intervalEnd: result.endMillis) { position in
                     let signed = try signer.sign(result: result, position: position)
                     return (signed.bytes, signed.hash)
                 })
@@ -316,6 +334,7 @@ public actor ReadingPipeline {
             for interval in intervals {
                 Counter(label: "metergate_intervals_total", dimensions: [("meter", "\(meter.map { "\($0)" } ?? "-")"), ("quality", interval.result.quality.rawValue)]).increment()
             }
+            if let meter, !records.isEmpty { publishedThrough[meter] = nil }
             if !records.isEmpty {
                 recordsAppended += Int64(records.count)
                 for r in records {

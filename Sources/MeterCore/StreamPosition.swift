@@ -15,12 +15,16 @@ public struct StreamPosition: Sendable, Hashable {
     /// The key id that signed the previous record, when the outbox knows it. When it differs from the
     /// signer's key, the new record names it and so starts a new chain segment (key rotation).
     public var previousKeyID: String?
+    /// Set on the first record after the outbox found that its database had lost committed records that were
+    /// already published: the seqs the store no longer holds. The record says so, signed (`store_lost`).
+    public var storeLost: ClosedRange<UInt64>?
 
-    public init(epoch: String, seq: UInt64, prev: [UInt8], previousKeyID: String? = nil) {
+    public init(epoch: String, seq: UInt64, prev: [UInt8], previousKeyID: String? = nil, storeLost: ClosedRange<UInt64>? = nil) {
         self.epoch = epoch
         self.seq = seq
         self.prev = prev
         self.previousKeyID = previousKeyID
+        self.storeLost = storeLost
     }
 
     /// The position of the first record of a new epoch.

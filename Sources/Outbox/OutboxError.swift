@@ -1,3 +1,5 @@
+import Foundation
+
 /// Why an outbox operation failed. Nothing is half-written in any case: the transaction rolled back.
 public enum OutboxError: Error, CustomStringConvertible {
     /// The disk, or the database's page limit, is full (`SQLITE_FULL`): the append was refused and rolled
@@ -11,6 +13,14 @@ public enum OutboxError: Error, CustomStringConvertible {
     case database(SQLiteError)
     /// The store was closed.
     case closed
+    /// The high-water mark file (the highest seq of each stream that was handed out for publishing, kept
+    /// beside the database) could not be read or written: `call` failed with `errno` `code`. A failed write
+    /// hands no records out.
+    case markFileUnreadable(path: String, call: String, code: Int32)
+    /// The high-water mark file is damaged. The outbox refuses to open: without the mark it cannot tell
+    /// whether the database lost records that were already published, and continuing from a rolled-back
+    /// head would sign new records under published seqs (a fork at the settlement side).
+    case markFileDamaged(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -21,6 +31,13 @@ public enum OutboxError: Error, CustomStringConvertible {
             return "the record for meter \(meter) seq \(seq) came with a \(count)-byte hash; a 32-byte SHA-256 is required"
         case .database(let e): return "outbox database error: \(e)"
         case .closed: return "the outbox is closed"
+        case .markFileUnreadable(let path, let call, let code):
+            return "the outbox high-water mark \(path): \(call) failed: \(String(cString: strerror(code))) (errno \(code))"
+        case .markFileDamaged(let path, let reason):
+            return "the outbox high-water mark \(path) is damaged: \(reason). MeterGate cannot tell whether the outbox lost "
+                + "records it had already published, so it does not open it. If the outbox database is known to be intact "
+                + "(`metergate outbox stats` shows every stream's last seq), remove \(path) and start again; otherwise move the "
+                + "outbox database aside so that a new store (a new epoch) is made"
         }
     }
 

@@ -11,10 +11,15 @@ public typealias RecordBuilder = @Sendable (StreamPosition) throws -> BuiltRecor
 /// One record to append to a meter's stream.
 public struct AppendRequest: Sendable {
     public let meter: String
+    /// The end of the interval the record covers (ms since the Unix epoch), if it covers one. The outbox
+    /// keeps it with the record and in its high-water mark, so that after the store lost committed records
+    /// the appender can tell which intervals were already published (``OutboxRecovery/intervalEnd``).
+    public let intervalEnd: Int64?
     public let build: RecordBuilder
 
-    public init(meter: String, build: @escaping RecordBuilder) {
+    public init(meter: String, intervalEnd: Int64? = nil, build: @escaping RecordBuilder) {
         self.meter = meter
+        self.intervalEnd = intervalEnd
         self.build = build
     }
 }
@@ -131,6 +136,9 @@ public struct OutboxStats: Sendable, Hashable {
     public var quotaAlarm: Bool
     /// The database file and its WAL, in bytes (0 for the in-memory store).
     public var fileBytes: Int64
+    /// Streams that were continued from the high-water mark when the store was opened, because the database
+    /// had lost committed records (see ``OutboxRecovery``).
+    public var recoveredStreams: Int64 = 0
 
     public var totalRecords: Int64 { pending + inflight + delivered }
 }

@@ -12,6 +12,39 @@ public struct OutboxOpenReport: Sendable, Hashable {
     public var quarantined: QuarantinedDatabase?
     /// Records that were inflight when the previous process stopped and are pending again.
     public var inflightReset: Int64
+    /// Streams whose database head was behind the high-water mark: continued from the mark.
+    public var recoveries: [OutboxRecovery] = []
+}
+
+/// A stream whose database had lost committed records that were already handed out for publishing (a WAL
+/// that lost its tail, a power cut): its head was behind the high-water mark kept outside the database.
+///
+/// The outbox continues the stream from the mark, so the next record gets seq `markSeq + 1` and chains onto
+/// the mark's hash: no seq is used twice. Records `storedSeq + 1 ... markSeq` are no longer stored; a replay
+/// of them finds nothing, as for records pruned after delivery.
+public struct OutboxRecovery: Sendable, Hashable, CustomStringConvertible {
+    public var meter: String
+    /// The stream's last seq in the database when it was opened.
+    public var storedSeq: UInt64
+    /// The highest seq that had been handed out for publishing.
+    public var markSeq: UInt64
+    /// The end of the interval that record covers (ms since the Unix epoch), if its appender gave one:
+    /// intervals up to here were already signed and published.
+    public var intervalEnd: Int64?
+
+    public init(meter: String, storedSeq: UInt64, markSeq: UInt64, intervalEnd: Int64?) {
+        self.meter = meter
+        self.storedSeq = storedSeq
+        self.markSeq = markSeq
+        self.intervalEnd = intervalEnd
+    }
+
+    /// The seqs that left the store and are no longer in it.
+    public var lostSeqs: ClosedRange<UInt64> { (storedSeq + 1)...markSeq }
+
+    public var description: String {
+        "stream \(meter): the database ends at seq \(storedSeq) but seq \(markSeq) had been published; continued from seq \(markSeq)"
+    }
 }
 
 /// A damaged database file moved out of the way.
@@ -25,6 +58,11 @@ public struct QuarantinedDatabase: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// The outbox on a SQLite file: one connection, owned by this actor, on its own serial queue.
+///
+/// Beside the file it keeps a high-water mark (`<path>.mark-a` and `-b`, see ``HighWaterMark``): per stream, the highest
+/// seq ever handed out for publishing, written durably before ``claimPending(limit:)`` returns the records.
+/// A database that comes back behind its mark (committed transactions lost) is continued from the mark,
+/// so no published seq is ever signed again with other bytes (``OutboxOpenReport/recoveries``).
 ///
 /// Durability: WAL journal with `synchronous=FULL` for every transaction that adds records, so an
 /// appended record is on disk before ``append(_:)`` returns (and before it can be offered to MQTT).
@@ -76,6 +114,10 @@ public actor SQLiteOutbox: OutboxStore {
     private var deliveredBytes: Int64
     private var droppedTotal: Int64
     private var quotaAlarm = false
+    /// What the high-water mark holds now (nil: inspection only, never written).
+    private var mark: HighWaterMark?
+    /// Streams continued from the mark whose next record has yet to say so (``StreamPosition/storeLost``).
+    private var unannounced: [String: ClosedRange<UInt64>] = [:]
 
     /// Opens (or creates) the outbox at `path` without blocking the caller's thread: the work runs on a
     /// dispatch queue, never on Swift's cooperative pool.
@@ -109,6 +151,8 @@ public actor SQLiteOutbox: OutboxStore {
 
         var quarantined: QuarantinedDatabase?
         var db: SQLiteDatabase
+        var heads: [String: StreamHead] = [:]
+        var report: OutboxOpenReport
         do throws(OpenFailure) {
             db = try Self.openVerified(path: path, check: options.integrityCheck, create: !options.inspectOnly)
         } catch {
@@ -137,6 +181,9 @@ public actor SQLiteOutbox: OutboxStore {
             if try db.scalarInt("SELECT count(*) FROM pragma_table_info('records') WHERE name = 'digest'") == 0 {
                 try db.execute("ALTER TABLE records ADD COLUMN digest BLOB")
             }
+            if try db.scalarInt("SELECT count(*) FROM pragma_table_info('records') WHERE name = 'interval_end'") == 0 {
+                try db.execute("ALTER TABLE records ADD COLUMN interval_end INTEGER")
+            }
             try db.execute("BEGIN IMMEDIATE")
             var created = false
             var epoch = try Self.meta(db, "epoch")
@@ -152,12 +199,22 @@ public actor SQLiteOutbox: OutboxStore {
             self.epoch = epoch!
             self.droppedTotal = Int64(try Self.meta(db, "dropped_total") ?? "0") ?? 0
             (self.unsentBytes, self.deliveredBytes) = try Self.byteTotals(db)
-            self.heads = try Self.loadHeads(db)
+            heads = try Self.loadHeads(db)
             self.statements = try Statements(db)
-            self.openReport = OutboxOpenReport(created: created, quarantined: quarantined, inflightReset: reset)
+            report = OutboxOpenReport(created: created, quarantined: quarantined, inflightReset: reset)
         } catch {
             throw OutboxError.from(error)
         }
+        if !options.inspectOnly {
+            // A damaged mark throws (OutboxError.markFileDamaged): the gateway then refuses to start, naming the
+            // file and what to do. Guessing would risk signing published seqs again.
+            let (mark, recoveries) = try Self.applyMark(databasePath: path, epoch: self.epoch, created: report.created, heads: &heads, logger: logger)
+            self.mark = mark
+            report.recoveries = recoveries
+            for recovery in recoveries { unannounced[recovery.meter] = recovery.lostSeqs }
+        }
+        self.heads = heads
+        self.openReport = report
         self.database = db
         if openReport.inflightReset > 0 {
             logger.info("inflight records returned to pending after a restart", metadata: ["count": "\(openReport.inflightReset)"])
@@ -187,7 +244,8 @@ public actor SQLiteOutbox: OutboxStore {
         try sql { () throws(SQLiteError) in try s.begin.run() }
         for request in requests {
             let head = changed[request.meter] ?? heads[request.meter] ?? StreamHead(lastSeq: 0, lastHash: StreamPosition.zeroHash)
-            let position = StreamPosition(epoch: epoch, seq: head.lastSeq + 1, prev: head.lastHash)
+            let storeLost = changed[request.meter] == nil ? unannounced[request.meter] : nil
+            let position = StreamPosition(epoch: epoch, seq: head.lastSeq + 1, prev: head.lastHash, storeLost: storeLost)
             let built: BuiltRecord
             do {
                 built = try request.build(position)
@@ -210,6 +268,7 @@ public actor SQLiteOutbox: OutboxStore {
                 try insert.bind(built.hash, at: 5)
                 try insert.bind(built.bytes, at: 6)
                 try insert.bind(Self.digest(hash: built.hash, bytes: built.bytes), at: 7)
+                if let end = request.intervalEnd { try insert.bind(end, at: 8) } else { try insert.bindNull(at: 8) }
                 try insert.step()
                 return s.database.lastInsertRowID
             }
@@ -236,6 +295,7 @@ public actor SQLiteOutbox: OutboxStore {
             try s.commit.run()
         }
         heads.merge(changed) { $1 }
+        for meter in changed.keys { unannounced[meter] = nil }
         unsentBytes += records.reduce(0) { $0 + $1.quotaBytes }
         if unsentBytes + deliveredBytes > configuration.quotaBytes {
             // Over quota: prune now rather than at the next maintenance tick. A failure here must not
@@ -252,24 +312,45 @@ public actor SQLiteOutbox: OutboxStore {
     public func claimPending(limit: Int) throws(OutboxError) -> [OutboxRecord] {
         let s = try open()
         guard limit > 0 else { return [] }
-        return try relaxedTransaction { () throws(SQLiteError) -> [OutboxRecord] in
+        let (records, raised) = try relaxedTransaction { () throws(SQLiteError) -> ([OutboxRecord], [String: HighWaterMark.Entry]) in
             let select = s.selectPending
             defer { select.reset() }
             try select.bind(Int64(limit), at: 1)
             var records: [OutboxRecord] = []
+            var raised: [String: HighWaterMark.Entry] = [:]
             while try select.step() {
-                records.append(OutboxRecord(id: select.int64(0), meter: select.text(1) ?? "", epoch: epoch, seq: UInt64(select.int64(2)),
-                                            bytes: select.blob(5), hash: select.blob(4), state: .inflight,
-                                            appendedAt: Self.date(millis: select.int64(3))))
+                let record = OutboxRecord(id: select.int64(0), meter: select.text(1) ?? "", epoch: epoch, seq: UInt64(select.int64(2)),
+                                          bytes: select.blob(5), hash: select.blob(4), state: .inflight,
+                                          appendedAt: Self.date(millis: select.int64(3)))
+                if record.seq > (raised[record.meter] ?? mark?.streams[record.meter])?.seq ?? 0 {
+                    raised[record.meter] = HighWaterMark.Entry(seq: record.seq, hash: record.hash,
+                                                               intervalEnd: select.isNull(6) ? nil : select.int64(6))
+                }
+                records.append(record)
             }
             if let last = records.last {
-                let mark = s.markInflightUpTo
-                defer { mark.reset() }
-                try mark.bind(last.id, at: 1)
-                try mark.step()
+                let update = s.markInflightUpTo
+                defer { update.reset() }
+                try update.bind(last.id, at: 1)
+                try update.step()
             }
-            return records
+            return (records, raised)
         }
+        // Durable before the records leave: if the database later loses this transaction and the appends
+        // before it, the mark still says which seqs were published. A failed write hands nothing out.
+        if !raised.isEmpty, var next = mark {
+            next.streams.merge(raised) { $1 }
+            next.generation += 1
+            do throws(OutboxError) {
+                try next.write(databasePath: path)
+            } catch {
+                _ = try? releaseInflight(records.map(\.id))
+                logger.error("could not write the outbox high-water mark; records stay pending", metadata: ["error": "\(error)"])
+                throw error
+            }
+            mark = next
+        }
+        return records
     }
 
     @discardableResult
@@ -378,7 +459,8 @@ public actor SQLiteOutbox: OutboxStore {
             return OutboxStats(epoch: epoch, streams: byMeter.values.sorted { $0.meter < $1.meter },
                                pending: totals[.pending] ?? 0, inflight: totals[.inflight] ?? 0, delivered: totals[.delivered] ?? 0,
                                unsentBytes: unsentBytes, deliveredBytes: deliveredBytes, oldestUnsent: oldest,
-                               droppedTotal: droppedTotal, quotaAlarm: quotaAlarm, fileBytes: fileBytes)
+                               droppedTotal: droppedTotal, quotaAlarm: quotaAlarm, fileBytes: fileBytes,
+                               recoveredStreams: Int64(openReport.recoveries.count))
         }
     }
 
@@ -566,6 +648,7 @@ public actor SQLiteOutbox: OutboxStore {
             hash BLOB NOT NULL,
             bytes BLOB NOT NULL,
             digest BLOB,
+            interval_end INTEGER,
             UNIQUE(meter, seq));
         CREATE INDEX IF NOT EXISTS records_by_state ON records(state, id);
         CREATE TABLE IF NOT EXISTS saved_state(key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
@@ -588,12 +671,15 @@ public actor SQLiteOutbox: OutboxStore {
             syncFull = try db.prepare("PRAGMA synchronous=FULL")
             saveState = try db.prepare("INSERT INTO saved_state(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
             selectState = try db.prepare("SELECT value FROM saved_state WHERE key = ?1")
-            insert = try db.prepare("INSERT INTO records(meter, seq, state, appended_at, size, hash, bytes, digest) VALUES(?1, ?2, 0, ?3, ?4, ?5, ?6, ?7)")
+            insert = try db.prepare("""
+                INSERT INTO records(meter, seq, state, appended_at, size, hash, bytes, digest, interval_end)
+                VALUES(?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8)
+                """)
             upsertStream = try db.prepare("""
                 INSERT INTO streams(meter, last_seq, last_hash) VALUES(?1, ?2, ?3)
                 ON CONFLICT(meter) DO UPDATE SET last_seq = excluded.last_seq, last_hash = excluded.last_hash
                 """)
-            selectPending = try db.prepare("SELECT id, meter, seq, appended_at, hash, bytes FROM records WHERE state = 0 ORDER BY id LIMIT ?1")
+            selectPending = try db.prepare("SELECT id, meter, seq, appended_at, hash, bytes, interval_end FROM records WHERE state = 0 ORDER BY id LIMIT ?1")
             markInflightUpTo = try db.prepare("UPDATE records SET state = 1 WHERE state = 0 AND id <= ?1")
             markDelivered = try db.prepare("UPDATE records SET state = 2, delivered_at = ?1 WHERE id = ?2 AND state = 1 RETURNING size")
             releaseAll = try db.prepare("UPDATE records SET state = 0 WHERE state = 1")
@@ -728,6 +814,46 @@ public actor SQLiteOutbox: OutboxStore {
         let unsent = try db.scalarInt("SELECT sum(size) FROM records WHERE state IN (0, 1)") ?? 0
         let delivered = try db.scalarInt("SELECT sum(size) FROM records WHERE state = 2") ?? 0
         return (unsent, delivered)
+    }
+
+    /// Reads the high-water mark and continues every stream whose database head is behind it from the mark
+    /// (`heads` changes in memory only: the `streams` row follows with the stream's next append, so a restart
+    /// before then finds and reports the same loss again). A mark of another epoch is replaced by an empty
+    /// one for this epoch: the old seqs belong to the old chain. A store made by this open (a new epoch)
+    /// removes any mark left by an earlier store unread, damaged or not: no seq of a new epoch has left yet.
+    private static func applyMark(databasePath: String, epoch: String, created: Bool, heads: inout [String: StreamHead],
+                                  logger: Logger) throws(OutboxError) -> (HighWaterMark, [OutboxRecovery]) {
+        if created {
+            for slot in HighWaterMark.paths(forDatabase: databasePath) where FileManager.default.fileExists(atPath: slot) {
+                guard unlink(slot) == 0 else { throw .markFileUnreadable(path: slot, call: "unlink", code: errno) }
+                logger.notice("removed the high-water mark of an earlier store; the new store starts a new epoch", metadata: ["path": "\(slot)"])
+            }
+            return (HighWaterMark(epoch: epoch, streams: [:]), [])
+        }
+        guard let found = try HighWaterMark.load(databasePath: databasePath, logger: logger) else {
+            return (HighWaterMark(epoch: epoch, streams: [:]), [])
+        }
+        guard found.epoch == epoch else {
+            logger.notice("the outbox high-water mark belongs to another store epoch; starting a new mark",
+                          metadata: ["path": "\(databasePath).mark-*", "mark_epoch": "\(found.epoch)", "epoch": "\(epoch)"])
+            return (HighWaterMark(epoch: epoch, streams: [:], generation: found.generation), [])
+        }
+        var recoveries: [OutboxRecovery] = []
+        for (meter, entry) in found.streams.sorted(by: { $0.key < $1.key }) {
+            let stored = heads[meter]?.lastSeq ?? 0
+            guard stored < entry.seq else { continue }
+            let recovery = OutboxRecovery(meter: meter, storedSeq: stored, markSeq: entry.seq, intervalEnd: entry.intervalEnd)
+            recoveries.append(recovery)
+            heads[meter] = StreamHead(lastSeq: entry.seq, lastHash: entry.hash)
+            logger.error("""
+                the outbox database lost committed records that had already been published (a damaged or cut WAL, or a power \
+                cut); continuing the stream from its high-water mark so that no seq is used twice
+                """,
+                         metadata: ["meter": "\(meter)", "db_last_seq": "\(stored)", "mark_seq": "\(entry.seq)",
+                                    "lost_seqs": "\(recovery.lostSeqs)", "mark_interval_end_ms": "\(entry.intervalEnd.map { "\($0)" } ?? "-")",
+                                    "mark_generation": "\(found.generation)"])
+        }
+        return (found, recoveries)
     }
 
     private static func loadHeads(_ db: SQLiteDatabase) throws(SQLiteError) -> [String: StreamHead] {

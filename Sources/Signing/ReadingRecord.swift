@@ -38,13 +38,17 @@ public struct ReadingRecord: Sendable, Hashable {
     /// Set on the first record signed by a new key: the key id that signed the previous record
     /// (a new chain segment after key rotation).
     public var previousKeyID: String?
+    /// Set on the first record after the gateway's store lost records it had already published (a damaged
+    /// database): the seqs it no longer holds, so cannot replay. The stream continues after them unbroken.
+    public var storeLost: ClosedRange<UInt64>?
 
     /// A record from its members; ``validate()`` says whether it may be signed.
     public init(
         gateway: GatewayID, meter: MeterID, sourceKind: SourceKind, sourceID: String, epoch: String, seq: UInt64,
         startMillis: Int64, endMillis: Int64, importTotal: MilliwattHours, exportTotal: MilliwattHours,
         importDelta: MilliwattHours, exportDelta: MilliwattHours, averageMilliwatts: Int64, peakMilliwatts: Int64,
-        sampleCount: Int64, quality: Quality, prev: [UInt8], keyID: String, previousKeyID: String? = nil
+        sampleCount: Int64, quality: Quality, prev: [UInt8], keyID: String, previousKeyID: String? = nil,
+        storeLost: ClosedRange<UInt64>? = nil
     ) {
         self.gateway = gateway
         self.meter = meter
@@ -65,6 +69,7 @@ public struct ReadingRecord: Sendable, Hashable {
         self.prev = prev
         self.keyID = keyID
         self.previousKeyID = previousKeyID
+        self.storeLost = storeLost
     }
 
     /// The stream this record belongs to.
@@ -93,6 +98,9 @@ public struct ReadingRecord: Sendable, Hashable {
             ("kid", .string(keyID)),
         ]
         if let previousKeyID { members.append(("prev_kid", .string(previousKeyID))) }
+        if let storeLost {
+            members.append(("store_lost", .object([("from_seq", .integer(storeLost.lowerBound)), ("to_seq", .integer(storeLost.upperBound))])))
+        }
         return .object(members)
     }
 
@@ -174,6 +182,7 @@ extension ReadingRecord {
     static let members: [String] = [
         "v", "gateway", "meter", "source", "epoch", "seq", "start_ms", "end_ms", "import_total_mwh", "export_total_mwh",
         "import_mwh", "export_mwh", "avg_mw", "peak_mw", "samples", "quality", "prev", "kid", "prev_kid",
+        "store_lost",
     ]
 
     /// Reads a version-1 record from its payload bytes. Strict: unknown members, missing members,
@@ -243,6 +252,15 @@ extension ReadingRecord {
         self.prev = prev
         self.keyID = try string("kid")
         if map["prev_kid"] != nil { self.previousKeyID = try string("prev_kid") } else { self.previousKeyID = nil }
+        if let lost = map["store_lost"] {
+            guard case .object(let range) = lost, range.count == 2, case .number(let from)? = lost["from_seq"], case .number(let to)? = lost["to_seq"],
+                  let first = UInt64(from), let last = UInt64(to), first >= 1, first <= last, last < self.seq else {
+                throw .invalid(field: "store_lost", reason: "must be {\"from_seq\": integer, \"to_seq\": integer}, 1 <= from_seq <= to_seq < seq")
+            }
+            self.storeLost = first...last
+        } else {
+            self.storeLost = nil
+        }
         try validate()
     }
 }

@@ -157,7 +157,7 @@ public struct RecordSigner: Sendable {
             averageMilliwatts: try milliwatts(result.averagePowerWatts, "avg_mw"),
             peakMilliwatts: try milliwatts(result.peakPowerWatts, "peak_mw"),
             sampleCount: Int64(result.sampleCount), quality: result.quality, prev: position.prev,
-            keyID: keyID, previousKeyID: previousKeyID)
+            keyID: keyID, previousKeyID: previousKeyID, storeLost: position.storeLost)
         do { try record.validate() } catch { throw .invalidInput(error) }
         return record
     }

@@ -232,26 +232,52 @@ import Testing
         return Data(base64Encoded: s)
     }
 
+    /// A key and a gateway config without meters in `dir` (state in `dir/state`, a broker port nobody
+    /// listens on), with `extra` YAML; returns the config's path.
+    func meterlessConfig(_ dir: TemporaryDirectory, extra: String = "") throws -> String {
+        let key = dir.file("k.key")
+        _ = try runProcess(try metergateBinary(), ["keygen", "--out", key])
+        return dir.write("gw.yaml", """
+            gateway: { id: gw, board: sim, state_dir: \(dir.path)/state }
+            meters: []
+            mqtt: { host: 127.0.0.1, port: \(freeLoopbackPort()) }
+            signing: { key: \(key) }
+            metrics: { enabled: false }
+            \(extra)
+            """)
+    }
+
     @Test func runNamesARailThatIsNotOnThisMachine() throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
-        let key = dir.file("k.key")
-        _ = try runProcess(try metergateBinary(), ["keygen", "--out", key])
-        let config = dir.write("gw.yaml", """
-            gateway: { id: gw, board: sim, state_dir: \(dir.path)/state }
-            meters: []
+        let config = try meterlessConfig(dir, extra: """
             rails:
               sysfs_root: \(repositoryRoot)/Tests/PowerRailsTests/Fixtures/rapl
               nvml_library: none
               sources: [ { id: gpu0, rail: "nvml:GPU-00000000-0000-0000-0000-000000000000" } ]
-            mqtt: { host: 127.0.0.1, port: \(freeLoopbackPort()) }
-            signing: { key: \(key) }
-            metrics: { enabled: false }
             """)
         let r = try runProcess(try metergateBinary(), ["run", "--config", config], currentDirectory: repositoryRoot)
         #expect(r.status == 2, "\(r.stderr)")
         #expect(r.stderr.contains("no rail 'nvml:GPU-00000000-0000-0000-0000-000000000000' on this machine"), "\(r.stderr)")
         #expect(r.stderr.contains("rapl:"), "the message lists the rails that exist: \(r.stderr)")
+    }
+
+    /// A damaged high-water mark beside an existing outbox: the gateway cannot tell whether the store lost
+    /// published records, so it refuses to start, naming the files and what to do.
+    @Test func runRefusesADamagedOutboxMarkNamingTheFiles() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let config = try meterlessConfig(dir)
+        let first = try BackgroundProcess(try metergateBinary(), ["run", "--config", config], logPath: dir.file("first.log"),
+                                          currentDirectory: repositoryRoot)
+        #expect(waitUntil(timeout: 60) { first.log.contains("outbox open") || !first.isRunning }, "\(first.log)")
+        #expect(first.stop() == 0, "\(first.log)")
+        let mark = "\(dir.path)/state/outbox.sqlite.mark-a"
+        _ = dir.write("state/outbox.sqlite.mark-a", "not a mark\n")
+
+        let r = try runProcess(try metergateBinary(), ["run", "--config", config], currentDirectory: repositoryRoot)
+        #expect(r.status != 0, "\(r.stderr)")
+        #expect(r.stderr.contains(mark) && r.stderr.contains("is damaged") && r.stderr.contains("remove"), "\(r.stderr)")
     }
 
     @Test func runRefusesABadConfigWithExitTwo() throws {

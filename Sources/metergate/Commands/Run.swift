@@ -118,7 +118,7 @@ struct Run: AsyncParsableCommand {
         let pipeline: ReadingPipeline
         do {
             pipeline = try await ReadingPipeline(config: config, key: key, store: store, bootID: Self.bootID(), logger: Logger(label: "pipeline"),
-                                                 rails: rails) {
+                                                 rails: rails, recoveries: store.openReport.recoveries) {
                 publisher.recordsAppended()
             }
         } catch {

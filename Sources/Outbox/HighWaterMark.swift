@@ -1,0 +1,167 @@
+import Crypto
+import Foundation
+import Logging
+
+/// The highest record of each stream that ever left the store for publishing, kept beside the database
+/// (`<outbox>.mark-a` and `<outbox>.mark-b`), outside SQLite and its WAL.
+///
+/// SQLite cannot notice a WAL that lost its tail (a cut file, a power cut under `synchronous=NORMAL`): the
+/// missing commits simply never happened, and the stream heads roll back with them. Without this mark the
+/// outbox would then sign new records under seqs it had already published: a fork at the settlement side.
+/// With it, the outbox continues each stream from the mark instead (see ``SQLiteOutbox``).
+///
+/// Durability at one `fdatasync` per update: the mark alternates between two slot files, each rewritten in
+/// place, numbered by a generation. An update overwrites the slot of the older generation and is `fdatasync`ed
+/// before the records it covers are handed out, so the newest durable mark is never overwritten: after a
+/// crash in the middle of an update, the torn slot fails its check and the other holds the mark that was in
+/// force (the records of the torn update never left). A temporary file, `rename` and a directory `fsync`
+/// would cost two journal commits per update; the publisher claims records many times a second while a
+/// backlog drains. Each slot's text is versioned and carries a SHA-256 over its body, so damage is found
+/// and reported, never read as a smaller mark.
+struct HighWaterMark: Sendable, Hashable {
+    /// One stream's highest published record.
+    struct Entry: Sendable, Hashable {
+        var seq: UInt64
+        /// The record's hash: the `prev` of the stream's next record.
+        var hash: [UInt8]
+        /// The end of the interval the record covers (ms since the Unix epoch), when its appender said.
+        var intervalEnd: Int64?
+    }
+
+    /// The store epoch the seqs belong to.
+    var epoch: String
+    var streams: [String: Entry]
+    /// Rises by one with every update; the update goes to slot `generation % 2`.
+    var generation: UInt64 = 0
+
+    static let format = "metergate-outbox-mark"
+    static let version = 1
+
+    /// The two slot files that go with the database at `databasePath`.
+    static func paths(forDatabase databasePath: String) -> [String] { [databasePath + ".mark-a", databasePath + ".mark-b"] }
+
+    private struct Body: Codable {
+        var format: String
+        var version: Int
+        var generation: UInt64
+        var epoch: String
+        var streams: [Stream]
+    }
+
+    private struct Stream: Codable {
+        var meter: String
+        var seq: UInt64
+        var hash: String
+        var intervalEnd: Int64?
+    }
+
+    /// The file's text: one line of JSON, then `sha256 <hex of that line>`.
+    func encoded() -> [UInt8] {
+        let body = Body(format: Self.format, version: Self.version, generation: generation, epoch: epoch,
+                        streams: streams.keys.sorted().map { meter in
+                            let entry = streams[meter]!
+                            return Stream(meter: meter, seq: entry.seq, hash: Data(entry.hash).base64EncodedString(), intervalEnd: entry.intervalEnd)
+                        })
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // Encoding plain strings and integers cannot fail.
+        let json = Array((try? encoder.encode(body)) ?? Data())
+        return json + Array("\nsha256 \(Self.hex(Array(SHA256.hash(data: json))))\n".utf8)
+    }
+
+    /// Reads a mark file's text. Throws a description of what is wrong with it.
+    static func decode(_ bytes: [UInt8]) throws(MarkProblem) -> HighWaterMark {
+        let lines = bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+        guard lines.count == 3, lines[2].isEmpty, lines[1].starts(with: Array("sha256 ".utf8)) else {
+            throw MarkProblem("it is not a MeterGate outbox mark (expected a JSON line and a sha256 line, \(bytes.count) bytes found)")
+        }
+        let json = Array(lines[0])
+        let checksum = String(decoding: lines[1].dropFirst(7), as: UTF8.self)
+        guard checksum == hex(Array(SHA256.hash(data: json))) else { throw MarkProblem("its SHA-256 does not match its contents") }
+        let body: Body
+        do { body = try JSONDecoder().decode(Body.self, from: Data(json)) } catch {
+            throw MarkProblem("its contents are not a mark: \(error)")
+        }
+        guard body.format == format else { throw MarkProblem("its format is '\(body.format)', not '\(format)'") }
+        guard body.version == version else {
+            throw MarkProblem("it has format version \(body.version); this MeterGate reads version \(version)")
+        }
+        var streams: [String: Entry] = [:]
+        for stream in body.streams {
+            guard let hash = Data(base64Encoded: stream.hash).map(Array.init), hash.count == 32 else {
+                throw MarkProblem("stream \(stream.meter): the hash is not 32 bytes of base64")
+            }
+            streams[stream.meter] = Entry(seq: stream.seq, hash: hash, intervalEnd: stream.intervalEnd)
+        }
+        return HighWaterMark(epoch: body.epoch, streams: streams, generation: body.generation)
+    }
+
+    /// What is wrong with a mark file's contents.
+    struct MarkProblem: Error {
+        var reason: String
+        init(_ reason: String) { self.reason = reason }
+    }
+
+    /// Reads the newest valid slot of the database at `databasePath`; nil when neither slot exists. One
+    /// damaged slot beside a valid one is an update torn by a crash (its records never left): the valid one
+    /// is the mark. Both damaged throws ``OutboxError/markFileDamaged(path:reason:)``.
+    static func load(databasePath: String, logger: Logger) throws(OutboxError) -> HighWaterMark? {
+        var found: [HighWaterMark] = []
+        var problems: [String] = []
+        for path in paths(forDatabase: databasePath) {
+            guard let data = FileManager.default.contents(atPath: path) else {
+                if !FileManager.default.fileExists(atPath: path) { continue }
+                throw .markFileUnreadable(path: path, call: "open", code: EACCES)
+            }
+            do throws(MarkProblem) {
+                found.append(try decode(Array(data)))
+            } catch {
+                problems.append("\(path): \(error.reason)")
+            }
+        }
+        guard let newest = found.max(by: { $0.generation < $1.generation }) else {
+            if problems.isEmpty { return nil }
+            throw .markFileDamaged(path: paths(forDatabase: databasePath).joined(separator: ", "), reason: problems.joined(separator: "; "))
+        }
+        if !problems.isEmpty {
+            logger.warning("one outbox high-water mark slot is damaged (an update cut short by a crash); using the other",
+                           metadata: ["problem": "\(problems.joined(separator: "; "))", "generation": "\(newest.generation)"])
+        }
+        return newest
+    }
+
+    /// Writes the mark into slot `generation % 2` of the database at `databasePath`, in place, and
+    /// `fdatasync`s it (a slot made by this call also `fsync`s the directory, for its name).
+    func write(databasePath: String) throws(OutboxError) {
+        let path = Self.paths(forDatabase: databasePath)[Int(generation % 2)]
+        let bytes = encoded()
+        var created = true
+        var fd = Foundation.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        if fd < 0 && errno == EEXIST {
+            created = false
+            fd = Foundation.open(path, O_WRONLY | O_CLOEXEC)
+        }
+        guard fd >= 0 else { throw .markFileUnreadable(path: path, call: "open", code: errno) }
+        defer { Foundation.close(fd) }
+        var written = 0
+        while written < bytes.count {
+            let n = bytes[written...].withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(written)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .markFileUnreadable(path: path, call: "pwrite", code: errno)
+            }
+            written += n
+        }
+        guard ftruncate(fd, off_t(bytes.count)) == 0 else { throw .markFileUnreadable(path: path, call: "ftruncate", code: errno) }
+        guard fdatasync(fd) == 0 else { throw .markFileUnreadable(path: path, call: "fdatasync", code: errno) }
+        guard created else { return }
+        let directory = (path as NSString).deletingLastPathComponent
+        let dirfd = Foundation.open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dirfd >= 0 else { throw .markFileUnreadable(path: directory, call: "open", code: errno) }
+        defer { Foundation.close(dirfd) }
+        guard fsync(dirfd) == 0 else { throw .markFileUnreadable(path: directory, call: "fsync", code: errno) }
+    }
+
+    /// Lower-case hex, for the checksum line.
+    static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+}
