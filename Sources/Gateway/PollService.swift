@@ -63,13 +63,17 @@ public struct PollService: Service {
         return connections
     }
 
+    private static func formatted(_ value: Double?, _ format: String) -> String {
+        value.map { String(format: format, $0) } ?? "-"
+    }
+
     private func pollBus(_ bus: BusConfig, meters: [MeterConfig], connection: ModbusConnection) async {
         var logger = logger
         logger[metadataKey: "bus"] = "\(bus.id)"
         let direction = connection.direction.map { ", RS-485 direction on \($0.description)" } ?? ""
         logger.info("polling \(meters.count) meter(s) on \(bus.transport)\(direction)")
         let polled = meters.map { PolledMeter(id: $0.id, unit: $0.unit, profile: $0.profile, period: $0.pollInterval) }
-        let poller = BusPoller(meters: polled, reader: connection, timing: bus.timing, time: time)
+        let poller = BusPoller(meters: polled, reader: connection, timing: bus.timing, time: time, executor: connection.serialExecutor)
         let sink = sink, loopBeat = loopBeat
         // Each meter's first answer (and first after a failure) is logged at info, the rest at debug:
         // the journal shows when a meter comes and goes without a line per poll.
@@ -84,10 +88,9 @@ public struct PollService: Service {
             switch event {
             case .sample(let sample, let unit, let requests, let refused):
                 answered[sample.meter]?.increment()
-                let power = sample.values[.power].map { String(format: "%.1f W", $0) } ?? "-"
-                let energy = sample.values[.energyImport].map { String(format: "%.3f kWh", $0 / 1000) } ?? "-"
                 let first = quiet.withLock { $0.insert(sample.meter).inserted }
-                logger.log(level: first ? .info : .debug, "polled \(sample.meter): power \(power), import \(energy)",
+                // The message is formatted only when the level is logged (most polls: debug, off).
+                logger.log(level: first ? .info : .debug, "polled \(sample.meter): power \(Self.formatted(sample.values[.power], "%.1f W")), import \(Self.formatted(sample.values[.energyImport].map { $0 / 1000 }, "%.3f kWh"))",
                            metadata: ["meter": "\(sample.meter)", "unit": "\(unit)", "requests": "\(requests)"])
                 for error in refused {
                     logger.warning("meter refused a request", metadata: ["meter": "\(sample.meter)", "error": "\(error)"])

@@ -166,12 +166,16 @@ public actor BusPoller {
     /// Signalled to cut a sleep short when the poll loop is cancelled.
     private let wake = DispatchSemaphore(value: 0)
 
-    public init(meters: [PolledMeter], reader: any RegisterReader, timing: BusTiming, time: any TimeSource = SystemTimeSource()) {
+    /// - Parameter executor: the queue to run the poll loop on; pass the connection's
+    ///   (``ModbusConnection/serialExecutor``) so that each request needs no thread switch. Nil: a queue of
+    ///   the poller's own.
+    public init(meters: [PolledMeter], reader: any RegisterReader, timing: BusTiming, time: any TimeSource = SystemTimeSource(),
+                executor: SerialQueueExecutor? = nil) {
         self.meters = meters
         self.reader = reader
         self.timing = timing
         self.time = time
-        self.executor = SerialQueueExecutor(label: "metergate.modbus.poller")
+        self.executor = executor ?? SerialQueueExecutor(label: "metergate.modbus.poller")
     }
 
     /// Starts ``run(shouldStop:onEvent:)`` in a task that prefers the poller's own task executor, so not even
@@ -186,13 +190,15 @@ public actor BusPoller {
 
     /// Polls until the task is cancelled (or `shouldStop` says so), reporting each poll to `onEvent`.
     ///
-    /// The call hops onto the poller's queue and starts the loop there as a task of its own (it inherits the
-    /// caller's task-local values, such as the graceful-shutdown flag), so even its start needs no thread of
-    /// the cooperative pool. Cancelling the caller cancels the loop; every event is delivered before returning.
-    public func run(shouldStop: @escaping @Sendable () -> Bool = { false }, onEvent: @Sendable (PollEvent) async -> Void) async {
+    /// The loop runs on the poller's queue as a task of its own that prefers the poller's task executor (it
+    /// inherits the caller's task-local values, such as the graceful-shutdown flag), so even its start needs
+    /// no thread of the cooperative pool. Events are handed to `onEvent` on the caller's executor, not the
+    /// poller's: the loop keeps its queue's thread between polls (it sleeps there), and a shared connection
+    /// queue never suspends it. Cancelling the caller cancels the loop; every event is delivered before returning.
+    public nonisolated func run(shouldStop: @escaping @Sendable () -> Bool = { false }, onEvent: @Sendable (PollEvent) async -> Void) async {
         let (events, continuation) = AsyncStream.makeStream(of: PollEvent.self)
         let wake = self.wake
-        let loop = Task {
+        let loop = Task(executorPreference: taskExecutor) {
             await withTaskCancellationHandler {
                 await self.loop(shouldStop: shouldStop, emit: continuation)
             } onCancel: {

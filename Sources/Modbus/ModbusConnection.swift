@@ -12,6 +12,9 @@ import MeterCore
 public actor ModbusConnection {
     private let executor: SerialQueueExecutor
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+    /// The queue the libmodbus calls run on. A ``BusPoller`` given it runs its loop there too, so a request
+    /// is a plain call on the same thread instead of two thread switches.
+    public nonisolated var serialExecutor: SerialQueueExecutor { executor }
 
     // Owned exclusively by this actor; freed in `deinit`.
     private nonisolated(unsafe) let context: OpaquePointer

@@ -40,6 +40,17 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICKS   # utime, stime (fields 14 and 15 of stat)
 
 
+def rollup_kib(pid):
+    """Rss, Pss and Private_Dirty (anonymous heap, stacks) from /proc/PID/smaps_rollup, in KiB."""
+    out = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 2 and parts[0].endswith(":") and parts[1].isdigit():
+                out[parts[0][:-1]] = int(parts[1])
+    return out
+
+
 def status_kib(pid, key):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -99,6 +110,10 @@ def main():
             rss.append(status_kib(gw.pid, "VmRSS"))
         c1, t1 = cpu_seconds(gw.pid), time.monotonic()
         hwm = status_kib(gw.pid, "VmHWM")
+        # RSS counts every touched page of the binary and the shared libraries; PSS splits shared pages among
+        # the processes that map them, and private dirty memory is what the gateway itself allocated.
+        rollup = rollup_kib(gw.pid)
+        linked = "static Swift runtime" if b"libswiftCore.so" not in subprocess.run(["ldd", o.bin], capture_output=True).stdout else "dynamic Swift runtime"
         samples = sum(1 for l in open(f"{work}/gateway.log") if "polled" in l)
         gw.send_signal(signal.SIGTERM)
         gw.wait(60)
@@ -116,6 +131,8 @@ def main():
               f"{o.warmup} s warm-up, {o.seconds} s measured")
         print(f"cpu       {share * 100:6.2f} % of one core   (target <= 2 %: ratio {share * 100 / 2:.2f})")
         print(f"rss       peak {hwm / 1024:.1f} MiB, final {rss[-1] / 1024:.1f} MiB   (target <= 25 MiB: ratio {hwm / 1024 / 25:.2f})")
+        print(f"memory    final PSS {rollup.get('Pss', 0) / 1024:.1f} MiB, private dirty {rollup.get('Private_Dirty', 0) / 1024:.1f} MiB, "
+              f"shared clean {rollup.get('Shared_Clean', 0) / 1024:.1f} MiB ({linked})")
         print(f"rss trend first half {first / 1024:.2f} MiB, second half {second / 1024:.2f} MiB ({(second - first) / 1024:+.2f} MiB)")
         print(f"outbox    {records} records, {payload} B of records, {file_bytes} B on disk ({per_record:.0f} B per record)")
         print(f"outbox growth per day at 15 min settlement: {per_day_15min / 1e6:.2f} MB "
