@@ -207,6 +207,11 @@ public actor LedgerConsumer {
             counters.stored += 1
             counters.chainBreaks += Int64(problems.count)
             for problem in problems { logger.error("chain broken", metadata: ["stream": "\(r.stream)", "problem": "\(problem)"]) }
+            if let lost = r.storeLost {
+                // Kept in the ledger's stated_lost table (unless the record's link is broken); never asked for again.
+                logger.warning("the gateway states, signed, that its store lost these seqs; they are not asked for",
+                               metadata: ["stream": "\(r.stream)", "seq": "\(r.seq)", "store_lost": "\(lost.lowerBound)...\(lost.upperBound)"])
+            }
             await updateGaps(after: r)
         }
     }

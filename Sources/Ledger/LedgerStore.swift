@@ -73,8 +73,13 @@ public actor LedgerStore {
     private let insertFork: SQLiteStatement
     private let insertBreak: SQLiteStatement
     private let insertRejected: SQLiteStatement
+    /// Nil when opened read-only on a ledger written before `store_lost` existed (no `stated_lost` table).
+    private let insertStatedLost: SQLiteStatement?
     /// Received seqs per stream, loaded at open, for gap detection.
     private var received: [StreamKey: SeqSet] = [:]
+    /// Seqs per stream that a stored record states, signed, its gateway's store lost (`store_lost`): never
+    /// asked for again. Loaded at open.
+    private var statedLost: [StreamKey: SeqSet] = [:]
 
     static let schema = """
         CREATE TABLE IF NOT EXISTS readings(
@@ -95,6 +100,10 @@ public actor LedgerStore {
             gateway TEXT NOT NULL, meter TEXT NOT NULL, epoch TEXT NOT NULL, seq INTEGER NOT NULL,
             reason TEXT NOT NULL, seen_ms INTEGER NOT NULL,
             UNIQUE (gateway, meter, epoch, seq, reason));
+        CREATE TABLE IF NOT EXISTS stated_lost(
+            gateway TEXT NOT NULL, meter TEXT NOT NULL, epoch TEXT NOT NULL, stated_by_seq INTEGER NOT NULL,
+            from_seq INTEGER NOT NULL, to_seq INTEGER NOT NULL, seen_ms INTEGER NOT NULL,
+            PRIMARY KEY (gateway, meter, epoch, stated_by_seq)) WITHOUT ROWID;
         CREATE TABLE IF NOT EXISTS rejected(
             id INTEGER PRIMARY KEY, topic TEXT NOT NULL, reason TEXT NOT NULL, payload BLOB NOT NULL, seen_ms INTEGER NOT NULL);
         """
@@ -144,6 +153,11 @@ public actor LedgerStore {
                 """)
             insertBreak = try db.prepare("INSERT OR IGNORE INTO chain_breaks(gateway, meter, epoch, seq, reason, seen_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
             insertRejected = try db.prepare("INSERT INTO rejected(topic, reason, payload, seen_ms) VALUES (?1, ?2, ?3, ?4)")
+            let hasStatedLost = try db.scalarInt("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'stated_lost'") == 1
+            insertStatedLost = hasStatedLost ? try db.prepare("""
+                INSERT OR IGNORE INTO stated_lost(gateway, meter, epoch, stated_by_seq, from_seq, to_seq, seen_ms)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                """) : nil
             let all = try db.prepare("SELECT gateway, meter, epoch, seq FROM readings", persistent: false)
             var loaded: [StreamKey: SeqSet] = [:]
             while try all.step() {
@@ -151,6 +165,7 @@ public actor LedgerStore {
                 loaded[key, default: SeqSet()].insert(UInt64(all.int64(3)))
             }
             received = loaded
+            if hasStatedLost { statedLost = try Self.loadStatedLost(db, stream: nil) }
         } catch let error as LedgerError {
             throw error
         } catch let error as SQLiteError {
@@ -172,6 +187,7 @@ public actor LedgerStore {
             try db.execute("BEGIN IMMEDIATE")
             do throws(SQLiteError) {
                 let outcome: LedgerOutcome
+                var newlyStated: ClosedRange<UInt64>?
                 if let stored = try lookup(stream, seq: r.seq) {
                     if stored.hash == verified.hash {
                         outcome = .duplicate
@@ -204,10 +220,21 @@ public actor LedgerStore {
                     try insertReading.bind(envelope, at: 20)
                     try insertReading.bind(receivedMillis, at: 21)
                     try run(insertReading)
-                    outcome = .stored(chainProblems: try checkLinks(verified, receivedMillis: receivedMillis))
+                    let links = try checkLinks(verified, receivedMillis: receivedMillis)
+                    // A statement whose record does not link to the record before it explains nothing.
+                    if let lost = r.storeLost, !links.prevBroken, let insert = insertStatedLost {
+                        try bind(insert, stream, r.seq)
+                        try insert.bind(Int64(bitPattern: lost.lowerBound), at: 5)
+                        try insert.bind(Int64(bitPattern: lost.upperBound), at: 6)
+                        try insert.bind(receivedMillis, at: 7)
+                        try run(insert)
+                        newlyStated = lost
+                    }
+                    outcome = .stored(chainProblems: links.problems)
                 }
                 try db.execute("COMMIT")
                 received[stream, default: SeqSet()].insert(r.seq)
+                if let newlyStated { statedLost[stream, default: SeqSet()].insert(newlyStated) }
                 return outcome
             } catch {
                 if !db.isAutocommit { try? db.execute("ROLLBACK") }
@@ -218,8 +245,9 @@ public actor LedgerStore {
         }
     }
 
-    /// Checks the record's links to its stored neighbours and records breaks.
-    private func checkLinks(_ verified: VerifiedRecord, receivedMillis: Int64) throws(SQLiteError) -> [String] {
+    /// Checks the record's links to its stored neighbours and records breaks; `prevBroken` when the record's
+    /// own `prev` does not link to the stored record before it.
+    private func checkLinks(_ verified: VerifiedRecord, receivedMillis: Int64) throws(SQLiteError) -> (problems: [String], prevBroken: Bool) {
         let r = verified.record
         var problems: [String] = []
         if r.seq == 1, r.prev != StreamPosition.zeroHash {
@@ -228,6 +256,7 @@ public actor LedgerStore {
         if r.seq > 1, let before = try lookup(r.stream, seq: r.seq - 1), before.hash != r.prev {
             problems.append("seq \(r.seq): prev does not match the hash of seq \(r.seq - 1)")
         }
+        let prevBroken = !problems.isEmpty
         if let after = try lookup(r.stream, seq: r.seq + 1), after.prev != verified.hash {
             problems.append("seq \(r.seq + 1): prev does not match the hash of seq \(r.seq)")
         }
@@ -237,7 +266,7 @@ public actor LedgerStore {
             try insertBreak.bind(receivedMillis, at: 6)
             try run(insertBreak)
         }
-        return problems
+        return (problems, prevBroken)
     }
 
     /// Keeps a payload that could not be verified, with the reason, so nothing received is lost.
@@ -251,9 +280,40 @@ public actor LedgerStore {
         } catch { throw .database(error) }
     }
 
-    /// The missing seq ranges of `stream` below the highest received.
+    /// The missing seq ranges of `stream` below the highest received, less the seqs its gateway stated lost:
+    /// those can never be replayed, so are not asked for.
     public func gaps(of stream: StreamKey, fromFirstSeq: Bool = true) -> [ClosedRange<UInt64>] {
-        received[stream]?.gaps(fromFirstSeq: fromFirstSeq) ?? []
+        received[stream]?.gaps(fromFirstSeq: fromFirstSeq, excluding: statedLost[stream] ?? SeqSet()) ?? []
+    }
+
+    /// Per stream, the seqs that a stored record states, signed, its gateway's store lost (`store_lost`) and
+    /// that were never received: explicit gaps, not asked for.
+    public func statedLostSeqs() -> [StreamKey: [ClosedRange<UInt64>]] {
+        var result: [StreamKey: [ClosedRange<UInt64>]] = [:]
+        for (stream, stated) in statedLost {
+            let missing = stated.ranges.flatMap { (received[stream] ?? SeqSet()).missing(in: $0) }
+            if !missing.isEmpty { result[stream] = missing }
+        }
+        return result
+    }
+
+    /// The `stated_lost` table, of one stream or of all.
+    private static func loadStatedLost(_ db: SQLiteDatabase, stream: StreamKey?) throws(SQLiteError) -> [StreamKey: SeqSet] {
+        let s = try db.prepare("""
+            SELECT gateway, meter, epoch, from_seq, to_seq FROM stated_lost
+            WHERE ?1 IS NULL OR (gateway = ?1 AND meter = ?2 AND epoch = ?3)
+            """, persistent: false)
+        if let stream {
+            try s.bind(stream.gateway, at: 1)
+            try s.bind(stream.meter, at: 2)
+            try s.bind(stream.epoch, at: 3)
+        }
+        var loaded: [StreamKey: SeqSet] = [:]
+        while try s.step() {
+            let key = StreamKey(gateway: s.text(0) ?? "", meter: s.text(1) ?? "", epoch: s.text(2) ?? "")
+            loaded[key, default: SeqSet()].insert(UInt64(s.int64(3))...UInt64(s.int64(4)))
+        }
+        return loaded
     }
 
     /// The gaps of `stream` after reading its seqs again from the file: another consumer of a shared
@@ -267,7 +327,8 @@ public actor LedgerStore {
             var seqs = SeqSet()
             while try s.step() { seqs.insert(UInt64(s.int64(0))) }
             received[stream] = seqs
-            return seqs.gaps(fromFirstSeq: fromFirstSeq)
+            if insertStatedLost != nil { statedLost[stream] = try Self.loadStatedLost(db, stream: stream)[stream] }
+            return gaps(of: stream, fromFirstSeq: fromFirstSeq)
         } catch { throw .database(error) }
     }
 

@@ -34,16 +34,44 @@ public struct SeqSet: Sendable, Hashable {
         return true
     }
 
+    /// Adds every seq of `range`, joining the ranges it touches.
+    public mutating func insert(_ range: ClosedRange<UInt64>) {
+        var lower = range.lowerBound, upper = range.upperBound
+        // Ranges that overlap or touch `range` (lowerBound 0 has nothing below it to touch).
+        let first = ranges.firstIndex { $0.upperBound >= lower || $0.upperBound + 1 == lower } ?? ranges.count
+        var end = first
+        while end < ranges.count, upper == .max || ranges[end].lowerBound <= upper + 1 {
+            lower = min(lower, ranges[end].lowerBound)
+            upper = max(upper, ranges[end].upperBound)
+            end += 1
+        }
+        ranges.replaceSubrange(first..<end, with: [lower...upper])
+    }
+
+    /// The parts of `range` not in the set, lowest first.
+    public func missing(in range: ClosedRange<UInt64>) -> [ClosedRange<UInt64>] {
+        var result: [ClosedRange<UInt64>] = []
+        var next = range.lowerBound
+        for r in ranges where r.upperBound >= next && r.lowerBound <= range.upperBound {
+            if r.lowerBound > next { result.append(next...(r.lowerBound - 1)) }
+            guard r.upperBound < range.upperBound else { return result }
+            next = r.upperBound + 1
+        }
+        result.append(next...range.upperBound)
+        return result
+    }
+
     public var count: UInt64 { ranges.reduce(0) { $0 + ($1.upperBound - $1.lowerBound + 1) } }
     public var highest: UInt64? { ranges.last?.upperBound }
 
     /// The missing ranges below the highest seq received. With `fromFirstSeq` the stream is expected to
     /// start at seq 1 (a settlement ledger wants the whole epoch); without, only holes after the first seq seen.
-    public func gaps(fromFirstSeq: Bool = true) -> [ClosedRange<UInt64>] {
+    /// Seqs in `excluding` (stated lost by the gateway) are left out of the gaps.
+    public func gaps(fromFirstSeq: Bool = true, excluding: SeqSet = SeqSet()) -> [ClosedRange<UInt64>] {
         var result: [ClosedRange<UInt64>] = []
         if fromFirstSeq, let first = ranges.first, first.lowerBound > 1 { result.append(1...(first.lowerBound - 1)) }
         for (a, b) in zip(ranges, ranges.dropFirst()) { result.append((a.upperBound + 1)...(b.lowerBound - 1)) }
-        return result
+        return excluding.ranges.isEmpty ? result : result.flatMap { excluding.missing(in: $0) }
     }
 
     /// Binary search: the index of the first range whose lower bound is greater than `seq`, or nil when none is.

@@ -16,8 +16,16 @@ public struct StreamReport: Sendable, Hashable {
     public var firstSeq: UInt64?
     public var lastSeq: UInt64?
     /// Missing seq ranges between the first and last verified record (and before the first one, if the
-    /// input was declared to start at the beginning of the epoch).
+    /// input was declared to start at the beginning of the epoch) that no signed `store_lost` statement explains.
     public var gaps: [ClosedRange<UInt64>]
+    /// Missing seq ranges that a verified record of the stream states, signed, its gateway's store lost
+    /// (`store_lost`): explicit gaps, reported but not failing.
+    public var statedLost: [ClosedRange<UInt64>] = []
+    /// Seqs a `store_lost` statement names that the input holds all the same (published before the store
+    /// lost them): fine, reported.
+    public var statedLostReceived: [ClosedRange<UInt64>] = []
+    /// The verified records carrying a `store_lost` statement that is in force.
+    public var lossStatements: [LossStatement] = []
     /// The seq of each extra copy of an identical record.
     public var duplicates: [UInt64]
     /// Seqs with two or more different validly signed records.
@@ -40,6 +48,18 @@ public struct StreamReport: Sendable, Hashable {
     public var passed: Bool {
         gaps.isEmpty && forks.isEmpty && brokenLinks.isEmpty && keyProblems.isEmpty && tampered.isEmpty && unknownKey.isEmpty
             && (toleratesRedelivery || (duplicates.isEmpty && reordered.isEmpty))
+    }
+}
+
+/// A verified record's signed statement that its gateway's store lost `seqs` (`store_lost`).
+public struct LossStatement: Sendable, Hashable {
+    /// The seq of the record that states the loss.
+    public var statedBy: UInt64
+    public var seqs: ClosedRange<UInt64>
+
+    public init(statedBy: UInt64, seqs: ClosedRange<UInt64>) {
+        self.statedBy = statedBy
+        self.seqs = seqs
     }
 }
 
@@ -88,6 +108,8 @@ public struct ChainAnalyzer: Sendable {
 
     struct StreamState: Sendable {
         var entries: [Entry] = []
+        /// `store_lost` statements by the hash of the record that carries them (few: one per recovery).
+        var statements: [Digest: LossStatement] = [:]
         var tampered: [LineIssue] = []
         var unknownKey: [LineIssue] = []
     }
@@ -121,6 +143,7 @@ public struct ChainAnalyzer: Sendable {
             let entry = Entry(seq: r.seq, hash: Digest(v.hash), prev: Digest(r.prev), key: intern(r.keyID),
                               previousKey: r.previousKeyID.map { intern($0) } ?? -1, line: line)
             streams[r.stream, default: StreamState()].entries.append(entry)
+            if let lost = r.storeLost { streams[r.stream, default: StreamState()].statements[entry.hash] = LossStatement(statedBy: r.seq, seqs: lost) }
         case .failure(let f):
             guard let claimed = f.claimed else {
                 malformed.append(LineIssue(line: line, seq: nil, reason: f.reason))
@@ -177,7 +200,7 @@ public struct ChainAnalyzer: Sendable {
         var previous: UInt64?
         for seq in seqs {
             if let p = previous, seq > p + 1 { report.gaps.append((p + 1)...(seq - 1)) }
-            previous = seq
+            defer { previous = seq }
             guard !forked.contains(seq), let entry = bySeq[seq]?.first else { continue }
             if seq == 1 {
                 if entry.prev != .zero { report.brokenLinks.append(seq) }
@@ -195,6 +218,57 @@ public struct ChainAnalyzer: Sendable {
                 report.keyProblems.append(seq)
             }
         }
+        applyStatements(state.statements.values, seqs: seqs, forked: forked, to: &report)
         return report
+    }
+
+    /// Moves the parts of gaps that a signed `store_lost` statement explains to ``StreamReport/statedLost``.
+    ///
+    /// A statement is in force when the record carrying it verified, is the only record with its seq, and
+    /// its link is not broken. After a recovery the gateway's `prev` is the hash of record `to_seq`: when the
+    /// input holds the record before the stating one, the link is checked as every other link; when it does
+    /// not, the link cannot be checked and the statement is what explains the missing seqs.
+    /// `seqs` are the stream's distinct seqs, sorted.
+    func applyStatements(_ statements: some Collection<LossStatement>, seqs: [UInt64], forked: Set<UInt64>,
+                         to report: inout StreamReport) {
+        guard !statements.isEmpty else { return }
+        let broken = Set(report.brokenLinks)
+        report.lossStatements = statements.filter { !forked.contains($0.statedBy) && !broken.contains($0.statedBy) }
+            .sorted { $0.statedBy < $1.statedBy }
+        let stated = report.lossStatements.map(\.seqs)
+        var open: [ClosedRange<UInt64>] = []
+        for gap in report.gaps {
+            let (covered, rest) = Self.split(gap, by: stated)
+            report.statedLost += covered
+            open += rest
+        }
+        report.gaps = open
+        for statement in report.lossStatements {
+            var run: ClosedRange<UInt64>?
+            for seq in seqs where statement.seqs.contains(seq) {
+                if let r = run, r.upperBound + 1 == seq { run = r.lowerBound...seq } else {
+                    if let r = run { report.statedLostReceived.append(r) }
+                    run = seq...seq
+                }
+            }
+            if let run { report.statedLostReceived.append(run) }
+        }
+    }
+
+    /// The parts of `range` inside any of `cover` and the parts outside all of them, each sorted.
+    static func split(_ range: ClosedRange<UInt64>, by cover: [ClosedRange<UInt64>]) -> (inside: [ClosedRange<UInt64>], outside: [ClosedRange<UInt64>]) {
+        var inside: [ClosedRange<UInt64>] = []
+        var outside: [ClosedRange<UInt64>] = []
+        var next = range.lowerBound
+        for c in cover.sorted(by: { $0.lowerBound < $1.lowerBound }) where c.overlaps(range) && c.upperBound >= next {
+            let lower = max(c.lowerBound, next)
+            if lower > next { outside.append(next...(lower - 1)) }
+            let upper = min(c.upperBound, range.upperBound)
+            if let last = inside.last, last.upperBound + 1 >= lower { inside[inside.count - 1] = last.lowerBound...upper } else { inside.append(lower...upper) }
+            if upper == range.upperBound { return (inside, outside) }
+            next = upper + 1
+        }
+        outside.append(next...range.upperBound)
+        return (inside, outside)
     }
 }

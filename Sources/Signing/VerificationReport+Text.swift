@@ -6,6 +6,15 @@ extension VerificationReport {
             let range = s.firstSeq.map { "seq \($0)…\(s.lastSeq!)" } ?? "no valid record"
             lines.append("\(s.stream): \(s.passed ? "OK" : "FAIL"), \(s.verified) verified (\(range))")
             if !s.gaps.isEmpty { lines.append("  gaps (missing seq): \(s.gaps.map(Self.rangeText).joined(separator: ", "))") }
+            if !s.statedLost.isEmpty {
+                lines.append("  stated lost by the gateway (signed store_lost, not a failure): seqs \(s.statedLost.map(Self.rangeText).joined(separator: ", "))")
+            }
+            for statement in s.lossStatements {
+                lines.append("  seq \(statement.statedBy) states the gateway's store lost seqs \(Self.rangeText(statement.seqs))")
+            }
+            if !s.statedLostReceived.isEmpty {
+                lines.append("  stated lost but received (published before the store lost them): seqs \(s.statedLostReceived.map(Self.rangeText).joined(separator: ", "))")
+            }
             if !s.duplicates.isEmpty { lines.append("  duplicates: \(Self.seqList(s.duplicates))") }
             if !s.forks.isEmpty { lines.append("  forks (different records with one seq): \(Self.seqList(s.forks))") }
             if !s.reordered.isEmpty { lines.append("  reordered (arrived after a higher seq): \(Self.seqList(s.reordered))") }
@@ -37,12 +46,16 @@ extension VerificationReport {
                 .object([("line", .integer(issue.line)), ("seq", issue.seq.map { .integer($0) } ?? .null), ("reason", .string(issue.reason))])
             })
         }
+        func ranges(_ list: [ClosedRange<UInt64>]) -> JSONValue { .array(list.map { .array([.integer($0.lowerBound), .integer($0.upperBound)]) }) }
         let streamValues = streams.map { s -> JSONValue in
             .object([
                 ("gateway", .string(s.stream.gateway)), ("meter", .string(s.stream.meter)), ("epoch", .string(s.stream.epoch)),
                 ("passed", .bool(s.passed)), ("verified", .integer(s.verified)),
                 ("first_seq", s.firstSeq.map { .integer($0) } ?? .null), ("last_seq", s.lastSeq.map { .integer($0) } ?? .null),
-                ("gaps", .array(s.gaps.map { .array([.integer($0.lowerBound), .integer($0.upperBound)]) })),
+                ("gaps", ranges(s.gaps)), ("stated_lost", ranges(s.statedLost)), ("stated_lost_received", ranges(s.statedLostReceived)),
+                ("loss_statements", .array(s.lossStatements.map {
+                    .object([("seq", .integer($0.statedBy)), ("from_seq", .integer($0.seqs.lowerBound)), ("to_seq", .integer($0.seqs.upperBound))])
+                })),
                 ("duplicates", seqs(s.duplicates)), ("forks", seqs(s.forks)), ("reordered", seqs(s.reordered)),
                 ("broken_links", seqs(s.brokenLinks)), ("key_rotations", seqs(s.keyRotations)), ("key_problems", seqs(s.keyProblems)),
                 ("tampered", issues(s.tampered)), ("unknown_key", issues(s.unknownKey)),

@@ -51,3 +51,13 @@ func verifyLines(_ lines: [[UInt8]], keys: [VerifyingKey], fromStart: Bool = fal
     for (i, line) in lines.enumerated() { analyzer.add(verifier.verify(line), line: i + 1) }
     return analyzer.report()
 }
+
+extension StreamBuilder {
+    /// Signs the next record as the gateway does first after its store lost `seqs`: it continues from the
+    /// high-water mark (`prev` is the hash of the last record handed out) and states the loss, signed.
+    @discardableResult
+    mutating func nextStatingLoss(_ seqs: ClosedRange<UInt64>) throws -> SignedRecord {
+        position.storeLost = seqs
+        return try next()
+    }
+}

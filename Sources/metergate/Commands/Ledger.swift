@@ -102,10 +102,12 @@ struct LedgerConsume: AsyncParsableCommand {
         let c = await consumer.counters
         let gaps = await consumer.openGaps
         let counts = try? await store.counts()
+        let statedLost = await store.statedLostSeqs()
         logger.info("ledger stopped", metadata: [
             "received": "\(c.received)", "stored": "\(c.stored)", "duplicates": "\(c.duplicates)", "forks": "\(c.forks)",
             "chain_breaks": "\(c.chainBreaks)", "rejected": "\(c.rejected)", "replay_requests": "\(c.replayRequests)",
-            "ledger_rows": "\(counts?.readings ?? -1)", "open_gaps": "\(gaps.map { "\($0.key): \($0.value.map { "\($0.lowerBound)...\($0.upperBound)" })" })"])
+            "ledger_rows": "\(counts?.readings ?? -1)",
+            "stated_lost": "\(statedLost.map { "\($0.key): \($0.value.map { "\($0.lowerBound)...\($0.upperBound)" })" })", "open_gaps": "\(gaps.map { "\($0.key): \($0.value.map { "\($0.lowerBound)...\($0.upperBound)" })" })"])
     }
 }
 

@@ -118,6 +118,7 @@ struct Tail: AsyncParsableCommand {
                     "\"quality\":\"\(r.quality.rawValue)\"", "\"verified\":\(ok)", "\"duplicate\":\(chain.duplicate)",
                 ]
                 if let problem = chain.problem { fields.append("\"chain\":\"\(problem)\"") }
+                if let lost = r.storeLost { fields.append("\"store_lost\":[\(lost.lowerBound),\(lost.upperBound)]") }
                 emit("{" + fields.joined(separator: ",") + "}")
             } else {
                 let end = Date(timeIntervalSince1970: Double(r.endMillis) / 1000)
@@ -125,7 +126,8 @@ struct Tail: AsyncParsableCommand {
                 let numbers = String(format: "%10.3f kWh  total %12.3f kWh  %9.0f W", r.importDelta.kilowattHours,
                                      r.importTotal.kilowattHours, Double(r.averageMilliwatts) / 1000)
                 emit("\(Self.utc.string(from: end))  \(r.gateway)/\(r.meter)  seq \(r.seq)  \(numbers)  "
-                     + "\(r.quality.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0)) \(mark)\(chain.duplicate ? " dup" : "")")
+                     + "\(r.quality.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0)) \(mark)\(chain.duplicate ? " dup" : "")"
+                     + (r.storeLost.map { "  store lost seq \($0.lowerBound)…\($0.upperBound) (signed)" } ?? ""))
             }
             return ok
         }
@@ -174,7 +176,11 @@ struct ChainTracker {
         if r.seq == head.seq + 1 {
             return r.prev == head.hash ? (nil, false) : ("chain broken: prev does not match seq \(head.seq)", false)
         }
-        if r.seq > head.seq + 1 { return ("gap: seq \(head.seq + 1)…\(r.seq - 1) missing", false) }
+        if r.seq > head.seq + 1 {
+            // The gateway's signed statement that its store lost exactly these seqs explains the gap.
+            if let lost = r.storeLost, lost.lowerBound <= head.seq + 1, lost.upperBound >= r.seq - 1 { return (nil, false) }
+            return ("gap: seq \(head.seq + 1)…\(r.seq - 1) missing", false)
+        }
         return (nil, false)   // an earlier seq arriving late (a replay filling a gap)
     }
 }

@@ -9,8 +9,9 @@ struct Verify: ParsableCommand {
         discussion: """
             Reports per stream (gateway, meter, epoch): verified records, gaps (missing seq ranges), duplicates, \
             forks (two different records with one seq), reordering, broken chain links, key changes without a \
-            rotation marker, tampered records and records signed by an unknown key. Exit 0 when everything \
-            verifies, 1 on any failure, 2 on usage errors.
+            rotation marker, tampered records and records signed by an unknown key. Missing seqs that a verified \
+            record states, signed, its gateway's store lost (store_lost) are reported as stated lost, not as \
+            failing gaps. Exit 0 when everything verifies, 1 on any failure, 2 on usage errors.
             KEY may be a JWK, a JWK Set {"keys":[...]} (the retained keys topic), PEM public or private keys \
             (several blocks for rotated keys), or SPKI DER hex lines; --key may be repeated.
             """)
