@@ -92,6 +92,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
         .testTarget(name: "LedgerTests", dependencies: ["Ledger", "ConfigFile", "Signing", "MQTT", "MeterCore", "TestSupport"]),

@@ -48,6 +48,9 @@ public actor ReadingPipeline {
     private let encoder = JSONEncoder()
     /// Streams whose state changed since it was last saved.
     private var unsaved: Set<MeterID> = []
+    /// Closed intervals not yet stored, per meter in order: those whose append failed (disk full) wait here and
+    /// go first in the next append that succeeds, so a full disk delays readings instead of losing them.
+    private var unstored: [MeterID: [AccountedInterval]] = [:]
     private var lastSave = ContinuousClock.now
     /// How often state is saved when no interval closed (a restart then loses at most this much of the open
     /// interval's detail, never energy: the counters carry it).
@@ -293,9 +296,11 @@ public actor ReadingPipeline {
         await commit([], of: nil)
     }
 
-    /// Signs and appends `intervals` of `meter` together with the state of every changed stream, in one
-    /// transaction. On failure (disk full) nothing is stored and the state stays unsaved: the intervals are
-    /// re-derived after a restart from the last saved state and the counters, so no energy is lost.
+    /// Signs and appends `closed` intervals of `meter`, after any intervals still waiting from a failed append,
+    /// together with the state of every changed stream, in one transaction. On failure (disk full) nothing is
+    /// stored, the intervals wait in memory for the next commit and the state stays unsaved: after a restart they
+    /// are re-derived from the last saved state and the counters, so no energy is lost either way. Intervals the
+    /// outbox had already published before it lost records (its high-water mark) are not signed again.
     private func commit(_ closed: [AccountedInterval], of meter: MeterID?) async {
         var intervals = closed
         if let meter, let through = publishedThrough[meter] {
@@ -305,19 +310,25 @@ public actor ReadingPipeline {
                               metadata: ["meter": "\(meter)", "dropped": "\(closed.count - intervals.count)", "published_through_ms": "\(through)"])
             }
         }
+        if let meter, !intervals.isEmpty {
+            for interval in intervals where interval.result.quality != .measured {
+                logger.notice("interval \(interval.result.quality.rawValue)", metadata: [
+                    "meter": "\(meter)", "start": "\(interval.result.startMillis)", "events": "\(interval.events.map { "\($0)" }.joined(separator: ","))",
+                ])
+            }
+            unstored[meter, default: []] += intervals
+        }
         var requests: [AppendRequest] = []
-        if let meter, let signer = streams[meter]?.signer {
-            for interval in intervals {
+        var batch: [(meter: MeterID, interval: AccountedInterval)] = []
+        for (id, waiting) in unstored.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+            guard let signer = streams[id]?.signer else { unstored[id] = nil; continue }
+            for interval in waiting {
                 let result = interval.result
-                requests.append(AppendRequest(meter: meter.rawValue, intervalEnd: result.endMillis) { position in
+                requests.append(AppendRequest(meter: id.rawValue, intervalEnd: result.endMillis) { position in
                     let signed = try signer.sign(result: result, position: position)
                     return (signed.bytes, signed.hash)
                 })
-                if result.quality != .measured {
-                    logger.notice("interval \(result.quality.rawValue)", metadata: [
-                        "meter": "\(meter)", "start": "\(result.startMillis)", "events": "\(interval.events.map { "\($0)" }.joined(separator: ","))",
-                    ])
-                }
+                batch.append((id, interval))
             }
         }
         var state: [String: [UInt8]] = [:]
@@ -329,12 +340,13 @@ public actor ReadingPipeline {
         do {
             let records = try await store.append(requests, saving: state)
             unsaved.subtract(saving)
+            unstored.removeAll()
             lastSave = .now
             lastAppendError = nil
-            for interval in intervals {
-                Counter(label: "metergate_intervals_total", dimensions: [("meter", "\(meter.map { "\($0)" } ?? "-")"), ("quality", interval.result.quality.rawValue)]).increment()
+            for (id, interval) in batch {
+                Counter(label: "metergate_intervals_total", dimensions: [("meter", "\(id)"), ("quality", interval.result.quality.rawValue)]).increment()
             }
-            if let meter, !records.isEmpty { publishedThrough[meter] = nil }
+            for (id, _) in batch { publishedThrough[id] = nil }
             if !records.isEmpty {
                 recordsAppended += Int64(records.count)
                 for r in records {
@@ -344,7 +356,7 @@ public actor ReadingPipeline {
             }
         } catch {
             lastAppendError = "\(error)"
-            logger.error("could not store signed records; they will be produced again from the saved state after a restart",
+            logger.error("could not store signed records; they wait in memory for the next append (after a restart they are produced again from the saved state)",
                          metadata: ["meter": "\(meter.map { "\($0)" } ?? "-")", "records": "\(requests.count)", "error": "\(error)"])
         }
     }

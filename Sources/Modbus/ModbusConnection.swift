@@ -143,8 +143,7 @@ public actor ModbusConnection {
     ) throws(ModbusError) -> [UInt16] {
         try prepare(unit: unit, function: function)
         if staleAnswerPossible {
-            // Drop whatever a slow device sent after we gave up on it. The corresponding C function is `modbus_flush`.
-            modbus_flush(context)
+            drainLateAnswer()
             staleAnswerPossible = false
         }
         var words = [UInt16](repeating: 0, count: count)
@@ -169,6 +168,33 @@ public actor ModbusConnection {
         guard let direction, let failure = RS485DirectionRegistry.takeFailure(context) else { return }
         staleAnswerPossible = true
         throw ModbusError(directionFailure: failure, on: direction, context: request)
+    }
+
+    /// Drops whatever a slow device sent after we gave up on it. On a serial line the late answer may not have
+    /// arrived yet: if the next request went out now, that answer would come back during it and be taken for
+    /// its reply (on a shared bus, another unit's). So wait up to one response timeout for its first byte, and
+    /// then until the line has been quiet for 50 ms, dropping what comes; bounded by three response timeouts.
+    /// The corresponding C functions are `modbus_flush`, `modbus_get_socket`, `modbus_get_response_timeout`
+    /// and `poll`.
+    private func drainLateAnswer() {
+        modbus_flush(context)
+        guard case .rtu = transport else { return }
+        let fd = modbus_get_socket(context)
+        guard fd >= 0 else { return }
+        var seconds: UInt32 = 0, microseconds: UInt32 = 0
+        modbus_get_response_timeout(context, &seconds, &microseconds)
+        let timeoutMillis = Int32(clamping: Int64(seconds) * 1000 + Int64(microseconds) / 1000)
+        var waitMillis = max(timeoutMillis, 1)
+        var budget = 3 * Int64(waitMillis)
+        var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        while budget > 0 {
+            let started = ContinuousClock.now
+            guard poll(&descriptor, 1, waitMillis) > 0 else { return }   // quiet (0), or interrupted (-1)
+            modbus_flush(context)
+            let spent = ContinuousClock.now - started
+            budget -= spent.components.seconds * 1000 + spent.components.attoseconds / 1_000_000_000_000_000 + 1
+            waitMillis = 50
+        }
     }
 
     private static func split(_ d: Duration) -> (UInt32, UInt32) {

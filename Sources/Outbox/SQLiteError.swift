@@ -27,10 +27,30 @@ public struct SQLiteError: Error, Hashable, Sendable, CustomStringConvertible {
     /// Another connection holds a lock (`SQLITE_BUSY`, `SQLITE_LOCKED`).
     public var isBusy: Bool { primaryCode == SQLITE_BUSY || primaryCode == SQLITE_LOCKED }
 
+    /// The primary result code's C name, as in SQLite's documentation and `sqlite3.h`: `SQLITE_FULL`.
+    public var codeName: String {
+        switch primaryCode {
+        case SQLITE_ERROR: return "SQLITE_ERROR"
+        case SQLITE_PERM: return "SQLITE_PERM"
+        case SQLITE_BUSY: return "SQLITE_BUSY"
+        case SQLITE_LOCKED: return "SQLITE_LOCKED"
+        case SQLITE_NOMEM: return "SQLITE_NOMEM"
+        case SQLITE_READONLY: return "SQLITE_READONLY"
+        case SQLITE_IOERR: return "SQLITE_IOERR"
+        case SQLITE_CORRUPT: return "SQLITE_CORRUPT"
+        case SQLITE_FULL: return "SQLITE_FULL"
+        case SQLITE_CANTOPEN: return "SQLITE_CANTOPEN"
+        case SQLITE_CONSTRAINT: return "SQLITE_CONSTRAINT"
+        case SQLITE_MISMATCH: return "SQLITE_MISMATCH"
+        case SQLITE_NOTADB: return "SQLITE_NOTADB"
+        default: return "SQLite code \(primaryCode)"
+        }
+    }
+
     public var description: String {
         let name = String(cString: sqlite3_errstr(code))
         let suffix = context.isEmpty ? "" : " [\(context)]"
-        return "\(function) failed: \(message) (\(name), code \(code))\(suffix)"
+        return "\(function) failed: \(message) (\(codeName): \(name), code \(code))\(suffix)"
     }
 }
 

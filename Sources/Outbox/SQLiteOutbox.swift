@@ -605,7 +605,7 @@ public actor SQLiteOutbox: OutboxStore {
             return try body()
         } catch {
             rollback()
-            if error.isFull { logger.error("outbox storage full: append refused", metadata: ["error": "\(error)"]) }
+            if error.isFull { logger.error("outbox storage full: append refused", metadata: ["path": "\(path)", "error": "\(error)"]) }
             throw OutboxError.from(error)
         }
     }

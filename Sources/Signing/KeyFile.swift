@@ -7,9 +7,15 @@ import Glibc
 public enum KeyFileError: Error, Hashable, Sendable, CustomStringConvertible {
     case unreadable(path: String, errno: Int32)
     case tooOpen(path: String, mode: UInt32)
+    /// A directory, a device or a FIFO where the key file should be.
+    case notAFile(path: String, kind: String)
+    /// The key is of another algorithm than the config's `signing.algorithm`.
+    case wrongAlgorithm(path: String, found: SigningAlgorithm, configured: SigningAlgorithm)
     case exists(path: String)
     case cannotWrite(path: String, errno: Int32)
     case notPEM
+    /// A `-----BEGIN` line without its `-----END` line: a file cut short.
+    case truncatedPEM
     case unsupportedKey(String)
     case inFile(path: String, underlying: String)
 
@@ -20,11 +26,17 @@ public enum KeyFileError: Error, Hashable, Sendable, CustomStringConvertible {
         case .tooOpen(let path, let mode):
             return "key file \(path) has mode \(String(mode, radix: 8)): group or others can read it; "
                 + "refusing to use it. Fix: chmod 600 \(path) (and chown it to the service user)"
+        case .notAFile(let path, let kind):
+            return "key file \(path) is \(kind), not a key file"
+        case .wrongAlgorithm(let path, let found, let configured):
+            return "key file \(path) holds an \(found.rawValue) key, but signing.algorithm is \(configured.rawValue); "
+                + "refusing to sign with a key the config does not name"
         case .exists(let path):
             return "key file \(path) already exists; refusing to overwrite a signing key (move it away first)"
         case .cannotWrite(let path, let e):
             return "cannot write key file \(path): \(String(cString: strerror(e))) (errno \(e))"
         case .notPEM: return "not a PEM file (expected -----BEGIN PRIVATE KEY-----)"
+        case .truncatedPEM: return "truncated PEM: a -----BEGIN line without its -----END line"
         case .unsupportedKey(let why): return "unsupported key: \(why)"
         case .inFile(let path, let underlying): return "key file \(path): \(underlying)"
         }
@@ -33,7 +45,14 @@ public enum KeyFileError: Error, Hashable, Sendable, CustomStringConvertible {
 
 /// Reading and writing private key files with the permissions a revenue gateway needs.
 public enum KeyFile {
-    /// Loads a private key, refusing a file that group or others may read.
+    /// Loads a private key as ``load(_:)`` does, and refuses a key of another algorithm than `algorithm`.
+    public static func load(_ path: String, algorithm: SigningAlgorithm) throws(KeyFileError) -> SigningKey {
+        let key = try load(path)
+        guard key.algorithm == algorithm else { throw .wrongAlgorithm(path: path, found: key.algorithm, configured: algorithm) }
+        return key
+    }
+
+    /// Loads a private key, refusing a file that group or others may read, and anything but a regular file.
     /// The corresponding C functions are `open`, `fstat` and `read`.
     public static func load(_ path: String) throws(KeyFileError) -> SigningKey {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -41,6 +60,11 @@ public enum KeyFile {
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw .unreadable(path: path, errno: errno) }
+        switch UInt32(info.st_mode) & UInt32(S_IFMT) {
+        case UInt32(S_IFREG): break
+        case UInt32(S_IFDIR): throw .notAFile(path: path, kind: "a directory")
+        default: throw .notAFile(path: path, kind: "a device, FIFO or socket")
+        }
         let mode = UInt32(info.st_mode) & 0o777
         guard mode & 0o077 == 0 else { throw .tooOpen(path: path, mode: mode) }
         var bytes = [UInt8]()
@@ -52,6 +76,7 @@ public enum KeyFile {
             bytes += buffer[0..<n]
             if bytes.count > 65536 { throw .inFile(path: path, underlying: "larger than 64 KiB; not a key file") }
         }
+        if bytes.isEmpty { throw .inFile(path: path, underlying: "the file is empty") }
         do {
             return try SigningKey(pem: String(decoding: bytes, as: UTF8.self))
         } catch {

@@ -76,7 +76,7 @@ public struct SigningKey: Sendable {
 
     /// Reads a PEM "PRIVATE KEY" (PKCS#8) block holding an Ed25519 or P-256 key, or a SEC1 "EC PRIVATE KEY".
     public init(pem: String) throws(KeyFileError) {
-        guard let block = PEM.decode(pem) else { throw .notPEM }
+        guard let block = PEM.decode(pem) else { throw pem.contains("-----BEGIN") && !pem.contains("-----END") ? .truncatedPEM : .notPEM }
         let der = block.der
         if der.count == 48, Array(der.prefix(16)) == Self.ed25519PKCS8Prefix {
             guard let k = try? Curve25519.Signing.PrivateKey(rawRepresentation: der.suffix(32)) else { throw .unsupportedKey("bad Ed25519 key bytes") }

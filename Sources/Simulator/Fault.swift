@@ -13,6 +13,10 @@ public struct Fault: Sendable, Hashable, CustomStringConvertible {
         case corruptedFrame
         /// The energy counters restart from 0 (a meter replaced or reset), once, when the fault starts.
         case counterReset
+        /// The meter is replaced by another one, once, when the fault starts: a new serial number (served
+        /// where the profile has one, the SunSpec common model) and import counters that restart at this
+        /// many Wh (export at 0), as a new meter that left the factory with a little energy on it.
+        case meterReplaced(startWattHours: Double)
         /// The energy counters wrap: served raw counter values are taken modulo this many raw units
         /// (nil: the register type's own range), as a meter whose counter overflows.
         case counterRollover(modulus: Double?)
@@ -42,13 +46,14 @@ public struct Fault: Sendable, Hashable, CustomStringConvertible {
         case .exception(let e): what = "exception \(e.rawValue) (\(e))"
         case .corruptedFrame: what = "corrupt"
         case .counterReset: what = "reset"
+        case .meterReplaced(let wh): what = "replace" + (wh > 0 ? " from \(wh / 1000) kWh" : "")
         case .counterRollover(let m): what = "rollover" + (m.map { " at \($0)" } ?? "")
         }
         return what + (every > 1 ? " every \(every)" : "") + (after > 0 ? " after \(after)s" : "") + (until.map { " until \($0)s" } ?? "")
     }
 
-    /// Parses the command-line form: `no-answer`, `slow:500ms`, `exception:2`, `corrupt`, `reset`, `rollover[:MODULUS]`,
-    /// each optionally followed by `/every=N`, `/after=SECONDS`, `/until=SECONDS`.
+    /// Parses the command-line form: `no-answer`, `slow:500ms`, `exception:2`, `corrupt`, `reset`,
+    /// `replace[:KWH]`, `rollover[:MODULUS]`, each optionally followed by `/every=N`, `/after=SECONDS`, `/until=SECONDS`.
     public static func parse(_ text: String) -> Fault? {
         let parts = text.split(separator: "/")
         guard let head = parts.first else { return nil }
@@ -64,6 +69,9 @@ public struct Fault: Sendable, Hashable, CustomStringConvertible {
             kind = .exception(e)
         case "corrupt": kind = .corruptedFrame
         case "reset": kind = .counterReset
+        case "replace":
+            if kindParts.count == 2 { guard let k = Double(kindParts[1]), k >= 0, k.isFinite else { return nil }; kind = .meterReplaced(startWattHours: k * 1000) }
+            else { kind = .meterReplaced(startWattHours: 0) }
         case "rollover":
             if kindParts.count == 2 { guard let m = Double(kindParts[1]), m > 0 else { return nil }; kind = .counterRollover(modulus: m) }
             else { kind = .counterRollover(modulus: nil) }

@@ -23,10 +23,12 @@ public final class SimulatedMeter: Sendable {
         var exportWattHours: Double
         var requests: Int = 0
         var resetDone = false
+        var replaced = false
+        /// The serial number served now: a replacement meter has its own.
+        var serialNumber: String
     }
     private let state: Mutex<State>
     private let clock: any TimeSource
-    private let serialNumber: String
 
     public init(profile: MeterProfile, curve: LoadCurve, importWattHours: Double = 0, exportWattHours: Double = 0,
                 faults: [Fault] = [], serialNumber: String = "SIM0001", clock: any TimeSource = SystemTimeSource()) {
@@ -34,10 +36,18 @@ public final class SimulatedMeter: Sendable {
         self.curve = curve
         self.faults = faults
         self.clock = clock
-        self.serialNumber = serialNumber
         let now = clock.now().monotonicNanos
         self.state = Mutex(State(startNanos: now, lastNanos: now, lastWatts: curve.watts(at: 0),
-                                 importWattHours: importWattHours, exportWattHours: exportWattHours))
+                                 importWattHours: importWattHours, exportWattHours: exportWattHours, serialNumber: serialNumber))
+    }
+
+    /// The serial number the meter serves now (a replaced meter has a new one).
+    public var serialNumber: String {
+        let now = clock.now().monotonicNanos
+        return state.withLock { s in
+            advance(&s, to: now)
+            return s.serialNumber
+        }
     }
 
     /// Seconds since the simulation started.
@@ -61,6 +71,17 @@ public final class SimulatedMeter: Sendable {
             s.importWattHours = 0
             s.exportWattHours = 0
             s.resetDone = true
+        }
+        // A replacement meter: the old one's energy stops at the swap, the new one counts from its own start.
+        for fault in faults where !s.replaced {
+            guard case .meterReplaced(let startWattHours) = fault.kind else { continue }
+            let at = s.startNanos &+ UInt64(max(0, fault.after) * 1e9)
+            guard at <= now else { continue }
+            integrate(&s, to: max(at, s.lastNanos))
+            s.importWattHours = startWattHours
+            s.exportWattHours = 0
+            s.serialNumber += "R"
+            s.replaced = true
         }
         integrate(&s, to: now)
     }
@@ -121,7 +142,7 @@ public final class SimulatedMeter: Sendable {
             case .exception(let e): return .exception(e)
             case .slowAnswer(let d): delay = d
             case .corruptedFrame: corrupt = true
-            case .counterReset, .counterRollover: break
+            case .counterReset, .meterReplaced, .counterRollover: break
             }
         }
         var response = registers(space: space, address: address, count: count)

@@ -96,7 +96,7 @@ public struct SimulationConfig: Sendable {
             var faults: [Fault] = []
             for f in try m.optional("faults")?.list() ?? [] {
                 let text = try f.string()
-                guard let fault = Fault.parse(text) else { throw f.error("expected a fault such as no-answer, slow:500ms, exception:2, corrupt, reset, rollover (with /every=N, /after=S, /until=S), found '\(text)'") }
+                guard let fault = Fault.parse(text) else { throw f.error("expected a fault such as no-answer, slow:500ms, exception:2, corrupt, reset, replace:0.5, rollover (with /every=N, /after=S, /until=S), found '\(text)'") }
                 faults.append(fault)
             }
             let spec = SimulatedMeterSpec(unit: unit, profile: profile, curve: curve,

@@ -2,6 +2,7 @@ import ArgumentParser
 import ConfigFile
 import Gateway
 import Logging
+import Signing
 
 /// `--config FILE` plus where boards and profiles are looked up.
 struct ConfigOptions: ParsableArguments {
@@ -20,6 +21,14 @@ struct ConfigOptions: ParsableArguments {
             path: config,
             boardDirectories: boardDirectories.isEmpty ? DataDirectories.boards() : boardDirectories,
             profileDirectories: profileDirectories.isEmpty ? DataDirectories.profiles() : profileDirectories)
+    }
+
+    /// Loads the config's signing key, or fails with exit code 2 naming the key file, what is wrong and how to
+    /// make one: the same check for `check` and `run`, so a key `check` accepts is one `run` signs with.
+    static func signingKey(of config: GatewayConfig) throws -> SigningKey {
+        do { return try KeyFile.load(config.signing.keyFile, algorithm: config.signing.algorithm) } catch {
+            throw Failure.usage("\(config.file): signing.key: \(error). Make one with: metergate keygen --out \(config.signing.keyFile) --algorithm \(config.signing.algorithm.rawValue)")
+        }
     }
 
     /// Loads and validates the config, or fails with exit code 2 and every error found.

@@ -12,7 +12,8 @@ import Testing
     }
 
     @Test func checkPrintsTheResolvedDemoConfig() throws {
-        let r = try runProcess(try metergateBinary(), ["check", "--config", "examples/demo/metergate.yaml"], currentDirectory: repositoryRoot)
+        // The demo's key is made by scripts/demo.sh; the config alone is checked here.
+        let r = try runProcess(try metergateBinary(), ["check", "--skip-key", "--config", "examples/demo/metergate.yaml"], currentDirectory: repositoryRoot)
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("id: demo-gw"))
         #expect(r.stdout.contains("profile: eastron-sdm630"))
@@ -35,6 +36,44 @@ import Testing
         let missing = try runProcess(try metergateBinary(), ["check", "--config", dir.file("none.yaml")])
         #expect(missing.status == 2)
         #expect(missing.stderr.contains("none.yaml: no such file"))
+    }
+
+    @Test func checkOpensTheSigningKeyAsRunDoes() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        #expect(try runProcess(try metergateBinary(), ["keygen", "--out", dir.file("k.key")]).status == 0)
+        func config(key: String, algorithm: String = "EdDSA") -> String {
+            dir.write("gw-\((key as NSString).lastPathComponent)-\(algorithm).yaml", """
+                gateway: { id: gw, board: sim, state_dir: \(dir.path)/state }
+                buses:
+                  - { id: b, tcp: { host: 127.0.0.1, port: \(freeLoopbackPort()) }, timeout: 500ms }
+                meters:
+                  - { id: m1, bus: b, unit: 1, profile: eastron-sdm630 }
+                metrics: { enabled: false }
+                mqtt: { host: 127.0.0.1 }
+                signing: { key: \(key), algorithm: \(algorithm) }
+                """)
+        }
+        let good = try runProcess(try metergateBinary(), ["check", "--config", config(key: dir.file("k.key"))], currentDirectory: repositoryRoot)
+        #expect(good.status == 0, "\(good.stderr)")
+        #expect(good.stdout.contains("signing key: EdDSA, kid "))
+        chmod(dir.file("k.key"), 0o644)
+        try FileManager.default.createDirectory(atPath: dir.file("dir.key"), withIntermediateDirectories: true)
+        for (key, algorithm, problem) in [(dir.file("k.key"), "EdDSA", "has mode 644: group or others can read it"),
+                                          (dir.file("none.key"), "EdDSA", "No such file or directory"),
+                                          (dir.file("dir.key"), "EdDSA", "is a directory, not a key file")] {
+            let path = config(key: key, algorithm: algorithm)
+            for command in ["check", "run"] {
+                let r = try runProcess(try metergateBinary(), [command, "--config", path], currentDirectory: repositoryRoot)
+                #expect(r.status == 2, "\(command) \(key): \(r.stderr)")
+                #expect(r.stderr.contains("\(path): signing.key: ") && r.stderr.contains(key) && r.stderr.contains(problem), "\(r.stderr)")
+            }
+        }
+        chmod(dir.file("k.key"), 0o600)
+        let wrong = config(key: dir.file("k.key"), algorithm: "ES256")
+        let r = try runProcess(try metergateBinary(), ["check", "--config", wrong], currentDirectory: repositoryRoot)
+        #expect(r.status == 2 && r.stderr.contains("holds an EdDSA key, but signing.algorithm is ES256"), "\(r.stderr)")
+        #expect(try runProcess(try metergateBinary(), ["check", "--skip-key", "--config", wrong], currentDirectory: repositoryRoot).status == 0)
     }
 
     @Test func usageErrorsExitTwo() throws {

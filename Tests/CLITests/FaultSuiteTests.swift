@@ -5,10 +5,13 @@ import Testing
 /// The bounded CI subset of the fault suite (`bash faults/run.sh --ci`): the real gateway killed with SIGKILL,
 /// its broker killed and held down, meters failing on a shared RTU bus, its database damaged on disk, and a
 /// corpus of malformed config files. The suite accounts for every reading (produced, received, verified,
-/// lost, duplicated, chain breaks) and exits non-zero on any failure that is not a recorded finding.
+/// lost, duplicated, chain breaks) and exits non-zero on any failure that is not a recorded finding. Also: a
+/// slow and a replaced meter, the outbox quota and a really full disk, unusable signing keys, and a TLS broker
+/// the gateway is given the wrong CA for.
 @Suite(.serialized) struct FaultSuiteTests {
     static let scenarios = ["sigkill", "broker", "meters", "counter-reset", "counter-rollover", "counter-rated", "corrupt-frames",
-                            "storage-structure", "storage-content", "storage-wal", "config-corpus", "clock"]
+                            "storage-structure", "storage-content", "storage-wal", "config-corpus", "clock",
+                            "meter-slow", "meter-replaced", "storage-quota", "storage-full", "bad-keys", "tls-wrong-ca"]
 
     @Test func theCISubsetLosesNothingAndBreaksNoChain() throws {
         let dir = TemporaryDirectory()
@@ -31,8 +34,10 @@ import Testing
             #expect(row.count == 12, "\(row)")
             guard row.count == 12 else { continue }
             // XFAIL: a recorded finding (faults/faultsuite.py, EXPECTED_FAILURES). SKIP only for the clock
-            // scenario, whose reason the suite prints (libfaketime and the Swift runtime).
-            #expect(["PASS", "XFAIL"].contains(row[11]) || (name == "clock" && row[11] == "SKIP"), "\(name): \(row[11])\n\(output)")
+            // scenario, whose reason the suite prints (libfaketime and the Swift runtime), and for storage-full
+            // where this machine refuses to mount its tmpfs (not root, or a container without the right).
+            let skipAllowed = name == "clock" || (name == "storage-full" && r.stdout.contains("cannot mount a tmpfs for the data directory"))
+            #expect(["PASS", "XFAIL"].contains(row[11]) || (skipAllowed && row[11] == "SKIP"), "\(name): \(row[11])\n\(output)")
             if row[11] == "PASS" {
                 #expect(row[4] == "0" && row[6] == "0", "\(name): lost \(row[4]), chain breaks \(row[6])")
                 #expect((Int(row[1]) ?? 0) > 0, "\(name) produced nothing to judge")

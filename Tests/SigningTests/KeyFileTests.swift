@@ -29,6 +29,33 @@ import Testing
         #expect(error?.description.contains("chmod 600") == true)
     }
 
+    @Test func refusesWhatIsNotAWholeKeyFileOfTheConfiguredAlgorithm() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        try KeyFile.write(.generate(.eddsa), to: dir.file("k.pem"))
+        let pem = try String(contentsOfFile: dir.file("k.pem"), encoding: .utf8)
+        func file(_ name: String, _ text: String) -> String {
+            let path = dir.write(name, text)
+            chmod(path, 0o600)
+            return path
+        }
+        let truncated = file("cut.pem", String(pem.prefix(pem.count / 2)))
+        #expect(throws: KeyFileError.inFile(path: truncated, underlying: KeyFileError.truncatedPEM.description)) { try KeyFile.load(truncated) }
+        let empty = file("empty.pem", "")
+        #expect(throws: KeyFileError.inFile(path: empty, underlying: "the file is empty")) { try KeyFile.load(empty) }
+        let garbage = file("junk.pem", "not a key\n")
+        #expect(throws: KeyFileError.inFile(path: garbage, underlying: KeyFileError.notPEM.description)) { try KeyFile.load(garbage) }
+        try FileManager.default.createDirectory(atPath: dir.file("d.pem"), withIntermediateDirectories: false)
+        chmod(dir.file("d.pem"), 0o700)
+        let directory = #expect(throws: KeyFileError.self) { try KeyFile.load(dir.file("d.pem")) }
+        #expect(directory == .notAFile(path: dir.file("d.pem"), kind: "a directory"))
+        #expect(directory?.description == "key file \(dir.file("d.pem")) is a directory, not a key file")
+        #expect(throws: KeyFileError.wrongAlgorithm(path: dir.file("k.pem"), found: .eddsa, configured: .es256)) {
+            try KeyFile.load(dir.file("k.pem"), algorithm: .es256)
+        }
+        #expect(try KeyFile.load(dir.file("k.pem"), algorithm: .eddsa).algorithm == .eddsa)
+    }
+
     @Test func neverOverwritesAKey() throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }

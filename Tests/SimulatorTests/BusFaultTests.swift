@@ -108,6 +108,25 @@ func meanPeriodMillis(_ samples: [Sample]) -> Double {
         #expect(decodeRegisters(words, as: .float32) == .float(500))
     }
 
+    @Test func aLateAnswerOnASharedRTUBusIsNotTakenForTheNextUnitsAnswer() async throws {
+        let time = ManualTime()
+        // Unit 2 answers 250 ms late, past the 150 ms timeout; unit 1 at once, with other values.
+        let meters: [Int: SimulatedMeter] = [
+            1: SimulatedMeter(profile: sdm630, curve: .constant(watts: 500), clock: time),
+            2: SimulatedMeter(profile: sdm630, curve: .constant(watts: 7000), faults: [Fault(.slowAnswer(.milliseconds(250)))], clock: time),
+        ]
+        let pty = try SocatPTYPair()
+        let server = try ModbusRTUServer(settings: SerialSettings(device: pty.a, baud: 115_200), handler: SimulatedBus(meters: meters))
+        defer { server.stop(); _ = pty }
+        let client = try ModbusConnection(.rtu(SerialSettings(device: pty.b, baud: 115_200)), responseTimeout: .milliseconds(150))
+        for _ in 0..<3 {
+            await #expect(throws: ModbusError.self) { try await client.readInputRegisters(unit: 2, address: 0x34, count: 2) }
+            // Straight on to the healthy unit: its own answer, not unit 2's late one, and no error.
+            let words = try await client.readInputRegisters(unit: 1, address: 0x34, count: 2)
+            #expect(decodeRegisters(words, as: .float32) == .float(500))
+        }
+    }
+
     @Test func counterResetAndRolloverShowInTheRegisters() async throws {
         let time = ManualTime()
         let abb = try MeterProfile.load(path: "\(repositoryRoot)/profiles/abb-b23.yaml")
@@ -131,6 +150,33 @@ func meanPeriodMillis(_ samples: [Sample]) -> Double {
         time.nanos += 40_000_000_000    // 70 s: the reset happened at 60 s; 10 s of load since
         let afterReset = try await energy(1, abb)
         #expect(afterReset < 50_000 && afterReset <= 10)
+    }
+
+    @Test func aReplacedMeterHasANewSerialAndCountsFromItsOwnStart() throws {
+        let fault = try #require(Fault.parse("replace:2.5/after=60"))
+        #expect(fault == Fault(.meterReplaced(startWattHours: 2500), after: 60))
+        #expect(Fault.parse("replace") == Fault(.meterReplaced(startWattHours: 0)))
+        #expect(Fault.parse("replace:-1") == nil && Fault.parse("replace:x") == nil)
+        let time = ManualTime()
+        let sunspec = try MeterProfile.load(path: "\(repositoryRoot)/profiles/sunspec-203.yaml")
+        let meter = SimulatedMeter(profile: sunspec, curve: .constant(watts: 3600), importWattHours: 80_000, faults: [fault],
+                                   serialNumber: "SIM00007", clock: time)
+        // The serial number in the SunSpec common model: 16 registers after Mn, Md, Opt and Vr.
+        let serialAddress = SimulatedMeter.sunspecBase + 2 + 2 + 16 + 16 + 8 + 8
+        let before = meter.registers(space: .holding, address: serialAddress, count: 16)
+        #expect(meter.serialNumber == "SIM00007")
+        time.nanos += 30_000_000_000    // 30 s at 3.6 kW: +30 Wh on the old meter
+        #expect(abs(meter.values()[.energyImport]! - 80_030) < 1e-6)
+        time.nanos += 40_000_000_000    // 70 s: replaced at 60 s with 2.5 kWh on it, 10 s of load since
+        #expect(abs(meter.values()[.energyImport]! - 2_510) < 1e-6)
+        #expect(meter.values()[.energyExport] == 0)
+        #expect(meter.serialNumber == "SIM00007R")
+        let after = meter.registers(space: .holding, address: serialAddress, count: 16)
+        #expect(before != after, "the SunSpec serial number registers did not change")
+        // Once only: the new meter keeps counting.
+        time.nanos += 60_000_000_000
+        #expect(abs(meter.values()[.energyImport]! - 2_570) < 1e-6)
+        #expect(meter.serialNumber == "SIM00007R")
     }
 
     @Test func loadCurvesAndRecordedCSV() throws {

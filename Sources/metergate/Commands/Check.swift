@@ -9,13 +9,21 @@ import Signing
 struct Check: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Validate a config file with its board and meter profiles; print the resolved config or every error.",
-        discussion: "Exit 0 when the config is valid, 2 with one line per error (file:line:column: key: problem) when not.")
+        discussion: """
+            Exit 0 when the config is valid and its signing key usable (a regular file only its owner can read, \
+            of the configured algorithm), 2 with one line per error (file:line:column: key: problem) when not.
+            """)
 
     @OptionGroup var options: ConfigOptions
 
+    @Flag(help: "Do not open the signing key (a config prepared before the key is on the machine).")
+    var skipKey = false
+
     func run() async throws {
         let config = try options.load()
+        let key = skipKey ? nil : try ConfigOptions.signingKey(of: config)
         print(ConfigSummary.render(config))
+        if let key { print("signing key: \(key.algorithm.rawValue), kid \(key.publicKey.keyID)") }
     }
 }
 

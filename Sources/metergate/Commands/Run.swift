@@ -52,10 +52,7 @@ struct Run: AsyncParsableCommand {
         } catch {
             throw Failure.run("cannot create the state directory \(config.stateDirectory): \(error.localizedDescription)")
         }
-        let key: SigningKey
-        do { key = try KeyFile.load(config.signing.keyFile) } catch {
-            throw Failure.usage("\(error). Make one with: metergate keygen --out \(config.signing.keyFile) --algorithm \(config.signing.algorithm.rawValue)")
-        }
+        let key = try ConfigOptions.signingKey(of: config)
         guard let host = config.mqtt.host else {
             throw Failure.usage("\(config.file): mqtt.host: no broker configured; the gateway needs one to publish to")
         }

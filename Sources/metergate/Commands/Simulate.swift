@@ -18,7 +18,8 @@ struct Simulate: AsyncParsableCommand {
               metergate simulate --rtu /tmp/ttyA --baud 9600 --meter 1=eastron-sdm630 --meter 2=abb-b23 --fault 2=no-answer
               metergate simulate --config sim.yaml
             Loads (--load UNIT=…): constant:WATTS, sine:BASE:AMPLITUDE:PERIOD (e.g. sine:2000:500:60s), csv:FILE (seconds,watts).
-            Faults (--fault UNIT=…): no-answer, slow:DURATION, exception:CODE, corrupt, reset, rollover[:MODULUS],
+            Faults (--fault UNIT=…): no-answer, slow:DURATION, exception:CODE, corrupt, reset, replace[:KWH] (new serial,
+            counters from KWH), rollover[:MODULUS],
             each optionally followed by /every=N, /after=SECONDS, /until=SECONDS.
             On start it prints one line per listener: "listening tcp HOST:PORT" or "listening rtu DEVICE".
             """)
