@@ -30,9 +30,8 @@ import Testing
             // scenario produced received verified lost dup breaks gaps replayed unsent time result
             #expect(row.count == 12, "\(row)")
             guard row.count == 12 else { continue }
-            // XFAIL: a recorded finding (faults/faultsuite.py, EXPECTED_FAILURES). SKIP only for the clock
-            // scenario, whose reason the suite prints (libfaketime and the Swift runtime).
-            #expect(["PASS", "XFAIL"].contains(row[11]) || (name == "clock" && row[11] == "SKIP"), "\(name): \(row[11])\n\(output)")
+            // XFAIL: a recorded finding (faults/faultsuite.py, EXPECTED_FAILURES). Nothing may SKIP.
+            #expect(["PASS", "XFAIL"].contains(row[11]), "\(name): \(row[11])\n\(output)")
             if row[11] == "PASS" {
                 #expect(row[4] == "0" && row[6] == "0", "\(name): lost \(row[4]), chain breaks \(row[6])")
                 #expect((Int(row[1]) ?? 0) > 0, "\(name) produced nothing to judge")
