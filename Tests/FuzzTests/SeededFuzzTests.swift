@@ -6,9 +6,9 @@ import Testing
 /// configs and test vectors), every checked-in finding in fuzz/corpus, and mutations of them. Longer,
 /// coverage-guided runs: `bash fuzz/run.sh`.
 @Suite struct SeededFuzzTests {
-    /// Inputs per target, about 3 s each on one core in a debug build: a config input costs ~5 ms (YAML),
+    /// Inputs per target, 2-3 s each on one idle core in a debug build: a config input costs ~5 ms (YAML),
     /// a record archive ~1 ms (signatures), a register image ~0.3 ms.
-    static let budget = ["modbus": 10_000, "config": 800, "verify": 5_000]
+    static let budget = ["modbus": 10_000, "config": 600, "verify": 4_000]
 
     static func target(_ name: String) throws -> any FuzzTarget {
         try #require(FuzzTargets.named(name, repositoryRoot: repositoryRoot), "no fuzz target \(name)")
