@@ -75,6 +75,11 @@ let package = Package(
         // Benchmarks (not tests): swift run -c release OutboxBench.
         .executableTarget(name: "OutboxBench", dependencies: ["Outbox", "MQTT", "MeterCore"], path: "bench/outbox", exclude: ["README.md"]),
 
+        // Fuzzing (fuzz/README.md): entry points that take arbitrary bytes, a seeded mutation fuzzer, and a driver
+        // that is a libFuzzer target when fuzz/run.sh builds it with -sanitize=fuzzer.
+        .target(name: "FuzzTargets", dependencies: ["Modbus", "ConfigFile", "Gateway", "Signing", "MeterCore", "TestSupport"], path: "fuzz/FuzzTargets"),
+        .executableTarget(name: "metergate-fuzz", dependencies: ["FuzzTargets"], path: "fuzz/Driver"),
+
         // Tests: one target per module, Swift Testing, real parts where they run here.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "MeterCoreTests", dependencies: ["MeterCore"]),
@@ -95,6 +100,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
+        .testTarget(name: "FuzzTests", dependencies: ["FuzzTargets", "ConfigFile", "Gateway", "Modbus", "Signing", "TestSupport"]),
         .testTarget(name: "LedgerTests", dependencies: ["Ledger", "ConfigFile", "Signing", "MQTT", "MeterCore", "TestSupport"]),
     ]
 )

@@ -15,6 +15,7 @@ import base64
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -931,29 +932,86 @@ def faketime_library():
     raise SuiteError("libfaketime is not installed (Debian package faketime, listed in scripts/apt-packages.txt)")
 
 
+class FaketimeShared:
+    """Holds libfaketime's shared semaphore and memory for processes started under LD_PRELOAD.
+
+    libfaketime 0.9.10 (Debian 12) creates a semaphore and a shared memory object in its constructor for every
+    process it loads into, unless FAKETIME_SHARED names existing ones, and exports their names with setenv().
+    setenv() moves `environ` to the heap, and the Swift runtime on Linux finds argv by walking back from
+    `environ` towards the initial stack (stdlib/public/stubs/CommandLine.cpp, ArgvGrabber): a Swift binary then
+    sees an empty CommandLine.arguments. The `faketime` wrapper creates both objects and exports the variable
+    before it starts its command; a holder started through it lends the names to the gateway, whose libfaketime
+    finds the variable set and leaves `environ` alone. Closing the holder's stdin ends it, and the wrapper then
+    removes both objects."""
+
+    log_path = None
+
+    def __init__(self):
+        if not shutil.which("faketime"):
+            raise SuiteError("the faketime command is not installed (Debian package faketime, listed in scripts/apt-packages.txt)")
+        self.popen = subprocess.Popen(["faketime", "-f", "+0", "sh", "-c", 'printf "%s\\n" "$FAKETIME_SHARED"; exec cat >/dev/null'],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.names = self.popen.stdout.readline().strip()
+        if not self.names.startswith("/faketime_sem_"):
+            self.stop()
+            raise SuiteError(f"the faketime wrapper exported no FAKETIME_SHARED names: {self.names!r}")
+
+    def stop(self, sig=None, timeout=10):
+        if self.popen.poll() is None:
+            self.popen.stdin.close()
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        return self.popen.returncode
+
+
+def clock_steps_logged(log, meter):
+    """The gateway's `interval <quality>` notices for `meter` that carry a wall-clock step, as
+    (start_ms, quality, step_ns)."""
+    found = []
+    for line in log.splitlines():
+        m = re.search(r"interval (\w+) events=\"?([^\"]*)\"? meter=(\S+) start=(\d+)", line)
+        if not m or m.group(3) != meter:
+            continue
+        for ns in re.findall(r"clockStep\(nanoseconds: (-?\d+)\)", m.group(2)):
+            found.append((int(m.group(4)), m.group(1), int(ns)))
+    return found
+
+
 def scenario_clock(sc, opts):
-    """(f) the wall clock stepped forward and back under the running gateway (libfaketime, monotonic clocks
-    left alone): no crash, every reading verifies and chains, no interval overlaps the one before it."""
+    """(f) the wall clock stepped under the running gateway (libfaketime, monotonic clocks left alone): back
+    20 s, forward 1 h, back 1 h, back 90 s. No crash, every reading verifies and chains, no interval overlaps
+    the one before it, every step is logged when it happens, and the intervals that carry the first two
+    steps are marked (quality) in the records. After a step back the open interval takes the energy and
+    closes only when the wall clock has caught up, so the 1 h and 90 s steps back end the run still open
+    (their marking is covered by AccountingTests)."""
     lib = faketime_library()
-    probe = subprocess.run([sc.bin, "keygen", "--help"], capture_output=True, text=True,
-                           env=dict(os.environ, LD_PRELOAD=lib, FAKETIME="+1h"), timeout=30)
-    if "USAGE: metergate keygen" not in probe.stdout:
-        # Seen with libfaketime 0.9.10 (Debian 12) and Swift 6: the clock offset works, but the Swift runtime
-        # sees an empty CommandLine.arguments, so the binary cannot be told what to do.
-        raise Skip("libfaketime empties Swift's CommandLine.arguments here (`LD_PRELOAD=libfaketimeMT.so.1 "
-                   "FAKETIME=+1h metergate keygen --help` prints the top-level help), so the gateway cannot "
-                   "run under it; the clock steps are not tested")
+    # Timers on the monotonic clocks must stay real (faults/faketime-timerfd.c says why).
+    shim = os.path.join(sc.work, "faketime-timerfd.so")
+    cc = shutil.which("cc") or shutil.which("clang")
+    built = subprocess.run([cc or "cc", "-shared", "-fPIC", "-O2", "-o", shim, os.path.join(REPO, "faults", "faketime-timerfd.c")],
+                           capture_output=True, text=True) if cc else None
+    if not built or built.returncode != 0:
+        raise SuiteError(f"cannot build faults/faketime-timerfd.c: {built.stderr.strip() if built else 'no C compiler'}")
+    shared = FaketimeShared()
+    sc.children.append(shared)
     offset_file = os.path.join(sc.work, "faketime")
     with open(offset_file, "w") as f:
         f.write("+0\n")
+    env = dict(os.environ, LD_PRELOAD=f"{shim}:{lib}", FAKETIME_SHARED=shared.names, FAKETIME_TIMESTAMP_FILE=offset_file,
+               FAKETIME_NO_CACHE="1", FAKETIME_DONT_FAKE_MONOTONIC="1", FAKETIME_DONT_RESET="1")
+    env.pop("FAKETIME", None)
+    probe = subprocess.run([sc.bin, "keygen", "--help"], capture_output=True, text=True, env=env, timeout=30)
+    if "USAGE: metergate keygen" not in probe.stdout:
+        raise SuiteError(f"metergate sees no arguments under libfaketime even with FAKETIME_SHARED set: {probe.stdout[:200]!r}")
     sc.keygen()
     broker = sc.broker()
     port = sc.simulator(["1=eastron-sdm630:3000", "2=eastron-sdm630:3000"])
     sc.subscribe(broker)
     sc.config(f"{{ id: b, tcp: {{ host: 127.0.0.1, port: {port} }}, timeout: 500ms }}",
               [("m1", 1, "eastron-sdm630"), ("m2", 2, "eastron-sdm630")], broker.port)
-    env = dict(os.environ, LD_PRELOAD=lib, FAKETIME_TIMESTAMP_FILE=offset_file, FAKETIME_NO_CACHE="1",
-               FAKETIME_DONT_FAKE_MONOTONIC="1", FAKETIME_DONT_RESET="1")
     sc.gateway_runs += 1
     g = Proc([sc.bin, "run", "--config", sc.config_path, "--boards", os.path.join(REPO, "boards"),
               "--profiles", os.path.join(REPO, "profiles"), "--drain-timeout", "10s"],
@@ -961,15 +1019,21 @@ def scenario_clock(sc, opts):
     sc.children.append(g)
     sc.gateway = g
     sc.expect(wait_until(lambda: len(sc.read_received()[0]) >= 4, 40), f"no readings before the clock steps: {tail(g.log())}")
-    steps = [("+1h", 6), ("+0", 6), ("-90s", 6), ("+0", 5)]
-    for offset, hold in steps:
+    # (offset, seconds held, the step it makes in seconds, whether its interval closes within the hold)
+    steps = [("-20s", 26, -20, True), ("+1h", 6, 3620, True), ("+0", 6, -3600, False), ("-90s", 6, -90, False)]
+    for offset, hold, _, _ in steps:
         with open(offset_file, "w") as f:
             f.write(offset + "\n")
         time.sleep(hold)
-    sc.injected.append("wall clock offset " + " → ".join(f"{o} for {h} s" for o, h in steps) + " (libfaketime; monotonic clocks real)")
+    sc.injected.append("wall clock offset " + " → ".join(f"{o} for {h} s" for o, h, _, _ in steps) + " (libfaketime; monotonic clocks real)")
     sc.expect(g.running(), f"the gateway died on a clock step: {tail(g.log())}")
     sc.stop_gateway()
+    shared.stop()
     sc.account()
+    log = g.log()
+    stepped = [int(ms) for ms in re.findall(r"wall clock stepped .* step_ms=(-?\d+)", log)]
+    for _, _, made, _ in steps:
+        sc.expect(any(abs(ms / 1000 - made) < 3 for ms in stepped), f"the {made:+d} s clock step is not logged (logged, ms: {stepped})")
     for meter in sc.meter_ids:
         records = sorted((p for p in sc.stored.values() if p["meter"] == meter), key=lambda p: p["seq"])
         for before, after in zip(records, records[1:]):
@@ -979,9 +1043,22 @@ def scenario_clock(sc, opts):
         qualities = {}
         for p in records:
             qualities[p["quality"]] = qualities.get(p["quality"], 0) + 1
-        sc.notes.append(f"{meter}: {len(records)} readings {qualities}")
-    steps_logged = sum(1 for l in g.log().splitlines() if "clock" in l.lower() and "step" in l.lower())
-    sc.notes.append(f"{steps_logged} gateway log lines mention a clock step")
+        marked = clock_steps_logged(log, meter)
+        by_start = {p["start_ms"]: p for p in records}
+        for _, _, made, closes in steps:
+            match = [m for m in marked if abs(m[2] / 1e9 - made) < 3]
+            if not closes:
+                continue
+            if not sc.expect(match, f"{meter}: no closed interval carries the {made:+d} s clock step (marked: {marked})"):
+                continue
+            start, quality, _ = match[0]
+            record = by_start.get(start)
+            sc.expect(record is not None and record["quality"] == quality != "measured",
+                      f"{meter}: the interval at {start} with the {made:+d} s step is not marked {quality} in the records "
+                      f"({record and record['quality']})")
+        sc.notes.append(f"{meter}: {len(records)} readings {qualities}; steps marked in closed intervals (s): "
+                        f"{[round(m[2] / 1e9, 1) for m in marked]}")
+    sc.notes.append(f"clock steps logged by the gateway (s): {[round(ms / 1000, 1) for ms in stepped]}")
 
 
 HEALTHY = ("1=eastron-sdm630:3000", ("healthy", 1, "eastron-sdm630"))

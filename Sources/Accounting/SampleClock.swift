@@ -76,3 +76,12 @@ struct SampleClock: Sendable, Hashable, Codable {
         resumed = false
     }
 }
+
+/// How far the wall clock stepped between two readings of both clocks, relative to the monotonic clock
+/// (positive: forward), when that is more than `toleranceNanos`; nil otherwise, and when the monotonic
+/// clock went back (another boot: nothing to compare).
+public func wallClockStep(from a: Timestamp, to b: Timestamp, toleranceNanos: Int64) -> Int64? {
+    guard b.monotonicNanos >= a.monotonicNanos else { return nil }
+    let skew = (b.wallNanos - a.wallNanos) - Int64(b.monotonicNanos - a.monotonicNanos)
+    return abs(skew) > toleranceNanos ? skew : nil
+}

@@ -55,7 +55,11 @@ public struct Board: Sendable, Hashable {
 
     /// Reads one board file.
     public static func load(path: String) throws(ConfigError) -> Board {
-        let root = try ConfigNode.load(path: path)
+        try parse(ConfigNode.load(path: path))
+    }
+
+    /// Reads a board from its parsed file.
+    public static func parse(_ root: ConfigNode) throws(ConfigError) -> Board {
         let m = try root.mapping()
         let id = try m.required("board", expected: "the board id (the file name without .yaml)").string()
         let name = try m.required("name", expected: "a human-readable board name").string()
@@ -89,9 +93,9 @@ public struct Board: Sendable, Hashable {
         for node in try m.optional("rails")?.list() ?? [] { rails.append(try node.oneOf(RailKind.self)) }
         _ = m.optional("notes")
         try m.finish()
-        guard id == (path as NSString).lastPathComponent.replacingOccurrences(of: ".yaml", with: "") else {
+        guard id == (root.file as NSString).lastPathComponent.replacingOccurrences(of: ".yaml", with: "") else {
             throw root.error("board id '\(id)' does not match the file name")
         }
-        return Board(id: id, name: name, file: path, serialPorts: ports, pulseInputs: inputs, statusLED: led, rails: rails)
+        return Board(id: id, name: name, file: root.file, serialPorts: ports, pulseInputs: inputs, statusLED: led, rails: rails)
     }
 }

@@ -135,6 +135,18 @@ extension GatewayConfig {
     public static func load(path: String, boardDirectories: [String], profileDirectories: [String]) throws(ConfigErrors) -> GatewayConfig {
         let root: ConfigNode
         do { root = try ConfigNode.load(path: path) } catch { throw ConfigErrors([error]) }
+        return try read(root, path: path, boardDirectories: boardDirectories, profileDirectories: profileDirectories)
+    }
+
+    /// Parses and validates config text as if it were the file at `path` (relative paths in it are resolved
+    /// against that file's folder); the same checks and errors as ``load(path:boardDirectories:profileDirectories:)``.
+    public static func parse(_ text: String, path: String, boardDirectories: [String], profileDirectories: [String]) throws(ConfigErrors) -> GatewayConfig {
+        let root: ConfigNode
+        do { root = try ConfigNode.parse(text, file: path) } catch { throw ConfigErrors([error]) }
+        return try read(root, path: path, boardDirectories: boardDirectories, profileDirectories: profileDirectories)
+    }
+
+    private static func read(_ root: ConfigNode, path: String, boardDirectories: [String], profileDirectories: [String]) throws(ConfigErrors) -> GatewayConfig {
         let reader = ConfigReader(root: root, baseDirectory: (path as NSString).deletingLastPathComponent,
                                   boardDirectories: boardDirectories, profileDirectories: profileDirectories)
         return try reader.read()

@@ -52,6 +52,8 @@ public actor ReadingPipeline {
     /// go first in the next append that succeeds, so a full disk delays readings instead of losing them.
     private var unstored: [MeterID: [AccountedInterval]] = [:]
     private var lastSave = ContinuousClock.now
+    /// Both clocks at the last tick, to notice wall-clock steps.
+    private var lastTick: Timestamp?
     /// How often state is saved when no interval closed (a restart then loses at most this much of the open
     /// interval's detail, never energy: the counters carry it).
     let saveInterval: Duration
@@ -278,6 +280,15 @@ public actor ReadingPipeline {
 
     /// Closes intervals of silent streams and saves state now and then. Call about once a second.
     func tick(now: Timestamp) async {
+        // A wall-clock step is logged when it happens: after a step back, the interval that books the energy
+        // (flagged with the step) closes only once the wall clock has caught up again.
+        if let last = lastTick, let step = wallClockStep(from: last, to: now, toleranceNanos: 2_000_000_000) {
+            logger.warning("wall clock stepped \(step > 0 ? "forward" : "back") relative to the monotonic clock", metadata: [
+                "step_ms": "\(step / 1_000_000)", "wall_ms": "\(now.wallNanos / 1_000_000)",
+            ])
+            Counter(label: "metergate_clock_steps_total").increment()
+        }
+        lastTick = now
         for meter in streams.keys.sorted() {
             guard var stream = streams[meter] else { continue }
             let closed = stream.accountant.tick(now: now)

@@ -100,7 +100,8 @@ public struct IdentificationCheck: Sendable, Hashable {
             switch value {
             case .unsigned(let v): return codes.contains(v)
             case .signed(let v): return v >= 0 && codes.contains(UInt64(v))
-            case .float(let v): return v >= 0 && v.rounded() == v && codes.contains(UInt64(v))
+            // Only a whole number within UInt64 can be a code; UInt64(v) would trap on 1e30 or infinity.
+            case .float(let v): return UInt64(exactly: v).map { codes.contains($0) } ?? false
             }
         case .range(let r):
             let v = value.doubleValue * scale

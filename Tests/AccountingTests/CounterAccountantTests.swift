@@ -157,6 +157,36 @@ import Testing
         #expect(results.contains { $0.events.contains(.clockStep(nanoseconds: 2 * 60 * minute)) })
     }
 
+    /// The fault suite's step back (faults/faultsuite.py, scenario_clock) in small: the wall clock goes back 90 s
+    /// just after a boundary, behind the end of the interval already closed. Nothing is booked before that end
+    /// (no overlap), the energy of the stalled time goes into the open interval, which is flagged with the
+    /// step and closes once the wall clock has caught up; the counter difference is paid exactly.
+    @Test func aCounterStepBackBooksIntoTheOpenIntervalWithoutOverlap() throws {
+        var meter = accountant()
+        var results: [AccountedInterval] = []
+        for tenSeconds in Int64(0)...192 {
+            let t = tenSeconds * 10 * second
+            results += try meter.add(.init(time: at(t, wallShift: t >= 15 * minute + 10 * second ? -90 * second : 0), importCount: UInt64(tenSeconds)))
+        }
+        #expect(results.count == 2)
+        expectConsistent(results.results)
+        let stepped = try #require(results.last)
+        // From a counter of 0: every mWh up to the stepped interval's end is paid in the two intervals.
+        #expect(sum(results.results, \.importDelta) == stepped.result.importTotal.rawValue)
+        #expect(stepped.result.importDelta.rawValue > 0)
+        #expect(stepped.result.startMillis == newYear2026 / 1_000_000 + 900_000)
+        #expect(stepped.result.quality == .estimated)
+        #expect(stepped.events.contains(.clockStep(nanoseconds: -90 * second)))
+        #expect(stepped.events.contains(.lateEnergy))
+    }
+
+    @Test func wallClockStepsAreMeasuredAgainstTheMonotonicClock() {
+        #expect(wallClockStep(from: at(0), to: at(second, wallShift: 3_600 * second), toleranceNanos: 2 * second) == 3_600 * second)
+        #expect(wallClockStep(from: at(0), to: at(second, wallShift: -90 * second), toleranceNanos: 2 * second) == -90 * second)
+        #expect(wallClockStep(from: at(0), to: at(second, wallShift: second), toleranceNanos: 2 * second) == nil)
+        #expect(wallClockStep(from: at(0), to: at(second, bootOffset: 0), toleranceNanos: 2 * second) == nil)
+    }
+
     @Test func aPollingOutageIsSpreadAndFlaggedAsGap() throws {
         var meter = accountant()
         _ = try meter.add(.init(time: at(0), importCount: 0))

@@ -155,3 +155,16 @@ import Testing
         }
     }
 }
+
+@Suite struct IdentificationCheckTests {
+    /// A float register holding a whole number beyond UInt64, infinity or NaN is no code; converting it
+    /// trapped `metergate scan` (found by fuzzing: fuzz/corpus/modbus/identify-float-beyond-uint64).
+    @Test(arguments: [RegisterType.float32, .float64])
+    func floatsOutsideUInt64AreNoCode(_ type: RegisterType) {
+        let check = IdentificationCheck(space: .holding, address: 0, type: type, expectation: .oneOf([1, 0xFFFF_FFFF]))
+        for v in [1e30, 3e38, 18_446_744_073_709_551_616.0, .infinity, -.infinity, .nan, -1, 1.5] {
+            #expect(!check.matches(encodeRegisters(.float(v), as: type)), "\(type) \(v)")
+        }
+        #expect(check.matches(encodeRegisters(.float(1), as: type)))
+    }
+}
