@@ -7,6 +7,7 @@ import Modbus
 import Outbox
 import PowerRails
 import Signing
+import Synchronization
 
 /// Samples in, signed records out: for each meter stream, accounting turns counter readings into settlement
 /// intervals, the signer turns each interval into a chained record, and the outbox appends it durably.
@@ -67,6 +68,14 @@ public actor ReadingPipeline {
     }
     private let input: AsyncStream<Input>
     private let inputContinuation: AsyncStream<Input>.Continuation
+    /// Inputs queued and not yet taken by ``run()``. Records wait to be committed until it drops to zero, so a
+    /// burst (every meter closing the same interval) is stored in one fsynced transaction, not one per meter.
+    private nonisolated let queued = Atomic<Int>(0)
+    /// Records of closed intervals not yet committed, and those intervals' meters and results.
+    private var staged: [AppendRequest] = []
+    private var stagedIntervals: [(meter: MeterID, interval: AccountedInterval)] = []
+    /// At most this many records go into one transaction.
+    static let maximumBatch = 256
 
     /// The outbox key under which a meter's accounting state is saved.
     static func stateKey(_ meter: MeterID) -> String { "accounting/\(meter)" }
@@ -159,11 +168,21 @@ public actor ReadingPipeline {
 
     /// Queues a pulse counter's current total.
     public nonisolated func submit(count: UInt64, of meter: MeterID, at time: Timestamp) {
-        inputContinuation.yield(.count(meter, count, time))
+        enqueue(.count(meter, count, time))
+    }
+
+    /// Queues one input, counting it in ``queued`` unless the buffer dropped it (or an older one) or has ended.
+    private nonisolated func enqueue(_ next: Input) {
+        queued.add(1, ordering: .relaxed)
+        switch inputContinuation.yield(next) {
+        case .enqueued: break
+        case .dropped, .terminated: queued.subtract(1, ordering: .relaxed)
+        @unknown default: break
+        }
     }
 
     /// Feeds a pulse counter's total (S0 inputs: the count the input's store kept across restarts).
-    func accept(count: UInt64, of meter: MeterID, at time: Timestamp) async {
+    func accept(count: UInt64, of meter: MeterID, at time: Timestamp) {
         guard var stream = streams[meter], case .counter(var accountant) = stream.accountant else { return }
         let closed: [AccountedInterval]
         do {
@@ -175,16 +194,16 @@ public actor ReadingPipeline {
         stream.accountant = .counter(accountant)
         streams[meter] = stream
         unsaved.insert(meter)
-        await commit(closed, of: meter)
+        stage(closed, of: meter)
     }
 
     /// Queues one rail reading.
     public nonisolated func submit(rail meter: MeterID, reading: RailReading, at time: Timestamp) {
-        inputContinuation.yield(.rail(meter, reading, time))
+        enqueue(.rail(meter, reading, time))
     }
 
     /// Feeds one rail reading: an energy counter or a power value.
-    func accept(rail meter: MeterID, reading: RailReading, at time: Timestamp) async {
+    func accept(rail meter: MeterID, reading: RailReading, at time: Timestamp) {
         guard var stream = streams[meter] else { return }
         let closed: [AccountedInterval]
         do {
@@ -209,33 +228,36 @@ public actor ReadingPipeline {
         }
         streams[meter] = stream
         unsaved.insert(meter)
-        await commit(closed, of: meter)
+        stage(closed, of: meter)
     }
 
     /// Queues one poll's sample (cheap, never blocks the poller).
-    public nonisolated func submit(_ sample: Sample) { inputContinuation.yield(.sample(sample)) }
+    public nonisolated func submit(_ sample: Sample) { enqueue(.sample(sample)) }
 
     /// Queues a tick (closes silent intervals, saves state now and then).
-    public nonisolated func submitTick(_ now: Timestamp) { inputContinuation.yield(.tick(now)) }
+    public nonisolated func submitTick(_ now: Timestamp) { enqueue(.tick(now)) }
 
     /// Ends the input; ``run()`` then saves every stream's state and returns.
     public nonisolated func finish() { inputContinuation.finish() }
 
-    /// Handles queued samples and ticks in order until ``finish()``, then saves all state.
+    /// Handles queued samples and ticks in order until ``finish()``, then saves all state. The records of
+    /// the intervals they close are committed when no more input is queued (or ``maximumBatch`` wait).
     public func run() async {
         for await next in input {
+            queued.subtract(1, ordering: .relaxed)
             switch next {
-            case .sample(let sample): await accept(sample)
-            case .rail(let meter, let reading, let time): await accept(rail: meter, reading: reading, at: time)
-            case .count(let meter, let count, let time): await accept(count: count, of: meter, at: time)
+            case .sample(let sample): accept(sample)
+            case .rail(let meter, let reading, let time): accept(rail: meter, reading: reading, at: time)
+            case .count(let meter, let count, let time): accept(count: count, of: meter, at: time)
             case .tick(let now): await tick(now: now)
             }
+            if staged.count >= Self.maximumBatch || (!staged.isEmpty && queued.load(ordering: .relaxed) <= 0) { await commit() }
         }
         await flush()
     }
 
-    /// Feeds one poll's sample; appends the records of any interval it closed.
-    func accept(_ sample: Sample) async {
+    /// Feeds one poll's sample; stages the records of any interval it closed.
+    func accept(_ sample: Sample) {
         guard var stream = streams[sample.meter], case .counter(var accountant) = stream.accountant else { return }
         // A counter beyond 10^15 Wh (a million GWh) is a damaged register, not energy: refused, never converted
         // (the conversion to an integer count would trap).
@@ -260,7 +282,7 @@ public actor ReadingPipeline {
         }
         streams[sample.meter] = stream
         unsaved.insert(sample.meter)
-        await commit(closed, of: sample.meter)
+        stage(closed, of: sample.meter)
     }
 
     /// Closes intervals of silent streams and saves state now and then. Call about once a second.
@@ -271,37 +293,44 @@ public actor ReadingPipeline {
             streams[meter] = stream
             if !closed.isEmpty {
                 unsaved.insert(meter)
-                await commit(closed, of: meter)
+                stage(closed, of: meter)
             }
         }
-        if !unsaved.isEmpty, ContinuousClock.now - lastSave >= saveInterval { await commit([], of: nil) }
+        if !staged.isEmpty || (!unsaved.isEmpty && ContinuousClock.now - lastSave >= saveInterval) { await commit() }
     }
 
     /// Saves every stream's state (at shutdown).
     func flush() async {
         unsaved = Set(streams.keys)
-        await commit([], of: nil)
+        await commit()
     }
 
-    /// Signs and appends `intervals` of `meter` together with the state of every changed stream, in one
-    /// transaction. On failure (disk full) nothing is stored and the state stays unsaved: the intervals are
-    /// re-derived after a restart from the last saved state and the counters, so no energy is lost.
-    private func commit(_ intervals: [AccountedInterval], of meter: MeterID?) async {
-        var requests: [AppendRequest] = []
-        if let meter, let signer = streams[meter]?.signer {
-            for interval in intervals {
-                let result = interval.result
-                requests.append(AppendRequest(meter: meter.rawValue) { position in
-                    let signed = try signer.sign(result: result, position: position)
-                    return (signed.bytes, signed.hash)
-                })
-                if result.quality != .measured {
-                    logger.notice("interval \(result.quality.rawValue)", metadata: [
-                        "meter": "\(meter)", "start": "\(result.startMillis)", "events": "\(interval.events.map { "\($0)" }.joined(separator: ","))",
-                    ])
-                }
+    /// Queues the records of `intervals` of `meter` for the next ``commit()`` (signed there, in the outbox's
+    /// transaction, where the stream position is known).
+    private func stage(_ intervals: [AccountedInterval], of meter: MeterID) {
+        guard let signer = streams[meter]?.signer else { return }
+        for interval in intervals {
+            let result = interval.result
+            staged.append(AppendRequest(meter: meter.rawValue) { position in
+                let signed = try signer.sign(result: result, position: position)
+                return (signed.bytes, signed.hash)
+            })
+            stagedIntervals.append((meter, interval))
+            if result.quality != .measured {
+                logger.notice("interval \(result.quality.rawValue)", metadata: [
+                    "meter": "\(meter)", "start": "\(result.startMillis)", "events": "\(interval.events.map { "\($0)" }.joined(separator: ","))",
+                ])
             }
         }
+    }
+
+    /// Signs and appends the staged records together with the state of every changed stream, in one
+    /// transaction. On failure (disk full) nothing is stored and the state stays unsaved: the intervals are
+    /// re-derived after a restart from the last saved state and the counters, so no energy is lost.
+    private func commit() async {
+        let requests = staged, intervals = stagedIntervals
+        staged.removeAll(keepingCapacity: true)
+        stagedIntervals.removeAll(keepingCapacity: true)
         var state: [String: [UInt8]] = [:]
         let saving = unsaved
         for id in saving {
@@ -313,8 +342,8 @@ public actor ReadingPipeline {
             unsaved.subtract(saving)
             lastSave = .now
             lastAppendError = nil
-            for interval in intervals {
-                Counter(label: "metergate_intervals_total", dimensions: [("meter", "\(meter.map { "\($0)" } ?? "-")"), ("quality", interval.result.quality.rawValue)]).increment()
+            for (meter, interval) in intervals {
+                Counter(label: "metergate_intervals_total", dimensions: [("meter", "\(meter)"), ("quality", interval.result.quality.rawValue)]).increment()
             }
             if !records.isEmpty {
                 recordsAppended += Int64(records.count)
@@ -326,7 +355,8 @@ public actor ReadingPipeline {
         } catch {
             lastAppendError = "\(error)"
             logger.error("could not store signed records; they will be produced again from the saved state after a restart",
-                         metadata: ["meter": "\(meter.map { "\($0)" } ?? "-")", "records": "\(requests.count)", "error": "\(error)"])
+                         metadata: ["meters": "\(Set(intervals.map(\.meter)).sorted().map { "\($0)" }.joined(separator: ","))", "records": "\(requests.count)",
+                                    "error": "\(error)"])
         }
     }
 

@@ -145,9 +145,7 @@ func runGateway(_ config: GatewayConfig, key: SigningKey, samples: [[Sample]], p
         farewellMessages: [topics.offline], maxInflight: config.mqtt.inflightWindow), logger: Logger(label: "mqtt"))
     let publisher = OutboxPublisher(store: store, client: client, topics: topics,
                                     configuration: .init(window: config.mqtt.inflightWindow), logger: Logger(label: "publisher"))
-    let commits = Atomic<Int>(0)
     let pipeline = try await ReadingPipeline(config: config, key: key, store: store, bootID: nil, logger: Logger(label: "pipeline")) {
-        commits.add(1, ordering: .relaxed)
         publisher.recordsAppended()
     }
     let publishing = publish ? Task { try await publisher.run() } : nil
@@ -155,15 +153,13 @@ func runGateway(_ config: GatewayConfig, key: SigningKey, samples: [[Sample]], p
 
     let (cpu0, wall0) = (processCPUSeconds(), wallSeconds())
     let running = Task { await pipeline.run() }
-    // The pipeline's input holds 4096 entries and drops the oldest beyond: keep at most 2048 unhandled (every
-    // sample after a meter's first closes one interval and makes one commit, which `commits` counts).
+    // The pipeline's input holds 4096 entries and drops the oldest beyond: keep at most about 2048 unhandled
+    // (every sample after a meter's first closes one interval and makes one record).
     var submitted = 0
     for batch in samples {
-        for sample in batch {
-            while submitted - commits.load(ordering: .relaxed) > 2048 + options.meters { try await Task.sleep(for: .microseconds(200)) }
-            pipeline.submit(sample)
-            submitted += 1
-        }
+        while submitted - Int(await pipeline.recordsAppended) > 2048 { try await Task.sleep(for: .microseconds(500)) }
+        for sample in batch { pipeline.submit(sample) }
+        submitted += batch.count
     }
     pipeline.finish()
     await running.value

@@ -1,0 +1,98 @@
+import Foundation
+import Gateway
+import Logging
+import MeterCore
+import Outbox
+import Signing
+import Synchronization
+import TestSupport
+import Testing
+
+/// The pipeline on a real SQLite outbox, with samples of several meters queued before it runs (as after a
+/// burst: every meter closing the same interval).
+@Suite struct ReadingPipelineTests {
+    /// A config of `meters` eastron-sdm630 meters with a 1 s settlement interval.
+    func config(meters: Int, in dir: TemporaryDirectory) throws -> GatewayConfig {
+        let list = (1...meters).map { "  - { id: meter-\($0), bus: b1, unit: \($0), profile: eastron-sdm630, rated_power: 50000 }" }
+        let path = dir.write("c.yaml", """
+            gateway: { id: gw1, board: sim, state_dir: \(dir.path), interval: 1s }
+            buses:
+              - { id: b1, tcp: { host: 127.0.0.1, port: 1502 } }
+            meters:
+            \(list.joined(separator: "\n"))
+            """)
+        return try GatewayConfig.load(path: path, boardDirectories: ["\(repositoryRoot)/boards"], profileDirectories: ["\(repositoryRoot)/profiles"])
+    }
+
+    /// One sample per meter and second, 100 ms after each second's start, at 3.6 kW (1 Wh a second).
+    func samples(_ config: GatewayConfig, seconds: Int) -> [Sample] {
+        var samples: [Sample] = []
+        for s in 0...seconds {
+            let offset: Int64 = Int64(s) * 1_000_000_000
+            let time = Timestamp(wallNanos: 1_767_225_600_100_000_000 + offset, monotonicNanos: UInt64(5_000_000_000 + offset))
+            for (i, meter) in config.meters.enumerated() {
+                let importWh: Double = 1000 * Double(i + 1) + Double(s)
+                samples.append(Sample(meter: meter.id, time: time, values: [.energyImport: importWh, .energyExport: 0, .power: 3600]))
+            }
+        }
+        return samples
+    }
+
+    /// Runs a pipeline over `samples` (all queued before it starts); returns the outbox, the number of
+    /// commits that stored records and the records they stored, both read before the pipeline is finished.
+    func run(_ config: GatewayConfig, key: SigningKey, samples: [Sample], expecting records: Int64,
+             in dir: TemporaryDirectory) async throws -> (store: SQLiteOutbox, commits: Int) {
+        let store = try await SQLiteOutbox.open(path: dir.file("outbox.sqlite"), configuration: OutboxConfiguration())
+        let commits = Atomic<Int>(0)
+        var logger = Logger(label: "pipeline")
+        logger.logLevel = .warning
+        let pipeline = try await ReadingPipeline(config: config, key: key, store: store, bootID: nil, logger: logger) {
+            commits.add(1, ordering: .relaxed)
+        }
+        for sample in samples { pipeline.submit(sample) }
+        let running = Task { await pipeline.run() }
+        let deadline = ContinuousClock.now + .seconds(60)
+        while await pipeline.recordsAppended < records, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        let seen = commits.load(ordering: .relaxed)
+        pipeline.finish()
+        await running.value
+        #expect(await pipeline.recordsAppended == records)
+        return (store, seen)
+    }
+
+    @Test func aBurstOfClosedIntervalsIsStoredInOneTransactionWithItsState() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let config = try config(meters: 20, in: dir)
+        let key = SigningKey.generate(.eddsa)
+        // Three seconds after the first sample: three intervals closed per meter.
+        let (store, commits) = try await run(config, key: key, samples: samples(config, seconds: 3), expecting: 60, in: dir)
+        #expect(commits == 1)
+        let stats = try await store.stats()
+        #expect(stats.pending == 60)
+        // Every meter's chain verifies, and its accounting state was saved.
+        let verifier = RecordVerifier(keys: KeySet([key.publicKey]))
+        for meter in config.meters {
+            let records = try await store.records(meter: meter.id.rawValue, seqs: 1...10, limit: 10)
+            #expect(records.map(\.seq) == [1, 2, 3])
+            var analyzer = ChainAnalyzer()
+            for (n, record) in records.enumerated() { analyzer.add(verifier.verify(record.bytes), line: n + 1) }
+            #expect(analyzer.report().passed)
+            #expect(try await store.savedState("accounting/\(meter.id)") != nil)
+        }
+        await store.close()
+    }
+
+    @Test func aBurstLargerThanOneBatchIsSplitAndNothingIsLost() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let config = try config(meters: 100, in: dir)
+        // 100 meters × 3 closed intervals: 300 records, more than one batch holds.
+        let (store, commits) = try await run(config, key: SigningKey.generate(.es256), samples: samples(config, seconds: 3), expecting: 300, in: dir)
+        #expect(commits == 2)
+        let stats = try await store.stats()
+        #expect(stats.pending == 300)
+        #expect(stats.streams.count == 100)
+        await store.close()
+    }
+}
