@@ -239,5 +239,5 @@ for line in breakdowns { print(line) }
 print("")
 print("total: the end-to-end run above; raw signature: 1 / raw sign rate; record build + self-check: RecordSigner.sign alone")
 print("(payload, canonical JSON, hash, envelope, verifying its own signature) minus the raw signature; accounting + outbox")
-print("commit: the same pipeline without a publisher, minus signing (actor hops, state snapshot, one fsynced transaction per")
-print("reading, metrics, log line); publish + PUBACK: the end-to-end run minus that (claim, publish, mark delivered).")
+print("commit: the same pipeline without a publisher, minus signing (actor hops, state snapshots, fsynced transactions of up")
+print("to 256 records, metrics, log line); publish + PUBACK: the end-to-end run minus that (claim, publish, mark delivered).")
