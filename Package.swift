@@ -66,14 +66,23 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
 
+        // What the benchmarks share: clocks, rates, swift-crypto's raw signing rate, a loopback mosquitto.
+        .target(name: "BenchSupport", dependencies: [.product(name: "Crypto", package: "swift-crypto")], path: "bench/support"),
         // Benchmarks (run in release): signing and verification rates next to swift-crypto's raw rates.
-        .executableTarget(name: "signing-bench", dependencies: ["Signing", "MeterCore", .product(name: "Crypto", package: "swift-crypto")], path: "bench/signing", exclude: ["run.sh"]),
+        .executableTarget(name: "signing-bench", dependencies: ["BenchSupport", "Signing", "MeterCore", .product(name: "Crypto", package: "swift-crypto")], path: "bench/signing", exclude: ["run.sh"]),
+        // Benchmarks (not tests): the whole gateway in one process, readings per CPU-second against the raw signing rate.
+        .executableTarget(name: "pipeline-bench", dependencies: [
+            "BenchSupport", "Gateway", "Simulator", "Signing", "Outbox", "MQTT", "MeterCore", "Modbus",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ], path: "bench/pipeline"),
         // Benchmarks (not tests): run with bench/modbus/run.sh.
         .executableTarget(name: "modbus-bench", dependencies: ["Modbus", "Simulator", "MeterCore"], path: "bench/modbus", exclude: ["run.sh", "README.md"]),
         // Benchmarks (not tests): swift run -c release ledger-bench [COUNT].
         .executableTarget(name: "ledger-bench", dependencies: ["Ledger", "Signing", "MeterCore"], path: "bench/ledger"),
         // Benchmarks (not tests): swift run -c release OutboxBench.
-        .executableTarget(name: "OutboxBench", dependencies: ["Outbox", "MQTT", "MeterCore"], path: "bench/outbox", exclude: ["README.md"]),
+        .executableTarget(name: "OutboxBench", dependencies: ["BenchSupport", "Outbox", "MQTT", "MeterCore"], path: "bench/outbox", exclude: ["README.md"]),
 
         // Fuzzing (fuzz/README.md): entry points that take arbitrary bytes, a seeded mutation fuzzer, and a driver
         // that is a libFuzzer target when fuzz/run.sh builds it with -sanitize=fuzzer.

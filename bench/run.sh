@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Every MeterGate benchmark in one command: builds release, runs the per-area benchmarks (signing, Modbus,
-# outbox, accounting) and the gateway footprint, prints one table of key figures (each next to its limit or
-# reference as a ratio measured in the same run), then each benchmark's own table, and writes all of it
-# to a file. Figures are comparable only within one run on one machine.
+# outbox, accounting), the whole gateway end to end in one process (pinned to CPU 0 with taskset) and the
+# gateway footprint, prints one table of key figures (each next to its limit or reference as a ratio measured
+# in the same run), then each benchmark's own table, and writes all of it to a file. Figures are comparable
+# only within one run on one machine.
 #   bash bench/run.sh [--quick] [--out FILE]
-#     --quick   smaller runs (a 100k backlog instead of 1M, a 60 s footprint window instead of 300 s)
+#     --quick   smaller runs (a 100k backlog instead of 1M, 100 end-to-end intervals instead of 300,
+#               a 60 s footprint window instead of 300 s)
 #     --out     where to write the results (default .build/bench/results-<UTC time>.txt)
 #     --from    re-render the table from the raw outputs in DIR (signing.txt, modbus.txt, ...) without running
 set -euo pipefail
@@ -15,13 +17,13 @@ while [ $# -gt 0 ]; do
     --quick) quick=1 ;;
     --out) out="$2"; shift ;;
     --from) from="$2"; shift ;;   # re-render the table from the raw outputs kept in DIR (name.txt each)
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
 done
-if [ "$quick" = 1 ]; then backlog=100000; records=20000; verify_n=20000; fp_seconds=60; cycles=3
-else backlog=1000000; records=50000; verify_n=50000; fp_seconds=300; cycles=5; fi
+if [ "$quick" = 1 ]; then backlog=100000; records=20000; verify_n=20000; fp_seconds=60; cycles=3; intervals=100
+else backlog=1000000; records=50000; verify_n=50000; fp_seconds=300; cycles=5; intervals=300; fi
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out="${out:-.build/bench/results-$stamp.txt}"
 mkdir -p "$(dirname "$out")"
@@ -33,7 +35,7 @@ else
   echo "building release (swift build -c release)…" >&2
   swift build -c release 2>&1 | grep -E "error|warning:" >&2 || true
   bin="$(swift build -c release --show-bin-path)"
-  for p in metergate signing-bench modbus-bench OutboxBench; do
+  for p in metergate signing-bench modbus-bench OutboxBench pipeline-bench; do
     [ -x "$bin/$p" ] || { echo "bench/run.sh: $bin/$p was not built" >&2; exit 1; }
   done
 
@@ -49,6 +51,9 @@ else
   run modbus "$bin/modbus-bench" --profiles profiles --cycles "$cycles"
   run outbox "$bin/OutboxBench" --backlog "$backlog" --records "$records" --window 256 --size 512
   run accounting bash bench/accounting/run.sh
+  # One core: the benchmark and its mosquitto (a child, so pinned alike) share CPU 0.
+  pin=(); command -v taskset >/dev/null && pin=(taskset -c 0)
+  run pipeline "${pin[@]}" "$bin/pipeline-bench" --meters 100 --intervals "$intervals"
   # The footprint is measured on the binary as installed (scripts/install.sh): Swift runtime linked statically.
   echo "relinking metergate with the static Swift runtime, as installed…" >&2
   swift build -c release --static-swift-stdlib --product metergate 2>&1 | grep -E "error|warning:" >&2 || true
@@ -92,6 +97,12 @@ summary() {
     /^drain/ && !/PUBACK only/ { n++; if (n==2) printf "%-11s %-58s %16s %26s %7.2f\n", "outbox", "drain of " $2 " pending to a subscriber (records/s)", $5, "target 25000", $5/25000 }
     /^peak RSS while draining/ { printf "%-11s %-58s %16s %26s %7s\n", "outbox", "peak RSS draining the full backlog vs a tenth of it", "", "flat = 1.00", $NF }
   ' "$raw/outbox.txt"
+  [ -f "$raw/pipeline.txt" ] && awk '
+    / (met|NOT met)$/ && ($1 == "EdDSA" || $1 == "ES256") {
+      curve = $1 == "EdDSA" ? "Ed25519" : "P-256"
+      printf "%-11s %-58s %16s %26s %7s\n", "gateway", "end-to-end readings/CPU-s (" $1 ") vs raw " curve " sign", $5, $6 " raw", $7
+    }
+  ' "$raw/pipeline.txt"
   awk '
     /^counter sample:/ { printf "%-11s %-58s %16s %26s %7s\n", "accounting", "one counter sample (ns)", $3, "", "" }
     /^sources one core keeps up/ { printf "%-11s %-58s %16s %26s %7s\n", "accounting", "sources one core keeps up with at 1 Hz", $NF, "", "" }
@@ -106,7 +117,8 @@ summary() {
   ' "$raw/footprint.txt"
   echo
   echo "Machine: shared and noisy (other builds may run at the same time); compare ratios, not absolute figures, across runs."
-  for f in signing modbus outbox accounting footprint; do
+  for f in signing modbus outbox accounting pipeline footprint; do
+    [ -f "$raw/$f.txt" ] || continue
     echo; echo "---- $f"; cat "$raw/$f.txt"
   done
 }

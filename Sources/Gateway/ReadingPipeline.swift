@@ -7,6 +7,7 @@ import Modbus
 import Outbox
 import PowerRails
 import Signing
+import Synchronization
 
 /// Samples in, signed records out: for each meter stream, accounting turns counter readings into settlement
 /// intervals, the signer turns each interval into a chained record, and the outbox appends it durably.
@@ -48,9 +49,6 @@ public actor ReadingPipeline {
     private let encoder = JSONEncoder()
     /// Streams whose state changed since it was last saved.
     private var unsaved: Set<MeterID> = []
-    /// Closed intervals not yet stored, per meter in order: those whose append failed (disk full) wait here and
-    /// go first in the next append that succeeds, so a full disk delays readings instead of losing them.
-    private var unstored: [MeterID: [AccountedInterval]] = [:]
     private var lastSave = ContinuousClock.now
     /// Both clocks at the last tick, to notice wall-clock steps.
     private var lastTick: Timestamp?
@@ -77,6 +75,17 @@ public actor ReadingPipeline {
     }
     private let input: AsyncStream<Input>
     private let inputContinuation: AsyncStream<Input>.Continuation
+    /// Inputs queued and not yet taken by ``run()``. Records wait to be committed until it drops to zero, so a
+    /// burst (every meter closing the same interval) is stored in one fsynced transaction, not one per meter.
+    private nonisolated let queued = Atomic<Int>(0)
+    /// Records of closed intervals not yet committed, and those intervals' meters and results.
+    private var staged: [AppendRequest] = []
+    private var stagedIntervals: [(meter: MeterID, interval: AccountedInterval)] = []
+    /// At most this many records go into one transaction.
+    static let maximumBatch = 256
+    /// After a failed append (disk full), when the staged records are tried again at the earliest.
+    private var retryAt: ContinuousClock.Instant?
+    static let retryDelay = Duration.seconds(1)
 
     /// The outbox key under which a meter's accounting state is saved.
     static func stateKey(_ meter: MeterID) -> String { "accounting/\(meter)" }
@@ -174,11 +183,21 @@ public actor ReadingPipeline {
 
     /// Queues a pulse counter's current total.
     public nonisolated func submit(count: UInt64, of meter: MeterID, at time: Timestamp) {
-        inputContinuation.yield(.count(meter, count, time))
+        enqueue(.count(meter, count, time))
+    }
+
+    /// Queues one input, counting it in ``queued`` unless the buffer dropped it (or an older one) or has ended.
+    private nonisolated func enqueue(_ next: Input) {
+        queued.add(1, ordering: .relaxed)
+        switch inputContinuation.yield(next) {
+        case .enqueued: break
+        case .dropped, .terminated: queued.subtract(1, ordering: .relaxed)
+        @unknown default: break
+        }
     }
 
     /// Feeds a pulse counter's total (S0 inputs: the count the input's store kept across restarts).
-    func accept(count: UInt64, of meter: MeterID, at time: Timestamp) async {
+    func accept(count: UInt64, of meter: MeterID, at time: Timestamp) {
         guard var stream = streams[meter], case .counter(var accountant) = stream.accountant else { return }
         let closed: [AccountedInterval]
         do {
@@ -190,16 +209,16 @@ public actor ReadingPipeline {
         stream.accountant = .counter(accountant)
         streams[meter] = stream
         unsaved.insert(meter)
-        await commit(closed, of: meter)
+        stage(closed, of: meter)
     }
 
     /// Queues one rail reading.
     public nonisolated func submit(rail meter: MeterID, reading: RailReading, at time: Timestamp) {
-        inputContinuation.yield(.rail(meter, reading, time))
+        enqueue(.rail(meter, reading, time))
     }
 
     /// Feeds one rail reading: an energy counter or a power value.
-    func accept(rail meter: MeterID, reading: RailReading, at time: Timestamp) async {
+    func accept(rail meter: MeterID, reading: RailReading, at time: Timestamp) {
         guard var stream = streams[meter] else { return }
         let closed: [AccountedInterval]
         do {
@@ -224,33 +243,36 @@ public actor ReadingPipeline {
         }
         streams[meter] = stream
         unsaved.insert(meter)
-        await commit(closed, of: meter)
+        stage(closed, of: meter)
     }
 
     /// Queues one poll's sample (cheap, never blocks the poller).
-    public nonisolated func submit(_ sample: Sample) { inputContinuation.yield(.sample(sample)) }
+    public nonisolated func submit(_ sample: Sample) { enqueue(.sample(sample)) }
 
     /// Queues a tick (closes silent intervals, saves state now and then).
-    public nonisolated func submitTick(_ now: Timestamp) { inputContinuation.yield(.tick(now)) }
+    public nonisolated func submitTick(_ now: Timestamp) { enqueue(.tick(now)) }
 
     /// Ends the input; ``run()`` then saves every stream's state and returns.
     public nonisolated func finish() { inputContinuation.finish() }
 
-    /// Handles queued samples and ticks in order until ``finish()``, then saves all state.
+    /// Handles queued samples and ticks in order until ``finish()``, then saves all state. The records of
+    /// the intervals they close are committed when no more input is queued (or ``maximumBatch`` wait).
     public func run() async {
         for await next in input {
+            queued.subtract(1, ordering: .relaxed)
             switch next {
-            case .sample(let sample): await accept(sample)
-            case .rail(let meter, let reading, let time): await accept(rail: meter, reading: reading, at: time)
-            case .count(let meter, let count, let time): await accept(count: count, of: meter, at: time)
+            case .sample(let sample): accept(sample)
+            case .rail(let meter, let reading, let time): accept(rail: meter, reading: reading, at: time)
+            case .count(let meter, let count, let time): accept(count: count, of: meter, at: time)
             case .tick(let now): await tick(now: now)
             }
+            if staged.count >= Self.maximumBatch || (!staged.isEmpty && queued.load(ordering: .relaxed) <= 0) { await commit() }
         }
         await flush()
     }
 
-    /// Feeds one poll's sample; appends the records of any interval it closed.
-    func accept(_ sample: Sample) async {
+    /// Feeds one poll's sample; stages the records of any interval it closed.
+    func accept(_ sample: Sample) {
         guard var stream = streams[sample.meter], case .counter(var accountant) = stream.accountant else { return }
         // A counter beyond 10^15 Wh (a million GWh) is a damaged register, not energy: refused, never converted
         // (the conversion to an integer count would trap).
@@ -275,7 +297,7 @@ public actor ReadingPipeline {
         }
         streams[sample.meter] = stream
         unsaved.insert(sample.meter)
-        await commit(closed, of: sample.meter)
+        stage(closed, of: sample.meter)
     }
 
     /// Closes intervals of silent streams and saves state now and then. Call about once a second.
@@ -295,53 +317,54 @@ public actor ReadingPipeline {
             streams[meter] = stream
             if !closed.isEmpty {
                 unsaved.insert(meter)
-                await commit(closed, of: meter)
+                stage(closed, of: meter)
             }
         }
-        if !unsaved.isEmpty, ContinuousClock.now - lastSave >= saveInterval { await commit([], of: nil) }
+        if !staged.isEmpty || (!unsaved.isEmpty && ContinuousClock.now - lastSave >= saveInterval) { await commit() }
     }
 
     /// Saves every stream's state (at shutdown).
     func flush() async {
         unsaved = Set(streams.keys)
-        await commit([], of: nil)
+        await commit(force: true)
     }
 
-    /// Signs and appends `closed` intervals of `meter`, after any intervals still waiting from a failed append,
-    /// together with the state of every changed stream, in one transaction. On failure (disk full) nothing is
-    /// stored, the intervals wait in memory for the next commit and the state stays unsaved: after a restart they
-    /// are re-derived from the last saved state and the counters, so no energy is lost either way. Intervals the
-    /// outbox had already published before it lost records (its high-water mark) are not signed again.
-    private func commit(_ closed: [AccountedInterval], of meter: MeterID?) async {
+    /// Queues the records of `intervals` of `meter` for the next ``commit(force:)`` (signed there, in the outbox's
+    /// transaction, where the stream position is known). Intervals the outbox had already published before it
+    /// lost records (its high-water mark) are not signed again.
+    private func stage(_ closed: [AccountedInterval], of meter: MeterID) {
+        guard let signer = streams[meter]?.signer else { return }
         var intervals = closed
-        if let meter, let through = publishedThrough[meter] {
+        if let through = publishedThrough[meter] {
             intervals.removeAll { $0.result.endMillis <= through }
             if intervals.count < closed.count {
                 logger.notice("intervals already published before the outbox lost records are not signed again",
                               metadata: ["meter": "\(meter)", "dropped": "\(closed.count - intervals.count)", "published_through_ms": "\(through)"])
             }
         }
-        if let meter, !intervals.isEmpty {
-            for interval in intervals where interval.result.quality != .measured {
-                logger.notice("interval \(interval.result.quality.rawValue)", metadata: [
-                    "meter": "\(meter)", "start": "\(interval.result.startMillis)", "events": "\(interval.events.map { "\($0)" }.joined(separator: ","))",
+        for interval in intervals {
+            let result = interval.result
+            staged.append(AppendRequest(meter: meter.rawValue, intervalEnd: result.endMillis) { position in
+                let signed = try signer.sign(result: result, position: position)
+                return (signed.bytes, signed.hash)
+            })
+            stagedIntervals.append((meter, interval))
+            if result.quality != .measured {
+                logger.notice("interval \(result.quality.rawValue)", metadata: [
+                    "meter": "\(meter)", "start": "\(result.startMillis)", "events": "\(interval.events.map { "\($0)" }.joined(separator: ","))",
                 ])
             }
-            unstored[meter, default: []] += intervals
         }
-        var requests: [AppendRequest] = []
-        var batch: [(meter: MeterID, interval: AccountedInterval)] = []
-        for (id, waiting) in unstored.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
-            guard let signer = streams[id]?.signer else { unstored[id] = nil; continue }
-            for interval in waiting {
-                let result = interval.result
-                requests.append(AppendRequest(meter: id.rawValue, intervalEnd: result.endMillis) { position in
-                    let signed = try signer.sign(result: result, position: position)
-                    return (signed.bytes, signed.hash)
-                })
-                batch.append((id, interval))
-            }
-        }
+    }
+
+    /// Signs and appends the staged records together with the state of every changed stream, in one
+    /// transaction. On failure (disk full) nothing is stored, the records stay staged and go first in the next
+    /// append (tried again after ``retryDelay``, or at once with `force`), and the state stays unsaved: a full
+    /// disk delays readings instead of losing them, and after a restart they are re-derived from the last saved
+    /// state and the counters.
+    func commit(force: Bool = false) async {
+        if !force, let retryAt, ContinuousClock.now < retryAt { return }
+        let requests = staged, intervals = stagedIntervals
         var state: [String: [UInt8]] = [:]
         let saving = unsaved
         for id in saving {
@@ -350,14 +373,17 @@ public actor ReadingPipeline {
         }
         do {
             let records = try await store.append(requests, saving: state)
+            // Only what was appended leaves the queue: the actor may run other calls while the append is awaited.
+            staged.removeFirst(requests.count)
+            stagedIntervals.removeFirst(intervals.count)
             unsaved.subtract(saving)
-            unstored.removeAll()
             lastSave = .now
             lastAppendError = nil
-            for (id, interval) in batch {
-                Counter(label: "metergate_intervals_total", dimensions: [("meter", "\(id)"), ("quality", interval.result.quality.rawValue)]).increment()
+            retryAt = nil
+            for (meter, interval) in intervals {
+                Counter(label: "metergate_intervals_total", dimensions: [("meter", "\(meter)"), ("quality", interval.result.quality.rawValue)]).increment()
+                publishedThrough[meter] = nil
             }
-            for (id, _) in batch { publishedThrough[id] = nil }
             if !records.isEmpty {
                 recordsAppended += Int64(records.count)
                 for r in records {
@@ -367,8 +393,10 @@ public actor ReadingPipeline {
             }
         } catch {
             lastAppendError = "\(error)"
+            retryAt = .now + Self.retryDelay
             logger.error("could not store signed records; they wait in memory for the next append (after a restart they are produced again from the saved state)",
-                         metadata: ["meter": "\(meter.map { "\($0)" } ?? "-")", "records": "\(requests.count)", "error": "\(error)"])
+                         metadata: ["meters": "\(Set(intervals.map(\.meter)).sorted().map { "\($0)" }.joined(separator: ","))", "records": "\(requests.count)",
+                                    "error": "\(error)"])
         }
     }
 

@@ -1,76 +1,98 @@
 import Foundation
-@testable import Gateway
+import Gateway
 import Logging
 import MeterCore
 import Outbox
 import Signing
+import Synchronization
 import TestSupport
 import Testing
 
+/// The pipeline on a real SQLite outbox, with samples of several meters queued before it runs (as after a
+/// burst: every meter closing the same interval).
 @Suite struct ReadingPipelineTests {
-    @Test func intervalsClosedWhileTheOutboxIsFullAreStoredOnceItTakesWritesAgain() async throws {
+    /// A config of `meters` eastron-sdm630 meters with a 1 s settlement interval.
+    func config(meters: Int, in dir: TemporaryDirectory) throws -> GatewayConfig {
+        let list = (1...meters).map { "  - { id: meter-\($0), bus: b1, unit: \($0), profile: eastron-sdm630, rated_power: 50000 }" }
+        let path = dir.write("c.yaml", """
+            gateway: { id: gw1, board: sim, state_dir: \(dir.path), interval: 1s }
+            buses:
+              - { id: b1, tcp: { host: 127.0.0.1, port: 1502 } }
+            meters:
+            \(list.joined(separator: "\n"))
+            """)
+        return try GatewayConfig.load(path: path, boardDirectories: ["\(repositoryRoot)/boards"], profileDirectories: ["\(repositoryRoot)/profiles"])
+    }
+
+    /// One sample per meter and second, 100 ms after each second's start, at 3.6 kW (1 Wh a second).
+    func samples(_ config: GatewayConfig, seconds: Int) -> [Sample] {
+        var samples: [Sample] = []
+        for s in 0...seconds {
+            let offset: Int64 = Int64(s) * 1_000_000_000
+            let time = Timestamp(wallNanos: 1_767_225_600_100_000_000 + offset, monotonicNanos: UInt64(5_000_000_000 + offset))
+            for (i, meter) in config.meters.enumerated() {
+                let importWh: Double = 1000 * Double(i + 1) + Double(s)
+                samples.append(Sample(meter: meter.id, time: time, values: [.energyImport: importWh, .energyExport: 0, .power: 3600]))
+            }
+        }
+        return samples
+    }
+
+    /// Runs a pipeline over `samples` (all queued before it starts); returns the outbox, the number of
+    /// commits that stored records and the records they stored, both read before the pipeline is finished.
+    func run(_ config: GatewayConfig, key: SigningKey, samples: [Sample], expecting records: Int64,
+             in dir: TemporaryDirectory) async throws -> (store: SQLiteOutbox, commits: Int) {
+        let store = try await SQLiteOutbox.open(path: dir.file("outbox.sqlite"), configuration: OutboxConfiguration())
+        let commits = Atomic<Int>(0)
+        var logger = Logger(label: "pipeline")
+        logger.logLevel = .warning
+        let pipeline = try await ReadingPipeline(config: config, key: key, store: store, bootID: nil, logger: logger) {
+            commits.add(1, ordering: .relaxed)
+        }
+        for sample in samples { pipeline.submit(sample) }
+        let running = Task { await pipeline.run() }
+        let deadline = ContinuousClock.now + .seconds(60)
+        while await pipeline.recordsAppended < records, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        let seen = commits.load(ordering: .relaxed)
+        pipeline.finish()
+        await running.value
+        #expect(await pipeline.recordsAppended == records)
+        return (store, seen)
+    }
+
+    @Test func aBurstOfClosedIntervalsIsStoredInOneTransactionWithItsState() async throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
-        let path = dir.write("gw.yaml", """
-            gateway: { id: gw, board: sim, state_dir: \(dir.path)/state, interval: 1s }
-            buses:
-              - { id: b, tcp: { host: 127.0.0.1, port: 1502 } }
-            meters:
-              - { id: m1, bus: b, unit: 1, profile: eastron-sdm630, poll: 250ms }
-            metrics: { enabled: false }
-            mqtt: { host: 127.0.0.1 }
-            signing: { key: \(dir.path)/k.key }
-            """)
-        let config = try GatewayConfig.load(path: path, boardDirectories: ["\(repositoryRoot)/boards"],
-                                            profileDirectories: ["\(repositoryRoot)/profiles"])
-        // A real outbox with a page limit: SQLITE_FULL once the filler below takes the last pages.
-        let store = try await SQLiteOutbox.open(path: dir.file("outbox.sqlite"), configuration: OutboxConfiguration(retention: .zero),
-                                                options: .init(maxPageCount: 48))
-        func fill() async -> Int {
-            var n = 0
-            while n < 10_000 {
-                do {
-                    _ = try await store.append(meter: "filler") { position in
-                        let bytes = Array("filler \(position.seq) \(String(repeating: "f", count: 1500))".utf8)
-                        return (bytes, Array(bytes.prefix(32)))
-                    }
-                    n += 1
-                } catch { return n }
-            }
-            return n
+        let config = try config(meters: 20, in: dir)
+        let key = SigningKey.generate(.eddsa)
+        // Three seconds after the first sample: three intervals closed per meter.
+        let (store, commits) = try await run(config, key: key, samples: samples(config, seconds: 3), expecting: 60, in: dir)
+        #expect(commits == 1)
+        let stats = try await store.stats()
+        #expect(stats.pending == 60)
+        // Every meter's chain verifies, and its accounting state was saved.
+        let verifier = RecordVerifier(keys: KeySet([key.publicKey]))
+        for meter in config.meters {
+            let records = try await store.records(meter: meter.id.rawValue, seqs: 1...10, limit: 10)
+            #expect(records.map(\.seq) == [1, 2, 3])
+            var analyzer = ChainAnalyzer()
+            for (n, record) in records.enumerated() { analyzer.add(verifier.verify(record.bytes), line: n + 1) }
+            #expect(analyzer.report().passed)
+            #expect(try await store.savedState("accounting/\(meter.id)") != nil)
         }
-        // Frees the filler's pages: delivered long ago, expired by retention; the readings stay pending.
-        func free() async throws {
-            let claimed = try await store.claimPending(limit: 100_000)
-            try await store.markDelivered(claimed.filter { $0.meter == "filler" }.map(\.id), at: Date(timeIntervalSinceNow: -10))
-            try await store.releaseInflight(claimed.filter { $0.meter != "filler" }.map(\.id))
-            _ = try await store.maintain(now: Date())
-        }
-        let pipeline = try await ReadingPipeline(config: config, key: .generate(.eddsa), store: store, bootID: nil,
-                                                 logger: Logger(label: "test"), appended: {})
-        // 3600 W: 1 Wh (1000 mWh) per second, read four times a second for 20 s; the outbox is full from 5 s to 12 s.
-        var refused = false
-        let start: Int64 = 1_800_000_000_000_000_000
-        for tick in 0...80 {
-            let seconds = Double(tick) / 4
-            if tick == 20 { #expect(await fill() > 0) }
-            if tick == 48 { try await free() }
-            let time = Timestamp(wallNanos: start + Int64(seconds * 1e9), monotonicNanos: UInt64(1e12 + seconds * 1e9))
-            await pipeline.accept(Sample(meter: try MeterID(validating: "m1"), time: time, values: [.energyImport: 1000 + seconds, .power: 3600]))
-            if tick == 40 { refused = await pipeline.lastAppendError != nil }
-        }
-        #expect(refused, "the appends while full were not refused")
-        #expect(await pipeline.lastAppendError == nil)
-        let records = try await store.records(meter: "m1", seqs: 1...1000, limit: 1000)
         await store.close()
-        let payloads = try records.map { try JSONSerialization.jsonObject(with: Data(JWSRecord($0.bytes).payloadBytes)) as? [String: Any] ?? [:] }
-        // Every second from the first to the last is in exactly one reading, in order, with its energy.
-        #expect(records.count >= 19, "\(records.count) readings")
-        for (a, b) in zip(payloads, payloads.dropFirst()) {
-            #expect(b["start_ms"] as? Int64 == a["end_ms"] as? Int64, "\(a["end_ms"] ?? "-") → \(b["start_ms"] ?? "-")")
-        }
-        for p in payloads.dropFirst() {
-            #expect(p["import_mwh"] as? Int64 == 1000, "\(p)")
-        }
+    }
+
+    @Test func aBurstLargerThanOneBatchIsSplitAndNothingIsLost() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let config = try config(meters: 100, in: dir)
+        // 100 meters × 3 closed intervals: 300 records, more than one batch holds.
+        let (store, commits) = try await run(config, key: SigningKey.generate(.es256), samples: samples(config, seconds: 3), expecting: 300, in: dir)
+        #expect(commits == 2)
+        let stats = try await store.stats()
+        #expect(stats.pending == 300)
+        #expect(stats.streams.count == 100)
+        await store.close()
     }
 }

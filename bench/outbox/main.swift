@@ -4,6 +4,7 @@
 //   swift run -c release OutboxBench [--backlog 1000000] [--records 20000] [--window 256] [--size 512]
 //
 // Needs mosquitto, mosquitto_pub and mosquitto_sub on PATH (scripts/apt-packages.txt).
+import BenchSupport
 import MeterCore
 import Dispatch
 import Foundation
@@ -46,37 +47,6 @@ func benchRecord(_ meter: String) -> RecordBuilder {
     }
 }
 
-func which(_ name: String) -> String {
-    for dir in ((ProcessInfo.processInfo.environment["PATH"] ?? "") + ":/usr/sbin:/sbin").split(separator: ":") {
-        let path = "\(dir)/\(name)"
-        if FileManager.default.isExecutableFile(atPath: path) { return path }
-    }
-    fatalError("\(name) is not installed")
-}
-
-func freePort() -> Int {
-    let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(s) }
-    var a = sockaddr_in()
-    a.sin_family = sa_family_t(AF_INET)
-    a.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, length) } }
-    _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &length) } }
-    return Int(UInt16(bigEndian: a.sin_port))
-}
-
-func launch(_ executable: String, _ arguments: [String], stdin: Pipe? = nil) throws -> Process {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: executable)
-    p.arguments = arguments
-    p.standardOutput = FileHandle.nullDevice
-    p.standardError = FileHandle.nullDevice
-    if let stdin { p.standardInput = stdin }
-    try p.run()
-    return p
-}
-
 func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
 
 /// Peak resident set size of this process since the last reset, in MiB (Linux `VmHWM`).
@@ -99,12 +69,8 @@ func waitForExit(_ p: Process, timeout: Double) -> Bool {
 let work = NSTemporaryDirectory() + "outbox-bench-\(getpid())"
 try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
 defer { try? FileManager.default.removeItem(atPath: work) }
-let port = freePort()
-try "listener \(port) 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 0\nmax_queued_messages 0\n"
-    .write(toFile: "\(work)/mosquitto.conf", atomically: true, encoding: .utf8)
-let broker = try launch(which("mosquitto"), ["-c", "\(work)/mosquitto.conf"])
+let (broker, port) = try startMosquitto(in: work)
 defer { broker.terminate() }
-usleep(300_000)
 let sub = which("mosquitto_sub"), pub = which("mosquitto_pub")
 print("outbox benchmark: \(options.records) records end to end, backlog \(options.backlog), window \(options.window), record ~\(options.size) B, \(ProcessInfo.processInfo.activeProcessorCount) cores")
 

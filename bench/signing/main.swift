@@ -5,6 +5,7 @@
 //
 // --write-records writes N JWS/EdDSA records and their key (FILE.jwk) so `metergate verify` can be timed
 // end to end (bench/signing/run.sh does that).
+import BenchSupport
 import Crypto
 import Dispatch
 import Foundation
@@ -31,31 +32,6 @@ struct Options {
             i += 1
         }
     }
-}
-
-/// Seconds of CPU time this thread has used (CLOCK_THREAD_CPUTIME_ID). Rates per CPU-second hold steady on
-/// a machine that other work shares, where wall-clock rates do not.
-func threadCPUSeconds() -> Double {
-    var t = timespec()
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t)
-    return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
-}
-
-func wallSeconds() -> Double {
-    var t = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &t)
-    return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
-}
-
-/// Runs `body` repeatedly for about `seconds` of this thread's CPU time; returns operations per CPU-second.
-func rate(seconds: Double, _ body: () throws -> Void) rethrows -> Double {
-    var count = 0
-    let start = threadCPUSeconds()
-    while threadCPUSeconds() - start < seconds {
-        for _ in 0..<16 { try body() }
-        count += 16
-    }
-    return Double(count) / (threadCPUSeconds() - start)
 }
 
 /// Runs `body` once over `count` items on this thread; returns items per CPU-second.
@@ -106,8 +82,8 @@ let message = Array(sample.text.utf8.prefix(600))
 
 // swift-crypto, raw.
 let rawEdKey = Curve25519.Signing.PrivateKey(), rawP256Key = P256.Signing.PrivateKey()
-let rawEdSign = try rate(seconds: options.seconds) { _ = try rawEdKey.signature(for: message) }
-let rawP256Sign = try rate(seconds: options.seconds) { _ = try rawP256Key.signature(for: message) }
+let rawEdSign = try rawSignRate(.ed25519, message: message, seconds: options.seconds)
+let rawP256Sign = try rawSignRate(.p256, message: message, seconds: options.seconds)
 let edSig = try rawEdKey.signature(for: message), p256Sig = try rawP256Key.signature(for: message)
 let rawEdVerify = rate(seconds: options.seconds) { _ = rawEdKey.publicKey.isValidSignature(edSig, for: message) }
 let rawP256Verify = rate(seconds: options.seconds) { _ = rawP256Key.publicKey.isValidSignature(p256Sig, for: message) }
