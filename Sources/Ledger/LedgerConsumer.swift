@@ -97,16 +97,7 @@ public actor LedgerConsumer {
         let client = self.client
         let tick = configuration.tickInterval
         await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                for await event in client.events { continuation.yield(.mqtt(event)) }
-                continuation.finish()
-            }
-            group.addTask {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: tick)
-                    continuation.yield(.tick)
-                }
-            }
+            client.feed(continuation, in: &group, events: { .mqtt($0) }, tick: .tick, every: tick)
             for await next in input {
                 if Task.isCancelled { break }
                 switch next {

@@ -406,3 +406,23 @@ public final class MQTTClient: Sendable {
         }
     }
 }
+
+extension MQTTClient {
+    /// Adds the two feeders of a client's consumer loop to `group`: one forwards the client's events into
+    /// `continuation` (and finishes it when they end), one yields `tick` every `interval` until cancelled. The
+    /// publisher and the settlement consumer both read one stream of these, in order.
+    public func feed<Input: Sendable>(_ continuation: AsyncStream<Input>.Continuation, in group: inout TaskGroup<Void>,
+                                      events wrap: @escaping @Sendable (MQTTEvent) -> Input, tick: Input, every interval: Duration) {
+        let events = self.events
+        group.addTask {
+            for await event in events { continuation.yield(wrap(event)) }
+            continuation.finish()
+        }
+        group.addTask {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                continuation.yield(tick)
+            }
+        }
+    }
+}

@@ -147,16 +147,7 @@ public actor OutboxPublisher {
         let continuation = inputContinuation
         let flushInterval = configuration.flushInterval
         await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                for await event in client.events { continuation.yield(.mqtt(event)) }
-                continuation.finish()
-            }
-            group.addTask {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: flushInterval)
-                    continuation.yield(.tick)
-                }
-            }
+            client.feed(continuation, in: &group, events: { .mqtt($0) }, tick: .tick, every: flushInterval)
             defer { group.cancelAll() }
             for await next in input {
                 if Task.isCancelled { break }
