@@ -201,7 +201,7 @@ public actor LedgerConsumer {
             if let lost = r.storeLost {
                 // Kept in the ledger's stated_lost table (unless the record's link is broken); never asked for again.
                 logger.warning("the gateway states, signed, that its store lost these seqs; they are not asked for",
-                               metadata: ["stream": "\(r.stream)", "seq": "\(r.seq)", "store_lost": "\(lost.lowerBound)...\(lost.upperBound)"])
+                               metadata: ["stream": "\(r.stream)", "seq": "\(r.seq)", "store_lost": "\(lost)"])
             }
             await updateGaps(after: r)
         }

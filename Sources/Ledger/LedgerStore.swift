@@ -224,11 +224,11 @@ public actor LedgerStore {
                     // A statement whose record does not link to the record before it explains nothing.
                     if let lost = r.storeLost, !links.prevBroken, let insert = insertStatedLost {
                         try bind(insert, stream, r.seq)
-                        try insert.bind(Int64(bitPattern: lost.lowerBound), at: 5)
-                        try insert.bind(Int64(bitPattern: lost.upperBound), at: 6)
+                        try insert.bind(Int64(bitPattern: lost.seqs.lowerBound), at: 5)
+                        try insert.bind(Int64(bitPattern: lost.seqs.upperBound), at: 6)
                         try insert.bind(receivedMillis, at: 7)
                         try run(insert)
-                        newlyStated = lost
+                        newlyStated = lost.seqs
                     }
                     outcome = .stored(chainProblems: links.problems)
                 }

@@ -15,11 +15,11 @@ public struct StreamPosition: Sendable, Hashable {
     /// The key id that signed the previous record, when the outbox knows it. When it differs from the
     /// signer's key, the new record names it and so starts a new chain segment (key rotation).
     public var previousKeyID: String?
-    /// Set on the first record after the outbox found that its database had lost committed records that were
-    /// already published: the seqs the store no longer holds. The record says so, signed (`store_lost`).
-    public var storeLost: ClosedRange<UInt64>?
+    /// Set on a record that states, signed (`store_lost`), seqs of its stream the store no longer holds: records
+    /// lost with a damaged database after they were published, or unsent records the quota policy dropped.
+    public var storeLost: StoreLoss?
 
-    public init(epoch: String, seq: UInt64, prev: [UInt8], previousKeyID: String? = nil, storeLost: ClosedRange<UInt64>? = nil) {
+    public init(epoch: String, seq: UInt64, prev: [UInt8], previousKeyID: String? = nil, storeLost: StoreLoss? = nil) {
         self.epoch = epoch
         self.seq = seq
         self.prev = prev
@@ -34,4 +34,26 @@ public struct StreamPosition: Sendable, Hashable {
 
     /// The `prev` of a first record: 32 zero bytes.
     public static let zeroHash = [UInt8](repeating: 0, count: 32)
+}
+
+/// Seqs of a meter stream that the gateway's store no longer holds, and why: what a record's signed
+/// `store_lost` member states, so that a receiver sees an explicit, signed gap rather than a silent one.
+public struct StoreLoss: Sendable, Hashable, CustomStringConvertible {
+    public enum Cause: String, Sendable, Hashable, CaseIterable {
+        /// The database came back without records it had already published (a cut WAL, a power cut).
+        /// Written without a `cause` member (the first form of `store_lost`).
+        case damage
+        /// The `drop-oldest` quota policy deleted unsent records (`"cause": "quota"`).
+        case quota
+    }
+
+    public var seqs: ClosedRange<UInt64>
+    public var cause: Cause
+
+    public init(seqs: ClosedRange<UInt64>, cause: Cause) {
+        self.seqs = seqs
+        self.cause = cause
+    }
+
+    public var description: String { "\(seqs.lowerBound)...\(seqs.upperBound) (\(cause.rawValue))" }
 }

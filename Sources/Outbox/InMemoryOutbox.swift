@@ -15,6 +15,7 @@ public actor InMemoryOutbox: OutboxStore {
     private var droppedTotal: Int64 = 0
     private var quotaAlarm = false
     private var state: [String: [UInt8]] = [:]
+    private var book = LossStatementBook()
 
     private struct Row {
         var record: OutboxRecord
@@ -32,12 +33,14 @@ public actor InMemoryOutbox: OutboxStore {
 
     public func append(_ requests: [AppendRequest], saving newState: [String: [UInt8]]) throws(OutboxError) -> [OutboxRecord] {
         var changed: [String: (seq: UInt64, hash: [UInt8])] = [:]
+        var carriers: [String: [UInt64]] = [:]
         var records: [OutboxRecord] = []
         let now = clock()
         var id = nextID
         for request in requests {
             let head = changed[request.meter] ?? heads[request.meter] ?? (0, StreamPosition.zeroHash)
-            let position = StreamPosition(epoch: epoch, seq: head.seq + 1, prev: head.hash)
+            let storeLost = book.statement(for: request.meter, index: carriers[request.meter]?.count ?? 0)
+            let position = StreamPosition(epoch: epoch, seq: head.seq + 1, prev: head.hash, storeLost: storeLost)
             let built: BuiltRecord
             do { built = try request.build(position) } catch {
                 throw .recordBuilderFailed(meter: request.meter, seq: position.seq, underlying: error)
@@ -46,12 +49,14 @@ public actor InMemoryOutbox: OutboxStore {
             records.append(OutboxRecord(id: id, meter: request.meter, epoch: epoch, seq: position.seq, bytes: built.bytes,
                                         hash: built.hash, state: .pending, appendedAt: now))
             changed[request.meter] = (position.seq, built.hash)
+            if storeLost != nil { carriers[request.meter, default: []].append(position.seq) }
             id += 1
         }
         // Commit: nothing above changed the store, so a throw left it as it was.
         nextID = id
         heads.merge(changed) { $1 }
         state.merge(newState) { $1 }
+        for (meter, seqs) in carriers { book.announced(meter: meter, carriers: seqs) }
         for record in records {
             rows[record.id] = Row(record: record)
             order.append(record.id)
@@ -161,8 +166,11 @@ public actor InMemoryOutbox: OutboxStore {
                 }
             }
             droppedTotal += report.droppedCount
+            for range in report.dropped { book.dropped(range.firstSeq...range.lastSeq, meter: range.meter) }
         }
         order.removeAll { rows[$0] == nil }
+        let unsent = Set(rows.values.filter { $0.record.state != .delivered }.map { "\($0.record.meter)/\($0.record.seq)" })
+        book.forgetCarried { meter, seq in !unsent.contains("\(meter)/\(seq)") }
         report.quotaAlarm = unsentBytes > quota
         quotaAlarm = report.quotaAlarm
         return report

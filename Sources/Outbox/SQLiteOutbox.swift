@@ -116,8 +116,10 @@ public actor SQLiteOutbox: OutboxStore {
     private var quotaAlarm = false
     /// What the high-water mark holds now (nil: inspection only, never written).
     private var mark: HighWaterMark?
-    /// Streams continued from the mark whose next record has yet to say so (``StreamPosition/storeLost``).
-    private var unannounced: [String: ClosedRange<UInt64>] = [:]
+    /// Signed gap statements (``StreamPosition/storeLost``): streams continued from the mark whose next record has
+    /// yet to say so, quota drops, and the statements carried by records not yet delivered. Mirrors the
+    /// `loss_statements` table (but for waiting damage statements, found again from the mark at each start).
+    private var book = LossStatementBook()
 
     /// Opens (or creates) the outbox at `path` without blocking the caller's thread: the work runs on a
     /// dispatch queue, never on Swift's cooperative pool.
@@ -201,6 +203,7 @@ public actor SQLiteOutbox: OutboxStore {
             (self.unsentBytes, self.deliveredBytes) = try Self.byteTotals(db)
             heads = try Self.loadHeads(db)
             self.statements = try Statements(db)
+            book = try Self.loadLossStatements(db)
             report = OutboxOpenReport(created: created, quarantined: quarantined, inflightReset: reset)
         } catch {
             throw OutboxError.from(error)
@@ -211,7 +214,7 @@ public actor SQLiteOutbox: OutboxStore {
             let (mark, recoveries) = try Self.applyMark(databasePath: path, epoch: self.epoch, created: report.created, heads: &heads, logger: logger)
             self.mark = mark
             report.recoveries = recoveries
-            for recovery in recoveries { unannounced[recovery.meter] = recovery.lostSeqs }
+            for recovery in recoveries { book.add(StoreLoss(seqs: recovery.lostSeqs, cause: .damage), meter: recovery.meter) }
         }
         self.heads = heads
         self.openReport = report
@@ -239,12 +242,14 @@ public actor SQLiteOutbox: OutboxStore {
         let now = clock()
         let nowMillis = Self.millis(now)
         var changed: [String: StreamHead] = [:]
+        /// Per meter, the seqs of the records in this batch that carry a waiting gap statement.
+        var carriers: [String: [UInt64]] = [:]
         var records: [OutboxRecord] = []
         records.reserveCapacity(requests.count)
         try sql { () throws(SQLiteError) in try s.begin.run() }
         for request in requests {
             let head = changed[request.meter] ?? heads[request.meter] ?? StreamHead(lastSeq: 0, lastHash: StreamPosition.zeroHash)
-            let storeLost = changed[request.meter] == nil ? unannounced[request.meter] : nil
+            let storeLost = book.statement(for: request.meter, index: carriers[request.meter]?.count ?? 0)
             let position = StreamPosition(epoch: epoch, seq: head.lastSeq + 1, prev: head.lastHash, storeLost: storeLost)
             let built: BuiltRecord
             do {
@@ -273,6 +278,7 @@ public actor SQLiteOutbox: OutboxStore {
                 return s.database.lastInsertRowID
             }
             changed[request.meter] = StreamHead(lastSeq: position.seq, lastHash: built.hash)
+            if storeLost != nil { carriers[request.meter, default: []].append(position.seq) }
             records.append(OutboxRecord(id: id, meter: request.meter, epoch: epoch, seq: position.seq, bytes: built.bytes,
                                         hash: built.hash, state: .pending, appendedAt: now))
         }
@@ -292,10 +298,15 @@ public actor SQLiteOutbox: OutboxStore {
                 try save.bind(value, at: 2)
                 try save.step()
             }
+        }
+        var announced = book
+        for (meter, seqs) in carriers { announced.announced(meter: meter, carriers: seqs) }
+        try sql { () throws(SQLiteError) in
+            try Self.writeLossStatements(s, announced, meters: announced.meters(changedFrom: book))
             try s.commit.run()
         }
+        book = announced
         heads.merge(changed) { $1 }
-        for meter in changed.keys { unannounced[meter] = nil }
         unsentBytes += records.reduce(0) { $0 + $1.quotaBytes }
         if unsentBytes + deliveredBytes > configuration.quotaBytes {
             // Over quota: prune now rather than at the next maintenance tick. A failure here must not
@@ -474,6 +485,7 @@ public actor SQLiteOutbox: OutboxStore {
         var unsent = unsentBytes
         var delivered = deliveredBytes
         var dropped = droppedTotal
+        var statements = book
         try sql { () throws(SQLiteError) in
             try s.begin.run()
             // 1. Delivered records past their retention.
@@ -533,10 +545,27 @@ public actor SQLiteOutbox: OutboxStore {
                     report.dropped = ranges
                     dropped += report.droppedCount
                     try Self.setMeta(s.database, "dropped_total", String(dropped))
+                    for range in ranges { statements.dropped(range.firstSeq...range.lastSeq, meter: range.meter) }
                 }
             }
+            // 4. Statements whose carrying record was delivered are settled.
+            if !statements.carried.isEmpty {
+                let unsent = s.selectUnsentSeq
+                statements.forgetCarried { meter, seq in
+                    defer { unsent.reset() }
+                    do {
+                        try unsent.bind(meter, at: 1)
+                        try unsent.bind(Int64(seq), at: 2)
+                        return try !unsent.step()
+                    } catch {
+                        return false   // kept: asked again at the next maintenance
+                    }
+                }
+            }
+            try Self.writeLossStatements(s, statements, meters: statements.meters(changedFrom: book))
             try s.commit.run()
         }
+        book = statements
         unsentBytes = unsent
         deliveredBytes = delivered
         droppedTotal = dropped
@@ -652,6 +681,12 @@ public actor SQLiteOutbox: OutboxStore {
             UNIQUE(meter, seq));
         CREATE INDEX IF NOT EXISTS records_by_state ON records(state, id);
         CREATE TABLE IF NOT EXISTS saved_state(key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS loss_statements(
+            meter TEXT NOT NULL,
+            from_seq INTEGER NOT NULL,
+            to_seq INTEGER NOT NULL,
+            cause TEXT NOT NULL,
+            carried_by INTEGER);
         """
 
     /// The prepared statements, made once.
@@ -662,6 +697,7 @@ public actor SQLiteOutbox: OutboxStore {
         let saveState, selectState: SQLiteStatement
         let selectPending, markInflightUpTo, markDelivered, releaseAll, releaseOne, selectRange: SQLiteStatement
         let expireDelivered, scanDelivered, pruneDeliveredUpTo, scanPending, dropPendingUpTo: SQLiteStatement
+        let deleteLossStatements, insertLossStatement, selectUnsentSeq: SQLiteStatement
 
         init(_ db: SQLiteDatabase) throws(SQLiteError) {
             database = db
@@ -693,6 +729,9 @@ public actor SQLiteOutbox: OutboxStore {
             pruneDeliveredUpTo = try db.prepare("DELETE FROM records WHERE state = 2 AND id <= ?1 RETURNING size")
             scanPending = try db.prepare("SELECT id, meter, seq, size FROM records WHERE state = 0 ORDER BY id")
             dropPendingUpTo = try db.prepare("DELETE FROM records WHERE state = 0 AND id <= ?1 RETURNING size")
+            deleteLossStatements = try db.prepare("DELETE FROM loss_statements WHERE meter = ?1")
+            insertLossStatement = try db.prepare("INSERT INTO loss_statements(meter, from_seq, to_seq, cause, carried_by) VALUES(?1, ?2, ?3, ?4, ?5)")
+            selectUnsentSeq = try db.prepare("SELECT 1 FROM records WHERE meter = ?1 AND seq = ?2 AND state <> 2")
         }
     }
 
@@ -854,6 +893,40 @@ public actor SQLiteOutbox: OutboxStore {
                                     "mark_generation": "\(found.generation)"])
         }
         return (found, recoveries)
+    }
+
+    /// Replaces the stored gap statements of `meters` with the book's (inside the caller's transaction).
+    private static func writeLossStatements(_ s: Statements, _ book: LossStatementBook, meters: Set<String>) throws(SQLiteError) {
+        for meter in meters {
+            let delete = s.deleteLossStatements
+            defer { delete.reset() }
+            try delete.bind(meter, at: 1)
+            try delete.run()
+            for row in book.persistentRows(meter: meter) {
+                let insert = s.insertLossStatement
+                defer { insert.reset() }
+                try insert.bind(meter, at: 1)
+                try insert.bind(Int64(row.loss.seqs.lowerBound), at: 2)
+                try insert.bind(Int64(row.loss.seqs.upperBound), at: 3)
+                try insert.bind(row.loss.cause.rawValue, at: 4)
+                if let carrier = row.carrier { try insert.bind(Int64(carrier), at: 5) } else { try insert.bindNull(at: 5) }
+                try insert.step()
+            }
+        }
+    }
+
+    private static func loadLossStatements(_ db: SQLiteDatabase) throws(SQLiteError) -> LossStatementBook {
+        var book = LossStatementBook()
+        let select = try db.prepare("SELECT meter, from_seq, to_seq, cause, carried_by FROM loss_statements ORDER BY meter, from_seq", persistent: false)
+        while try select.step() {
+            guard let meter = select.text(0), let cause = select.text(3).flatMap(StoreLoss.Cause.init(rawValue:)),
+                  select.int64(1) >= 1, select.int64(2) >= select.int64(1) else {
+                throw SQLiteError(function: "sqlite3_step", code: 11, message: "a stored gap statement is not readable", context: "loss_statements")
+            }
+            book.restore(StoreLoss(seqs: UInt64(select.int64(1))...UInt64(select.int64(2)), cause: cause), meter: meter,
+                         carrier: select.isNull(4) ? nil : UInt64(select.int64(4)))
+        }
+        return book
     }
 
     private static func loadHeads(_ db: SQLiteDatabase) throws(SQLiteError) -> [String: StreamHead] {

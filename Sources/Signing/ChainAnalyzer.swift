@@ -56,10 +56,12 @@ public struct LossStatement: Sendable, Hashable {
     /// The seq of the record that states the loss.
     public var statedBy: UInt64
     public var seqs: ClosedRange<UInt64>
+    public var cause: StoreLoss.Cause
 
-    public init(statedBy: UInt64, seqs: ClosedRange<UInt64>) {
+    public init(statedBy: UInt64, seqs: ClosedRange<UInt64>, cause: StoreLoss.Cause = .damage) {
         self.statedBy = statedBy
         self.seqs = seqs
+        self.cause = cause
     }
 }
 
@@ -108,7 +110,7 @@ public struct ChainAnalyzer: Sendable {
 
     struct StreamState: Sendable {
         var entries: [Entry] = []
-        /// `store_lost` statements by the hash of the record that carries them (few: one per recovery).
+        /// `store_lost` statements by the hash of the record that carries them (few: one per recovery or quota drop).
         var statements: [Digest: LossStatement] = [:]
         var tampered: [LineIssue] = []
         var unknownKey: [LineIssue] = []
@@ -143,7 +145,7 @@ public struct ChainAnalyzer: Sendable {
             let entry = Entry(seq: r.seq, hash: Digest(v.hash), prev: Digest(r.prev), key: intern(r.keyID),
                               previousKey: r.previousKeyID.map { intern($0) } ?? -1, line: line)
             streams[r.stream, default: StreamState()].entries.append(entry)
-            if let lost = r.storeLost { streams[r.stream, default: StreamState()].statements[entry.hash] = LossStatement(statedBy: r.seq, seqs: lost) }
+            if let lost = r.storeLost { streams[r.stream, default: StreamState()].statements[entry.hash] = LossStatement(statedBy: r.seq, seqs: lost.seqs, cause: lost.cause) }
         case .failure(let f):
             guard let claimed = f.claimed else {
                 malformed.append(LineIssue(line: line, seq: nil, reason: f.reason))

@@ -38,9 +38,11 @@ public struct ReadingRecord: Sendable, Hashable {
     /// Set on the first record signed by a new key: the key id that signed the previous record
     /// (a new chain segment after key rotation).
     public var previousKeyID: String?
-    /// Set on the first record after the gateway's store lost records it had already published (a damaged
-    /// database): the seqs it no longer holds, so cannot replay. The stream continues after them unbroken.
-    public var storeLost: ClosedRange<UInt64>?
+    /// Seqs of this stream the gateway's store no longer holds, so cannot replay, stated signed: records lost
+    /// with a damaged database after they were published (the first record after the recovery), or unsent
+    /// records the `drop-oldest` quota policy deleted (the next records of the stream, one statement each).
+    /// The stream continues after them unbroken.
+    public var storeLost: StoreLoss?
 
     /// A record from its members; ``validate()`` says whether it may be signed.
     public init(
@@ -48,7 +50,7 @@ public struct ReadingRecord: Sendable, Hashable {
         startMillis: Int64, endMillis: Int64, importTotal: MilliwattHours, exportTotal: MilliwattHours,
         importDelta: MilliwattHours, exportDelta: MilliwattHours, averageMilliwatts: Int64, peakMilliwatts: Int64,
         sampleCount: Int64, quality: Quality, prev: [UInt8], keyID: String, previousKeyID: String? = nil,
-        storeLost: ClosedRange<UInt64>? = nil
+        storeLost: StoreLoss? = nil
     ) {
         self.gateway = gateway
         self.meter = meter
@@ -99,7 +101,10 @@ public struct ReadingRecord: Sendable, Hashable {
         ]
         if let previousKeyID { members.append(("prev_kid", .string(previousKeyID))) }
         if let storeLost {
-            members.append(("store_lost", .object([("from_seq", .integer(storeLost.lowerBound)), ("to_seq", .integer(storeLost.upperBound))])))
+            var statement: [(String, JSONValue)] = [("from_seq", .integer(storeLost.seqs.lowerBound)), ("to_seq", .integer(storeLost.seqs.upperBound))]
+            // A damage statement keeps the member's first form, without `cause`.
+            if storeLost.cause != .damage { statement.append(("cause", .string(storeLost.cause.rawValue))) }
+            members.append(("store_lost", .object(statement)))
         }
         return .object(members)
     }
@@ -253,11 +258,20 @@ extension ReadingRecord {
         self.keyID = try string("kid")
         if map["prev_kid"] != nil { self.previousKeyID = try string("prev_kid") } else { self.previousKeyID = nil }
         if let lost = map["store_lost"] {
-            guard case .object(let range) = lost, range.count == 2, case .number(let from)? = lost["from_seq"], case .number(let to)? = lost["to_seq"],
+            let form = "must be {\"from_seq\": integer, \"to_seq\": integer} with 1 <= from_seq <= to_seq < seq, and an optional \"cause\": \"quota\""
+            guard case .object(let statement) = lost, case .number(let from)? = lost["from_seq"], case .number(let to)? = lost["to_seq"],
                   let first = UInt64(from), let last = UInt64(to), first >= 1, first <= last, last < self.seq else {
-                throw .invalid(field: "store_lost", reason: "must be {\"from_seq\": integer, \"to_seq\": integer}, 1 <= from_seq <= to_seq < seq")
+                throw .invalid(field: "store_lost", reason: form)
             }
-            self.storeLost = first...last
+            var cause = StoreLoss.Cause.damage
+            for (key, value) in statement where key != "from_seq" && key != "to_seq" {
+                // Absent means damage; only the other causes are written out.
+                guard key == "cause", case .string(let name) = value, let named = StoreLoss.Cause(rawValue: name), named != .damage else {
+                    throw .invalid(field: "store_lost", reason: form)
+                }
+                cause = named
+            }
+            self.storeLost = StoreLoss(seqs: first...last, cause: cause)
         } else {
             self.storeLost = nil
         }

@@ -1,3 +1,5 @@
+import MeterCore
+
 extension VerificationReport {
     /// A readable report: one headline per stream, one line per kind of problem, then the verdict.
     public var text: String {
@@ -10,7 +12,8 @@ extension VerificationReport {
                 lines.append("  stated lost by the gateway (signed store_lost, not a failure): seqs \(s.statedLost.map(Self.rangeText).joined(separator: ", "))")
             }
             for statement in s.lossStatements {
-                lines.append("  seq \(statement.statedBy) states the gateway's store lost seqs \(Self.rangeText(statement.seqs))")
+                let why = statement.cause == .quota ? "quota policy dropped unsent" : "store lost"
+                lines.append("  seq \(statement.statedBy) states the gateway's \(why) seqs \(Self.rangeText(statement.seqs))")
             }
             if !s.statedLostReceived.isEmpty {
                 lines.append("  stated lost but received (published before the store lost them): seqs \(s.statedLostReceived.map(Self.rangeText).joined(separator: ", "))")
@@ -54,7 +57,8 @@ extension VerificationReport {
                 ("first_seq", s.firstSeq.map { .integer($0) } ?? .null), ("last_seq", s.lastSeq.map { .integer($0) } ?? .null),
                 ("gaps", ranges(s.gaps)), ("stated_lost", ranges(s.statedLost)), ("stated_lost_received", ranges(s.statedLostReceived)),
                 ("loss_statements", .array(s.lossStatements.map {
-                    .object([("seq", .integer($0.statedBy)), ("from_seq", .integer($0.seqs.lowerBound)), ("to_seq", .integer($0.seqs.upperBound))])
+                    .object([("seq", .integer($0.statedBy)), ("from_seq", .integer($0.seqs.lowerBound)), ("to_seq", .integer($0.seqs.upperBound)),
+                             ("cause", .string($0.cause.rawValue))])
                 })),
                 ("duplicates", seqs(s.duplicates)), ("forks", seqs(s.forks)), ("reordered", seqs(s.reordered)),
                 ("broken_links", seqs(s.brokenLinks)), ("key_rotations", seqs(s.keyRotations)), ("key_problems", seqs(s.keyProblems)),

@@ -86,7 +86,7 @@ import Testing
         #expect(after.count >= 3, "intervals after the mark are signed")
         #expect(after.first?.seq == last.seq + 1)
         #expect(after.first?.prev == last.hash, "the chain continues from the last published record")
-        #expect(after.first?.storeLost == (kept + 1)...last.seq, "the first new record states the loss, signed")
+        #expect(after.first?.storeLost == StoreLoss(seqs: (kept + 1)...last.seq, cause: .damage), "the first new record states the loss, signed")
         #expect(after.dropFirst().allSatisfy { $0.storeLost == nil })
         #expect(after.allSatisfy { $0.startMillis >= lastReading.endMillis },
                 "no interval up to \(lastReading.endMillis) is signed again: \(after.map(\.startMillis))")

@@ -16,7 +16,7 @@ import Testing
     func recovered(lost: ClosedRange<UInt64>) throws -> SignedStream {
         var stream = try SignedStream(key: key)
         try stream.next(10)
-        stream.position.storeLost = lost
+        stream.position.storeLost = StoreLoss(seqs: lost, cause: .damage)
         try stream.next()
         try stream.next()
         return stream
@@ -85,7 +85,7 @@ import Testing
         var stream = try SignedStream(key: key)
         try stream.next(10)
         stream.position.prev = stream.records[8].hash      // not the hash of seq 10
-        stream.position.storeLost = 6...9
+        stream.position.storeLost = StoreLoss(seqs: 6...9, cause: .damage)
         try stream.next()
         let s = stream.records[0].record.stream
         let store = try await LedgerStore.open(path: dir.file("ledger.db"))

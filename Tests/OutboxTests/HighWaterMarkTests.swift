@@ -11,7 +11,7 @@ import Testing
     /// A chained record that also writes down the `storeLost` its position carried.
     func recordNoting(_ meter: String) -> RecordBuilder {
         { position in
-            let lost = position.storeLost.map { "\($0.lowerBound)-\($0.upperBound)" } ?? "none"
+            let lost = position.storeLost.map { "\($0.seqs.lowerBound)-\($0.seqs.upperBound)" } ?? "none"
             return try chainedRecord(meter, payload: "lost=\(lost)")(position)
         }
     }

@@ -57,7 +57,7 @@ extension StreamBuilder {
     /// high-water mark (`prev` is the hash of the last record handed out) and states the loss, signed.
     @discardableResult
     mutating func nextStatingLoss(_ seqs: ClosedRange<UInt64>) throws -> SignedRecord {
-        position.storeLost = seqs
+        position.storeLost = StoreLoss(seqs: seqs, cause: .damage)
         return try next()
     }
 }

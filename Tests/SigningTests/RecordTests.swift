@@ -110,15 +110,17 @@ import Testing
     func aStatedStoreLossIsSignedAndReadBack(envelope: RecordEnvelope) throws {
         var stream = try StreamBuilder(key: .generate(.es256), envelope: envelope)
         try stream.next(2)
-        stream.position = StreamPosition(epoch: "E1", seq: 8, prev: stream.records[1].hash, storeLost: 3...7)
+        stream.position = StreamPosition(epoch: "E1", seq: 8, prev: stream.records[1].hash, storeLost: StoreLoss(seqs: 3...7, cause: .damage))
         let stated = try stream.next()
-        #expect(stated.record.storeLost == 3...7)
+        #expect(stated.record.storeLost == StoreLoss(seqs: 3...7, cause: .damage))
         #expect(try stream.next().record.storeLost == nil)
         let payload = stated.record.canonicalBytes
         #expect(String(decoding: payload, as: UTF8.self).contains("\"store_lost\":{\"from_seq\":3,\"to_seq\":7}"))
         #expect(try ReadingRecord(payload: payload) == stated.record)
         if envelope == .ocmf { #expect(stated.text.contains("\"store_lost\"")) }
-        for bad in ["{\"from_seq\":3,\"to_seq\":8}", "{\"from_seq\":0,\"to_seq\":2}", "{\"from_seq\":5,\"to_seq\":4}", "{\"from_seq\":3}"] {
+        for bad in ["{\"from_seq\":3,\"to_seq\":8}", "{\"from_seq\":0,\"to_seq\":2}", "{\"from_seq\":5,\"to_seq\":4}", "{\"from_seq\":3}",
+                    "{\"from_seq\":3,\"to_seq\":7,\"cause\":\"damage\"}", "{\"from_seq\":3,\"to_seq\":7,\"cause\":\"disk\"}",
+                    "{\"from_seq\":3,\"to_seq\":7,\"why\":\"quota\"}", "{\"from_seq\":3,\"to_seq\":7,\"cause\":1}"] {
             let text = String(decoding: payload, as: UTF8.self)
                 .replacingOccurrences(of: "{\"from_seq\":3,\"to_seq\":7}", with: bad)
             #expect(throws: RecordError.self, "store_lost \(bad)") { try ReadingRecord(payload: Array(text.utf8)) }

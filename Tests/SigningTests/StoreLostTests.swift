@@ -27,7 +27,7 @@ import Testing
     @Test(arguments: envelopes)
     func aGapTheGatewayStatesLostPassesAsStated(_ envelope: RecordEnvelope, _ algorithm: SigningAlgorithm) throws {
         let (s, key) = try recovered(envelope, algorithm)
-        #expect(s.records[10].record.storeLost == 6...10)
+        #expect(s.records[10].record.storeLost == StoreLoss(seqs: 6...10, cause: .damage))
         let report = verifyLines(lines(s, without: [6...10]), keys: [key.publicKey], fromStart: true)
         let stream = try #require(report.streams.first)
         #expect(report.passed, "\(report.text)")
@@ -39,7 +39,33 @@ import Testing
         #expect(report.text.contains("stated lost by the gateway (signed store_lost, not a failure): seqs 6…10"), "\(report.text)")
         #expect(report.text.contains("seq 11 states the gateway's store lost seqs 6…10"), "\(report.text)")
         #expect(report.json.contains("\"stated_lost\":[[6,10]]"), "\(report.json)")
-        #expect(report.json.contains("\"loss_statements\":[{\"seq\":11,\"from_seq\":6,\"to_seq\":10}]"), "\(report.json)")
+        #expect(report.json.contains("\"loss_statements\":[{\"seq\":11,\"from_seq\":6,\"to_seq\":10,\"cause\":\"damage\"}]"), "\(report.json)")
+    }
+
+    /// The quota policy dropped unsent 3…5 (never published) while 6 waited too; 7, the next record signed,
+    /// states the drop with its cause.
+    @Test(arguments: envelopes)
+    func aQuotaDropStatedByTheNextRecordPassesAsStated(_ envelope: RecordEnvelope, _ algorithm: SigningAlgorithm) throws {
+        let key = SigningKey.generate(algorithm)
+        var s = try StreamBuilder(key: key, envelope: envelope)
+        try s.next(6)
+        s.position.storeLost = StoreLoss(seqs: 3...5, cause: .quota)
+        let stating = try s.next()
+        try s.next()
+        #expect(String(decoding: stating.record.canonicalBytes, as: UTF8.self).contains("\"store_lost\":{\"cause\":\"quota\",\"from_seq\":3,\"to_seq\":5}"))
+        let report = verifyLines(lines(s, without: [3...5]), keys: [key.publicKey], fromStart: true)
+        let stream = try #require(report.streams.first)
+        #expect(report.passed, "\(report.text)")
+        #expect(stream.gaps.isEmpty)
+        #expect(stream.statedLost == [3...5])
+        #expect(stream.lossStatements == [LossStatement(statedBy: 7, seqs: 3...5, cause: .quota)])
+        #expect(stream.brokenLinks.isEmpty)
+        #expect(report.text.contains("seq 7 states the gateway's quota policy dropped unsent seqs 3…5"), "\(report.text)")
+        #expect(report.json.contains("{\"seq\":7,\"from_seq\":3,\"to_seq\":5,\"cause\":\"quota\"}"), "\(report.json)")
+        // Without the statement the same gap fails.
+        let unstated = verifyLines(lines(s, without: [3...5, 7...7]), keys: [key.publicKey], fromStart: true)
+        #expect(!unstated.passed)
+        #expect(unstated.streams.first?.gaps == [3...5, 7...7])
     }
 
     @Test func aGapNoStatementCoversStillFails() throws {
@@ -143,8 +169,10 @@ import Testing
         #expect(stream["gaps"] as? [[Int]] == [])
         #expect(stream["stated_lost"] as? [[Int]] == [[6, 10]])
         #expect(stream["stated_lost_received"] as? [[Int]] == [])
-        let statements = try #require(stream["loss_statements"] as? [[String: Int]])
-        #expect(statements == [["seq": 11, "from_seq": 6, "to_seq": 10]])
+        let statements = try #require(stream["loss_statements"] as? [[String: Any]])
+        #expect(statements.count == 1)
+        #expect(statements.first?["seq"] as? Int == 11 && statements.first?["from_seq"] as? Int == 6 && statements.first?["to_seq"] as? Int == 10)
+        #expect(statements.first?["cause"] as? String == "damage")
 
         let uncovered = dir.write("uncovered.txt", text([2...2, 6...10]))
         let failing = try runProcess(try metergateBinary(), ["verify", "--key", jwk, "--json", uncovered])

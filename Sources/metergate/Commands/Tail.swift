@@ -118,7 +118,10 @@ struct Tail: AsyncParsableCommand {
                     "\"quality\":\"\(r.quality.rawValue)\"", "\"verified\":\(ok)", "\"duplicate\":\(chain.duplicate)",
                 ]
                 if let problem = chain.problem { fields.append("\"chain\":\"\(problem)\"") }
-                if let lost = r.storeLost { fields.append("\"store_lost\":[\(lost.lowerBound),\(lost.upperBound)]") }
+                if let lost = r.storeLost {
+                    fields.append("\"store_lost\":[\(lost.seqs.lowerBound),\(lost.seqs.upperBound)]")
+                    fields.append("\"store_lost_cause\":\"\(lost.cause.rawValue)\"")
+                }
                 emit("{" + fields.joined(separator: ",") + "}")
             } else {
                 let end = Date(timeIntervalSince1970: Double(r.endMillis) / 1000)
@@ -127,7 +130,7 @@ struct Tail: AsyncParsableCommand {
                                      r.importTotal.kilowattHours, Double(r.averageMilliwatts) / 1000)
                 emit("\(Self.utc.string(from: end))  \(r.gateway)/\(r.meter)  seq \(r.seq)  \(numbers)  "
                      + "\(r.quality.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0)) \(mark)\(chain.duplicate ? " dup" : "")"
-                     + (r.storeLost.map { "  store lost seq \($0.lowerBound)…\($0.upperBound) (signed)" } ?? ""))
+                     + (r.storeLost.map { "  \($0.cause == .quota ? "quota dropped" : "store lost") seq \($0.seqs.lowerBound)…\($0.seqs.upperBound) (signed)" } ?? ""))
             }
             return ok
         }
@@ -178,7 +181,7 @@ struct ChainTracker {
         }
         if r.seq > head.seq + 1 {
             // The gateway's signed statement that its store lost exactly these seqs explains the gap.
-            if let lost = r.storeLost, lost.lowerBound <= head.seq + 1, lost.upperBound >= r.seq - 1 { return (nil, false) }
+            if let lost = r.storeLost?.seqs, lost.lowerBound <= head.seq + 1, lost.upperBound >= r.seq - 1 { return (nil, false) }
             return ("gap: seq \(head.seq + 1)…\(r.seq - 1) missing", false)
         }
         return (nil, false)   // an earlier seq arriving late (a replay filling a gap)
