@@ -1317,6 +1317,37 @@ def scenario_storage_quota(sc, opts):
                     f"reports them as stated lost")
 
 
+def scenario_storage_quota_keep(sc, opts):
+    """(d) the outbox byte quota reached while the broker is down, quota_policy keep: nothing unsent is
+    dropped; the alarm is logged and /health says unhealthy naming the quota; after the broker returns
+    everything arrives and verifies, and /health is back to 200."""
+    metrics = free_port()
+    quota_kb = 8
+    broker = two_meters(sc, metrics_port=metrics, extra=f"outbox: {{ quota: {quota_kb}KB, quota_policy: keep }}")
+    broker.stop()
+    g = sc.start_gateway()
+    alarmed = wait_until(lambda: "keeping every one" in g.log() or not g.running(), 60, 0.2)
+    sc.expect(alarmed and g.running(), f"no quota alarm logged while the broker was down: {tail(g.log())}")
+    over = wait_until(lambda: "exceed the outbox quota" in (sc.health(metrics)[1] or ""), 15, 0.5)
+    status, body = sc.health(metrics)
+    sc.expect(over and status == 503, f"/health did not report the quota: {status} {body}")
+    time.sleep(3)
+    backlog = sc.unsent()
+    broker.start()
+    sc.injected.append(f"broker down from the start, outbox quota {quota_kb} KB with quota_policy keep; broker back "
+                       f"with {backlog} unsent records over the quota")
+    sc.expect(wait_until(lambda: sc.unsent() == 0, 60, 0.2), f"the outbox did not drain ({sc.unsent()} left)")
+    healthy = wait_until(lambda: sc.health(metrics)[0] == 200, 20, 0.5)
+    sc.expect(healthy, f"/health did not return to 200 after the drain: {sc.health(metrics)}")
+    sc.expect(g.running(), f"the gateway died: {tail(g.log())}")
+    sc.stop_gateway()
+    sc.expect("dropped the oldest unsent" not in g.log(), "the keep policy dropped records")
+    sc.notes.append(f"quota alarm while {backlog} records waited (over the {quota_kb} KB quota), none dropped; /health "
+                    f"{status} then 200 after the drain")
+    rows = sc.account(archive=[sc.received])
+    sc.expect(rows["produced"] >= 8, f"too little to judge: {rows['produced']} produced")
+
+
 def scenario_storage_full(sc, opts):
     """(d) the disk really fills (the data directory on a small tmpfs, filled up) while the broker is down: the
     gateway logs SQLITE_FULL naming the outbox, keeps polling, /health says unhealthy, loses nothing it had
@@ -1530,6 +1561,7 @@ SCENARIOS = [
     ("meter-slow", scenario_meter_slow),
     ("meter-replaced", scenario_meter_replaced),
     ("storage-quota", scenario_storage_quota),
+    ("storage-quota-keep", scenario_storage_quota_keep),
     ("storage-full", scenario_storage_full),
     ("bad-keys", scenario_bad_keys),
     ("tls-wrong-ca", scenario_tls_wrong_ca),
@@ -1613,11 +1645,11 @@ def main():
         print(f"   {verdict} in {seconds:.0f} s", flush=True)
         results.append((name, verdict, seconds, r, getattr(sc, "columns", None)))
 
-    header = f"{'scenario':<16} {'produced':>8} {'received':>8} {'verified':>8} {'lost':>5} {'dup':>5} {'breaks':>6} {'gaps':>5} {'replayed':>8} {'unsent':>6} {'time':>6}  result"
+    header = f"{'scenario':<18} {'produced':>8} {'received':>8} {'verified':>8} {'lost':>5} {'dup':>5} {'breaks':>6} {'gaps':>5} {'replayed':>8} {'unsent':>6} {'time':>6}  result"
     lines = ["", f"fault suite ({opts.mode}), seed {opts.seed}, {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}", header]
     for (name, verdict, seconds, r, columns) in results:
         g = lambda k: str(r.get(k, "-"))
-        lines.append(f"{name:<16} {g('produced'):>8} {g('received'):>8} {g('verified'):>8} {g('lost'):>5} {g('duplicated'):>5} "
+        lines.append(f"{name:<18} {g('produced'):>8} {g('received'):>8} {g('verified'):>8} {g('lost'):>5} {g('duplicated'):>5} "
                      f"{g('breaks'):>6} {g('gaps'):>5} {g('replayed'):>8} {g('unsent'):>6} {seconds:>5.0f}s  {verdict}")
     lines.append("produced: readings in the outbox (config-corpus: files); received: distinct readings the subscriber got "
                  "(config-corpus: refused); verified: signatures that verified (config-corpus: well reported); "

@@ -6,12 +6,13 @@ import Testing
 /// its broker killed and held down, meters failing on a shared RTU bus, its database damaged on disk, and a
 /// corpus of malformed config files. The suite accounts for every reading (produced, received, verified,
 /// lost, duplicated, chain breaks) and exits non-zero on any failure that is not a recorded finding. Also: a
-/// slow and a replaced meter, the outbox quota and a really full disk, unusable signing keys, and a TLS broker
+/// slow and a replaced meter, the outbox quota (dropping, signed, or keeping) and a really full disk, unusable signing keys, and a TLS broker
 /// the gateway is given the wrong CA for.
 @Suite(.serialized) struct FaultSuiteTests {
     static let scenarios = ["sigkill", "broker", "meters", "counter-reset", "counter-rollover", "counter-rated", "corrupt-frames",
                             "storage-structure", "storage-content", "storage-wal", "config-corpus", "clock",
-                            "meter-slow", "meter-replaced", "storage-quota", "storage-full", "bad-keys", "tls-wrong-ca"]
+                            "meter-slow", "meter-replaced", "storage-quota", "storage-quota-keep", "storage-full", "bad-keys",
+                            "tls-wrong-ca"]
 
     @Test func theCISubsetLosesNothingAndBreaksNoChain() throws {
         let dir = TemporaryDirectory()
