@@ -550,13 +550,13 @@ public actor SQLiteOutbox: OutboxStore {
             }
             // 4. Statements whose carrying record was delivered are settled.
             if !statements.carried.isEmpty {
-                let unsent = s.selectUnsentSeq
+                let stillUnsent = s.selectUnsentSeq
                 statements.forgetCarried { meter, seq in
-                    defer { unsent.reset() }
+                    defer { stillUnsent.reset() }
                     do {
-                        try unsent.bind(meter, at: 1)
-                        try unsent.bind(Int64(seq), at: 2)
-                        return try !unsent.step()
+                        try stillUnsent.bind(meter, at: 1)
+                        try stillUnsent.bind(Int64(seq), at: 2)
+                        return try !stillUnsent.step()
                     } catch {
                         return false   // kept: asked again at the next maintenance
                     }
