@@ -578,14 +578,16 @@ def scenario_sigkill(sc, opts):
 
 
 def scenario_broker(sc, opts):
-    """(b) broker killed and restarted; then held down for a longer outage while a backlog builds."""
-    meters = 4
+    """(b) broker killed and restarted; then held down for a longer outage while a backlog builds (full run:
+    50 meters, so a 120 s outage leaves a backlog of about 6,000 records)."""
+    meters = opts.broker_meters
     sc.keygen()
     broker = sc.broker()
     port = sc.simulator([f"{u}=eastron-sdm630:{2000 * u}" for u in range(1, meters + 1)])
     sc.subscribe(broker)
     sc.config(f"{{ id: b, tcp: {{ host: 127.0.0.1, port: {port} }}, timeout: 500ms }}",
-              [(f"m{u}", u, "eastron-sdm630") for u in range(1, meters + 1)], broker.port)
+              [(f"m{u}", u, "eastron-sdm630") for u in range(1, meters + 1)], broker.port,
+              poll="1s" if meters > 10 else "250ms")
     g = sc.start_gateway()
     sc.expect(wait_until(lambda: len(sc.read_received()[0]) >= meters * 2, 40), "no readings before the broker kill")
     broker.kill(signal.SIGKILL)
@@ -1603,6 +1605,7 @@ def main():
     opts.seed = opts.seed if opts.seed is not None else int(time.time())
     opts.outage = opts.outage if opts.outage is not None else (120 if full else 12)
     opts.kill_meters = 20 if full else 8
+    opts.broker_meters = 50 if full else 4
     opts.kill_min, opts.kill_max = 0.5, 4.0
     opts.meter_seconds = 40 if full else 16
     opts.corpus_random = 300 if full else 40
