@@ -500,3 +500,13 @@ enum ParityName: String, CaseIterable {
 enum LogLevelName: String, CaseIterable {
     case trace, debug, info, notice, warning, error, critical
 }
+
+extension GatewayConfig {
+    /// Valid settings an operator should reconsider, one line each (`check` prints them, `run` logs them).
+    public var advisories: [String] {
+        meters.filter { $0.ratedPowerWatts == nil }.map { m in
+            "meter \(m.id) has no rated_power: a counter jump (a replaced meter whose counter starts above the old one's) "
+                + "cannot be told from consumption and would be paid; set it to the most the meter's circuit can draw"
+        }
+    }
+}

@@ -20,6 +20,23 @@ import Testing
         #expect(r.stdout.contains("interval: 15s"))
     }
 
+    @Test func checkAdvisesARatedPowerWhereAMeterHasNone() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let path = dir.write("gw.yaml", """
+            gateway: { id: gw, board: sim, state_dir: \(dir.path) }
+            buses: [{ id: b, tcp: { host: 127.0.0.1, port: 1502 } }]
+            meters:
+              - { id: bounded, bus: b, unit: 1, profile: eastron-sdm630, rated_power: 50000 }
+              - { id: open, bus: b, unit: 2, profile: eastron-sdm630 }
+            signing: { key: \(dir.file("k.pem")) }
+            """)
+        let r = try runProcess(try metergateBinary(), ["check", "--skip-key", "--config", path], currentDirectory: repositoryRoot)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("# advice: meter open has no rated_power"), "\(r.stdout)")
+        #expect(!r.stdout.contains("meter bounded has no rated_power"))
+    }
+
     @Test func checkExitsTwoWithEveryError() throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }

@@ -23,6 +23,7 @@ struct Check: AsyncParsableCommand {
         let config = try options.load()
         let key = skipKey ? nil : try ConfigOptions.signingKey(of: config)
         print(ConfigSummary.render(config))
+        for advice in config.advisories { print("# advice: \(advice)") }
         if let key { print("signing key: \(key.algorithm.rawValue), kid \(key.publicKey.keyID)") }
     }
 }

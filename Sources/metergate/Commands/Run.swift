@@ -40,6 +40,7 @@ struct Run: AsyncParsableCommand {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         logger.info("starting", metadata: ["gateway": "\(config.gateway)", "board": "\(config.board.id)", "meters": "\(config.meters.count)", "config": "\(config.file)"])
+        for advice in config.advisories { logger.warning("config advice: \(advice)") }
         guard let drainMillis = parseMillis(drainTimeout) else { throw Failure.usage("--drain-timeout '\(drainTimeout)': expected a duration such as 5s") }
         // Buses first: one that cannot be opened (its RS-485 direction GPIO missing or busy) stops the start, naming
         // the chip, the line, the C call and errno.
