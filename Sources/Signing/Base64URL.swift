@@ -21,27 +21,37 @@ public enum Base64URL {
         let input = Array(bytes)
         var out = [UInt8]()
         out.reserveCapacity((input.count * 4 + 2) / 3)
-        var i = 0
-        while i + 3 <= input.count {
-            let n = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8 | UInt32(input[i + 2])
-            out.append(alphabet[Int(n >> 18 & 63)])
-            out.append(alphabet[Int(n >> 12 & 63)])
-            out.append(alphabet[Int(n >> 6 & 63)])
-            out.append(alphabet[Int(n & 63)])
-            i += 3
-        }
-        let rest = input.count - i
-        if rest == 1 {
-            let n = UInt32(input[i]) << 16
-            out.append(alphabet[Int(n >> 18 & 63)])
-            out.append(alphabet[Int(n >> 12 & 63)])
-        } else if rest == 2 {
-            let n = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8
-            out.append(alphabet[Int(n >> 18 & 63)])
-            out.append(alphabet[Int(n >> 12 & 63)])
-            out.append(alphabet[Int(n >> 6 & 63)])
-        }
+        append(input, to: &out)
         return out
+    }
+
+    /// Appends the base64url text of `input` to `out`.
+    static func append(_ input: [UInt8], to out: inout [UInt8]) {
+        out.reserveCapacity(out.count + (input.count * 4 + 2) / 3)
+        alphabet.withUnsafeBufferPointer { alphabet in
+            input.withUnsafeBufferPointer { input in
+                var i = 0
+                while i + 3 <= input.count {
+                    let n = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8 | UInt32(input[i + 2])
+                    out.append(alphabet[Int(n >> 18 & 63)])
+                    out.append(alphabet[Int(n >> 12 & 63)])
+                    out.append(alphabet[Int(n >> 6 & 63)])
+                    out.append(alphabet[Int(n & 63)])
+                    i += 3
+                }
+                let rest = input.count - i
+                if rest == 1 {
+                    let n = UInt32(input[i]) << 16
+                    out.append(alphabet[Int(n >> 18 & 63)])
+                    out.append(alphabet[Int(n >> 12 & 63)])
+                } else if rest == 2 {
+                    let n = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8
+                    out.append(alphabet[Int(n >> 18 & 63)])
+                    out.append(alphabet[Int(n >> 12 & 63)])
+                    out.append(alphabet[Int(n >> 6 & 63)])
+                }
+            }
+        }
     }
 
     /// Decodes base64url without padding; nil for anything else (padding, whitespace, other alphabets,

@@ -71,9 +71,9 @@ extension JSONValue {
 
     func write(into out: inout [UInt8], sortKeys: Bool) {
         switch self {
-        case .null: out += Array("null".utf8)
-        case .bool(let b): out += Array((b ? "true" : "false").utf8)
-        case .number(let n): out += Array(n.utf8)
+        case .null: out.append(contentsOf: "null".utf8)
+        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
+        case .number(let n): out.append(contentsOf: n.utf8)
         case .string(let s): JSONValue.writeString(s, into: &out)
         case .array(let items):
             out.append(UInt8(ascii: "["))
@@ -104,10 +104,13 @@ extension JSONValue {
         return fast ?? a.utf16.lexicographicallyPrecedes(b.utf16)
     }
 
+    /// Lower-case hex digits, for escapes and hex text.
+    static let hexDigits = Array("0123456789abcdef".utf8)
+
     /// JCS string escaping: `"` and `\` escaped, \b \f \n \r \t short forms, other controls as \u00xx,
     /// everything else (including non-ASCII) as UTF-8.
     static func writeString(_ s: String, into out: inout [UInt8]) {
-        let hex = Array("0123456789abcdef".utf8)
+        let hex = hexDigits
         out.append(UInt8(ascii: "\""))
         for byte in s.utf8 {
             switch byte {

@@ -29,14 +29,29 @@ public struct JWSRecord: Sendable {
         JSONValue.object([("alg", .string(algorithm.rawValue)), ("kid", .string(keyID))]).canonicalBytes
     }
 
+    /// `BASE64URL(header).`: how every signing input of `algorithm` and `keyID` starts.
+    public static func signingInputPrefix(algorithm: SigningAlgorithm, keyID: String) -> [UInt8] {
+        var prefix = Base64URL.encodeBytes(header(algorithm: algorithm, keyID: keyID))
+        prefix.append(UInt8(ascii: "."))
+        return prefix
+    }
+
     /// Signs `payload` and returns the compact serialization. `keyID` defaults to the key's thumbprint;
     /// a caller signing many records passes it in, computed once.
     public static func sign(payload: [UInt8], with key: SigningKey, keyID: String? = nil) throws -> [UInt8] {
-        var input = Base64URL.encodeBytes(header(algorithm: key.algorithm, keyID: keyID ?? key.publicKey.keyID))
-        input.append(UInt8(ascii: "."))
-        input += Base64URL.encodeBytes(payload)
-        let signature = try key.sign(input)
-        return input + [UInt8(ascii: ".")] + Base64URL.encodeBytes(signature)
+        try sign(payload: payload, with: key, prefix: signingInputPrefix(algorithm: key.algorithm, keyID: keyID ?? key.publicKey.keyID))
+    }
+
+    /// Signs `payload` with `prefix` from ``signingInputPrefix(algorithm:keyID:)`` for `key` (a signer makes
+    /// it once), building the serialization in one buffer.
+    public static func sign(payload: [UInt8], with key: SigningKey, prefix: [UInt8]) throws -> [UInt8] {
+        var out = prefix
+        out.reserveCapacity(prefix.count + (payload.count * 4 + 2) / 3 + 90)
+        Base64URL.append(payload, to: &out)
+        let signature = try key.sign(out)
+        out.append(UInt8(ascii: "."))
+        Base64URL.append(signature, to: &out)
+        return out
     }
 
     /// Splits and decodes a compact JWS. Rejects headers with members other than `alg`, `kid` and `typ`
@@ -51,8 +66,11 @@ public struct JWSRecord: Sendable {
         let header: JSONValue
         do { header = try JSONValue.parse(headerBytes) } catch { throw .malformed("JWS header: \(error)") }
         guard case .object(let members) = header else { throw .malformed("JWS header is not a JSON object") }
-        for (key, _) in members where !["alg", "kid", "typ"].contains(key) {
-            throw .malformed("JWS header member '\(key)' is not understood")
+        for (key, _) in members {
+            switch key {
+            case "alg", "kid", "typ": continue
+            default: throw .malformed("JWS header member '\(key)' is not understood")
+            }
         }
         guard let alg = header["alg"]?.stringValue else { throw .malformed("JWS header has no alg") }
         guard let algorithm = SigningAlgorithm(rawValue: alg) else {
@@ -63,7 +81,7 @@ public struct JWSRecord: Sendable {
         self.keyID = kid
         self.payloadBytes = payload
         self.signature = signature
-        self.signingInput = Array(parts[0]) + [UInt8(ascii: ".")] + Array(parts[1])
+        self.signingInput = Array(bytes[parts[0].startIndex..<parts[1].endIndex])
     }
 
     /// Checks the signature with `key`; false when the key's algorithm differs from the header's.

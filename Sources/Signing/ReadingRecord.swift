@@ -109,8 +109,43 @@ public struct ReadingRecord: Sendable, Hashable {
         return .object(members)
     }
 
-    /// The canonical payload bytes (JCS).
-    public var canonicalBytes: [UInt8] { json.canonicalBytes }
+    /// The canonical payload bytes (JCS): the bytes `json.canonicalBytes` gives, written directly in JCS
+    /// member order (the signer makes one per record; building, sorting and writing a ``JSONValue`` tree
+    /// cost several times more).
+    public var canonicalBytes: [UInt8] {
+        var out = CanonicalObjectWriter(capacity: 640)
+        out.member("avg_mw", integer: averageMilliwatts)
+        out.member("end_ms", integer: endMillis)
+        out.member("epoch", string: epoch)
+        out.member("export_mwh", integer: exportDelta.rawValue)
+        out.member("export_total_mwh", integer: exportTotal.rawValue)
+        out.member("gateway", string: gateway.rawValue)
+        out.member("import_mwh", integer: importDelta.rawValue)
+        out.member("import_total_mwh", integer: importTotal.rawValue)
+        out.member("kid", string: keyID)
+        out.member("meter", string: meter.rawValue)
+        out.member("peak_mw", integer: peakMilliwatts)
+        out.member("prev", hex: prev)
+        if let previousKeyID { out.member("prev_kid", string: previousKeyID) }
+        out.member("quality", string: quality.rawValue)
+        out.member("samples", integer: sampleCount)
+        out.member("seq", integer: seq)
+        out.member("source") { source in
+            source.member("id", string: sourceID)
+            source.member("kind", string: sourceKind.rawValue)
+        }
+        out.member("start_ms", integer: startMillis)
+        if let storeLost {
+            out.member("store_lost") { lost in
+                // A damage statement keeps the member's first form, without `cause`.
+                if storeLost.cause != .damage { lost.member("cause", string: storeLost.cause.rawValue) }
+                lost.member("from_seq", integer: storeLost.seqs.lowerBound)
+                lost.member("to_seq", integer: storeLost.seqs.upperBound)
+            }
+        }
+        out.member("v", integer: Self.version)
+        return out.finish()
+    }
 
     /// Checks what a signer must never sign: a bad epoch, `seq` 0, an empty or inverted interval,
     /// negative energy, a `prev` that is not 32 bytes.
@@ -284,4 +319,69 @@ struct MemberTable {
     let members: [(String, JSONValue)]
     init(_ members: [(String, JSONValue)]) { self.members = members }
     subscript(key: String) -> JSONValue? { members.first { $0.0 == key }?.1 }
+}
+
+/// Writes a JSON object whose members the caller gives in JCS order (sorted by UTF-16 code units, which for
+/// the ASCII names used here is byte order), with ``JSONValue``'s string escaping and integers as decimal text:
+/// the bytes ``JSONValue/canonicalBytes`` makes of the same members, without the tree and its sorting.
+struct CanonicalObjectWriter {
+    private(set) var bytes: [UInt8]
+    private var first = true
+
+    init(capacity: Int) {
+        bytes = []
+        bytes.reserveCapacity(capacity)
+        bytes.append(UInt8(ascii: "{"))
+    }
+
+    private mutating func name(_ name: StaticString) {
+        if !first { bytes.append(UInt8(ascii: ",")) }
+        first = false
+        bytes.append(UInt8(ascii: "\""))
+        name.withUTF8Buffer { bytes.append(contentsOf: $0) }
+        bytes.append(UInt8(ascii: "\""))
+        bytes.append(UInt8(ascii: ":"))
+    }
+
+    mutating func member(_ key: StaticString, string: String) {
+        name(key)
+        JSONValue.writeString(string, into: &bytes)
+    }
+
+    mutating func member<I: FixedWidthInteger>(_ key: StaticString, integer: I) {
+        name(key)
+        if integer < 0 { bytes.append(UInt8(ascii: "-")) }
+        var magnitude = UInt64(integer.magnitude)
+        let start = bytes.count
+        repeat {
+            bytes.append(UInt8(ascii: "0") + UInt8(magnitude % 10))
+            magnitude /= 10
+        } while magnitude > 0
+        bytes[start...].reverse()
+    }
+
+    mutating func member(_ key: StaticString, hex value: [UInt8]) {
+        name(key)
+        bytes.append(UInt8(ascii: "\""))
+        for byte in value {
+            bytes.append(JSONValue.hexDigits[Int(byte >> 4)])
+            bytes.append(JSONValue.hexDigits[Int(byte & 0xF)])
+        }
+        bytes.append(UInt8(ascii: "\""))
+    }
+
+    /// A member whose value is an object; `body` writes its members, in JCS order.
+    mutating func member(_ key: StaticString, object body: (inout CanonicalObjectWriter) -> Void) {
+        name(key)
+        bytes.append(UInt8(ascii: "{"))
+        first = true
+        body(&self)
+        bytes.append(UInt8(ascii: "}"))
+        first = false
+    }
+
+    mutating func finish() -> [UInt8] {
+        bytes.append(UInt8(ascii: "}"))
+        return bytes
+    }
 }

@@ -83,6 +83,8 @@ public struct RecordSigner: Sendable {
     /// cost of signing, which is small next to one record per meter and interval.
     public let selfCheck: Bool
     let verifyingKey: VerifyingKey
+    /// `BASE64URL(header).` of this signer's JWS records, made once.
+    let jwsPrefix: [UInt8]
 
     /// - Parameters:
     ///   - sourceID: the physical identity of the source: a meter serial number, a GPU UUID, a sysfs path.
@@ -100,6 +102,7 @@ public struct RecordSigner: Sendable {
         self.verifyingKey = key.publicKey
         self.keyID = verifyingKey.keyID
         self.selfCheck = selfCheck
+        self.jwsPrefix = JWSRecord.signingInputPrefix(algorithm: key.algorithm, keyID: keyID)
         if envelope == .ocmf {
             guard key.algorithm == .es256 else { throw .ocmfNeedsP256(meter: meter, algorithm: key.algorithm) }
             for (field, value) in [("gateway id", gateway.rawValue), ("meter id", meter.rawValue), ("source id", sourceID),
@@ -121,7 +124,7 @@ public struct RecordSigner: Sendable {
         do {
             switch envelope {
             case .jws:
-                envelopeBytes = try JWSRecord.sign(payload: payload, with: key, keyID: keyID)
+                envelopeBytes = try JWSRecord.sign(payload: payload, with: key, prefix: jwsPrefix)
             case .ocmf:
                 guard let der = try key.signDER(payload) else { throw SigningError.ocmfNeedsP256(meter: meter, algorithm: key.algorithm) }
                 envelopeBytes = OCMFRecord.text(payload: payload, derSignature: der)

@@ -21,6 +21,27 @@ import Testing
         #expect(try ReadingRecord(payload: payload).canonicalBytes == payload)
     }
 
+    /// The payload is written directly in JCS order; it must be the bytes of the general JCS writer for every
+    /// shape of record: optional members present or not, negative and extreme integers, escaped and non-ASCII text.
+    @Test func directPayloadBytesAreTheGeneralJCSBytes() throws {
+        let keyID = SigningKey.generate(.eddsa).publicKey.keyID
+        let base = ReadingRecord(
+            gateway: try GatewayID(validating: "gw-1"), meter: try MeterID(validating: "meter_7"), sourceKind: .modbus,
+            sourceID: "SDM630 \"unit\" 3\\bus\n\u{01}ä\u{1F600}", epoch: "E-1_x", seq: 1, startMillis: -5, endMillis: 0,
+            importTotal: MilliwattHours(Int64.max), exportTotal: .zero, importDelta: MilliwattHours(10), exportDelta: MilliwattHours(0),
+            averageMilliwatts: Int64.min, peakMilliwatts: -1, sampleCount: 0, quality: .estimated,
+            prev: (0..<32).map { UInt8($0 * 8 + 1) }, keyID: keyID)
+        var variants = [base]
+        for quality in Quality.allCases { var r = base; r.quality = quality; variants.append(r) }
+        var rotated = base; rotated.previousKeyID = "old-\(keyID)"; variants.append(rotated)
+        var lost = base; lost.seq = UInt64(Int64.max); lost.storeLost = StoreLoss(seqs: 1...UInt64(Int64.max - 1), cause: .damage); variants.append(lost)
+        for cause in StoreLoss.Cause.allCases { var r = lost; r.storeLost?.cause = cause; variants.append(r) }
+        var both = lost; both.previousKeyID = "k"; both.sourceKind = .pulse; both.sourceID = ""; both.storeLost?.cause = .quota; variants.append(both)
+        for record in variants {
+            #expect(String(decoding: record.canonicalBytes, as: UTF8.self) == String(decoding: record.json.canonicalBytes, as: UTF8.self))
+        }
+    }
+
     @Test func stringsUseTheMinimalJCSEscapes() throws {
         let value = JSONValue.object([("b", .string("q\"\\\n\u{01}ä|/")), ("a", .integer(-3))])
         #expect(String(decoding: value.canonicalBytes, as: UTF8.self) == "{\"a\":-3,\"b\":\"q\\\"\\\\\\n\\u0001ä|/\"}")
