@@ -1,0 +1,29 @@
+import Foundation
+@testable import Outbox
+import Testing
+
+/// The mark's text is written byte by byte; it must stay the text `JSONEncoder` writes of the same mark, so
+/// marks written before and after read alike.
+@Suite struct HighWaterMarkEncodingTests {
+    func hash(_ seed: UInt8) -> [UInt8] { (0..<32).map { seed &+ UInt8($0) &* 37 } }
+
+    @Test(arguments: [0, 1, 3, 100])
+    func theMarkTextIsWhatJSONEncoderWrites(streams count: Int) throws {
+        var streams: [String: HighWaterMark.Entry] = [:]
+        for i in 0..<count {
+            // Every other stream without an interval end; hashes whose base64 has '+' and '/'.
+            streams["meter-\(i)"] = HighWaterMark.Entry(seq: UInt64(i * 1_000_003 + 1), hash: hash(UInt8(truncatingIfNeeded: i * 7 + 250)),
+                                                        intervalEnd: i % 2 == 0 ? 1_767_225_600_000 + Int64(i) * 1000 : nil)
+        }
+        let mark = HighWaterMark(epoch: "0123456789abcdef0123456789abcdef", streams: streams, generation: UInt64(count) * 977 + 1)
+        let text = mark.encoded()
+        let line = Array(text.split(separator: UInt8(ascii: "\n"))[0])
+        #expect(String(decoding: line, as: UTF8.self) == String(decoding: mark.encodedWithJSONEncoder(), as: UTF8.self))
+        #expect(try HighWaterMark.decode(text) == mark)
+    }
+
+    @Test func stringsThatNeedEscapingStillReadBack() throws {
+        let mark = HighWaterMark(epoch: "e\"poch\\/\n\t\u{1}", streams: ["m\"/\\\u{7}": .init(seq: 5, hash: hash(9), intervalEnd: -3)], generation: 2)
+        #expect(try HighWaterMark.decode(mark.encoded()) == mark)
+    }
+}
