@@ -145,3 +145,26 @@ struct IntervalAssembler: Sendable, Hashable, Codable {
         return interval
     }
 }
+
+extension IntervalAssembler {
+    /// The members `Codable` synthesises, for ``StateJSONWriter`` (here, where the private ones are visible).
+    func write(_ key: StaticString, to w: inout StateJSONWriter) {
+        w.object(key) { w in
+            w.string("meter", meter.rawValue)
+            w.string("source", source.rawValue)
+            w.integer("periodNanos", periodNanos)
+            w.integer("boundaryToleranceNanos", boundaryToleranceNanos)
+            w.integer("openStartNanos", openStartNanos)
+            w.integer("committedNanos", committedNanos)
+            totals.write("totals", to: &w)
+            openingTotals.write("openingTotals", to: &w)
+            w.string("quality", quality.rawValue)
+            w.integer("sampleCount", sampleCount)
+            if let peakWatts { w.double("peakWatts", peakWatts) }
+            w.array("events") { w in
+                for event in events { event.write(to: &w) }
+            }
+        }
+    }
+}
+

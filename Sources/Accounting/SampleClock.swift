@@ -85,3 +85,16 @@ public func wallClockStep(from a: Timestamp, to b: Timestamp, toleranceNanos: In
     let skew = (b.wallNanos - a.wallNanos) - Int64(b.monotonicNanos - a.monotonicNanos)
     return abs(skew) > toleranceNanos ? skew : nil
 }
+
+extension SampleClock {
+    /// The members `Codable` synthesises, for ``StateJSONWriter`` (here, where the private ones are visible).
+    func write(_ key: StaticString, to w: inout StateJSONWriter) {
+        w.object(key) { w in
+            w.integer("stepToleranceNanos", stepToleranceNanos)
+            last.write("last", to: &w)
+            if let bootID { w.string("bootID", bootID) }
+            w.bool("resumed", resumed)
+        }
+    }
+}
+

@@ -28,10 +28,11 @@ public actor ReadingPipeline {
             }
         }
 
-        func encodedSnapshot(_ encoder: JSONEncoder) -> [UInt8]? {
+        /// The state as JSON for the outbox (read back with `JSONDecoder`); nil if it cannot be written.
+        var encodedSnapshot: [UInt8]? {
             switch self {
-            case .counter(let a): return (try? encoder.encode(a.snapshot())).map(Array.init)
-            case .power(let a): return (try? encoder.encode(a.snapshot())).map(Array.init)
+            case .counter(let a): return a.snapshot().jsonBytes
+            case .power(let a): return a.snapshot().jsonBytes
             }
         }
     }
@@ -46,7 +47,6 @@ public actor ReadingPipeline {
     private let store: any OutboxStore
     private let logger: Logger
     private let appended: @Sendable () -> Void
-    private let encoder = JSONEncoder()
     /// Streams whose state changed since it was last saved.
     private var unsaved: Set<MeterID> = []
     private var lastSave = ContinuousClock.now
@@ -368,7 +368,7 @@ public actor ReadingPipeline {
         var state: [String: [UInt8]] = [:]
         let saving = unsaved
         for id in saving {
-            guard let stream = streams[id], let bytes = stream.accountant.encodedSnapshot(encoder) else { continue }
+            guard let stream = streams[id], let bytes = stream.accountant.encodedSnapshot else { continue }
             state[Self.stateKey(id)] = bytes
         }
         do {
