@@ -31,21 +31,69 @@ public struct GatewayLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var all = metadata
-        if let extra = event.metadata { all.merge(extra) { $1 } }
-        let fields = all.sorted { $0.key < $1.key }.map { "\($0.key)=\(Self.quote("\($0.value)"))" }.joined(separator: " ")
-        let text = "\(event.message)".replacingOccurrences(of: "\n", with: " ⏎ ")
-        let line: String
+        // Built in one string and written with one write(2): the pipeline logs a line per signed record.
+        var line: String
         if journald {
-            line = "<\(Self.priority(event.level))>\(label): \(text)\(fields.isEmpty ? "" : " " + fields)\n"
+            line = "<\(Self.priority(event.level))>"
         } else {
-            line = "\(Self.timestamp()) \(event.level.rawValue.padding(toLength: 7, withPad: " ", startingAt: 0)) \(label): \(text)\(fields.isEmpty ? "" : " " + fields)\n"
+            line = Self.timestamp()
+            line += " "
+            line += Self.paddedName(event.level)
+            line += " "
         }
-        FileHandle.standardError.write(Data(line.utf8))
+        line += label
+        line += ": "
+        let message = event.message.description
+        line += message.utf8.contains(UInt8(ascii: "\n")) ? message.replacingOccurrences(of: "\n", with: " ⏎ ") : message
+        var fields = metadata
+        if let extra = event.metadata {
+            if fields.isEmpty { fields = extra } else { fields.merge(extra) { $1 } }
+        }
+        for (key, value) in fields.sorted(by: { $0.key < $1.key }) {
+            line += " "
+            line += key
+            line += "="
+            line += Self.quote(value.description)
+        }
+        line += "\n"
+        Self.writeToStandardError(line)
     }
 
     static func quote(_ s: String) -> String {
-        s.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" }) ? "\"\(s.replacingOccurrences(of: "\"", with: "\\\""))\"" : s
+        s.utf8.contains(where: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "=") })
+            ? "\"\(s.replacingOccurrences(of: "\"", with: "\\\""))\"" : s
+    }
+
+    /// The level's name cut or padded to 7 characters, so messages line up.
+    static func paddedName(_ level: Logger.Level) -> String {
+        switch level {
+        case .trace: return "trace  "
+        case .debug: return "debug  "
+        case .info: return "info   "
+        case .notice: return "notice "
+        case .warning: return "warning"
+        case .error: return "error  "
+        case .critical: return "critica"
+        }
+    }
+
+    /// Writes the whole line to stderr (`write(2)`, again after a partial write or EINTR); a failed write
+    /// drops the line, as there is nowhere to report it.
+    static func writeToStandardError(_ line: String) {
+        var line = line
+        line.withUTF8 { bytes in
+            guard var next = bytes.baseAddress else { return }
+            var left = bytes.count
+            while left > 0 {
+                let n = write(STDERR_FILENO, next, left)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return
+                }
+                next += n
+                left -= n
+            }
+        }
     }
 
     /// syslog priorities (RFC 5424) for swift-log's levels.
@@ -60,14 +108,20 @@ public struct GatewayLogHandler: LogHandler {
         }
     }
 
+    /// The local time of day, `HH:MM:SS`; made again only when the second changes.
     static func timestamp() -> String {
         var t = time(nil)
+        if let cached = lastTimestamp.withLock({ $0.time == t ? $0.text : nil }) { return cached }
         var parts = tm()
         localtime_r(&t, &parts)
         var buffer = [CChar](repeating: 0, count: 32)
         strftime(&buffer, buffer.count, "%H:%M:%S", &parts)
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let text = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        lastTimestamp.withLock { $0 = (t, text) }
+        return text
     }
+
+    private static let lastTimestamp = Mutex<(time: time_t, text: String)>((-1, ""))
 
     /// Whether stderr is connected to journald: systemd sets `JOURNAL_STREAM` to "device:inode" of that
     /// stream, which must match stderr's own (a child that inherited the variable but not the stream is not).
