@@ -73,7 +73,7 @@ struct StateJSONWriter {
 
     mutating func integer<I: FixedWidthInteger>(_ key: StaticString?, _ value: I) {
         self.key(key)
-        bytes.append(contentsOf: String(value).utf8)
+        bytes.appendDecimal(value)
     }
 
     mutating func bool(_ key: StaticString?, _ value: Bool) {

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Logging
+import MeterCore
 
 /// The highest record of each stream that ever left the store for publishing, kept beside the database
 /// (`<outbox>.mark-a` and `<outbox>.mark-b`), outside SQLite and its WAL.
@@ -85,7 +86,21 @@ struct HighWaterMark: Sendable, Hashable {
             }
             json.append(UInt8(ascii: "\""))
         }
-        func append<I: BinaryInteger>(integer: I) { json.append(contentsOf: String(integer).utf8) }
+        func append<I: FixedWidthInteger>(integer: I) { json.appendDecimal(integer) }
+        /// Standard base64 with padding, as `Data.base64EncodedString()` writes it (no character needs escaping).
+        func append(base64 bytes: [UInt8]) {
+            json.append(UInt8(ascii: "\""))
+            var i = 0
+            while i < bytes.count {
+                let n = Int(bytes[i]) << 16 | (i + 1 < bytes.count ? Int(bytes[i + 1]) << 8 : 0) | (i + 2 < bytes.count ? Int(bytes[i + 2]) : 0)
+                json.append(Self.base64Digits[n >> 18 & 63])
+                json.append(Self.base64Digits[n >> 12 & 63])
+                json.append(i + 1 < bytes.count ? Self.base64Digits[n >> 6 & 63] : UInt8(ascii: "="))
+                json.append(i + 2 < bytes.count ? Self.base64Digits[n & 63] : UInt8(ascii: "="))
+                i += 3
+            }
+            json.append(UInt8(ascii: "\""))
+        }
         // Members in sorted order: Body's epoch, format, generation, streams, version; Stream's hash,
         // intervalEnd (left out when nil), meter, seq.
         append("{\"epoch\":")
@@ -95,10 +110,9 @@ struct HighWaterMark: Sendable, Hashable {
         append(",\"generation\":")
         append(integer: generation)
         append(",\"streams\":[")
-        for (index, meter) in streams.keys.sorted().enumerated() {
-            let entry = streams[meter]!
+        for (index, (meter, entry)) in streams.sorted(by: { $0.key < $1.key }).enumerated() {
             append(index == 0 ? "{\"hash\":" : ",{\"hash\":")
-            append(string: Data(entry.hash).base64EncodedString())
+            append(base64: entry.hash)
             if let end = entry.intervalEnd {
                 append(",\"intervalEnd\":")
                 append(integer: end)
@@ -234,4 +248,5 @@ struct HighWaterMark: Sendable, Hashable {
     }
 
     static let hexDigits = Array("0123456789abcdef".utf8)
+    static let base64Digits = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
 }

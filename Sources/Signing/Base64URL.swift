@@ -62,26 +62,51 @@ public enum Base64URL {
 
     /// Decodes base64url given as ASCII bytes; see ``decode(_:)``.
     public static func decode(bytes text: some Collection<UInt8>) -> [UInt8]? {
+        if let decoded = text.withContiguousStorageIfAvailable({ decode(buffer: $0) }) { return decoded }
+        return Array(text).withUnsafeBufferPointer { decode(buffer: $0) }
+    }
+
+    /// Four characters to three bytes at a time, straight into the result's storage.
+    static func decode(buffer text: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
         let count = text.count
-        if count % 4 == 1 { return nil }
-        var out = [UInt8]()
-        out.reserveCapacity(count * 3 / 4)
-        var accumulator: UInt32 = 0
-        var bits = 0
-        for c in text {
-            let v = reverse[Int(c)]
-            if v == 0xFF { return nil }
-            accumulator = accumulator << 6 | UInt32(v)
-            bits += 6
-            if bits >= 8 {
-                bits -= 8
-                out.append(UInt8(truncatingIfNeeded: accumulator >> UInt32(bits)))
-                accumulator &= (1 << UInt32(bits)) - 1
+        let rest = count % 4
+        if rest == 1 { return nil }
+        let outputCount = count / 4 * 3 + (rest == 0 ? 0 : rest - 1)
+        var valid = true
+        let out = reverse.withUnsafeBufferPointer { table in
+            [UInt8](unsafeUninitializedCapacity: outputCount) { out, initialized in
+                var i = 0, o = 0
+                // A valid character maps to 0...63; an invalid one to 0xFF, whose top bits survive the OR.
+                while i + 4 <= count {
+                    let a = table[Int(text[i])], b = table[Int(text[i + 1])], c = table[Int(text[i + 2])], d = table[Int(text[i + 3])]
+                    guard (a | b | c | d) & 0xC0 == 0 else { valid = false; break }
+                    let n = UInt32(a) << 18 | UInt32(b) << 12 | UInt32(c) << 6 | UInt32(d)
+                    out[o] = UInt8(truncatingIfNeeded: n >> 16)
+                    out[o + 1] = UInt8(truncatingIfNeeded: n >> 8)
+                    out[o + 2] = UInt8(truncatingIfNeeded: n)
+                    i += 4
+                    o += 3
+                }
+                if valid && rest > 0 {
+                    let a = table[Int(text[i])], b = table[Int(text[i + 1])], c = rest == 3 ? table[Int(text[i + 2])] : 0
+                    // Canonical form: the unused low bits of the last character must be zero.
+                    let unused = rest == 3 ? c & 0x03 : b & 0x0F
+                    if (a | b | c) & 0xC0 != 0 || unused != 0 {
+                        valid = false
+                    } else {
+                        let n = UInt32(a) << 18 | UInt32(b) << 12 | UInt32(c) << 6
+                        out[o] = UInt8(truncatingIfNeeded: n >> 16)
+                        o += 1
+                        if rest == 3 {
+                            out[o] = UInt8(truncatingIfNeeded: n >> 8)
+                            o += 1
+                        }
+                    }
+                }
+                initialized = o
             }
         }
-        // Canonical form: the unused low bits of the last character must be zero.
-        if accumulator != 0 { return nil }
-        return out
+        return valid ? out : nil
     }
 }
 

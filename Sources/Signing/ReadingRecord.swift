@@ -350,14 +350,7 @@ struct CanonicalObjectWriter {
 
     mutating func member<I: FixedWidthInteger>(_ key: StaticString, integer: I) {
         name(key)
-        if integer < 0 { bytes.append(UInt8(ascii: "-")) }
-        var magnitude = UInt64(integer.magnitude)
-        let start = bytes.count
-        repeat {
-            bytes.append(UInt8(ascii: "0") + UInt8(magnitude % 10))
-            magnitude /= 10
-        } while magnitude > 0
-        bytes[start...].reverse()
+        bytes.appendDecimal(integer)
     }
 
     mutating func member(_ key: StaticString, hex value: [UInt8]) {

@@ -22,6 +22,14 @@ import Testing
         #expect(try HighWaterMark.decode(text) == mark)
     }
 
+    /// Hashes of other lengths than SHA-256's, for the base64 padding.
+    @Test(arguments: [0, 1, 2, 3, 4, 5, 31, 33])
+    func hashesOfAnyLengthAreWrittenAsJSONEncoderWrites(length: Int) {
+        let mark = HighWaterMark(epoch: "e", streams: ["m": .init(seq: 1, hash: Array(hash(UInt8(length)).prefix(length)) + (length > 32 ? [7] : []), intervalEnd: nil)])
+        let line = Array(mark.encoded().split(separator: UInt8(ascii: "\n"))[0])
+        #expect(String(decoding: line, as: UTF8.self) == String(decoding: mark.encodedWithJSONEncoder(), as: UTF8.self))
+    }
+
     @Test func stringsThatNeedEscapingStillReadBack() throws {
         let mark = HighWaterMark(epoch: "e\"poch\\/\n\t\u{1}", streams: ["m\"/\\\u{7}": .init(seq: 5, hash: hash(9), intervalEnd: -3)], generation: 2)
         #expect(try HighWaterMark.decode(mark.encoded()) == mark)

@@ -1,6 +1,7 @@
 import Foundation
 import MeterCore
 import Signing
+import TestSupport
 import Testing
 
 /// Every envelope with every algorithm it allows: round trip, tampering, wrong key.
@@ -176,6 +177,42 @@ import Testing
         #expect(Base64URL.decode("AA") == [0])
         #expect(Base64URL.decode("AQ") == [1])
         #expect(Base64URL.decode("AB") == nil)   // non-zero trailing bits: not the canonical text of any bytes
+    }
+
+    /// The decoder works four characters at a time; it must accept and refuse exactly what a plain
+    /// six-bits-at-a-time reading of RFC 4648 §5 (no padding, zero trailing bits) does.
+    @Test func base64URLDecodingAgreesWithAPlainDecoder() {
+        let table = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+        func plain(_ text: [UInt8]) -> [UInt8]? {
+            if text.count % 4 == 1 { return nil }
+            var out: [UInt8] = [], accumulator: UInt32 = 0, bits = 0
+            for c in text {
+                guard let v = table.firstIndex(of: c) else { return nil }
+                accumulator = accumulator << 6 | UInt32(v)
+                bits += 6
+                if bits >= 8 {
+                    bits -= 8
+                    out.append(UInt8(truncatingIfNeeded: accumulator >> UInt32(bits)))
+                    accumulator &= (1 << UInt32(bits)) - 1
+                }
+            }
+            return accumulator == 0 ? out : nil
+        }
+        // Mostly valid characters, now and then one that is not (padding, the other alphabet, a space, a high byte).
+        let alphabet = table + Array("=+/ \u{7F}".utf8) + [0xFF, 0x80]
+        var generator = SplitMix64(seed: 8)
+        var accepted = 0
+        for _ in 0..<20_000 {
+            let count = Int.random(in: 0...13, using: &generator)
+            let text = (0..<count).map { _ in
+                Int.random(in: 0..<50, using: &generator) == 0 ? alphabet.randomElement(using: &generator)! : table.randomElement(using: &generator)!
+            }
+            let expected = plain(text)
+            #expect(Base64URL.decode(bytes: text) == expected, "\(text)")
+            #expect(Base64URL.decode(bytes: text[...]) == expected)
+            if expected != nil { accepted += 1 }
+        }
+        #expect(accepted > 2_000)
     }
 }
 
