@@ -25,30 +25,29 @@ public enum Base64URL {
         return out
     }
 
-    /// Appends the base64url text of `input` to `out`.
+    /// Appends the base64url text of `input` to `out`, written straight into `out`'s storage.
     static func append(_ input: [UInt8], to out: inout [UInt8]) {
-        out.reserveCapacity(out.count + (input.count * 4 + 2) / 3)
+        let rest = input.count % 3
+        let start = out.count
+        out.append(contentsOf: repeatElement(0, count: input.count / 3 * 4 + (rest == 0 ? 0 : rest + 1)))
         alphabet.withUnsafeBufferPointer { alphabet in
             input.withUnsafeBufferPointer { input in
-                var i = 0
-                while i + 3 <= input.count {
-                    let n = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8 | UInt32(input[i + 2])
-                    out.append(alphabet[Int(n >> 18 & 63)])
-                    out.append(alphabet[Int(n >> 12 & 63)])
-                    out.append(alphabet[Int(n >> 6 & 63)])
-                    out.append(alphabet[Int(n & 63)])
-                    i += 3
-                }
-                let rest = input.count - i
-                if rest == 1 {
-                    let n = UInt32(input[i]) << 16
-                    out.append(alphabet[Int(n >> 18 & 63)])
-                    out.append(alphabet[Int(n >> 12 & 63)])
-                } else if rest == 2 {
-                    let n = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8
-                    out.append(alphabet[Int(n >> 18 & 63)])
-                    out.append(alphabet[Int(n >> 12 & 63)])
-                    out.append(alphabet[Int(n >> 6 & 63)])
+                out.withUnsafeMutableBufferPointer { out in
+                    var i = 0, o = start
+                    while i + 3 <= input.count {
+                        let n = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8 | UInt32(input[i + 2])
+                        out[o] = alphabet[Int(n >> 18 & 63)]
+                        out[o + 1] = alphabet[Int(n >> 12 & 63)]
+                        out[o + 2] = alphabet[Int(n >> 6 & 63)]
+                        out[o + 3] = alphabet[Int(n & 63)]
+                        i += 3
+                        o += 4
+                    }
+                    guard rest > 0 else { return }
+                    let n = UInt32(input[i]) << 16 | (rest == 2 ? UInt32(input[i + 1]) << 8 : 0)
+                    out[o] = alphabet[Int(n >> 18 & 63)]
+                    out[o + 1] = alphabet[Int(n >> 12 & 63)]
+                    if rest == 2 { out[o + 2] = alphabet[Int(n >> 6 & 63)] }
                 }
             }
         }
