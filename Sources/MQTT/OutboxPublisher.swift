@@ -105,6 +105,8 @@ public actor OutboxPublisher {
     /// refusal (an ACL, a quota) will not go away in a millisecond and must not turn into a busy loop.
     private var refusedUntil: ContinuousClock.Instant?
     public private(set) var counters = Counters()
+    /// Each meter's `<meter>/reading` topic, made once rather than for every record.
+    private var readingTopics: [String: String] = [:]
 
     public init(store: any OutboxStore, client: MQTTClient, topics: MeterGateTopics, configuration: Configuration = Configuration(),
                 logger: Logger = Logger(label: "metergate.publisher")) {
@@ -294,11 +296,19 @@ public actor OutboxPublisher {
         }
     }
 
+    private func readingTopic(_ meter: String) -> String {
+        if let topic = readingTopics[meter] { return topic }
+        let topic = topics.reading(meter: meter)
+        readingTopics[meter] = topic
+        return topic
+    }
+
     /// Publishes records; those that cannot be handed over (the connection just dropped) go back to pending.
     private func hand(_ records: [OutboxRecord], isReplay: Bool) async throws {
         for (index, record) in records.enumerated() {
             do {
-                let ticket = try client.publish(MQTTMessage(topic: topics.reading(meter: record.meter), payload: record.bytes, qos: .atLeastOnce))
+                let topic = readingTopic(record.meter)
+                let ticket = try client.publish(MQTTMessage(topic: topic, payload: record.bytes, qos: .atLeastOnce))
                 inflight[ticket] = Inflight(recordID: record.id, isReplay: isReplay)
                 counters.maxInflight = max(counters.maxInflight, inflight.count)
                 if isReplay { counters.replayed += 1 } else { counters.published += 1 }

@@ -1,6 +1,7 @@
 extension Array where Element == UInt8 {
     /// Appends the decimal text of `value`, as `String(value)` writes it, without making a string (for the
-    /// JSON written once per record or claim).
+    /// JSON written once per record or claim). Inlinable, so callers in other modules get it specialised.
+    @inlinable
     public mutating func appendDecimal<I: FixedWidthInteger>(_ value: I) {
         guard I.bitWidth <= 64 else { return append(contentsOf: String(value).utf8) }
         if value < 0 { append(UInt8(ascii: "-")) }
