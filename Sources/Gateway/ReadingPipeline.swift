@@ -62,6 +62,7 @@ public actor ReadingPipeline {
     private var publishedThrough: [MeterID: Int64] = [:]
 
     public private(set) var recordsAppended: Int64 = 0
+    private var intervalCounters: [IntervalCounterKey: Counter] = [:]
     public private(set) var lastAppendError: String?
 
     /// Samples and ticks, handled one at a time in arrival order by ``run()``: accounting and appends of one
@@ -381,7 +382,7 @@ public actor ReadingPipeline {
             lastAppendError = nil
             retryAt = nil
             for (meter, interval) in intervals {
-                Counter(label: "metergate_intervals_total", dimensions: [("meter", "\(meter)"), ("quality", interval.result.quality.rawValue)]).increment()
+                intervalCounter(meter, interval.result.quality).increment()
                 publishedThrough[meter] = nil
             }
             if !records.isEmpty {
@@ -398,6 +399,21 @@ public actor ReadingPipeline {
                          metadata: ["meters": "\(Set(intervals.map(\.meter)).sorted().map { "\($0)" }.joined(separator: ","))", "records": "\(requests.count)",
                                     "error": "\(error)"])
         }
+    }
+
+    /// `metergate_intervals_total` of `meter` and `quality`, made once (the metrics factory's lookup and the
+    /// label strings cost more than the increment).
+    private func intervalCounter(_ meter: MeterID, _ quality: Quality) -> Counter {
+        let key = IntervalCounterKey(meter: meter, quality: quality)
+        if let counter = intervalCounters[key] { return counter }
+        let counter = Counter(label: "metergate_intervals_total", dimensions: [("meter", "\(meter)"), ("quality", quality.rawValue)])
+        intervalCounters[key] = counter
+        return counter
+    }
+
+    private struct IntervalCounterKey: Hashable {
+        var meter: MeterID
+        var quality: Quality
     }
 
     /// The counter range of a profile's energy register, in mWh: integer registers wrap at their width.

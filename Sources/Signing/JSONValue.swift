@@ -112,6 +112,12 @@ extension JSONValue {
     static func writeString(_ s: String, into out: inout [UInt8]) {
         let hex = hexDigits
         out.append(UInt8(ascii: "\""))
+        // Most strings (ids, hex, base64url) need no escape: copied whole.
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            out.append(contentsOf: s.utf8)
+            out.append(UInt8(ascii: "\""))
+            return
+        }
         for byte in s.utf8 {
             switch byte {
             case UInt8(ascii: "\""): out += [UInt8(ascii: "\\"), UInt8(ascii: "\"")]
