@@ -20,7 +20,9 @@ public struct ConfigNode: @unchecked Sendable {
     /// Parses YAML text. Syntax errors name the file, line and column.
     public static func parse(_ text: String, file: String) throws(ConfigError) -> ConfigNode {
         do {
-            guard let node = try Yams.compose(yaml: text) else {
+            // The basic resolver tags no scalar: the accessors below read each scalar's text and style, never
+            // its tag, and the default resolver compiles seven regular expressions (ICU) to find tags.
+            guard let node = try Yams.compose(yaml: text, .basic) else {
                 throw ConfigError(file: file, keyPath: "", line: 1, column: 1, message: "the file is empty; expected a mapping of settings")
             }
             return ConfigNode(node: node, file: file, keyPath: "")

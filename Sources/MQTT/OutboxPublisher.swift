@@ -104,6 +104,12 @@ public actor OutboxPublisher {
     /// After the broker refused a record (MQTT 5 reason code), pending records wait until then: the
     /// refusal (an ACL, a quota) will not go away in a millisecond and must not turn into a busy loop.
     private var refusedUntil: ContinuousClock.Instant?
+    /// Whether the store may hold pending records the publisher has not claimed: set by every append signal
+    /// and every return to pending, cleared when a claim comes back short. A tick claims only while it is set
+    /// (or once a second, as a safety net): an idle gateway does not query the outbox twenty times a second.
+    private var pendingMayWait = true
+    private var lastClaim = ContinuousClock.now
+    static let idleClaimInterval = Duration.seconds(1)
     public private(set) var counters = Counters()
     /// Each meter's `<meter>/reading` topic, made once rather than for every record.
     private var readingTopics: [String: String] = [:]
@@ -142,7 +148,7 @@ public actor OutboxPublisher {
     public func run() async throws {
         // Records a previous publisher of this process left inflight (a new store resets them itself).
         // A replay-only publisher beside a running gateway must not touch the gateway's inflight records.
-        if configuration.drainPending { try await store.releaseInflight([]) }
+        if configuration.drainPending { try await returnToPending([]) }
         if configuration.acceptReplayRequests { client.subscribe(topics.replayRequests, qos: .atLeastOnce) }
         client.start()
         let client = self.client
@@ -161,7 +167,7 @@ public actor OutboxPublisher {
         try? await flush()
         let open = inflight.values.filter { !$0.isReplay }.map(\.recordID)
         inflight.removeAll()
-        if !open.isEmpty { _ = try? await store.releaseInflight(open) }
+        if !open.isEmpty { _ = try? await returnToPending(open) }
         await client.shutdown()
     }
 
@@ -175,7 +181,7 @@ public actor OutboxPublisher {
             if configuration.drainPending && !inflight.values.contains(where: { !$0.isReplay }) {
                 // Nothing of ours is in flight, so no record should be inflight in the store either; this
                 // returns any that an earlier failed release left behind.
-                try await store.releaseInflight([])
+                try await returnToPending([])
             }
             // Never more than libmosquitto may send (its send maximum) or the broker will take (Receive Maximum).
             window = max(1, min(configuration.window, client.configuration.maxInflight, s.receiveMaximum ?? Int.max))
@@ -188,7 +194,7 @@ public actor OutboxPublisher {
             for key in lost.keys { inflight[key] = nil }
             let ids = lost.values.filter { !$0.isReplay }.map(\.recordID)
             if !ids.isEmpty {
-                let n = try await store.releaseInflight(ids)
+                let n = try await returnToPending(ids)
                 counters.returnedToPending += Int64(n)
             }
             logger.warning("MQTT disconnected; unacknowledged records return to pending",
@@ -201,7 +207,7 @@ public actor OutboxPublisher {
                 counters.refused += 1
                 logger.warning("broker refused a record (PUBACK reason code); it stays pending",
                                metadata: ["record": "\(entry.recordID)", "reason_code": "\(reasonCode)"])
-                try await store.releaseInflight([entry.recordID])
+                try await returnToPending([entry.recordID])
                 refusedUntil = .now + configuration.refusalPause
             } else {
                 acknowledged.append(entry.recordID)
@@ -223,13 +229,14 @@ public actor OutboxPublisher {
         case .mqtt(.connectFailed), .mqtt(.subscribed):
             return
         case .appended:
+            pendingMayWait = true
             if inflight.count <= window / 2 { try await fill() }
         case .replay(let request):
             enqueueReplay(request)
             try await fill()
         case .tick:
             try await flush()
-            try await fill()
+            if pendingMayWait || !replays.isEmpty || ContinuousClock.now - lastClaim >= Self.idleClaimInterval { try await fill() }
             if let interval = configuration.maintenanceInterval, ContinuousClock.now - lastMaintenance >= interval {
                 lastMaintenance = .now
                 let report = try await store.maintain(now: Date())
@@ -272,7 +279,9 @@ public actor OutboxPublisher {
         if configuration.drainPending {
             let limit = room - replayShare
             if limit > 0 {
+                lastClaim = .now
                 let records = try await store.claimPending(limit: limit)
+                if records.count < limit { pendingMayWait = false }
                 try await hand(records, isReplay: false)
                 room = window - inflight.count
             }
@@ -303,6 +312,14 @@ public actor OutboxPublisher {
         return topic
     }
 
+    /// Returns records to pending in the store (an empty list: every inflight record) and notes that there is
+    /// pending work again.
+    @discardableResult
+    private func returnToPending(_ ids: [Int64]) async throws -> Int {
+        pendingMayWait = true
+        return try await store.releaseInflight(ids)
+    }
+
     /// Publishes records; those that cannot be handed over (the connection just dropped) go back to pending.
     private func hand(_ records: [OutboxRecord], isReplay: Bool) async throws {
         for (index, record) in records.enumerated() {
@@ -315,7 +332,7 @@ public actor OutboxPublisher {
             } catch {
                 if !isReplay {
                     let rest = records[index...].map(\.id)
-                    try await store.releaseInflight(rest)
+                    try await returnToPending(rest)
                 }
                 return
             }

@@ -155,7 +155,8 @@ public final class QueueTaskExecutor: TaskExecutor {
 /// and the libmodbus calls run on the connection's queue; actor-to-actor hops between the two need no
 /// cooperative-pool thread. (`Task.sleep` and continuation resumes do: measured, a blocked pool stopped a
 /// poller that slept with them.) So neither a slow consumer nor a starved pool delays a poll: events go
-/// through an unbounded stream to `onEvent`, which may lag but loses nothing.
+/// through an unbounded stream to `onEvent`, which may lag but loses nothing. They go in batches, one per
+/// burst of polls (at most ``maximumEventDelay`` late): one wake-up of the consumer per burst, not per poll.
 public actor BusPoller {
     public nonisolated let meters: [PolledMeter]
     public nonisolated let timing: BusTiming
@@ -196,7 +197,7 @@ public actor BusPoller {
     /// poller's: the loop keeps its queue's thread between polls (it sleeps there), and a shared connection
     /// queue never suspends it. Cancelling the caller cancels the loop; every event is delivered before returning.
     public nonisolated func run(shouldStop: @escaping @Sendable () -> Bool = { false }, onEvent: @Sendable (PollEvent) async -> Void) async {
-        let (events, continuation) = AsyncStream.makeStream(of: PollEvent.self)
+        let (events, continuation) = AsyncStream.makeStream(of: [PollEvent].self)
         let wake = self.wake
         let loop = Task(executorPreference: taskExecutor) {
             await withTaskCancellationHandler {
@@ -207,20 +208,55 @@ public actor BusPoller {
             continuation.finish()
         }
         await withTaskCancellationHandler {
-            for await event in events { await onEvent(event) }
+            for await batch in events {
+                for event in batch { await onEvent(event) }
+            }
         } onCancel: {
             loop.cancel()
         }
     }
 
-    private func loop(shouldStop: @Sendable () -> Bool, emit: AsyncStream<PollEvent>.Continuation) async {
+    /// The longest an event waits in the poller before it goes to the consumer (see ``EventBatch``).
+    static let maximumEventDelay = Duration.milliseconds(100)
+
+    /// The events of one burst of polls (every meter due at the same moment), handed to the consumer in one
+    /// go when the loop is about to wait for the next due meter, or once the oldest has waited
+    /// ``maximumEventDelay``: the consumer's thread wakes once per burst instead of once per poll.
+    struct EventBatch {
+        let emit: AsyncStream<[PollEvent]>.Continuation
+        private var events: [PollEvent] = []
+        private var since: ContinuousClock.Instant?
+
+        init(_ emit: AsyncStream<[PollEvent]>.Continuation) { self.emit = emit }
+
+        mutating func add(_ event: PollEvent, now: ContinuousClock.Instant) {
+            events.append(event)
+            let first = since ?? now
+            since = first
+            if now - first >= BusPoller.maximumEventDelay { flush() }
+        }
+
+        mutating func flush() {
+            guard !events.isEmpty else { return }
+            emit.yield(events)
+            events.removeAll(keepingCapacity: true)
+            since = nil
+        }
+    }
+
+    private func loop(shouldStop: @Sendable () -> Bool, emit: AsyncStream<[PollEvent]>.Continuation) async {
         let clock = ContinuousClock()
         var schedule = PollSchedule(periods: meters.map(\.period), start: clock.now, maximumBackoff: timing.maximumBackoff)
         var readers: [MeterReader?] = meters.map { $0.profile.sunspecModel == nil ? MeterReader(profile: $0.profile, quantities: $0.quantities) : nil }
         var lastUnit: Int?
+        var batch = EventBatch(emit)
+        defer { batch.flush() }
         while !Task.isCancelled && !shouldStop() {
             guard let (i, due) = schedule.next() else { return }
-            if due > clock.now { pause(due - clock.now) }
+            if due > clock.now {
+                batch.flush()
+                pause(due - clock.now)
+            }
             if Task.isCancelled || shouldStop() { break }
             let meter = meters[i]
             if let last = lastUnit, last != meter.unit, timing.unitSwitchDelay > .zero {
@@ -241,14 +277,14 @@ public actor BusPoller {
                 // Stamped at the middle of the read, not its start: a request that waited for the bus or a busy
                 // machine would otherwise date its counter too early and shift energy between intervals.
                 let readAt = stamp.midpoint(to: time.now())
-                emit.yield(.sample(Sample(meter: meter.id, time: readAt, values: readout.values), unit: meter.unit,
-                                   requests: readout.requests, refused: readout.refused))
+                batch.add(.sample(Sample(meter: meter.id, time: readAt, values: readout.values), unit: meter.unit,
+                                  requests: readout.requests, refused: readout.refused), now: clock.now)
             } catch {
                 // A SunSpec device is discovered again after a failure: it may have been replaced.
                 if meter.profile.sunspecModel != nil { readers[i] = nil }
                 let wait = schedule.failed(i, now: clock.now)
-                emit.yield(.failure(meter.id, unit: meter.unit, error: error,
-                                    consecutive: schedule.entries[i].consecutiveFailures, retryIn: wait))
+                batch.add(.failure(meter.id, unit: meter.unit, error: error,
+                                   consecutive: schedule.entries[i].consecutiveFailures, retryIn: wait), now: clock.now)
             }
         }
     }

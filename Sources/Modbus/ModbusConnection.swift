@@ -164,10 +164,10 @@ public actor ModbusConnection {
 
     /// Fails the request just made if a direction switch during it failed: its frame may never have reached
     /// the bus, or the transceiver may have talked over the answer, so what libmodbus saw is not to be trusted.
-    private func checkDirection(_ request: String) throws(ModbusError) {
+    private func checkDirection(_ request: @autoclosure () -> String) throws(ModbusError) {
         guard let direction, let failure = RS485DirectionRegistry.takeFailure(context) else { return }
         staleAnswerPossible = true
-        throw ModbusError(directionFailure: failure, on: direction, context: request)
+        throw ModbusError(directionFailure: failure, on: direction, context: request())
     }
 
     /// Drops whatever a slow device sent after we gave up on it. On a serial line the late answer may not have

@@ -88,11 +88,15 @@ public actor SQLiteOutbox: OutboxStore {
         /// For inspection beside a running gateway (`metergate outbox`, `metergate replay`): the file must
         /// exist, inflight records stay inflight, and a damaged file is reported, not moved.
         public var inspectOnly: Bool
+        /// `PRAGMA cache_size` in KiB: the most the connection's page cache holds. SQLite's default is 2,000 KiB,
+        /// which a gateway's outbox (appends at the end, reads of recent records) fills without needing it.
+        public var cacheKiB: Int
 
-        public init(integrityCheck: IntegrityCheck = .quick, maxPageCount: Int64? = nil, inspectOnly: Bool = false) {
+        public init(integrityCheck: IntegrityCheck = .quick, maxPageCount: Int64? = nil, inspectOnly: Bool = false, cacheKiB: Int = 512) {
             self.integrityCheck = integrityCheck
             self.maxPageCount = maxPageCount
             self.inspectOnly = inspectOnly
+            self.cacheKiB = cacheKiB
         }
     }
 
@@ -177,6 +181,7 @@ public actor SQLiteOutbox: OutboxStore {
                 throw SQLiteError(function: "sqlite3_step", code: 1, message: "the journal could not be switched to WAL", context: path)
             }
             try db.execute("PRAGMA synchronous=FULL")
+            try db.execute("PRAGMA cache_size=-\(max(options.cacheKiB, 64))")
             if let pages = options.maxPageCount { _ = try db.scalarInt("PRAGMA max_page_count=\(pages)") }
             try db.execute(Self.schema)
             // Stores made before records carried a digest get the column; their old rows stay unchecked.
@@ -192,7 +197,7 @@ public actor SQLiteOutbox: OutboxStore {
             if epoch == nil {
                 let fresh = Self.randomEpoch()
                 try Self.setMeta(db, "epoch", fresh)
-                try Self.setMeta(db, "created_at", ISO8601DateFormatter().string(from: clock()))
+                try Self.setMeta(db, "created_at", Self.utcText(clock()))
                 epoch = fresh
                 created = true
             }
@@ -811,15 +816,11 @@ public actor SQLiteOutbox: OutboxStore {
 
     /// Renames the file (and its WAL and shared-memory files) to `<path>.damaged-<UTC time>`.
     private static func moveAside(path: String, clock: () -> Date) throws(OutboxError) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-        var target = "\(path).damaged-\(formatter.string(from: clock()))"
+        var target = "\(path).damaged-\(utcText(clock(), compact: true))"
         var n = 1
         while FileManager.default.fileExists(atPath: target) {
             n += 1
-            target = "\(path).damaged-\(formatter.string(from: clock()))-\(n)"
+            target = "\(path).damaged-\(utcText(clock(), compact: true))-\(n)"
         }
         for suffix in ["", "-wal", "-shm"] where FileManager.default.fileExists(atPath: path + suffix) {
             if rename(path + suffix, target + suffix) != 0 {
@@ -942,6 +943,11 @@ public actor SQLiteOutbox: OutboxStore {
     private static func randomEpoch() -> String {
         var generator = SystemRandomNumberGenerator()
         return (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+    }
+
+    /// `date` in UTC as ISO 8601 text (whole seconds; `compact`: no separators), formatted without ICU.
+    static func utcText(_ date: Date, compact: Bool = false) -> String {
+        UTCText.iso8601(epochSeconds: Int64(date.timeIntervalSince1970.rounded(.down)), compact: compact)
     }
 
     static func millis(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }

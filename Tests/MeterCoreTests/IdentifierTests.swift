@@ -63,3 +63,14 @@ import Testing
         #expect(end.midpoint(to: start) == end)
     }
 }
+
+@Suite struct UTCTextTests {
+    @Test func iso8601InUTCWithoutFoundation() {
+        #expect(UTCText.iso8601(epochSeconds: 0) == "1970-01-01T00:00:00Z")
+        #expect(UTCText.iso8601(epochSeconds: 1_795_786_507) == "2026-11-27T13:35:07Z")
+        #expect(UTCText.iso8601(epochSeconds: 1_795_786_507, compact: true) == "20261127T133507Z")
+        // Before 1970 and a leap day.
+        #expect(UTCText.iso8601(epochSeconds: -1) == "1969-12-31T23:59:59Z")
+        #expect(UTCText.iso8601(epochSeconds: 951_782_400) == "2000-02-29T00:00:00Z")
+    }
+}

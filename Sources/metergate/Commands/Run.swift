@@ -165,25 +165,28 @@ struct Run: AsyncParsableCommand {
         // Services stop in reverse order: systemd notifier, reload, monitor, poller (no more samples),
         // pipeline (saves accounting state), publisher (drains within the bound), then the store closes.
         typealias Entry = ServiceGroupConfiguration.ServiceConfiguration
+        // Named by type: the default name is the service's whole `description` (for the poller, the reload
+        // service: the entire config with every meter's profile, over a megabyte kept for the run's lifetime).
+        func entry(_ service: some Service) -> Entry { Entry(service: service, serviceName: String(describing: type(of: service))) }
         var services: [Entry] = [
-            Entry(service: PublisherService(publisher: publisher, store: store, drainBound: .milliseconds(drainMillis), logger: Logger(label: "publisher"))),
-            Entry(service: PipelineService(pipeline: pipeline)),
-            Entry(service: poller),
+            entry(PublisherService(publisher: publisher, store: store, drainBound: .milliseconds(drainMillis), logger: Logger(label: "publisher"))),
+            entry(PipelineService(pipeline: pipeline)),
+            entry(poller),
         ]
-        if let railPoller { services.append(Entry(service: railPoller)) }
+        if let railPoller { services.append(entry(railPoller)) }
         if !config.pulses.isEmpty {
-            services.append(Entry(service: PulseService(pulses: config.pulses, stateDirectory: config.stateDirectory, logger: Logger(label: "pulse")) { meter, count, time in
+            services.append(entry(PulseService(pulses: config.pulses, stateDirectory: config.stateDirectory, logger: Logger(label: "pulse")) { meter, count, time in
                 loopBeat.beat()
                 sampleBeat.beat()
                 pipeline.submit(count: count, of: meter, at: time)
             }))
         }
-        services.append(Entry(service: MonitorService(monitor: monitor, store: store, client: client, pipeline: pipeline, publisher: publisher)))
-        services.append(Entry(service: reload))
+        services.append(entry(MonitorService(monitor: monitor, store: store, client: client, pipeline: pipeline, publisher: publisher)))
+        services.append(entry(reload))
         if let led = config.board.statusLED {
-            services.append(Entry(service: StatusLEDService(chip: led.chip, offset: led.line, logger: Logger(label: "led")) { monitor.health() }))
+            services.append(entry(StatusLEDService(chip: led.chip, offset: led.line, logger: Logger(label: "led")) { monitor.health() }))
         }
-        services.append(Entry(service: notify))
+        services.append(entry(notify))
         var groupConfiguration = ServiceGroupConfiguration(
             services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
