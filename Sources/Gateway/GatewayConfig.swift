@@ -116,6 +116,9 @@ public struct SigningConfig: Sendable, Hashable {
     /// Public keys of earlier signing keys (JWK, JWK Set or PEM files), still published on the retained
     /// `keys` topic so records signed before a rotation stay verifiable.
     public var previousKeys: [String]
+    /// Whether every new signature is verified with the public key before its record is stored
+    /// (``RecordSigner/selfCheck``). On unless the config says `self_check: false`.
+    public var selfCheck: Bool = true
 }
 
 public struct OutboxConfig: Sendable, Hashable {
@@ -388,6 +391,7 @@ struct ConfigReader {
         let m = try node.mapping()
         if let k = try m.optional("key")?.string() { config.keyFile = resolve(k) }
         config.algorithm = try m.optional("algorithm")?.oneOf(SigningAlgorithm.self) ?? .eddsa
+        config.selfCheck = try m.optional("self_check")?.bool() ?? true
         for item in try m.optional("previous_keys")?.list() ?? [] {
             let path = resolve(try item.string())
             guard FileManager.default.isReadableFile(atPath: path) else { throw item.error("cannot read the public key file \(path)") }
@@ -504,9 +508,14 @@ enum LogLevelName: String, CaseIterable {
 extension GatewayConfig {
     /// Valid settings an operator should reconsider, one line each (`check` prints them, `run` logs them).
     public var advisories: [String] {
-        meters.filter { $0.ratedPowerWatts == nil }.map { m in
+        var advice = meters.filter { $0.ratedPowerWatts == nil }.map { m in
             "meter \(m.id) has no rated_power: a counter jump (a replaced meter whose counter starts above the old one's) "
                 + "cannot be told from consumption and would be paid; set it to the most the meter's circuit can draw"
         }
+        if !signing.selfCheck {
+            advice.append("signing.self_check is false: a signature damaged while it is made (a hardware fault) is stored and "
+                          + "published, and settlement rejects the reading; keep it on unless the CPU cannot afford one verify per record")
+        }
+        return advice
     }
 }

@@ -129,7 +129,7 @@ public actor ReadingPipeline {
             }
             let signer = try RecordSigner(gateway: config.gateway, meter: meter.id,
                                           sourceID: "\(meter.profile.id) unit \(meter.unit) on \(meter.bus)",
-                                          envelope: meter.envelope, key: key)
+                                          envelope: meter.envelope, key: key, selfCheck: config.signing.selfCheck)
             streams[meter.id] = Stream(accountant: .counter(accountant), signer: signer)
         }
         // S0 pulse inputs: a counter of impulses, exact at any pulse constant.
@@ -145,7 +145,7 @@ public actor ReadingPipeline {
             }
             let signer = try RecordSigner(gateway: config.gateway, meter: pulse.id,
                                           sourceID: "S0 \(pulse.input.name) \(pulse.input.line.chip):\(pulse.input.line.line) \(pulse.impulsesPerKilowattHour) imp/kWh",
-                                          envelope: pulse.envelope, key: key)
+                                          envelope: pulse.envelope, key: key, selfCheck: config.signing.selfCheck)
             streams[pulse.id] = Stream(accountant: .counter(counter), signer: signer)
         }
         // Rails: energy counters (µJ; RAPL wraps at its range, NVML restarts from zero after a driver reload)
@@ -177,7 +177,7 @@ public actor ReadingPipeline {
                 }
                 accountant = .power(power)
             }
-            let signer = try RecordSigner(gateway: config.gateway, meter: source.id, sourceID: rail.id, envelope: source.envelope, key: key)
+            let signer = try RecordSigner(gateway: config.gateway, meter: source.id, sourceID: rail.id, envelope: source.envelope, key: key, selfCheck: config.signing.selfCheck)
             streams[source.id] = Stream(accountant: accountant, signer: signer)
         }
     }
@@ -387,9 +387,7 @@ public actor ReadingPipeline {
             }
             if !records.isEmpty {
                 recordsAppended += Int64(records.count)
-                for r in records {
-                    logger.info("signed \(r.meter) seq \(r.seq)", metadata: ["meter": "\(r.meter)", "seq": "\(r.seq)", "bytes": "\(r.bytes.count)"])
-                }
+                logStored(records)
                 appended()
             }
         } catch {
@@ -400,6 +398,19 @@ public actor ReadingPipeline {
                                     "error": "\(error)"])
         }
     }
+
+    /// One `info` line per commit, naming its first ``loggedRecordsPerLine`` records (a burst of every meter
+    /// closing the same interval is one line, not one per meter); each record at `debug`.
+    private func logStored(_ records: [OutboxRecord]) {
+        let named = records.prefix(Self.loggedRecordsPerLine).map { "\($0.meter) seq \($0.seq)" }.joined(separator: ", ")
+        let more = records.count > Self.loggedRecordsPerLine ? " and \(records.count - Self.loggedRecordsPerLine) more" : ""
+        logger.info("signed \(named)\(more)", metadata: ["records": "\(records.count)"])
+        for r in records {
+            logger.debug("signed \(r.meter) seq \(r.seq)", metadata: ["meter": "\(r.meter)", "seq": "\(r.seq)", "bytes": "\(r.bytes.count)"])
+        }
+    }
+
+    static let loggedRecordsPerLine = 8
 
     /// `metergate_intervals_total` of `meter` and `quality`, made once (the metrics factory's lookup and the
     /// label strings cost more than the increment).

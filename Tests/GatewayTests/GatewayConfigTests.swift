@@ -66,6 +66,19 @@ import Testing
         #expect(c.meters[0].pollInterval == .seconds(1))
     }
 
+    @Test func theSignatureSelfCheckIsOnUnlessTurnedOffAndThenAdvised() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let on = try load(dir.write("on.yaml", Self.valid))
+        #expect(on.signing.selfCheck)
+        #expect(!on.advisories.contains { $0.contains("self_check") })
+        let off = try load(dir.write("off.yaml", Self.valid + "\nsigning: { self_check: false }\n"))
+        #expect(!off.signing.selfCheck)
+        #expect(off.advisories.contains { $0.hasPrefix("signing.self_check is false") })
+        let e = errors(Self.valid + "\nsigning: { self_check: sometimes }\n")
+        #expect(e.map(\.keyPath) == ["signing.self_check"])
+    }
+
     @Test func busTimingCanBeTuned() throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }

@@ -12,7 +12,7 @@ import Testing
 /// burst: every meter closing the same interval).
 @Suite struct ReadingPipelineTests {
     /// A config of `meters` eastron-sdm630 meters with a 1 s settlement interval.
-    func config(meters: Int, in dir: TemporaryDirectory) throws -> GatewayConfig {
+    func config(meters: Int, in dir: TemporaryDirectory, selfCheck: Bool = true) throws -> GatewayConfig {
         let list = (1...meters).map { "  - { id: meter-\($0), bus: b1, unit: \($0), profile: eastron-sdm630, rated_power: 50000 }" }
         let path = dir.write("c.yaml", """
             gateway: { id: gw1, board: sim, state_dir: \(dir.path), interval: 1s }
@@ -20,6 +20,7 @@ import Testing
               - { id: b1, tcp: { host: 127.0.0.1, port: 1502 } }
             meters:
             \(list.joined(separator: "\n"))
+            signing: { self_check: \(selfCheck) }
             """)
         return try GatewayConfig.load(path: path, boardDirectories: ["\(repositoryRoot)/boards"], profileDirectories: ["\(repositoryRoot)/profiles"])
     }
@@ -60,10 +61,14 @@ import Testing
         return (store, seen)
     }
 
-    @Test func aBurstOfClosedIntervalsIsStoredInOneTransactionWithItsState() async throws {
+    /// With the signer's self-check on (the default) and off (`signing.self_check: false`): the records verify
+    /// either way.
+    @Test(arguments: [true, false])
+    func aBurstOfClosedIntervalsIsStoredInOneTransactionWithItsState(selfCheck: Bool) async throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
-        let config = try config(meters: 20, in: dir)
+        let config = try config(meters: 20, in: dir, selfCheck: selfCheck)
+        #expect(config.signing.selfCheck == selfCheck)
         let key = SigningKey.generate(.eddsa)
         // Three seconds after the first sample: three intervals closed per meter.
         let (store, commits) = try await run(config, key: key, samples: samples(config, seconds: 3), expecting: 60, in: dir)

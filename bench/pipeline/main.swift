@@ -3,7 +3,13 @@
 // OutboxPublisher, at full speed. Readings (signed records acknowledged by the broker) per CPU-second of the
 // whole process, next to swift-crypto's raw signing rate for the same curve measured in the same process.
 //
-//   swift run -c release pipeline-bench [--meters 100] [--intervals 300] [--algorithm EdDSA|ES256|all] [--seconds 1]
+//   swift run -c release pipeline-bench [--meters 100] [--intervals 300] [--algorithm EdDSA|ES256|all]
+//                                       [--self-check on|off|both] [--seconds 1]
+//
+// Each curve runs with the signer's self-check on (the default: every signature verified before its record is
+// stored) and off (`signing.self_check: false`). The transport floor is what libmosquitto's own client,
+// `mosquitto_pub -l`, spends in CPU per QoS 1 message of the same size to the same broker: a lower bound for any
+// gateway that sends each reading as one QoS 1 message through libmosquitto, and the ceiling on the ratio it sets.
 //
 // The clock is accelerated: each meter's samples are one second apart in sample time (the settlement
 // interval is 1 s), so every sample after a meter's first closes one interval and makes one signed record;
@@ -31,6 +37,7 @@ struct Options {
     var meters = 100
     var intervals = 300
     var algorithms: [SigningAlgorithm] = [.eddsa, .es256]
+    var selfChecks = [true, false]
     var seconds = 1.0
 
     init(_ args: [String]) {
@@ -42,12 +49,13 @@ struct Options {
             case "--intervals": intervals = Int(value) ?? intervals
             case "--seconds": seconds = Double(value) ?? seconds
             case "--algorithm": algorithms = value == "all" ? algorithms : [SigningAlgorithm(rawValue: value)].compactMap { $0 }
+            case "--self-check": selfChecks = ["on": [true], "off": [false], "both": [true, false]][value] ?? []
             default: fatalError("unknown option \(args[i])")
             }
             i += 2
         }
-        guard meters >= 1, meters <= 247, intervals >= 1, !algorithms.isEmpty else {
-            fatalError("--meters 1...247, --intervals >= 1, --algorithm EdDSA, ES256 or all")
+        guard meters >= 1, meters <= 247, intervals >= 1, !algorithms.isEmpty, !selfChecks.isEmpty else {
+            fatalError("--meters 1...247, --intervals >= 1, --algorithm EdDSA, ES256 or all, --self-check on, off or both")
         }
     }
 }
@@ -81,8 +89,9 @@ let (broker, port) = try startMosquitto(in: work)
 defer { broker.terminate() }
 
 /// A gateway config as a deployment would write it: `options.meters` eastron-sdm630 meters on one Modbus TCP
-/// bus (never opened here), a 1 s settlement interval, the loopback broker; every other setting the default.
-func loadConfig(_ algorithm: SigningAlgorithm, directory: String) throws -> GatewayConfig {
+/// bus (never opened here), a 1 s settlement interval, the loopback broker, the signer's self-check as given;
+/// every other setting the default.
+func loadConfig(_ algorithm: SigningAlgorithm, selfCheck: Bool, directory: String) throws -> GatewayConfig {
     let meters = (1...options.meters).map { i in
         "  - { id: meter-\(i), bus: sim-tcp, unit: \(i), profile: eastron-sdm630, poll: 1s, rated_power: 50000 }"
     }
@@ -93,7 +102,7 @@ func loadConfig(_ algorithm: SigningAlgorithm, directory: String) throws -> Gate
         meters:
         \(meters.joined(separator: "\n"))
         mqtt: { host: 127.0.0.1, port: \(port) }
-        signing: { key: \(directory)/signing.key, algorithm: \(algorithm.rawValue) }
+        signing: { key: \(directory)/signing.key, algorithm: \(algorithm.rawValue), self_check: \(selfCheck) }
         """
     try yaml.write(toFile: "\(directory)/metergate.yaml", atomically: true, encoding: .utf8)
     return try GatewayConfig.load(path: "\(directory)/metergate.yaml", boardDirectories: ["\(root)/boards"], profileDirectories: ["\(root)/profiles"])
@@ -182,7 +191,7 @@ func runGateway(_ config: GatewayConfig, key: SigningKey, samples: [[Sample]], p
 func signOnly(_ config: GatewayConfig, key: SigningKey, count: Int) throws -> (perRecord: Double, sample: [UInt8]) {
     let meter = config.meters[0]
     let signer = try RecordSigner(gateway: config.gateway, meter: meter.id, sourceID: "\(meter.profile.id) unit \(meter.unit) on \(meter.bus)",
-                                  envelope: meter.envelope, key: key)
+                                  envelope: meter.envelope, key: key, selfCheck: config.signing.selfCheck)
     var position = StreamPosition.first(epoch: "bench")
     var last: [UInt8] = []
     let start = threadCPUSeconds()
@@ -209,28 +218,34 @@ print("simulated samples → ReadingPipeline (accounting, signing, SQLite outbox
 print("readings/CPU-s: signed records acknowledged by the broker per CPU-second of the whole process (getrusage, all threads);")
 print("raw sign/CPU-s: swift-crypto signing the same record bytes on one thread, same process, same run. Target: ratio >= 0.60.")
 print("")
-print("algorithm   readings    CPU s   wall s   readings/CPU-s   raw sign/CPU-s   ratio   target 0.60")
+print("algorithm, self-check   readings    CPU s   wall s   readings/CPU-s   raw sign/CPU-s   ratio   target 0.60")
 var breakdowns: [String] = []
+var floors: [(label: String, rawSign: Double, record: [UInt8])] = []
 for algorithm in options.algorithms {
-    let directory = "\(work)/\(algorithm.rawValue)"
-    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    let config = try loadConfig(algorithm, directory: directory)
-    let key = SigningKey.generate(algorithm)
-    let samples = makeSamples(config)
-    let signing = try signOnly(config, key: key, count: min(options.meters * options.intervals, 20_000))
-    let raw = try rawSignRate(algorithm == .eddsa ? .ed25519 : .p256, message: signing.sample, seconds: options.seconds)
-    let (e2e, stored) = try await withStderrDiscarded {
-        (try await runGateway(config, key: key, samples: samples, publish: true, name: "\(algorithm.rawValue)-e2e"),
-         try await runGateway(config, key: key, samples: samples, publish: false, name: "\(algorithm.rawValue)-stored"))
+    for selfCheck in options.selfChecks {
+        let label = "\(algorithm.rawValue), \(selfCheck ? "on" : "off")"
+        let directory = "\(work)/\(algorithm.rawValue)-\(selfCheck)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let config = try loadConfig(algorithm, selfCheck: selfCheck, directory: directory)
+        let key = SigningKey.generate(algorithm)
+        let samples = makeSamples(config)
+        let signing = try signOnly(config, key: key, count: min(options.meters * options.intervals, 20_000))
+        let raw = try rawSignRate(algorithm == .eddsa ? .ed25519 : .p256, message: signing.sample, seconds: options.seconds)
+        let name = "\(algorithm.rawValue)-\(selfCheck ? "checked" : "unchecked")"
+        let (e2e, stored) = try await withStderrDiscarded {
+            (try await runGateway(config, key: key, samples: samples, publish: true, name: "\(name)-e2e"),
+             try await runGateway(config, key: key, samples: samples, publish: false, name: "\(name)-stored"))
+        }
+        let ratio = e2e.perCPUSecond / raw
+        print(label.padding(toLength: 21, withPad: " ", startingAt: 0) + String(format: " %10lld %8.2f %8.2f %16.0f %16.0f %7.2f", e2e.records, e2e.cpuSeconds, e2e.wallSeconds,
+                     e2e.perCPUSecond, raw, ratio) + "   " + (ratio >= 0.6 ? "met" : "NOT met"))
+        // Per record, µs of CPU: the stages measured apart (signing alone on one thread; the pipeline without the
+        // publisher), the rest by difference.
+        let total = e2e.cpuSeconds / Double(e2e.records) * 1e6, stage = stored.cpuSeconds / Double(stored.records) * 1e6
+        let sign = signing.perRecord * 1e6, rawSign = 1e6 / raw
+        breakdowns.append(label.padding(toLength: 18, withPad: " ", startingAt: 0) + String(format: " %8.1f %12.1f %14.1f %16.1f %14.1f", total, rawSign, sign - rawSign, stage - sign, total - stage))
+        if selfCheck == options.selfChecks.last { floors.append((algorithm.rawValue, rawSign, signing.sample)) }
     }
-    let ratio = e2e.perCPUSecond / raw
-    print(algorithm.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0) + String(format: " %10lld %8.2f %8.2f %16.0f %16.0f %7.2f", e2e.records, e2e.cpuSeconds, e2e.wallSeconds,
-                 e2e.perCPUSecond, raw, ratio) + "   " + (ratio >= 0.6 ? "met" : "NOT met"))
-    // Per record, µs of CPU: the stages measured apart (signing alone on one thread; the pipeline without the
-    // publisher), the rest by difference.
-    let total = e2e.cpuSeconds / Double(e2e.records) * 1e6, stage = stored.cpuSeconds / Double(stored.records) * 1e6
-    let sign = signing.perRecord * 1e6, rawSign = 1e6 / raw
-    breakdowns.append(algorithm.rawValue.padding(toLength: 18, withPad: " ", startingAt: 0) + String(format: " %8.1f %12.1f %14.1f %16.1f %14.1f", total, rawSign, sign - rawSign, stage - sign, total - stage))
 }
 print("")
 print("CPU µs per reading   total   raw signature   record build   accounting +      publish +")
@@ -238,6 +253,19 @@ print("                                (swift-crypto)  + self-check   outbox com
 for line in breakdowns { print(line) }
 print("")
 print("total: the end-to-end run above; raw signature: 1 / raw sign rate; record build + self-check: RecordSigner.sign alone")
-print("(payload, canonical JSON, hash, envelope, verifying its own signature) minus the raw signature; accounting + outbox")
-print("commit: the same pipeline without a publisher, minus signing (actor hops, state snapshots, fsynced transactions of up")
-print("to 256 records, metrics, log line); publish + PUBACK: the end-to-end run minus that (claim, publish, mark delivered).")
+print("(payload, canonical JSON, hash, envelope, verifying its own signature when on) minus the raw signature; accounting +")
+print("outbox commit: the same pipeline without a publisher, minus signing (actor hops, state snapshots, fsynced transactions")
+print("of up to 256 records, metrics, log line); publish + PUBACK: the end-to-end run minus that (claim, publish, mark delivered).")
+print("")
+// The transport floor: libmosquitto's own client sending records of the same size, QoS 1, nothing else.
+print("transport floor: mosquitto_pub -l, QoS 1, the same record bytes to the same broker, CPU µs per message of mosquitto_pub")
+print("algorithm   record bytes   floor µs   raw signature µs   ratio ceiling (raw / (raw + floor))   target 0.60")
+for floor in floors {
+    let messages = max(10_000, min(options.meters * options.intervals, 50_000))
+    let perMessage = try mosquittoPubCPUPerMessage(port: port, payload: floor.record, count: messages) * 1e6
+    let ceiling = floor.rawSign / (floor.rawSign + perMessage)
+    print(floor.label.padding(toLength: 9, withPad: " ", startingAt: 0)
+          + String(format: " %14d %10.1f %18.1f %37.2f", floor.record.count, perMessage, floor.rawSign, ceiling) + "   " + (ceiling >= 0.6 ? "reachable" : "out of reach"))
+}
+print("ratio ceiling: what a gateway would reach if it spent nothing per reading but the raw signature and one QoS 1 publish")
+print("as libmosquitto's own client does it (no record building, accounting, storage, or wake-ups).")

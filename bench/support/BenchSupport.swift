@@ -115,3 +115,27 @@ public func startMosquitto(in directory: String) throws -> (process: Process, po
     broker.terminate()
     fatalError("mosquitto did not listen on 127.0.0.1:\(port) within 10 s")
 }
+
+/// CPU time per message of `mosquitto_pub -l` (libmosquitto's own client) publishing `count` copies of
+/// `payload` at QoS 1 to the broker on `port` and reading every PUBACK: what sending one reading over MQTT costs
+/// the sender with nothing else to do, no signing and no storage. User + system seconds of the child
+/// (`getrusage(RUSAGE_CHILDREN)` before and after it is reaped), divided by `count`.
+public func mosquittoPubCPUPerMessage(port: Int, payload: [UInt8], count: Int) throws -> Double {
+    precondition(!payload.contains(UInt8(ascii: "\n")), "mosquitto_pub -l sends one message per line")
+    func childrenCPUSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_CHILDREN.rawValue, &usage)
+        return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+    }
+    var lines: [UInt8] = []
+    lines.reserveCapacity((payload.count + 1) * count)
+    for _ in 0..<count { lines += payload; lines.append(UInt8(ascii: "\n")) }
+    let input = Pipe()
+    let before = childrenCPUSeconds()
+    let pub = try launch(which("mosquitto_pub"), ["-h", "127.0.0.1", "-p", "\(port)", "-q", "1", "-t", "bench/transport-floor", "-l"], stdin: input)
+    try input.fileHandleForWriting.write(contentsOf: lines)
+    try input.fileHandleForWriting.close()
+    pub.waitUntilExit()
+    guard pub.terminationStatus == 0 else { fatalError("mosquitto_pub exited with \(pub.terminationStatus)") }
+    return (childrenCPUSeconds() - before) / Double(count)
+}
