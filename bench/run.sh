@@ -98,9 +98,12 @@ summary() {
     /^peak RSS while draining/ { printf "%-11s %-58s %16s %26s %7s\n", "outbox", "peak RSS draining the full backlog vs a tenth of it", "", "flat = 1.00", $NF }
   ' "$raw/outbox.txt"
   [ -f "$raw/pipeline.txt" ] && awk '
-    / (met|NOT met)$/ && ($1 == "EdDSA" || $1 == "ES256") {
-      curve = $1 == "EdDSA" ? "Ed25519" : "P-256"
-      printf "%-11s %-58s %16s %26s %7s\n", "gateway", "end-to-end readings/CPU-s (" $1 ") vs raw " curve " sign", $5, $6 " raw", $7
+    / (met|NOT met)$/ && ($1 == "EdDSA," || $1 == "ES256,") {
+      alg = substr($1, 1, length($1) - 1); curve = alg == "EdDSA" ? "Ed25519" : "P-256"
+      printf "%-11s %-58s %16s %26s %7s\n", "gateway", "end-to-end readings/CPU-s (" alg ", self-check " $2 ")", $6, $7 " raw " curve, $8
+    }
+    / (reachable|out of reach)$/ && ($1 == "EdDSA" || $1 == "ES256") {
+      printf "%-11s %-58s %16s %26s %7s\n", "gateway", "ratio ceiling (" $1 "): raw sign + " $3 " µs mosquitto_pub/msg", "", "target 0.60", $5
     }
   ' "$raw/pipeline.txt"
   awk '
