@@ -67,7 +67,9 @@ fi
 "$bin" check --config examples/demo/metergate.yaml >/dev/null
 
 # The settlement side: verify every reading with the retained public keys.
-"$bin" tail --broker "mqtt://127.0.0.1:$broker_port" --gateway demo-gw 2>&1 | sed -u 's/^/tail | /' &
+# (Its output goes through a process substitution so that $! is the tail itself, which cleanup must stop: in a
+# pipeline $! would be sed's, and a tail waiting for a stopped broker writes nothing that could end it.)
+"$bin" tail --broker "mqtt://127.0.0.1:$broker_port" --gateway demo-gw > >(sed -u 's/^/tail | /') 2>&1 &
 pids+=($!)
 
 echo "demo: gateway starting (interval 15 s); Ctrl-C to stop"

@@ -404,7 +404,7 @@ public actor ReadingPipeline {
     private func logStored(_ records: [OutboxRecord]) {
         let named = records.prefix(Self.loggedRecordsPerLine).map { "\($0.meter) seq \($0.seq)" }.joined(separator: ", ")
         let more = records.count > Self.loggedRecordsPerLine ? " and \(records.count - Self.loggedRecordsPerLine) more" : ""
-        logger.info("signed \(named)\(more)", metadata: ["records": "\(records.count)"])
+        logger.info("signed \(named)\(more)", metadata: records.count > 1 ? ["records": "\(records.count)"] : [:])
         for r in records {
             logger.debug("signed \(r.meter) seq \(r.seq)", metadata: ["meter": "\(r.meter)", "seq": "\(r.seq)", "bytes": "\(r.bytes.count)"])
         }
