@@ -399,11 +399,23 @@ public actor ReadingPipeline {
         }
     }
 
-    /// One `info` line per commit, naming its first ``loggedRecordsPerLine`` records (a burst of every meter
-    /// closing the same interval is one line, not one per meter); each record at `debug`.
+    /// One `info` line per commit (a burst of every meter closing the same interval is one line, not one per
+    /// meter), naming its first ``loggedRecordsPerLine`` runs of a meter's consecutive seqs; each record at `debug`.
     private func logStored(_ records: [OutboxRecord]) {
-        let named = records.prefix(Self.loggedRecordsPerLine).map { "\($0.meter) seq \($0.seq)" }.joined(separator: ", ")
-        let more = records.count > Self.loggedRecordsPerLine ? " and \(records.count - Self.loggedRecordsPerLine) more" : ""
+        var runs: [(meter: String, seqs: ClosedRange<UInt64>)] = []
+        for r in records {
+            if let last = runs.last, last.meter == r.meter, last.seqs.upperBound + 1 == r.seq {
+                runs[runs.count - 1].seqs = last.seqs.lowerBound...r.seq
+            } else {
+                runs.append((r.meter, r.seq...r.seq))
+            }
+        }
+        let shown = runs.prefix(Self.loggedRecordsPerLine)
+        let named = shown.map { run in
+            run.seqs.count == 1 ? "\(run.meter) seq \(run.seqs.lowerBound)" : "\(run.meter) seqs \(run.seqs.lowerBound)…\(run.seqs.upperBound)"
+        }.joined(separator: ", ")
+        let unnamed = records.count - shown.reduce(0) { $0 + $1.seqs.count }
+        let more = unnamed > 0 ? " and \(unnamed) more" : ""
         logger.info("signed \(named)\(more)", metadata: records.count > 1 ? ["records": "\(records.count)"] : [:])
         for r in records {
             logger.debug("signed \(r.meter) seq \(r.seq)", metadata: ["meter": "\(r.meter)", "seq": "\(r.seq)", "bytes": "\(r.bytes.count)"])
