@@ -6,7 +6,7 @@
 # only within one run on one machine.
 #   bash bench/run.sh [--quick] [--out FILE]
 #     --quick   smaller runs (a 100k backlog instead of 1M, 100 end-to-end intervals instead of 300,
-#               a 60 s footprint window instead of the 600 s (10 minutes) the issue names)
+#               a 60 s footprint window instead of 600 s, the footprint target's 10 minutes)
 #     --out     where to write the results (default .build/bench/results-<UTC time>.txt)
 #     --from    re-render the table from the raw outputs in DIR (signing.txt, modbus.txt, ...) without running
 set -euo pipefail
