@@ -6,9 +6,13 @@ import PackageDescription
 // Swift toolchain, so that relative relocations are packed (DT_RELR, glibc 2.36+: a few KiB instead of the
 // 2.2 MiB `.rela.dyn` the loader reads at every start); without exporting the executable's own symbols
 // (`--static-swift-stdlib` passes `-export-dynamic`; nothing looks symbols up in the executable, and crash
-// backtraces read `.symtab`, not `.dynsym`). Debug builds and tests keep the default linker.
+// backtraces read `.symtab`, not `.dynsym`); and with the functions the running gateway uses placed together
+// (scripts/metergate-symbol-order.txt, written by bench/footprint/symbol-order.py), so that the pages the
+// kernel maps around each code page fault hold used code. Debug builds and tests keep the default linker.
 let releaseLinkerSettings: [LinkerSetting] = [
-    .unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs", "-Xlinker", "--no-export-dynamic"],
+    .unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs", "-Xlinker", "--no-export-dynamic",
+                  "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/scripts/metergate-symbol-order.txt",
+                  "-Xlinker", "--no-warn-symbol-ordering"],
                  .when(platforms: [.linux], configuration: .release)),
 ]
 

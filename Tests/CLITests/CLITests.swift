@@ -198,8 +198,9 @@ import Testing
         let arrived = waitUntil(timeout: 60) { lines().count >= 12 }
         #expect(arrived, "records received: \(lines().count)\n\(gateway.log)")
         #expect(gateway.log.contains("polled a:") && gateway.log.contains("polled b:"))
-        // Start-up memory goes back twice: before the services start and after the first poll.
+        // Start-up memory goes back after the config is read, before the services start and after the first poll.
         #expect(gateway.log.contains("start-up memory released after=configuration"), "\(gateway.log)")
+        #expect(gateway.log.contains("start-up memory released after=set-up"), "\(gateway.log)")
         #expect(waitUntil(timeout: 10) { gateway.log.contains("start-up memory released after=\"first poll\"") }, "\(gateway.log)")
         // tail verified each reading with the retained keys and exits 0 after four.
         #expect(waitUntil(timeout: 60) { !tail.isRunning }, "tail: \(tail.log)")

@@ -48,6 +48,10 @@ struct Run: AsyncParsableCommand {
         log.bootstrap(default: config.logLevel)
         let logger = Logger(label: "metergate")
         if case .failure(let error) = arenas { logger.warning("malloc arenas not limited: \(error)") }
+        // Start-up memory goes back in three steps, each after work that is not done again (until SIGHUP): reading
+        // the config and the profiles here, setting up the outbox, key and pipeline before the services start,
+        // and the first poll (StartupMemoryService). Each step bounds the peak to what the next one touches.
+        await StartupMemoryService.releaseNow(after: "configuration", pageOutExecutable: pageOutAfterStart, logger: logger)
         // Metrics first: every counter made after this point reports to the registry.
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
@@ -206,9 +210,7 @@ struct Run: AsyncParsableCommand {
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = .milliseconds(drainMillis) + .seconds(15)
-        // What read the config, the profiles and the key is not needed again (until SIGHUP): released before
-        // the services start, and once more after the first poll (StartupMemoryService).
-        await StartupMemoryService.releaseNow(after: "configuration", pageOutExecutable: pageOutAfterStart, logger: logger)
+        await StartupMemoryService.releaseNow(after: "set-up", pageOutExecutable: pageOutAfterStart, logger: logger)
         do {
             try await ServiceGroup(configuration: groupConfiguration).run()
         } catch {
