@@ -2,6 +2,20 @@
 // MeterGate: signed, store-and-forward energy readings from Modbus meters, power rails and S0 pulses.
 import PackageDescription
 
+// How the release `metergate` is linked on Linux (BENCHMARKS.md, footprint): with lld, which ships with the
+// Swift toolchain, so that relative relocations are packed (DT_RELR, glibc 2.36+: a few KiB instead of the
+// 2.2 MiB `.rela.dyn` the loader reads at every start); without exporting the executable's own symbols
+// (`--static-swift-stdlib` passes `-export-dynamic`; nothing looks symbols up in the executable, and crash
+// backtraces read `.symtab`, not `.dynsym`); and with the functions the running gateway uses placed together
+// (scripts/metergate-symbol-order.txt, written by bench/footprint/symbol-order.py), so that the pages the
+// kernel maps around each code page fault hold used code. Debug builds and tests keep the default linker.
+let releaseLinkerSettings: [LinkerSetting] = [
+    .unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs", "-Xlinker", "--no-export-dynamic",
+                  "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/scripts/metergate-symbol-order.txt",
+                  "-Xlinker", "--no-warn-symbol-ordering"],
+                 .when(platforms: [.linux], configuration: .release)),
+]
+
 let package = Package(
     name: "MeterGate",
     platforms: [.macOS(.v15)],
@@ -23,6 +37,8 @@ let package = Package(
         .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CGPIOD", pkgConfig: "libgpiod", providers: [.apt(["libgpiod-dev"])]),
+        // glibc's <malloc.h> (mallopt, malloc_trim): part of libc, nothing to link. Imported only by Gateway.
+        .systemLibrary(name: "CMalloc"),
 
         // Value types shared by every stage; no I/O.
         .target(name: "MeterCore"),
@@ -48,7 +64,7 @@ let package = Package(
 
         // Config, wiring, lifecycle.
         .target(name: "Gateway", dependencies: [
-            "MeterCore", "ConfigFile", "Modbus", "PowerRails", "Pulse", "Accounting", "Signing", "Outbox", "MQTT", "Simulator",
+            "MeterCore", "CMalloc", "ConfigFile", "Modbus", "PowerRails", "Pulse", "Accounting", "Signing", "Outbox", "MQTT", "Simulator",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -64,7 +80,7 @@ let package = Package(
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "Crypto", package: "swift-crypto"),
-        ]),
+        ], linkerSettings: releaseLinkerSettings),
 
         // What the benchmarks share: clocks, rates, swift-crypto's raw signing rate, a loopback mosquitto.
         .target(name: "BenchSupport", dependencies: [.product(name: "Crypto", package: "swift-crypto")], path: "bench/support"),

@@ -17,7 +17,7 @@ bin="$(swift build -c release --show-bin-path)/metergate"
 
 install -d "$DESTDIR$PREFIX/bin" "$DESTDIR$PREFIX/share/metergate" "$DESTDIR/etc/systemd/system" \
   "$DESTDIR/usr/lib/sysusers.d" "$DESTDIR/etc/metergate"
-install -s -m 0755 "$bin" "$DESTDIR$PREFIX/bin/metergate"   # stripped: 67 MB instead of 102 MB
+install -s -m 0755 "$bin" "$DESTDIR$PREFIX/bin/metergate"   # stripped: 66 MB instead of 108 MB
 for dir in boards profiles examples; do
   rm -rf "$DESTDIR$PREFIX/share/metergate/$dir"
   cp -r "$dir" "$DESTDIR$PREFIX/share/metergate/$dir"

@@ -11,6 +11,15 @@ import Testing
         #expect(r.stdout.contains("USAGE: metergate \(command)"))
     }
 
+    @Test func runCanKeepItsStartUpPages() throws {
+        let r = try runProcess(try metergateBinary(), ["run", "--help"])
+        #expect(r.stdout.contains("--page-out-after-start/--no-page-out-after-start"), "\(r.stdout)")
+        // The flag parses: what stops this run is the missing config, not the option.
+        let missing = try runProcess(try metergateBinary(), ["run", "--config", "/nonexistent/gw.yaml", "--no-page-out-after-start"])
+        #expect(missing.status == 2, "\(missing.stderr)")
+        #expect(missing.stderr.contains("/nonexistent/gw.yaml") && !missing.stderr.contains("Unknown option"), "\(missing.stderr)")
+    }
+
     @Test func checkPrintsTheResolvedDemoConfig() throws {
         // The demo's key is made by scripts/demo.sh; the config alone is checked here.
         let r = try runProcess(try metergateBinary(), ["check", "--skip-key", "--config", "examples/demo/metergate.yaml"], currentDirectory: repositoryRoot)
@@ -191,6 +200,10 @@ import Testing
         let arrived = waitUntil(timeout: 60) { lines().count >= 12 }
         #expect(arrived, "records received: \(lines().count)\n\(gateway.log)")
         #expect(gateway.log.contains("polled a:") && gateway.log.contains("polled b:"))
+        // Start-up memory goes back after the config is read, before the services start and after the first poll.
+        #expect(gateway.log.contains("start-up memory released after=configuration"), "\(gateway.log)")
+        #expect(gateway.log.contains("start-up memory released after=set-up"), "\(gateway.log)")
+        #expect(waitUntil(timeout: 10) { gateway.log.contains("start-up memory released after=\"first poll\"") }, "\(gateway.log)")
         // tail verified each reading with the retained keys and exits 0 after four.
         #expect(waitUntil(timeout: 60) { !tail.isRunning }, "tail: \(tail.log)")
         #expect(tail.stop() == 0, "tail: \(tail.log)")

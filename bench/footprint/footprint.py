@@ -66,6 +66,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=120, help="measured window after the warm-up")
     ap.add_argument("--warmup", type=int, default=15)
     ap.add_argument("--interval", default="15s", help="the gateway's settlement interval")
+    ap.add_argument("--run-arg", action="append", default=[], help="one more argument for `metergate run` (repeatable)")
+    ap.add_argument("--pid-file", help="write the gateway's process id here as soon as it is started (symbol-order.py)")
     o = ap.parse_args()
     work = tempfile.mkdtemp(prefix="metergate-footprint-")
     procs = []
@@ -85,8 +87,12 @@ def main():
         sim = ["simulate", "--tcp", f"127.0.0.1:{sport}"]
         for u in range(1, o.meters + 1):
             sim += ["--meter", f"{u}=eastron-sdm630:{500 + 37 * u}"]
-        spawn([o.bin] + sim, "simulator.log")
-        subprocess.run([o.bin, "keygen", "--out", f"{work}/k.key"], check=True, capture_output=True)
+        # The simulator runs from a copy: in production no other process maps the gateway's binary, and the
+        # kernel pages out (`madvise(MADV_PAGEOUT)` once the gateway has started) only pages no other process maps.
+        sim_bin = os.path.join(work, "metergate-simulator")
+        subprocess.run(["cp", o.bin, sim_bin], check=True)
+        spawn([sim_bin] + sim, "simulator.log")
+        subprocess.run([sim_bin, "keygen", "--out", f"{work}/k.key"], check=True, capture_output=True)
         lines = [f"gateway: {{ id: fp-gw, board: sim, state_dir: {work}/state, interval: {o.interval} }}",
                  "metrics: { enabled: false }",
                  f"buses:\n  - {{ id: b, tcp: {{ host: 127.0.0.1, port: {sport} }}, timeout: 500ms }}", "meters:"]
@@ -99,7 +105,10 @@ def main():
                                       stdout=received, stderr=subprocess.DEVNULL))
         if not wait_until(lambda: "listening tcp" in open(f"{work}/simulator.log").read(), 60):
             sys.exit("simulator did not start")
-        gw = spawn([o.bin, "run", "--config", f"{work}/gw.yaml", "--boards", f"{REPO}/boards", "--profiles", f"{REPO}/profiles"], "gateway.log")
+        gw = spawn([o.bin, "run", "--config", f"{work}/gw.yaml", "--boards", f"{REPO}/boards", "--profiles", f"{REPO}/profiles"] + o.run_arg, "gateway.log")
+        if o.pid_file:
+            with open(o.pid_file, "w") as f:
+                f.write(f"{gw.pid}\n")
         time.sleep(o.warmup)
         if gw.poll() is not None:
             sys.exit("gateway exited: " + open(f"{work}/gateway.log").read()[-2000:])
@@ -115,6 +124,7 @@ def main():
         rollup = rollup_kib(gw.pid)
         linked = "static Swift runtime" if b"libswiftCore.so" not in subprocess.run(["ldd", o.bin], capture_output=True).stdout else "dynamic Swift runtime"
         samples = sum(1 for l in open(f"{work}/gateway.log") if "polled" in l)
+        released = [l.strip() for l in open(f"{work}/gateway.log", errors="replace") if "start-up memory" in l]
         gw.send_signal(signal.SIGTERM)
         gw.wait(60)
         db = f"{work}/state/outbox.sqlite"
@@ -131,12 +141,16 @@ def main():
               f"{o.warmup} s warm-up, {o.seconds} s measured")
         print(f"cpu       {share * 100:6.2f} % of one core   (target <= 2 %: ratio {share * 100 / 2:.2f})")
         print(f"rss       peak {hwm / 1024:.1f} MiB, final {rss[-1] / 1024:.1f} MiB   (target <= 25 MiB: ratio {hwm / 1024 / 25:.2f})")
+        print(f"rss window highest {max(rss) / 1024:.1f} MiB, lowest {min(rss) / 1024:.1f} MiB (sampled once a second after the warm-up; "
+              f"peak above is VmHWM, start-up included)")
         print(f"memory    final PSS {rollup.get('Pss', 0) / 1024:.1f} MiB, private dirty {rollup.get('Private_Dirty', 0) / 1024:.1f} MiB, "
               f"shared clean {rollup.get('Shared_Clean', 0) / 1024:.1f} MiB ({linked})")
         print(f"rss trend first half {first / 1024:.2f} MiB, second half {second / 1024:.2f} MiB ({(second - first) / 1024:+.2f} MiB)")
         print(f"outbox    {records} records, {payload} B of records, {file_bytes} B on disk ({per_record:.0f} B per record)")
         print(f"outbox growth per day at 15 min settlement: {per_day_15min / 1e6:.2f} MB "
               f"({o.meters} meters x 96 records x {per_record:.0f} B, before retention)")
+        for line in released:
+            print(f"gateway   {line[line.find('start-up memory'):]}")
         if samples:
             print(f"note: {samples} 'polled' log lines")
     finally:

@@ -32,10 +32,26 @@ struct Run: AsyncParsableCommand {
     @Option(help: "How long pending records may drain to the broker at shutdown, e.g. 5s.")
     var drainTimeout: String = "5s"
 
+    @Flag(inversion: .prefixedNo, help: """
+        Once started (first poll done), page out the executable's pages that only start-up read \
+        (madvise MADV_PAGEOUT, Linux 5.4+); pages in use fault back in.
+        """)
+    var pageOutAfterStart = true
+
+    /// Malloc arenas: glibc's default is up to eight per core; the gateway's few threads allocate little.
+    static let mallocArenas: Int32 = 2
+
     func run() async throws {
+        // Before the services start their threads: arenas are made when threads contend for the heap.
+        let arenas = Result { () throws(ProcessMemoryError) in try ProcessMemory.limitMallocArenas(to: Self.mallocArenas) }
         let config = try options.load()
         log.bootstrap(default: config.logLevel)
         let logger = Logger(label: "metergate")
+        if case .failure(let error) = arenas { logger.warning("malloc arenas not limited: \(error)") }
+        // Start-up memory goes back in three steps, each after work that is not done again (until SIGHUP): reading
+        // the config and the profiles here, setting up the outbox, key and pipeline before the services start,
+        // and the first poll (StartupMemoryService). Each step bounds the peak to what the next one touches.
+        await StartupMemoryService.releaseNow(after: "configuration", pageOutExecutable: pageOutAfterStart, logger: logger)
         // Metrics first: every counter made after this point reports to the registry.
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
@@ -186,12 +202,15 @@ struct Run: AsyncParsableCommand {
         if let led = config.board.statusLED {
             services.append(entry(StatusLEDService(chip: led.chip, offset: led.line, logger: Logger(label: "led")) { monitor.health() }))
         }
+        services.append(entry(StartupMemoryService(heartbeat: loopBeat, staleAfter: stale, pageOutExecutable: pageOutAfterStart,
+                                                   logger: Logger(label: "memory"))))
         services.append(entry(notify))
         var groupConfiguration = ServiceGroupConfiguration(
             services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         groupConfiguration.maximumGracefulShutdownDuration = .milliseconds(drainMillis) + .seconds(15)
+        await StartupMemoryService.releaseNow(after: "set-up", pageOutExecutable: pageOutAfterStart, logger: logger)
         do {
             try await ServiceGroup(configuration: groupConfiguration).run()
         } catch {
