@@ -33,6 +33,8 @@ struct Run: AsyncParsableCommand {
     var drainTimeout: String = "5s"
 
     func run() async throws {
+        // Before anything allocates much: the allocator keeps what the per-record churn frees (HeapTrimming).
+        HeapTrimming.setThreshold()
         let config = try options.load()
         log.bootstrap(default: config.logLevel)
         let logger = Logger(label: "metergate")
