@@ -120,6 +120,8 @@ public actor SQLiteOutbox: OutboxStore {
     private var quotaAlarm = false
     /// What the high-water mark holds now (nil: inspection only, never written).
     private var mark: HighWaterMark?
+    /// The mark's streams as text, kept in step with ``mark`` (a claim writes again only the streams it raised).
+    private var markText = HighWaterMark.Text()
     /// Signed gap statements (``StreamPosition/storeLost``): streams continued from the mark whose next record has
     /// yet to say so, quota drops, and the statements carried by records not yet delivered. Mirrors the
     /// `loss_statements` table (but for waiting damage statements, found again from the mark at each start).
@@ -218,6 +220,7 @@ public actor SQLiteOutbox: OutboxStore {
             // file and what to do. Guessing would risk signing published seqs again.
             let (mark, recoveries) = try Self.applyMark(databasePath: path, epoch: self.epoch, created: report.created, heads: &heads, logger: logger)
             self.mark = mark
+            markText.update(mark.streams)
             report.recoveries = recoveries
             for recovery in recoveries { book.add(StoreLoss(seqs: recovery.lostSeqs, cause: .damage), meter: recovery.meter) }
         }
@@ -357,14 +360,17 @@ public actor SQLiteOutbox: OutboxStore {
         if !raised.isEmpty, var next = mark {
             next.streams.merge(raised) { $1 }
             next.generation += 1
+            var text = markText
+            text.update(raised)
             do throws(OutboxError) {
-                try next.write(databasePath: path)
+                try next.write(databasePath: path, text: text.encoded(epoch: next.epoch, generation: next.generation))
             } catch {
                 _ = try? releaseInflight(records.map(\.id))
                 logger.error("could not write the outbox high-water mark; records stay pending", metadata: ["error": "\(error)"])
                 throw error
             }
             mark = next
+            markText = text
         }
         return records
     }
