@@ -150,12 +150,13 @@ public actor OutboxPublisher {
         // A replay-only publisher beside a running gateway must not touch the gateway's inflight records.
         if configuration.drainPending { try await returnToPending([]) }
         if configuration.acceptReplayRequests { client.subscribe(topics.replayRequests, qos: .atLeastOnce) }
-        client.start()
         let client = self.client
         let continuation = inputContinuation
         let flushInterval = configuration.flushInterval
         await withTaskGroup(of: Void.self) { group in
+            // Fed before it starts: the client's callbacks yield straight into this publisher's input.
             client.feed(continuation, in: &group, events: { .mqtt($0) }, tick: .tick, every: flushInterval)
+            client.start()
             defer { group.cancelAll() }
             for await next in input {
                 if Task.isCancelled { break }
