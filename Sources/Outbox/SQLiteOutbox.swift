@@ -184,6 +184,11 @@ public actor SQLiteOutbox: OutboxStore {
             }
             try db.execute("PRAGMA synchronous=FULL")
             try db.execute("PRAGMA cache_size=-\(max(options.cacheKiB, 64))")
+            // A commit of every meter's records (100 meters: about 150 pages: records, the (meter, seq) index,
+            // saved states) dirties more pages than the capped cache holds; SQLite then wrote dirty pages to the WAL
+            // mid-transaction and again at the commit (0.6 page writes a record). Dirty pages stay in memory up to
+            // 1024 pages (4 MiB) of one transaction; past that (a large prune) they spill as before.
+            try db.execute("PRAGMA cache_spill=\(Self.cacheSpillPages)")
             if let pages = options.maxPageCount { _ = try db.scalarInt("PRAGMA max_page_count=\(pages)") }
             try db.execute(Self.schema)
             // Stores made before records carried a digest get the column; their old rows stay unchecked.
@@ -703,6 +708,9 @@ public actor SQLiteOutbox: OutboxStore {
         var lastSeq: UInt64
         var lastHash: [UInt8]
     }
+
+    /// `PRAGMA cache_spill`: the dirty pages one transaction may keep in memory before SQLite writes some to the WAL.
+    static let cacheSpillPages = 1024
 
     static let schema = """
         CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
