@@ -6,5 +6,6 @@
 
 // M_ARENA_MAX is a plain integer macro; named here so the Swift side does not depend on how it imports.
 static inline int CMalloc_arenaMaxParameter(void) { return M_ARENA_MAX; }
+static inline int CMalloc_trimThresholdParameter(void) { return M_TRIM_THRESHOLD; }
 
 #endif

@@ -18,7 +18,7 @@ public final class MQTTClient: Sendable {
     public let configuration: MQTTClientConfiguration
     /// Everything that happens, in order. Finishes after ``shutdown()``.
     public let events: AsyncStream<MQTTEvent>
-    private let continuation: AsyncStream<MQTTEvent>.Continuation
+    private let outlet: EventOutlet
     private let shared: Shared
     private let logger: Logger
 
@@ -27,7 +27,9 @@ public final class MQTTClient: Sendable {
         self.configuration = configuration
         self.logger = logger
         // Unbounded is bounded in practice: PUBACKs by the inflight window, messages by the subscriptions.
-        (events, continuation) = AsyncStream.makeStream(of: MQTTEvent.self, bufferingPolicy: .unbounded)
+        let (events, continuation) = AsyncStream.makeStream(of: MQTTEvent.self, bufferingPolicy: .unbounded)
+        self.events = events
+        outlet = EventOutlet(continuation)
         shared = Shared()
     }
 
@@ -51,7 +53,7 @@ public final class MQTTClient: Sendable {
         let finished = shared.finished
         let started = shared.state.withLock { $0.started }
         guard started else {
-            continuation.finish()
+            outlet.finish()
             return
         }
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
@@ -130,7 +132,7 @@ public final class MQTTClient: Sendable {
                     var retry: Duration?
                     if case .wait(let d) = action { retry = d }
                     logger.warning("MQTT connection attempt failed", metadata: ["error": "\(error)", "retry_in": "\(retry.map { "\($0)" } ?? "now")"])
-                    continuation.yield(.connectFailed(error, retryIn: retry))
+                    outlet.yield(.connectFailed(error, retryIn: retry))
                 case .ended:
                     _ = machine.connected()
                     action = machine.connectionLost(using: &random)
@@ -140,7 +142,7 @@ public final class MQTTClient: Sendable {
             }
         }
         machine.stop()
-        continuation.finish()
+        outlet.finish()
         shared.finished.signal()
     }
 
@@ -164,7 +166,7 @@ public final class MQTTClient: Sendable {
     /// One connection, from `mosquitto_new` to `mosquitto_destroy`. Blocks until it ends.
     private func runSession(id: UInt64, version: MQTTProtocolVersion) -> SessionOutcome {
         let context = "\(configuration.host):\(configuration.port)"
-        let session = Session(id: id, version: version, continuation: continuation, shared: shared, configuration: configuration)
+        let session = Session(id: id, version: version, outlet: outlet, shared: shared, configuration: configuration)
         guard let mosq = mosquitto_new(configuration.clientID, true, Unmanaged.passUnretained(session).toOpaque()) else {
             return .failed(.transport, MosquittoError(function: "mosquitto_new", code: Int32(MOSQ_ERR_NOMEM.rawValue), context: context))
         }
@@ -278,7 +280,7 @@ public final class MQTTClient: Sendable {
     final class Session: Sendable {
         let id: UInt64
         let version: MQTTProtocolVersion
-        let continuation: AsyncStream<MQTTEvent>.Continuation
+        let outlet: EventOutlet
         let shared: Shared
         let birthMessages: [MQTTMessage]
         /// Signalled once CONNACK arrived (accepted or refused) or the connection closed before it.
@@ -294,11 +296,11 @@ public final class MQTTClient: Sendable {
             var log: [String] = []
         }
 
-        init(id: UInt64, version: MQTTProtocolVersion, continuation: AsyncStream<MQTTEvent>.Continuation, shared: Shared,
+        init(id: UInt64, version: MQTTProtocolVersion, outlet: EventOutlet, shared: Shared,
              configuration: MQTTClientConfiguration) {
             self.id = id
             self.version = version
-            self.continuation = continuation
+            self.outlet = outlet
             self.shared = shared
             self.birthMessages = configuration.birthMessages
         }
@@ -331,19 +333,19 @@ public final class MQTTClient: Sendable {
             }
             mosquitto_publish_v5_callback_set(mosq) { _, obj, mid, reasonCode, _ in
                 guard let session = Session.from(obj) else { return }
-                session.continuation.yield(.published(session: session.id, mid: mid, reasonCode: reasonCode))
+                session.outlet.yield(.published(session: session.id, mid: mid, reasonCode: reasonCode))
             }
             mosquitto_message_v5_callback_set(mosq) { _, obj, message, _ in
                 guard let session = Session.from(obj), let message else { return }
                 let m = message.pointee
                 let topic = m.topic.map { String(cString: $0) } ?? ""
                 let payload = m.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: Int(m.payloadlen))) } ?? []
-                session.continuation.yield(.message(MQTTMessage(topic: topic, payload: payload, qos: MQTTQoS(rawValue: m.qos) ?? .atMostOnce, retain: m.retain)))
+                session.outlet.yield(.message(MQTTMessage(topic: topic, payload: payload, qos: MQTTQoS(rawValue: m.qos) ?? .atMostOnce, retain: m.retain)))
             }
             mosquitto_subscribe_v5_callback_set(mosq) { _, obj, mid, count, granted, _ in
                 guard let session = Session.from(obj) else { return }
                 let qos = granted.map { Array(UnsafeBufferPointer(start: $0, count: Int(count))) } ?? []
-                session.continuation.yield(.subscribed(session: session.id, mid: mid, grantedQoS: qos))
+                session.outlet.yield(.subscribed(session: session.id, mid: mid, grantedQoS: qos))
             }
             mosquitto_log_callback_set(mosq) { _, obj, level, line in
                 guard let session = Session.from(obj), let line, level & (MOSQ_LOG_ERR | MOSQ_LOG_WARNING) != 0 else { return }
@@ -384,7 +386,7 @@ public final class MQTTClient: Sendable {
                 _ = mosquitto_subscribe(mosq, nil, filter, qos.rawValue)
             }
             state.withLock { $0.connected = true }
-            continuation.yield(.connected(MQTTSession(id: id, protocolVersion: version, receiveMaximum: receiveMaximum)))
+            outlet.yield(.connected(MQTTSession(id: id, protocolVersion: version, receiveMaximum: receiveMaximum)))
             connack.signal()
         }
 
@@ -399,7 +401,7 @@ public final class MQTTClient: Sendable {
             }
             if wasConnected {
                 let reason = rc == 0 ? "disconnected on request" : String(cString: mosquitto_strerror(rc))
-                continuation.yield(.disconnected(session: id, reason: reason))
+                outlet.yield(.disconnected(session: id, reason: reason))
             }
             connack.signal()
             ended.signal()
@@ -408,21 +410,62 @@ public final class MQTTClient: Sendable {
 }
 
 extension MQTTClient {
-    /// Adds the two feeders of a client's consumer loop to `group`: one forwards the client's events into
-    /// `continuation` (and finishes it when they end), one yields `tick` every `interval` until cancelled. The
-    /// publisher and the settlement consumer both read one stream of these, in order.
+    /// Adds the feeders of a client's consumer loop to `group`: the client's events go into `continuation` (which
+    /// finishes when they end), and a task yields `tick` every `interval` until cancelled. The publisher and the
+    /// settlement consumer both read one stream of these, in order.
+    ///
+    /// Called before ``start()``, the client's callbacks yield each event straight into `continuation` (``events``
+    /// then stays empty): a PUBACK wakes the consumer once, not a forwarding task first. Called after, a task
+    /// forwards ``events``.
     public func feed<Input: Sendable>(_ continuation: AsyncStream<Input>.Continuation, in group: inout TaskGroup<Void>,
                                       events wrap: @escaping @Sendable (MQTTEvent) -> Input, tick: Input, every interval: Duration) {
-        let events = self.events
-        group.addTask {
-            for await event in events { continuation.yield(wrap(event)) }
-            continuation.finish()
+        let direct = shared.state.withLock { state in
+            !state.started && outlet.redirect(EventOutlet.Sink(yield: { continuation.yield(wrap($0)) }, finish: { continuation.finish() }))
+        }
+        if !direct {
+            let events = self.events
+            group.addTask {
+                for await event in events { continuation.yield(wrap(event)) }
+                continuation.finish()
+            }
         }
         group.addTask {
             while !Task.isCancelled {
                 try? await Task.sleep(for: interval)
                 continuation.yield(tick)
             }
+        }
+    }
+
+    /// Where the client's events go: ``events``, or the one consumer stream ``feed(_:in:events:tick:every:)``
+    /// installed before the client started.
+    final class EventOutlet: Sendable {
+        struct Sink: Sendable {
+            let yield: @Sendable (MQTTEvent) -> Void
+            let finish: @Sendable () -> Void
+        }
+
+        private let stream: AsyncStream<MQTTEvent>.Continuation
+        private let sink = Mutex<Sink?>(nil)
+
+        init(_ stream: AsyncStream<MQTTEvent>.Continuation) { self.stream = stream }
+
+        /// Sends later events to `sink` instead of ``events``; false if a sink is already installed.
+        func redirect(_ sink: Sink) -> Bool {
+            self.sink.withLock { current in
+                guard current == nil else { return false }
+                current = sink
+                return true
+            }
+        }
+
+        func yield(_ event: MQTTEvent) {
+            if let sink = sink.withLock({ $0 }) { sink.yield(event) } else { stream.yield(event) }
+        }
+
+        func finish() {
+            sink.withLock { $0 }?.finish()
+            stream.finish()
         }
     }
 }

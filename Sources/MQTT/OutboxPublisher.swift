@@ -150,12 +150,13 @@ public actor OutboxPublisher {
         // A replay-only publisher beside a running gateway must not touch the gateway's inflight records.
         if configuration.drainPending { try await returnToPending([]) }
         if configuration.acceptReplayRequests { client.subscribe(topics.replayRequests, qos: .atLeastOnce) }
-        client.start()
         let client = self.client
         let continuation = inputContinuation
         let flushInterval = configuration.flushInterval
         await withTaskGroup(of: Void.self) { group in
+            // Fed before it starts: the client's callbacks yield straight into this publisher's input.
             client.feed(continuation, in: &group, events: { .mqtt($0) }, tick: .tick, every: flushInterval)
+            client.start()
             defer { group.cancelAll() }
             for await next in input {
                 if Task.isCancelled { break }
@@ -212,9 +213,11 @@ public actor OutboxPublisher {
             } else {
                 acknowledged.append(entry.recordID)
             }
-            if acknowledged.count >= max(1, window / 2) || inflight.count <= window / 2 {
-                try await flush()
-                try await fill()
+            // Half a window of PUBACKs, or a window half empty with pending records to refill it: commit and
+            // refill in one store call. With nothing pending, the tail of a burst is committed when its last PUBACK
+            // came (or at the next tick), not one transaction per PUBACK.
+            if acknowledged.count >= max(1, window / 2) || inflight.isEmpty || (inflight.count <= window / 2 && pendingMayWait) {
+                try await flushAndFill()
             }
         case .mqtt(.message(let message)):
             guard message.topic == topics.replayRequests else { return }
@@ -267,16 +270,54 @@ public actor OutboxPublisher {
         }
     }
 
-    /// Hands records to MQTT until the window is full: pending first, replays in what is left
-    /// (at least half the window when both wait, so neither starves).
-    private func fill() async throws {
+    /// ``flush()`` then ``fill()``: when both have work, the store marks the acknowledged records delivered and
+    /// claims pending ones in one call (one transaction). Pending records are claimed only when some may wait
+    /// (``pendingMayWait``): a PUBACK after the backlog emptied does not query the store for more.
+    private func flushAndFill() async throws {
+        guard pendingMayWait, !acknowledged.isEmpty, let limit = pendingClaimLimit() else {
+            try await flush()
+            try await fill(claimingPending: pendingMayWait)
+            return
+        }
+        let batch = acknowledged
+        acknowledged.removeAll(keepingCapacity: true)
+        lastClaim = .now
+        let outcome: DeliveredAndClaimed
+        do {
+            outcome = try await store.markDelivered(batch, at: Date(), thenClaim: limit)
+        } catch {
+            // Nothing was committed: kept for the next flush, as in ``flush()``.
+            acknowledged.insert(contentsOf: batch, at: 0)
+            throw error
+        }
+        counters.delivered += Int64(outcome.delivered)
+        let records = try outcome.claimed.get()
+        if records.count < limit { pendingMayWait = false }
+        try await hand(records, isReplay: false)
+        try await fill(claimingPending: false)
+    }
+
+    /// How many pending records the next claim may take (nil: none now: no connection, a replay-only publisher,
+    /// a full window, a refusal pause); replays keep at least half the room when both wait.
+    private func pendingClaimLimit() -> Int? {
+        guard session != nil, configuration.drainPending else { return nil }
+        let room = window - inflight.count
+        guard room > 0 else { return nil }
+        if let until = refusedUntil, until > .now { return nil }
+        let limit = room - (replays.isEmpty ? 0 : max(1, room / 2))
+        return limit > 0 ? limit : nil
+    }
+
+    /// Hands records to MQTT until the window is full: pending first (unless `claimingPending` is false), replays
+    /// in what is left (at least half the window when both wait, so neither starves).
+    private func fill(claimingPending: Bool = true) async throws {
         guard session != nil else { return }
         var room = window - inflight.count
         guard room > 0 else { return }
         let replayShare = replays.isEmpty ? 0 : max(1, room / 2)
         if let until = refusedUntil, until > .now { return }
         refusedUntil = nil
-        if configuration.drainPending {
+        if configuration.drainPending && claimingPending {
             let limit = room - replayShare
             if limit > 0 {
                 lastClaim = .now

@@ -61,72 +61,87 @@ struct HighWaterMark: Sendable, Hashable {
     /// Written directly as bytes, the same text `JSONEncoder` with sorted keys and unescaped slashes makes of
     /// ``Body`` (``encodedWithJSONEncoder()``; `decode` reads either): the publisher writes the mark with every
     /// claim, each time with every stream, and Codable's generic encoding cost more than the rest of a claim.
+    /// The outbox keeps the text of each stream ready in a ``Text`` and writes the same bytes.
     func encoded() -> [UInt8] {
-        var json = [UInt8]()
-        json.reserveCapacity(96 + streams.count * 110)
-        func append(_ text: StaticString) {
-            text.withUTF8Buffer { json.append(contentsOf: $0) }
-        }
-        func append(string: String) {
-            json.append(UInt8(ascii: "\""))
-            for byte in string.utf8 {
-                switch byte {
-                case UInt8(ascii: "\""), UInt8(ascii: "\\"): json.append(UInt8(ascii: "\\")); json.append(byte)
-                case 0x08: append("\\b")
-                case 0x0C: append("\\f")
-                case 0x0A: append("\\n")
-                case 0x0D: append("\\r")
-                case 0x09: append("\\t")
-                case 0..<0x20:
-                    append("\\u00")
-                    json.append(Self.hexDigits[Int(byte >> 4)])
-                    json.append(Self.hexDigits[Int(byte & 0xF)])
-                default: json.append(byte)
+        var text = Text()
+        text.update(streams)
+        return text.encoded(epoch: epoch, generation: generation)
+    }
+
+    /// The mark's text with each stream's JSON member kept ready: a claim raises a few streams of many, and only
+    /// their members are written again (with every stream's member written at every claim, base64 and escaping
+    /// cost more than the rest of the mark's write).
+    struct Text: Sendable {
+        /// The streams' members, in the order `JSONEncoder` sorts them (by meter).
+        private var members: [(meter: String, json: [UInt8])] = []
+        private var index: [String: Int] = [:]
+        private var memberBytes = 0
+
+        /// Makes the members of `streams` again (adding streams not seen before).
+        mutating func update(_ streams: [String: Entry]) {
+            var added = false
+            for (meter, entry) in streams {
+                let json = Self.member(meter: meter, entry: entry)
+                if let i = index[meter] {
+                    memberBytes += json.count - members[i].json.count
+                    members[i].json = json
+                } else {
+                    memberBytes += json.count
+                    members.append((meter, json))
+                    added = true
                 }
             }
-            json.append(UInt8(ascii: "\""))
+            guard added else { return }
+            members.sort { $0.meter < $1.meter }
+            index = Dictionary(uniqueKeysWithValues: members.enumerated().map { ($1.meter, $0) })
         }
-        func append<I: FixedWidthInteger>(integer: I) { json.appendDecimal(integer) }
-        /// Standard base64 with padding, as `Data.base64EncodedString()` writes it (no character needs escaping).
-        func append(base64 bytes: [UInt8]) {
-            json.append(UInt8(ascii: "\""))
-            var i = 0
-            while i < bytes.count {
-                let n = Int(bytes[i]) << 16 | (i + 1 < bytes.count ? Int(bytes[i + 1]) << 8 : 0) | (i + 2 < bytes.count ? Int(bytes[i + 2]) : 0)
-                json.append(Self.base64Digits[n >> 18 & 63])
-                json.append(Self.base64Digits[n >> 12 & 63])
-                json.append(i + 1 < bytes.count ? Self.base64Digits[n >> 6 & 63] : UInt8(ascii: "="))
-                json.append(i + 2 < bytes.count ? Self.base64Digits[n & 63] : UInt8(ascii: "="))
-                i += 3
+
+        /// The file's text for `epoch` and `generation` with the members as they are now.
+        func encoded(epoch: String, generation: UInt64) -> [UInt8] {
+            var json = [UInt8]()
+            json.reserveCapacity(96 + epoch.utf8.count + memberBytes + members.count)
+            // Members in sorted order: Body's epoch, format, generation, streams, version.
+            json.append(static: "{\"epoch\":")
+            json.append(jsonString: epoch)
+            json.append(static: ",\"format\":")
+            json.append(jsonString: HighWaterMark.format)
+            json.append(static: ",\"generation\":")
+            json.appendDecimal(generation)
+            json.append(static: ",\"streams\":[")
+            for (i, member) in members.enumerated() {
+                if i > 0 { json.append(UInt8(ascii: ",")) }
+                json.append(contentsOf: member.json)
             }
-            json.append(UInt8(ascii: "\""))
+            json.append(static: "],\"version\":")
+            json.appendDecimal(HighWaterMark.version)
+            json.append(UInt8(ascii: "}"))
+            var text = json
+            text.append(static: "\nsha256 ")
+            for byte in SHA256.hash(data: json) {
+                text.append(HighWaterMark.hexDigits[Int(byte >> 4)])
+                text.append(HighWaterMark.hexDigits[Int(byte & 0xF)])
+            }
+            text.append(UInt8(ascii: "\n"))
+            return text
         }
-        // Members in sorted order: Body's epoch, format, generation, streams, version; Stream's hash,
-        // intervalEnd (left out when nil), meter, seq.
-        append("{\"epoch\":")
-        append(string: epoch)
-        append(",\"format\":")
-        append(string: Self.format)
-        append(",\"generation\":")
-        append(integer: generation)
-        append(",\"streams\":[")
-        for (index, (meter, entry)) in streams.sorted(by: { $0.key < $1.key }).enumerated() {
-            append(index == 0 ? "{\"hash\":" : ",{\"hash\":")
-            append(base64: entry.hash)
+
+        /// One stream's member of the `streams` array: Stream's hash, intervalEnd (left out when nil), meter, seq.
+        static func member(meter: String, entry: Entry) -> [UInt8] {
+            var json = [UInt8]()
+            json.reserveCapacity(100 + meter.utf8.count)
+            json.append(static: "{\"hash\":")
+            json.append(base64: entry.hash)
             if let end = entry.intervalEnd {
-                append(",\"intervalEnd\":")
-                append(integer: end)
+                json.append(static: ",\"intervalEnd\":")
+                json.appendDecimal(end)
             }
-            append(",\"meter\":")
-            append(string: meter)
-            append(",\"seq\":")
-            append(integer: entry.seq)
-            append("}")
+            json.append(static: ",\"meter\":")
+            json.append(jsonString: meter)
+            json.append(static: ",\"seq\":")
+            json.appendDecimal(entry.seq)
+            json.append(UInt8(ascii: "}"))
+            return json
         }
-        append("],\"version\":")
-        append(integer: Self.version)
-        append("}")
-        return json + Array("\nsha256 \(Self.hex(Array(SHA256.hash(data: json))))\n".utf8)
     }
 
     /// The JSON line as `JSONEncoder` writes ``Body`` (sorted keys, unescaped slashes): what ``encoded()``
@@ -205,10 +220,11 @@ struct HighWaterMark: Sendable, Hashable {
     }
 
     /// Writes the mark into slot `generation % 2` of the database at `databasePath`, in place, and
-    /// `fdatasync`s it (a slot made by this call also `fsync`s the directory, for its name).
-    func write(databasePath: String) throws(OutboxError) {
+    /// `fdatasync`s it (a slot made by this call also `fsync`s the directory, for its name). `text`: the mark's
+    /// ``encoded()`` text, if the caller has it ready.
+    func write(databasePath: String, text: [UInt8]? = nil) throws(OutboxError) {
         let path = Self.paths(forDatabase: databasePath)[Int(generation % 2)]
-        let bytes = encoded()
+        let bytes = text ?? encoded()
         var created = true
         var fd = Foundation.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         if fd < 0 && errno == EEXIST {
@@ -249,4 +265,47 @@ struct HighWaterMark: Sendable, Hashable {
 
     static let hexDigits = Array("0123456789abcdef".utf8)
     static let base64Digits = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+}
+
+extension [UInt8] {
+    mutating func append(static text: StaticString) {
+        text.withUTF8Buffer { append(contentsOf: $0) }
+    }
+
+    /// `string` as a JSON string, escaped as `JSONEncoder` escapes it (slashes unescaped).
+    mutating func append(jsonString string: String) {
+        append(UInt8(ascii: "\""))
+        for byte in string.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"): append(UInt8(ascii: "\\")); append(byte)
+            case 0x08: append(static: "\\b")
+            case 0x0C: append(static: "\\f")
+            case 0x0A: append(static: "\\n")
+            case 0x0D: append(static: "\\r")
+            case 0x09: append(static: "\\t")
+            case 0..<0x20:
+                append(static: "\\u00")
+                append(HighWaterMark.hexDigits[Int(byte >> 4)])
+                append(HighWaterMark.hexDigits[Int(byte & 0xF)])
+            default: append(byte)
+            }
+        }
+        append(UInt8(ascii: "\""))
+    }
+
+    /// Standard base64 with padding in quotes, as `Data.base64EncodedString()` writes it (no character needs escaping).
+    mutating func append(base64 bytes: [UInt8]) {
+        let digits = HighWaterMark.base64Digits
+        append(UInt8(ascii: "\""))
+        var i = 0
+        while i < bytes.count {
+            let n = Int(bytes[i]) << 16 | (i + 1 < bytes.count ? Int(bytes[i + 1]) << 8 : 0) | (i + 2 < bytes.count ? Int(bytes[i + 2]) : 0)
+            append(digits[n >> 18 & 63])
+            append(digits[n >> 12 & 63])
+            append(i + 1 < bytes.count ? digits[n >> 6 & 63] : UInt8(ascii: "="))
+            append(i + 2 < bytes.count ? digits[n & 63] : UInt8(ascii: "="))
+            i += 3
+        }
+        append(UInt8(ascii: "\""))
+    }
 }

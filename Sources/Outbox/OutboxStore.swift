@@ -27,6 +27,12 @@ public protocol OutboxStore: Actor {
     @discardableResult
     func markDelivered(_ ids: [Int64], at time: Date) throws(OutboxError) -> Int
 
+    /// ``markDelivered(_:at:)`` and then ``claimPending(limit:)`` in one call: the publisher commits a half window of
+    /// PUBACKs and refills it at the same moment. The SQLite outbox does both in one transaction (one commit, each
+    /// page the two touch written once). The delivered records are committed even when the claim fails (the
+    /// high-water mark could not be written): the claim's outcome is returned, not thrown.
+    func markDelivered(_ ids: [Int64], at time: Date, thenClaim limit: Int) throws(OutboxError) -> DeliveredAndClaimed
+
     /// Returns inflight records to pending (a disconnect, or a negative PUBACK). Empty `ids`: all of them.
     @discardableResult
     func releaseInflight(_ ids: [Int64]) throws(OutboxError) -> Int
@@ -41,7 +47,28 @@ public protocol OutboxStore: Actor {
     func maintain(now: Date) throws(OutboxError) -> MaintenanceReport
 }
 
+/// What ``OutboxStore/markDelivered(_:at:thenClaim:)`` did: how many records changed to delivered, and the claim.
+public struct DeliveredAndClaimed: Sendable {
+    public var delivered: Int
+    public var claimed: Result<[OutboxRecord], OutboxError>
+
+    public init(delivered: Int, claimed: Result<[OutboxRecord], OutboxError>) {
+        self.delivered = delivered
+        self.claimed = claimed
+    }
+}
+
 extension OutboxStore {
+    /// The two calls one after the other (stores without a shared transaction for them).
+    public func markDelivered(_ ids: [Int64], at time: Date, thenClaim limit: Int) throws(OutboxError) -> DeliveredAndClaimed {
+        let delivered = try markDelivered(ids, at: time)
+        do throws(OutboxError) {
+            return DeliveredAndClaimed(delivered: delivered, claimed: .success(try claimPending(limit: limit)))
+        } catch {
+            return DeliveredAndClaimed(delivered: delivered, claimed: .failure(error))
+        }
+    }
+
     /// Appends records in one transaction, saving no state.
     public func append(_ requests: [AppendRequest]) throws(OutboxError) -> [OutboxRecord] {
         try append(requests, saving: [:])

@@ -120,6 +120,8 @@ public actor SQLiteOutbox: OutboxStore {
     private var quotaAlarm = false
     /// What the high-water mark holds now (nil: inspection only, never written).
     private var mark: HighWaterMark?
+    /// The mark's streams as text, kept in step with ``mark`` (a claim writes again only the streams it raised).
+    private var markText = HighWaterMark.Text()
     /// Signed gap statements (``StreamPosition/storeLost``): streams continued from the mark whose next record has
     /// yet to say so, quota drops, and the statements carried by records not yet delivered. Mirrors the
     /// `loss_statements` table (but for waiting damage statements, found again from the mark at each start).
@@ -182,6 +184,11 @@ public actor SQLiteOutbox: OutboxStore {
             }
             try db.execute("PRAGMA synchronous=FULL")
             try db.execute("PRAGMA cache_size=-\(max(options.cacheKiB, 64))")
+            // A commit of every meter's records (100 meters: about 150 pages: records, the (meter, seq) index,
+            // saved states) dirties more pages than the capped cache holds; SQLite then wrote dirty pages to the WAL
+            // mid-transaction and again at the commit (0.6 page writes a record). Dirty pages stay in memory up to
+            // 1024 pages (4 MiB) of one transaction; past that (a large prune) they spill as before.
+            try db.execute("PRAGMA cache_spill=\(Self.cacheSpillPages)")
             if let pages = options.maxPageCount { _ = try db.scalarInt("PRAGMA max_page_count=\(pages)") }
             try db.execute(Self.schema)
             // Stores made before records carried a digest get the column; their old rows stay unchecked.
@@ -218,6 +225,7 @@ public actor SQLiteOutbox: OutboxStore {
             // file and what to do. Guessing would risk signing published seqs again.
             let (mark, recoveries) = try Self.applyMark(databasePath: path, epoch: self.epoch, created: report.created, heads: &heads, logger: logger)
             self.mark = mark
+            markText.update(mark.streams)
             report.recoveries = recoveries
             for recovery in recoveries { book.add(StoreLoss(seqs: recovery.lostSeqs, cause: .damage), meter: recovery.meter) }
         }
@@ -328,44 +336,8 @@ public actor SQLiteOutbox: OutboxStore {
     public func claimPending(limit: Int) throws(OutboxError) -> [OutboxRecord] {
         let s = try open()
         guard limit > 0 else { return [] }
-        let (records, raised) = try relaxedTransaction { () throws(SQLiteError) -> ([OutboxRecord], [String: HighWaterMark.Entry]) in
-            let select = s.selectPending
-            defer { select.reset() }
-            try select.bind(Int64(limit), at: 1)
-            var records: [OutboxRecord] = []
-            var raised: [String: HighWaterMark.Entry] = [:]
-            while try select.step() {
-                let record = OutboxRecord(id: select.int64(0), meter: select.text(1) ?? "", epoch: epoch, seq: UInt64(select.int64(2)),
-                                          bytes: select.blob(5), hash: select.blob(4), state: .inflight,
-                                          appendedAt: Self.date(millis: select.int64(3)))
-                if record.seq > (raised[record.meter] ?? mark?.streams[record.meter])?.seq ?? 0 {
-                    raised[record.meter] = HighWaterMark.Entry(seq: record.seq, hash: record.hash,
-                                                               intervalEnd: select.isNull(6) ? nil : select.int64(6))
-                }
-                records.append(record)
-            }
-            if let last = records.last {
-                let update = s.markInflightUpTo
-                defer { update.reset() }
-                try update.bind(last.id, at: 1)
-                try update.step()
-            }
-            return (records, raised)
-        }
-        // Durable before the records leave: if the database later loses this transaction and the appends
-        // before it, the mark still says which seqs were published. A failed write hands nothing out.
-        if !raised.isEmpty, var next = mark {
-            next.streams.merge(raised) { $1 }
-            next.generation += 1
-            do throws(OutboxError) {
-                try next.write(databasePath: path)
-            } catch {
-                _ = try? releaseInflight(records.map(\.id))
-                logger.error("could not write the outbox high-water mark; records stay pending", metadata: ["error": "\(error)"])
-                throw error
-            }
-            mark = next
-        }
+        let (records, raised) = try relaxedTransaction { () throws(SQLiteError) in try claimRows(s, limit: limit) }
+        try raiseMark(raised, handingOut: records)
         return records
     }
 
@@ -373,26 +345,95 @@ public actor SQLiteOutbox: OutboxStore {
     public func markDelivered(_ ids: [Int64], at time: Date) throws(OutboxError) -> Int {
         let s = try open()
         guard !ids.isEmpty else { return 0 }
-        let millis = Self.millis(time)
-        let (count, bytes) = try relaxedTransaction { () throws(SQLiteError) -> (Int, Int64) in
-            var count = 0
-            var bytes: Int64 = 0
-            let update = s.markDelivered
-            for id in ids {
-                defer { update.reset() }
-                try update.bind(millis, at: 1)
-                try update.bind(id, at: 2)
-                if try update.step() {
-                    count += 1
-                    bytes += update.int64(0)
-                    while try update.step() {}
-                }
-            }
-            return (count, bytes)
+        let (count, bytes) = try relaxedTransaction { () throws(SQLiteError) in try Self.deliverRows(s, ids, millis: Self.millis(time)) }
+        countDelivered(bytes: bytes)
+        return count
+    }
+
+    public func markDelivered(_ ids: [Int64], at time: Date, thenClaim limit: Int) throws(OutboxError) -> DeliveredAndClaimed {
+        let s = try open()
+        let (delivered, records, raised) = try relaxedTransaction { () throws(SQLiteError) in
+            let delivered = try Self.deliverRows(s, ids, millis: Self.millis(time))
+            let (records, raised) = limit > 0 ? try claimRows(s, limit: limit) : ([], [:])
+            return (delivered, records, raised)
         }
+        countDelivered(bytes: delivered.bytes)
+        do throws(OutboxError) {
+            try raiseMark(raised, handingOut: records)
+        } catch {
+            return DeliveredAndClaimed(delivered: delivered.count, claimed: .failure(error))
+        }
+        return DeliveredAndClaimed(delivered: delivered.count, claimed: .success(records))
+    }
+
+    /// Marks up to `limit` pending records inflight (inside the caller's transaction); returns them and, per
+    /// stream, the entry the high-water mark must rise to before they leave.
+    private func claimRows(_ s: Statements, limit: Int) throws(SQLiteError) -> (records: [OutboxRecord], raised: [String: HighWaterMark.Entry]) {
+        let select = s.selectPending
+        defer { select.reset() }
+        try select.bind(Int64(limit), at: 1)
+        var records: [OutboxRecord] = []
+        var raised: [String: HighWaterMark.Entry] = [:]
+        while try select.step() {
+            let record = OutboxRecord(id: select.int64(0), meter: select.text(1) ?? "", epoch: epoch, seq: UInt64(select.int64(2)),
+                                      bytes: select.blob(5), hash: select.blob(4), state: .inflight,
+                                      appendedAt: Self.date(millis: select.int64(3)))
+            if record.seq > (raised[record.meter] ?? mark?.streams[record.meter])?.seq ?? 0 {
+                raised[record.meter] = HighWaterMark.Entry(seq: record.seq, hash: record.hash,
+                                                           intervalEnd: select.isNull(6) ? nil : select.int64(6))
+            }
+            records.append(record)
+        }
+        if let last = records.last {
+            let update = s.markInflightUpTo
+            defer { update.reset() }
+            try update.bind(last.id, at: 1)
+            try update.step()
+        }
+        return (records, raised)
+    }
+
+    /// Raises the high-water mark to `raised`, durably, before `records` leave: if the database later loses the
+    /// claim's transaction and the appends before it, the mark still says which seqs were published. A failed
+    /// write hands nothing out (the records go back to pending).
+    private func raiseMark(_ raised: [String: HighWaterMark.Entry], handingOut records: [OutboxRecord]) throws(OutboxError) {
+        guard !raised.isEmpty, var next = mark else { return }
+        next.streams.merge(raised) { $1 }
+        next.generation += 1
+        var text = markText
+        text.update(raised)
+        do throws(OutboxError) {
+            try next.write(databasePath: path, text: text.encoded(epoch: next.epoch, generation: next.generation))
+        } catch {
+            _ = try? releaseInflight(records.map(\.id))
+            logger.error("could not write the outbox high-water mark; records stay pending", metadata: ["error": "\(error)"])
+            throw error
+        }
+        mark = next
+        markText = text
+    }
+
+    /// Marks inflight records delivered (inside the caller's transaction); returns how many changed and their size.
+    private static func deliverRows(_ s: Statements, _ ids: [Int64], millis: Int64) throws(SQLiteError) -> (count: Int, bytes: Int64) {
+        var count = 0
+        var bytes: Int64 = 0
+        let update = s.markDelivered
+        for id in ids {
+            defer { update.reset() }
+            try update.bind(millis, at: 1)
+            try update.bind(id, at: 2)
+            if try update.step() {
+                count += 1
+                bytes += update.int64(0)
+                while try update.step() {}
+            }
+        }
+        return (count, bytes)
+    }
+
+    private func countDelivered(bytes: Int64) {
         unsentBytes -= bytes
         deliveredBytes += bytes
-        return count
     }
 
     @discardableResult
@@ -667,6 +708,9 @@ public actor SQLiteOutbox: OutboxStore {
         var lastSeq: UInt64
         var lastHash: [UInt8]
     }
+
+    /// `PRAGMA cache_spill`: the dirty pages one transaction may keep in memory before SQLite writes some to the WAL.
+    static let cacheSpillPages = 1024
 
     static let schema = """
         CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;

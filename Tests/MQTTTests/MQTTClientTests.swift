@@ -44,6 +44,38 @@ import Testing
         #expect(events.all.contains { if case .disconnected = $0 { return true } else { return false } })
     }
 
+    /// A consumer fed before the client starts gets every event in its own stream, straight from the callbacks,
+    /// and the stream finishes when the client shuts down; one fed after the start gets them forwarded.
+    @Test(arguments: [true, false])
+    func aConsumerStreamGetsEveryEventInOrderAndEndsWithTheClient(fedBeforeStart: Bool) async throws {
+        let broker = try MosquittoBroker()
+        let client = MQTTClient(configuration: clientConfiguration(broker, id: "fed-\(fedBeforeStart)", topics: MeterGateTopics(gateway: "gw")))
+        let (input, continuation) = AsyncStream.makeStream(of: MQTTEvent?.self)
+        var received: [MQTTEvent] = []
+        var tickets: [PublishTicket] = []
+        await withTaskGroup(of: Void.self) { group in
+            if !fedBeforeStart { client.start() }
+            client.feed(continuation, in: &group, events: { $0 }, tick: nil, every: .seconds(3600))
+            if fedBeforeStart { client.start() }
+            for await next in input {
+                guard let event = next else { continue }
+                received.append(event)
+                if case .connected = event {
+                    for i in 1...10 { if let ticket = try? client.publish(MQTTMessage(topic: "t/\(i)", text: "\(i)")) { tickets.append(ticket) } }
+                }
+                if case .published(_, let mid, _) = event, mid == tickets.last?.mid {
+                    let client = client
+                    group.addTask { await client.shutdown() }
+                }
+            }
+            group.cancelAll()
+        }
+        let ours = Set(tickets.map(\.mid))
+        let mids = received.compactMap { if case .published(_, let mid, let rc) = $0, rc < 0x80, ours.contains(mid) { return mid } else { return nil } }
+        #expect(mids.count == 10 && mids == mids.sorted(), "every PUBACK of the ten, in order: \(mids)")
+        #expect(received.contains { if case .disconnected = $0 { return true } else { return false } })
+    }
+
     @Test func publishingWithoutAConnectionIsRefusedAndNothingIsQueued() throws {
         let port = freeLoopbackPort()
         let client = MQTTClient(configuration: MQTTClientConfiguration(host: "127.0.0.1", port: port, clientID: "nobody"))

@@ -1,5 +1,6 @@
 import Foundation
 @testable import Outbox
+import TestSupport
 import Testing
 
 /// The mark's text is written byte by byte; it must stay the text `JSONEncoder` writes of the same mark, so
@@ -34,4 +35,28 @@ import Testing
         let mark = HighWaterMark(epoch: "e\"poch\\/\n\t\u{1}", streams: ["m\"/\\\u{7}": .init(seq: 5, hash: hash(9), intervalEnd: -3)], generation: 2)
         #expect(try HighWaterMark.decode(mark.encoded()) == mark)
     }
+
+    /// The outbox keeps the streams' text between claims and writes again only the streams a claim raised: after
+    /// any sequence of raises (new streams among them), the text is the mark's own.
+    @Test func theKeptTextAfterRaisesIsTheMarksText() throws {
+        var mark = HighWaterMark(epoch: "0123456789abcdef0123456789abcdef", streams: [:])
+        var text = HighWaterMark.Text()
+        var generator = SplitMix64(seed: 42)
+        for round in 0..<200 {
+            var raised: [String: HighWaterMark.Entry] = [:]
+            for _ in 0..<Int(generator.next() % 5) {
+                let meter = "meter-\(generator.next() % 40)"
+                let seq = (raised[meter] ?? mark.streams[meter])?.seq ?? 0
+                raised[meter] = HighWaterMark.Entry(seq: seq + 1 + generator.next() % 3, hash: hash(UInt8(truncatingIfNeeded: generator.next())),
+                                                    intervalEnd: generator.next() % 2 == 0 ? Int64(round) * 1000 : nil)
+            }
+            mark.streams.merge(raised) { $1 }
+            mark.generation += 1
+            text.update(raised)
+            let written = text.encoded(epoch: mark.epoch, generation: mark.generation)
+            #expect(written == mark.encoded())
+            #expect(try HighWaterMark.decode(written) == mark)
+        }
+    }
 }
+

@@ -252,4 +252,18 @@ import Testing
         #expect(try await store.claimPending(limit: 10).map(\.seq) == [3])
         #expect(markSlots(path).count == 1 && markSlots(path)[0].contains("\"generation\":2"), "the next update goes to the other slot")
     }
+
+    /// The publisher's commit-and-refill writes the mark as a claim does, before the records leave.
+    @Test func deliveringAndClaimingInOneCallRaisesTheMark() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let path = dir.file("outbox.sqlite")
+        let store = try await SQLiteOutbox.open(path: path, configuration: OutboxConfiguration())
+        _ = try await append(store, "m", count: 3, firstEnd: 1000)
+        let first = try await store.claimPending(limit: 1)
+        let outcome = try await store.markDelivered(first.map(\.id), at: Date(), thenClaim: 10)
+        #expect(outcome.delivered == 1)
+        #expect(try outcome.claimed.get().map(\.seq) == [2, 3])
+        #expect(markSlots(path).count == 2 && markSlots(path).contains { $0.contains("\"generation\":2") && $0.contains("\"seq\":3") && $0.contains("\"intervalEnd\":3000") })
+    }
 }

@@ -15,6 +15,12 @@ func chainedRecord(_ meter: String, payload: String = "") -> RecordBuilder {
     }
 }
 
+/// Appends ten records, alternately to meters "a" and "b", and claims the first four.
+func claimFourOfTen(_ store: any OutboxStore) async throws -> [OutboxRecord] {
+    for i in 0..<10 { _ = try await store.append(meter: i % 2 == 0 ? "a" : "b", chainedRecord(i % 2 == 0 ? "a" : "b")) }
+    return try await store.claimPending(limit: 4)
+}
+
 func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
 
 /// Checks that `records` (one meter, seq order) start at `firstSeq`, rise by one and chain their `prev`.
@@ -102,13 +108,37 @@ final class TestClock: Sendable {
         expectChain(try await store.records(meter: "m1", seqs: 1...10, limit: 10))
     }
 
+    /// The publisher's commit-and-refill: the acknowledged records become delivered and the next pending ones are
+    /// claimed, as the two calls one after the other would.
+    @Test(arguments: StoreKind.allCases)
+    func deliveringAndClaimingInOneCallIsTheTwoCallsInTurn(kind: StoreKind) async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let store = try await kind.make(dir)
+        let first = try await claimFourOfTen(store)
+        let outcome = try await store.markDelivered(first.map(\.id) + [first[0].id, 999], at: Date(), thenClaim: 4)
+        #expect(outcome.delivered == 4, "each inflight record once; unknown ids ignored")
+        let second = try outcome.claimed.get()
+        #expect(second.map(\.seq) == [3, 3, 4, 4])
+        #expect(second.allSatisfy { $0.state == .inflight })
+        var stats = try await store.stats()
+        #expect((stats.pending, stats.inflight, stats.delivered) == (2, 4, 4))
+        #expect(stats.deliveredBytes == first.reduce(0) { $0 + $1.quotaBytes })
+        // Nothing acknowledged, or nothing left to claim.
+        #expect(try await store.markDelivered([], at: Date(), thenClaim: 10).claimed.get().map(\.seq) == [5, 5])
+        let last = try await store.markDelivered(second.map(\.id), at: Date(), thenClaim: 10)
+        #expect(last.delivered == 4)
+        #expect(try last.claimed.get().isEmpty)
+        stats = try await store.stats()
+        #expect((stats.pending, stats.inflight, stats.delivered) == (0, 2, 8))
+    }
+
     @Test(arguments: StoreKind.allCases)
     func recordsMoveFromPendingToInflightToDeliveredOldestFirst(kind: StoreKind) async throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
         let store = try await kind.make(dir)
-        for i in 0..<10 { _ = try await store.append(meter: i % 2 == 0 ? "a" : "b", chainedRecord(i % 2 == 0 ? "a" : "b")) }
-        let first = try await store.claimPending(limit: 4)
+        let first = try await claimFourOfTen(store)
         #expect(first.map(\.id) == first.map(\.id).sorted())
         #expect(first.map(\.meter) == ["a", "b", "a", "b"])
         #expect(first.map(\.seq) == [1, 1, 2, 2])

@@ -208,7 +208,9 @@ func signOnly(_ config: GatewayConfig, key: SigningKey, count: Int) throws -> (p
     return ((threadCPUSeconds() - start) / Double(count), last)
 }
 
-// The gateway's process-wide settings: its log handler at the configured level, Prometheus metrics.
+// The gateway's process-wide settings, as `metergate run` makes them: the allocator's trim threshold, its log
+// handler at the configured level, Prometheus metrics.
+HeapTrimming.setThreshold()
 GatewayLogHandler.bootstrap(level: .info)
 MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: PrometheusCollectorRegistry()))
 

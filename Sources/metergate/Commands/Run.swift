@@ -42,12 +42,15 @@ struct Run: AsyncParsableCommand {
     static let mallocArenas: Int32 = 2
 
     func run() async throws {
-        // Before the services start their threads: arenas are made when threads contend for the heap.
+        // Before the services start their threads: arenas are made when threads contend for the heap, and the
+        // allocator keeps what the per-record churn frees (HeapTrimming) instead of trimming after every other record.
         let arenas = Result { () throws(ProcessMemoryError) in try ProcessMemory.limitMallocArenas(to: Self.mallocArenas) }
+        let trimThresholdSet = HeapTrimming.setThreshold()
         let config = try options.load()
         log.bootstrap(default: config.logLevel)
         let logger = Logger(label: "metergate")
         if case .failure(let error) = arenas { logger.warning("malloc arenas not limited: \(error)") }
+        if !trimThresholdSet { logger.warning("malloc trim threshold not set: mallopt(M_TRIM_THRESHOLD, \(HeapTrimming.gatewayThreshold)) failed") }
         // Start-up memory goes back in three steps, each after work that is not done again (until SIGHUP): reading
         // the config and the profiles here, setting up the outbox, key and pipeline before the services start,
         // and the first poll (StartupMemoryService). Each step bounds the peak to what the next one touches.
