@@ -102,8 +102,8 @@ summary() {
       alg = substr($1, 1, length($1) - 1); curve = alg == "EdDSA" ? "Ed25519" : "P-256"
       printf "%-11s %-58s %16s %26s %7s\n", "gateway", "end-to-end readings/CPU-s (" alg ", self-check " $2 ")", $6, $7 " raw " curve, $8
     }
-    / (reachable|out of reach)$/ && ($1 == "EdDSA" || $1 == "ES256") {
-      printf "%-11s %-58s %16s %26s %7s\n", "gateway", "ratio ceiling (" $1 "): raw sign + " $3 " µs mosquitto_pub/msg", "", "target 0.60", $5
+    / (within reach|out of reach)$/ && ($1 == "EdDSA" || $1 == "ES256") {
+      printf "%-11s %-58s %16s %26s %7s\n", "gateway", "ratio ceiling (" $1 "): sign + build " $4 " + store " $5 " + send " $6 " µs", "", "target 0.60", $7
     }
   ' "$raw/pipeline.txt"
   awk '
