@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every MeterGate benchmark in one command: builds release, runs the per-area benchmarks (signing, Modbus,
 # outbox, accounting), the whole gateway end to end in one process (pinned to CPU 0 with taskset) and the
-# gateway footprint, prints one table of key figures (each next to its limit or reference as a ratio measured
+# gateway footprint with its disk writes (also at a 15 min interval, state saved every 10 s and 1 min: about
+# 4 minutes more), prints one table of key figures (each next to its limit or reference as a ratio measured
 # in the same run), then each benchmark's own table, and writes all of it to a file. Figures are comparable
 # only within one run on one machine.
 #   bash bench/run.sh [--quick] [--out FILE]
@@ -58,6 +59,10 @@ else
   echo "relinking metergate with the static Swift runtime, as installed…" >&2
   swift build -c release --static-swift-stdlib --product metergate 2>&1 | grep -E "error|warning:" >&2 || true
   run footprint python3 bench/footprint/footprint.py --bin "$bin/metergate" --meters 100 --seconds "$fp_seconds"
+  # Flash wear at the usual 15 min settlement, where the open intervals' state saves are most of the writes:
+  # the default outbox.state_save (10 s, six saves in the window) and 1m (three saves).
+  run disk-10s python3 bench/footprint/footprint.py --bin "$bin/metergate" --meters 100 --interval 15m --seconds 60
+  run disk-1m python3 bench/footprint/footprint.py --bin "$bin/metergate" --meters 100 --interval 15m --seconds 180 --state-save 1m
 fi
 
 # Key figures: area, figure, measured, reference, ratio.
@@ -118,9 +123,16 @@ summary() {
     /^rss trend/ { printf "%-11s %-58s %16s %26s %7s\n", "footprint", "RSS, second half of the window minus the first", bare($(NF-1)) " MiB", "flat", "" }
     /^outbox growth per day/ { printf "%-11s %-58s %16s %26s %7s\n", "footprint", "outbox growth per day, 100 meters at 15 min", $9 " MB", "", "" }
   ' "$raw/footprint.txt"
+  for f in footprint disk-10s disk-1m; do
+    [ -f "$raw/$f.txt" ] && awk '
+      /^disk / { for (i = 1; i <= NF; i++) { if ($i == "every") every = $(i + 1); if ($i == "interval" && at == "") at = $(i + 1); if ($i == "GB") gb = $(i - 1) }
+                 sub(/;$/, "", every); sub(/,$/, "", at); only = /state saves only/ ? " (saves only)" : ""
+                 printf "%-11s %-58s %16s %26s %7s\n", "footprint", "disk writes a day, 100 meters, interval " at ", state every " every only, gb " GB", "", "" }
+    ' "$raw/$f.txt"
+  done
   echo
   echo "Machine: shared and noisy (other builds may run at the same time); compare ratios, not absolute figures, across runs."
-  for f in signing modbus outbox accounting pipeline footprint; do
+  for f in signing modbus outbox accounting pipeline footprint disk-10s disk-1m; do
     [ -f "$raw/$f.txt" ] || continue
     echo; echo "---- $f"; cat "$raw/$f.txt"
   done

@@ -126,6 +126,10 @@ public struct OutboxConfig: Sendable, Hashable {
     public var retention: Duration
     public var quotaBytes: Int64
     public var quotaPolicy: OutboxQuotaPolicy
+    /// How often the accounting state of the open intervals is saved when no interval closed (it is always saved
+    /// with the records of a closed interval, and at shutdown). Each save rewrites every stream's state: shorter
+    /// keeps more of an interval's detail through a crash, longer writes less to flash.
+    public var stateSave: Duration = .seconds(10)
 }
 
 extension GatewayConfig {
@@ -412,6 +416,13 @@ struct ConfigReader {
         }
         if let q = m.optional("quota") { config.quotaBytes = try Self.bytes(q) }
         config.quotaPolicy = try m.optional("quota_policy")?.oneOf(OutboxQuotaPolicy.self) ?? .keep
+        if let node = m.optional("state_save") {
+            let every = try node.duration()
+            guard every >= .seconds(1), every <= .seconds(3600) else {
+                throw node.error("expected how often the accounting state is saved, from 1s to 1h (default 10s)")
+            }
+            config.stateSave = every
+        }
         try m.finish()
         return config
     }

@@ -52,8 +52,11 @@ public actor ReadingPipeline {
     private var lastSave = ContinuousClock.now
     /// Both clocks at the last tick, to notice wall-clock steps.
     private var lastTick: Timestamp?
-    /// How often state is saved when no interval closed (a restart then loses at most this much of the open
-    /// interval's detail, never energy: the counters carry it).
+    /// How often state is saved when no interval closed (`outbox.state_save`). A crash loses at most this much of
+    /// the open interval's detail; counters (meters, energy rails, the pulse store) keep its energy, and a gap
+    /// longer than the stream's gap limit flags the interval `gap`. Power rails integrated here lose up to this
+    /// much energy. Each save rewrites every stream's state, which is most of what a gateway at a 15 min
+    /// interval writes to flash (BENCHMARKS.md).
     let saveInterval: Duration
 
     /// Per stream, the end (ms) of the last interval published before the outbox lost records it had already
@@ -96,14 +99,14 @@ public actor ReadingPipeline {
     ///   (``OutboxOpenReport/recoveries``): their intervals up to the mark's interval end are not signed again.
     public init(config: GatewayConfig, key: SigningKey, store: any OutboxStore, bootID: String?, logger: Logger,
                 rails: [(source: RailsConfig.Source, rail: RailDescription)] = [], recoveries: [OutboxRecovery] = [],
-                saveInterval: Duration = .seconds(10), appended: @escaping @Sendable () -> Void) async throws {
+                saveInterval: Duration? = nil, appended: @escaping @Sendable () -> Void) async throws {
         self.store = store
         for recovery in recoveries {
             if let end = recovery.intervalEnd, let meter = try? MeterID(validating: recovery.meter) { publishedThrough[meter] = end }
         }
         self.logger = logger
         self.appended = appended
-        self.saveInterval = saveInterval
+        self.saveInterval = saveInterval ?? config.outbox.stateSave
         (input, inputContinuation) = AsyncStream.makeStream(of: Input.self, bufferingPolicy: .bufferingNewest(4096))
         let grid = try IntervalGrid(periodMillis: Self.millis(config.interval))
         let decoder = JSONDecoder()

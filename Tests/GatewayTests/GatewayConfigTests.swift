@@ -79,6 +79,17 @@ import Testing
         #expect(e.map(\.keyPath) == ["signing.self_check"])
     }
 
+    @Test func theStateSaveIntervalDefaultsToTenSecondsAndIsBounded() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        #expect(try load(dir.write("default.yaml", Self.valid)).outbox.stateSave == .seconds(10))
+        #expect(try load(dir.write("5m.yaml", Self.valid + "\noutbox: { state_save: 5m }\n")).outbox.stateSave == .seconds(300))
+        for bad in ["0s", "500ms", "2h", "often"] {
+            let e = errors(Self.valid + "\noutbox: { state_save: \(bad) }\n")
+            #expect(e.map(\.keyPath) == ["outbox.state_save"], "state_save: \(bad)")
+        }
+    }
+
     @Test func busTimingCanBeTuned() throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }

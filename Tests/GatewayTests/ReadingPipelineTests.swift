@@ -100,4 +100,40 @@ import Testing
         #expect(stats.streams.count == 100)
         await store.close()
     }
+
+    /// `outbox.state_save`: between closed intervals the open intervals' state is saved this often, and not
+    /// more often (each save rewrites every stream's state: flash wear).
+    @Test(arguments: [("1s", true), ("1h", false)])
+    func theOpenIntervalsStateIsSavedAsOftenAsConfigured(every: String, saved: Bool) async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let path = dir.write("c.yaml", """
+            gateway: { id: gw1, board: sim, state_dir: \(dir.path), interval: 1h }
+            buses:
+              - { id: b1, tcp: { host: 127.0.0.1, port: 1502 } }
+            meters:
+              - { id: meter-1, bus: b1, unit: 1, profile: eastron-sdm630 }
+            outbox: { state_save: \(every) }
+            """)
+        let config = try GatewayConfig.load(path: path, boardDirectories: ["\(repositoryRoot)/boards"], profileDirectories: ["\(repositoryRoot)/profiles"])
+        let store = try await SQLiteOutbox.open(path: dir.file("outbox.sqlite"), configuration: OutboxConfiguration())
+        var logger = Logger(label: "pipeline")
+        logger.logLevel = .warning
+        let pipeline = try await ReadingPipeline(config: config, key: .generate(.eddsa), store: store, bootID: nil, logger: logger) {}
+        let running = Task { await pipeline.run() }
+        // Samples and ticks inside one hour-long interval: nothing closes, so only the periodic save stores state.
+        let start: Int64 = 1_767_225_600_100_000_000
+        for s in 0..<4 {
+            let time = Timestamp(wallNanos: start + Int64(s) * 1_000_000_000, monotonicNanos: UInt64(5_000_000_000 + s * 1_000_000_000))
+            pipeline.submit(Sample(meter: config.meters[0].id, time: time, values: [.energyImport: 1000 + Double(s), .energyExport: 0, .power: 3600]))
+            pipeline.submitTick(time)
+            try await Task.sleep(for: .milliseconds(600))
+        }
+        let found = try await store.savedState("accounting/meter-1") != nil
+        pipeline.finish()
+        await running.value
+        #expect(found == saved)
+        #expect(await pipeline.recordsAppended == 0)
+        await store.close()
+    }
 }

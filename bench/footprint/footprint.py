@@ -6,6 +6,7 @@ trend over the window, records and outbox bytes, and outbox growth per day extra
 measured bytes per record. Standard library only; started by bench/footprint/run.sh.
 """
 import argparse
+import re
 import os
 import signal
 import socket
@@ -51,12 +52,25 @@ def rollup_kib(pid):
     return out
 
 
+def io_counters(pid):
+    """/proc/PID/io: bytes the process had sent to the block layer (write_bytes, page-cache writeback included) and
+    its write-like system calls (syscw)."""
+    fields = dict(line.split(": ") for line in open(f"/proc/{pid}/io").read().splitlines())
+    return int(fields["write_bytes"]), int(fields["syscw"])
+
+
 def status_kib(pid, key):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith(key + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def interval_seconds(text):
+    units = {"ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600}
+    number, unit = re.fullmatch(r"(\d+)\s*([a-z]+)", text.strip()).groups()
+    return int(number) * units[unit]
 
 
 def main():
@@ -66,6 +80,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=120, help="measured window after the warm-up")
     ap.add_argument("--warmup", type=int, default=15)
     ap.add_argument("--interval", default="15s", help="the gateway's settlement interval")
+    ap.add_argument("--state-save", help="the config's outbox.state_save (default: the gateway's, 10s)")
     ap.add_argument("--run-arg", action="append", default=[], help="one more argument for `metergate run` (repeatable)")
     ap.add_argument("--pid-file", help="write the gateway's process id here as soon as it is started (symbol-order.py)")
     o = ap.parse_args()
@@ -98,6 +113,8 @@ def main():
                  f"buses:\n  - {{ id: b, tcp: {{ host: 127.0.0.1, port: {sport} }}, timeout: 500ms }}", "meters:"]
         lines += [f"  - {{ id: m{u}, bus: b, unit: {u}, profile: eastron-sdm630, poll: 1s }}" for u in range(1, o.meters + 1)]
         lines += [f"mqtt: {{ host: 127.0.0.1, port: {bport} }}", f"signing: {{ key: {work}/k.key }}"]
+        if o.state_save:
+            lines.append(f"outbox: {{ state_save: {o.state_save} }}")
         with open(f"{work}/gw.yaml", "w") as f:
             f.write("\n".join(lines) + "\n")
         received = open(f"{work}/received.txt", "wb")
@@ -112,12 +129,12 @@ def main():
         time.sleep(o.warmup)
         if gw.poll() is not None:
             sys.exit("gateway exited: " + open(f"{work}/gateway.log").read()[-2000:])
-        c0, t0 = cpu_seconds(gw.pid), time.monotonic()
+        c0, t0, (w0, sw0) = cpu_seconds(gw.pid), time.monotonic(), io_counters(gw.pid)
         rss = []
         for _ in range(o.seconds):
             time.sleep(1)
             rss.append(status_kib(gw.pid, "VmRSS"))
-        c1, t1 = cpu_seconds(gw.pid), time.monotonic()
+        c1, t1, (w1, sw1) = cpu_seconds(gw.pid), time.monotonic(), io_counters(gw.pid)
         hwm = status_kib(gw.pid, "VmHWM")
         # RSS counts every touched page of the binary and the shared libraries; PSS splits shared pages among
         # the processes that map them, and private dirty memory is what the gateway itself allocated.
@@ -147,8 +164,18 @@ def main():
               f"shared clean {rollup.get('Shared_Clean', 0) / 1024:.1f} MiB ({linked})")
         print(f"rss trend first half {first / 1024:.2f} MiB, second half {second / 1024:.2f} MiB ({(second - first) / 1024:+.2f} MiB)")
         print(f"outbox    {records} records, {payload} B of records, {file_bytes} B on disk ({per_record:.0f} B per record)")
-        print(f"outbox growth per day at 15 min settlement: {per_day_15min / 1e6:.2f} MB "
-              f"({o.meters} meters x 96 records x {per_record:.0f} B, before retention)")
+        if records:
+            print(f"outbox growth per day at 15 min settlement: {per_day_15min / 1e6:.2f} MB "
+                  f"({o.meters} meters x 96 records x {per_record:.0f} B, before retention)")
+        else:
+            print("outbox growth per day: not measured (no interval closed in the window)")
+        # Flash wear: what the gateway made the kernel write over the window (SQLite's WAL and checkpoints, the
+        # high-water mark, the accounting state), per day at this interval; the filesystem's journal comes on top.
+        written = (w1 - w0) / (t1 - t0) * 86400
+        print(f"disk      {(w1 - w0) / 1e6:.2f} MB written in {t1 - t0:.0f} s ({(sw1 - sw0) / (t1 - t0):.1f} write calls/s): "
+              f"{written / 1e9:.2f} GB a day at interval {o.interval}, state saved every {o.state_save or '10s'}; "
+              f"{written / (o.meters * 86400 / interval_seconds(o.interval)):.0f} B per record; filesystem journal not included"
+              + ("" if records else "; no interval closed in the window: state saves only, records not included"))
         for line in released:
             print(f"gateway   {line[line.find('start-up memory'):]}")
         if samples:
