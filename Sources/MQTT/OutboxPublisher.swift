@@ -1,13 +1,17 @@
 import Foundation
 import Logging
 import Outbox
+import Synchronization
 
 /// Drains the outbox to the broker: pending records oldest first, QoS 1, at most `window` unacknowledged
 /// at a time; a PUBACK marks a record delivered; a disconnect returns the unacknowledged ones to pending.
 /// Also serves replay requests (`cmd/replay` or ``requestReplay(_:)``) from delivered records.
 ///
-/// The outbox is the only buffer: libmosquitto is never handed more than the window, and the publisher
-/// holds at most a window of records in memory, however large the backlog.
+/// The outbox is the only buffer: libmosquitto is never handed more than the window, and the publisher holds
+/// at most a claim batch (or a window, if larger) of records in memory, however large the backlog. It claims
+/// from the store a batch at a time, however small the broker's window (mosquitto's Receive Maximum is 20):
+/// a burst of records costs one claim, one transaction and one `fdatasync` of the high-water mark, rather
+/// than one for every half window.
 public actor OutboxPublisher {
     public struct Configuration: Sendable {
         /// The most records handed to MQTT and not yet acknowledged.
@@ -22,16 +26,20 @@ public actor OutboxPublisher {
         public var flushInterval: Duration
         /// How long pending records wait after the broker refused one (MQTT 5 PUBACK reason code ≥ 0x80).
         public var refusalPause: Duration
+        /// The most pending records claimed from the store at once (at least a window's room): they are
+        /// marked inflight and covered by the high-water mark together, and handed to MQTT as the window allows.
+        public var claimBatch: Int
 
         public init(window: Int = 64, drainPending: Bool = true, acceptReplayRequests: Bool = true,
                     maintenanceInterval: Duration? = .seconds(60), flushInterval: Duration = .milliseconds(50),
-                    refusalPause: Duration = .seconds(1)) {
+                    refusalPause: Duration = .seconds(1), claimBatch: Int = 128) {
             self.window = max(1, window)
             self.drainPending = drainPending
             self.acceptReplayRequests = acceptReplayRequests
             self.maintenanceInterval = maintenanceInterval
             self.flushInterval = flushInterval
             self.refusalPause = refusalPause
+            self.claimBatch = max(1, claimBatch)
         }
     }
 
@@ -98,6 +106,21 @@ public actor OutboxPublisher {
     private var window: Int
     private var inflight: [PublishTicket: Inflight] = [:]
     private var acknowledged: [Int64] = []
+    /// Pending records claimed from the store (inflight there, the high-water mark raised for them) and not
+    /// yet handed to MQTT, oldest first from `claimedHead`.
+    private var claimed: [OutboxRecord] = []
+    private var claimedHead = 0
+    private var claimedCount: Int { claimed.count - claimedHead }
+    /// MQTT events yielded to ``input`` and not yet handled. A window is refilled from the claimed records when
+    /// the last PUBACK of a burst (one read of libmosquitto's) is handled, or once it is half empty: a burst is
+    /// answered with one batch of publishes, and no PUBACK waits unanswered, which would let TCP's delayed ACK
+    /// hold the broker's next PUBACKs (40 ms) under Nagle's algorithm with a small window.
+    private let unhandledEvents = EventCount()
+
+    /// A count shared with the client's callbacks (they hold it, not the publisher).
+    private final class EventCount: Sendable {
+        let value = Atomic<Int>(0)
+    }
     private var replays: [ReplayCursor] = []
     private var replaySkipped: Int64 = 0
     private var lastMaintenance = ContinuousClock.now
@@ -155,7 +178,11 @@ public actor OutboxPublisher {
         let flushInterval = configuration.flushInterval
         await withTaskGroup(of: Void.self) { group in
             // Fed before it starts: the client's callbacks yield straight into this publisher's input.
-            client.feed(continuation, in: &group, events: { .mqtt($0) }, tick: .tick, every: flushInterval)
+            let unhandled = unhandledEvents
+            client.feed(continuation, in: &group, events: { event in
+                unhandled.value.add(1, ordering: .relaxed)
+                return .mqtt(event)
+            }, tick: .tick, every: flushInterval)
             client.start()
             defer { group.cancelAll() }
             for await next in input {
@@ -169,19 +196,23 @@ public actor OutboxPublisher {
         let open = inflight.values.filter { !$0.isReplay }.map(\.recordID)
         inflight.removeAll()
         if !open.isEmpty { _ = try? await returnToPending(open) }
+        try? await returnClaimed()
         await client.shutdown()
     }
 
     // MARK: - Events
 
     private func handle(_ next: Input) async throws {
+        if case .mqtt = next { unhandledEvents.value.subtract(1, ordering: .relaxed) }
         switch next {
         case .mqtt(.connected(let s)):
             session = s
             counters.connections += 1
             if configuration.drainPending && !inflight.values.contains(where: { !$0.isReplay }) {
                 // Nothing of ours is in flight, so no record should be inflight in the store either; this
-                // returns any that an earlier failed release left behind.
+                // returns any that an earlier failed release left behind (claimed ones included).
+                claimed.removeAll()
+                claimedHead = 0
                 try await returnToPending([])
             }
             // Never more than libmosquitto may send (its send maximum) or the broker will take (Receive Maximum).
@@ -198,6 +229,8 @@ public actor OutboxPublisher {
                 let n = try await returnToPending(ids)
                 counters.returnedToPending += Int64(n)
             }
+            // Claimed and never sent: back to pending too, so that the next connection sends in store order.
+            try await returnClaimed()
             logger.warning("MQTT disconnected; unacknowledged records return to pending",
                            metadata: ["session": "\(id)", "reason": "\(reason)", "returned": "\(ids.count)"])
         case .mqtt(.published(let id, let mid, let reasonCode)):
@@ -209,14 +242,25 @@ public actor OutboxPublisher {
                 logger.warning("broker refused a record (PUBACK reason code); it stays pending",
                                metadata: ["record": "\(entry.recordID)", "reason_code": "\(reasonCode)"])
                 try await returnToPending([entry.recordID])
+                // The records claimed after it wait in the store, so that it goes first again after the pause.
+                try await returnClaimed()
                 refusedUntil = .now + configuration.refusalPause
             } else {
                 acknowledged.append(entry.recordID)
             }
-            // Half a window of PUBACKs, or a window half empty with pending records to refill it: commit and
-            // refill in one store call. With nothing pending, the tail of a burst is committed when its last PUBACK
-            // came (or at the next tick), not one transaction per PUBACK.
-            if acknowledged.count >= max(1, window / 2) || inflight.isEmpty || (inflight.count <= window / 2 && pendingMayWait) {
+            // Half a claim batch (or window) of PUBACKs, or nothing left in flight: commit, and refill in the same
+            // store call. Otherwise the window is refilled from the claimed records without a store call, at the
+            // end of a burst of PUBACKs (``unhandledEvents``) or once half empty; with none claimed and pending
+            // records waiting, by committing and claiming in one call. With nothing pending, the tail of a burst is
+            // committed when its last PUBACK came (or at the next tick), not one transaction per PUBACK.
+            if acknowledged.count >= max(1, max(window, configuration.claimBatch) / 2) || inflight.isEmpty {
+                try await flushAndFill()
+            } else if claimedCount > 0 {
+                let room = window - inflight.count
+                if (unhandledEvents.value.load(ordering: .relaxed) == 0 && room >= max(1, window / 16)) || room >= window / 2 {
+                    try await fill(claimingPending: false)
+                }
+            } else if pendingMayWait {
                 try await flushAndFill()
             }
         case .mqtt(.message(let message)):
@@ -239,7 +283,7 @@ public actor OutboxPublisher {
             try await fill()
         case .tick:
             try await flush()
-            if pendingMayWait || !replays.isEmpty || ContinuousClock.now - lastClaim >= Self.idleClaimInterval { try await fill() }
+            if pendingMayWait || claimedCount > 0 || !replays.isEmpty || ContinuousClock.now - lastClaim >= Self.idleClaimInterval { try await fill() }
             if let interval = configuration.maintenanceInterval, ContinuousClock.now - lastMaintenance >= interval {
                 lastMaintenance = .now
                 let report = try await store.maintain(now: Date())
@@ -274,7 +318,7 @@ public actor OutboxPublisher {
     /// claims pending ones in one call (one transaction). Pending records are claimed only when some may wait
     /// (``pendingMayWait``): a PUBACK after the backlog emptied does not query the store for more.
     private func flushAndFill() async throws {
-        guard pendingMayWait, !acknowledged.isEmpty, let limit = pendingClaimLimit() else {
+        guard pendingMayWait, claimedCount == 0, !acknowledged.isEmpty, let limit = pendingClaimLimit() else {
             try await flush()
             try await fill(claimingPending: pendingMayWait)
             return
@@ -282,18 +326,20 @@ public actor OutboxPublisher {
         let batch = acknowledged
         acknowledged.removeAll(keepingCapacity: true)
         lastClaim = .now
+        let claimSize = max(limit, configuration.claimBatch)
         let outcome: DeliveredAndClaimed
         do {
-            outcome = try await store.markDelivered(batch, at: Date(), thenClaim: limit)
+            outcome = try await store.markDelivered(batch, at: Date(), thenClaim: claimSize)
         } catch {
             // Nothing was committed: kept for the next flush, as in ``flush()``.
             acknowledged.insert(contentsOf: batch, at: 0)
             throw error
         }
         counters.delivered += Int64(outcome.delivered)
-        let records = try outcome.claimed.get()
-        if records.count < limit { pendingMayWait = false }
-        try await hand(records, isReplay: false)
+        claimed = try outcome.claimed.get()
+        claimedHead = 0
+        if claimed.count < claimSize { pendingMayWait = false }
+        try await hand(takeClaimed(limit), isReplay: false)
         try await fill(claimingPending: false)
     }
 
@@ -317,13 +363,17 @@ public actor OutboxPublisher {
         let replayShare = replays.isEmpty ? 0 : max(1, room / 2)
         if let until = refusedUntil, until > .now { return }
         refusedUntil = nil
-        if configuration.drainPending && claimingPending {
+        if configuration.drainPending {
             let limit = room - replayShare
-            if limit > 0 {
+            if limit > 0 && claimedCount == 0 && claimingPending {
                 lastClaim = .now
-                let records = try await store.claimPending(limit: limit)
-                if records.count < limit { pendingMayWait = false }
-                try await hand(records, isReplay: false)
+                let claimSize = max(limit, configuration.claimBatch)
+                claimed = try await store.claimPending(limit: claimSize)
+                claimedHead = 0
+                if claimed.count < claimSize { pendingMayWait = false }
+            }
+            if limit > 0 && claimedCount > 0 {
+                try await hand(takeClaimed(limit), isReplay: false)
                 room = window - inflight.count
             }
         }
@@ -361,6 +411,27 @@ public actor OutboxPublisher {
         return try await store.releaseInflight(ids)
     }
 
+    /// The next `count` (at most) claimed records, oldest first.
+    private func takeClaimed(_ count: Int) -> [OutboxRecord] {
+        let end = min(claimed.count, claimedHead + max(0, count))
+        let taken = Array(claimed[claimedHead..<end])
+        claimedHead = end
+        if claimedHead == claimed.count {
+            claimed.removeAll(keepingCapacity: true)
+            claimedHead = 0
+        }
+        return taken
+    }
+
+    /// Returns the claimed records not yet handed to MQTT to pending.
+    private func returnClaimed() async throws {
+        guard claimedCount > 0 else { return }
+        let ids = claimed[claimedHead...].map(\.id)
+        claimed.removeAll()
+        claimedHead = 0
+        try await returnToPending(ids)
+    }
+
     /// Publishes records; those that cannot be handed over (the connection just dropped) go back to pending.
     private func hand(_ records: [OutboxRecord], isReplay: Bool) async throws {
         for (index, record) in records.enumerated() {
@@ -374,6 +445,7 @@ public actor OutboxPublisher {
                 if !isReplay {
                     let rest = records[index...].map(\.id)
                     try await returnToPending(rest)
+                    try await returnClaimed()
                 }
                 return
             }

@@ -147,4 +147,49 @@ func receivedStreams(_ messages: [MQTTMessage], topics: MeterGateTopics) -> [Str
         try await run.value
         await subscriber.shutdown()
     }
+
+    /// A broker window of 4 (mosquitto's Receive Maximum is 20 by default) does not make the publisher claim
+    /// from the store 4 at a time: a backlog of 60 is claimed in one batch, one transaction and one raise of
+    /// the high-water mark (its generation), and still leaves in store order, never more than 4 in flight.
+    @Test(arguments: [(128, 1...2), (2, 20...40)])
+    func aSmallWindowIsFilledFromClaimBatchesNotOneClaimPerHalfWindow(claimBatch: Int, raises: ClosedRange<Int>) async throws {
+        let broker = try MosquittoBroker()
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let topics = MeterGateTopics(gateway: "gw")
+        let store = try await SQLiteOutbox.open(path: dir.file("outbox.sqlite"), configuration: OutboxConfiguration())
+        for i in 0..<60 { _ = try await store.append(meter: "m\(i % 3)", chainedRecord("m\(i % 3)")) }
+        let generation = { () -> Int in
+            ["a", "b"].compactMap { slot -> Int? in
+                // The file: the mark's JSON on the first line, its SHA-256 on the second.
+                guard let data = FileManager.default.contents(atPath: dir.file("outbox.sqlite.mark-\(slot)")),
+                      let line = data.split(separator: UInt8(ascii: "\n")).first,
+                      let body = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else { return nil }
+                return body["generation"] as? Int
+            }.max() ?? 0
+        }
+        let before = generation()
+        let subscriber = MQTTClient(configuration: clientConfiguration(broker, id: "settlement"))
+        let seen = EventLog(subscriber)
+        subscriber.subscribe("metergate/v1/gw/+/reading", qos: .atLeastOnce)
+        subscriber.start()
+        #expect(await eventually(timeout: 10) { !seen.subscribedSessions.isEmpty })
+
+        let client = MQTTClient(configuration: clientConfiguration(broker, id: "gw", topics: topics, window: 4))
+        let publisher = OutboxPublisher(store: store, client: client, topics: topics, configuration: .init(window: 64, claimBatch: claimBatch))
+        let run = Task { try await publisher.run() }
+        #expect(await eventually(timeout: 20) { (try? await store.stats().delivered) == 60 })
+        #expect(await eventually(timeout: 10) { seen.messages.count == 60 })
+        run.cancel()
+        try await run.value
+        await subscriber.shutdown()
+
+        #expect(raises.contains(generation() - before), "high-water mark raised \(generation() - before) times")
+        #expect(await publisher.counters.maxInflight <= 4)
+        for (meter, stream) in receivedStreams(seen.messages, topics: topics) {
+            #expect(stream.arrivals == Array(1...20), "\(meter) in order, each once")
+        }
+        let stats = try await store.stats()
+        #expect(stats.pending == 0 && stats.inflight == 0)
+    }
 }
