@@ -99,14 +99,14 @@ public actor ReadingPipeline {
     ///   (``OutboxOpenReport/recoveries``): their intervals up to the mark's interval end are not signed again.
     public init(config: GatewayConfig, key: SigningKey, store: any OutboxStore, bootID: String?, logger: Logger,
                 rails: [(source: RailsConfig.Source, rail: RailDescription)] = [], recoveries: [OutboxRecovery] = [],
-                saveInterval: Duration? = nil, appended: @escaping @Sendable () -> Void) async throws {
+                appended: @escaping @Sendable () -> Void) async throws {
         self.store = store
         for recovery in recoveries {
             if let end = recovery.intervalEnd, let meter = try? MeterID(validating: recovery.meter) { publishedThrough[meter] = end }
         }
         self.logger = logger
         self.appended = appended
-        self.saveInterval = saveInterval ?? config.outbox.stateSave
+        self.saveInterval = config.outbox.stateSave
         (input, inputContinuation) = AsyncStream.makeStream(of: Input.self, bufferingPolicy: .bufferingNewest(4096))
         let grid = try IntervalGrid(periodMillis: Self.millis(config.interval))
         let decoder = JSONDecoder()
