@@ -66,10 +66,15 @@ public struct QuarantinedDatabase: Sendable, Hashable, CustomStringConvertible {
 ///
 /// Durability: WAL journal with `synchronous=FULL` for every transaction that adds records, so an
 /// appended record is on disk before ``append(_:)`` returns (and before it can be offered to MQTT).
-/// State changes (inflight, delivered) commit with `synchronous=NORMAL`: a power cut can only lose the
-/// latest of them, which turns a record back into pending and, at worst, publishes it again, which
-/// at-least-once delivery allows. Records are never lost that way; ordering of WAL frames keeps every
-/// later FULL commit durable together with the NORMAL ones before it.
+/// Delivered marks commit with `synchronous=NORMAL`: a power cut can only lose the latest of them, which
+/// turns a record back into pending and, at worst, publishes it again, which at-least-once delivery allows.
+/// Records are never lost that way; ordering of WAL frames keeps every later FULL commit durable together
+/// with the NORMAL ones before it.
+///
+/// Inflight is a state of this process only: a claim hands records out without writing their rows (every
+/// inflight record is pending again after a restart anyway), so each record's row is written twice, by its
+/// append and by its delivered mark. On disk a claimed record stays pending; `metergate outbox stats` run
+/// beside the gateway counts it there, and ``stats()`` of the gateway's own store as inflight.
 public actor SQLiteOutbox: OutboxStore {
     /// How thoroughly the file is checked when opened.
     public enum IntegrityCheck: Sendable, Hashable {
@@ -122,6 +127,13 @@ public actor SQLiteOutbox: OutboxStore {
     private var mark: HighWaterMark?
     /// The mark's streams as text, kept in step with ``mark`` (a claim writes again only the streams it raised).
     private var markText = HighWaterMark.Text()
+    /// Inflight records (handed out by a claim, neither delivered nor released): id → meter. Their rows stay pending.
+    private var claimed: [Int64: String] = [:]
+    /// Every pending row with an id up to this one is in ``claimed`` or ``released``; a claim continues above it.
+    private var claimCursor: Int64 = 0
+    /// Pending rows at or below ``claimCursor`` to hand out again first, oldest first: released claims, and any
+    /// row appended with an id at or below the cursor (SQLite reuses the highest ids after deletes).
+    private var released: Set<Int64> = []
     /// Signed gap statements (``StreamPosition/storeLost``): streams continued from the mark whose next record has
     /// yet to say so, quota drops, and the statements carried by records not yet delivered. Mirrors the
     /// `loss_statements` table (but for waiting damage statements, found again from the mark at each start).
@@ -290,6 +302,7 @@ public actor SQLiteOutbox: OutboxStore {
                 try insert.step()
                 return s.database.lastInsertRowID
             }
+            if id <= claimCursor { released.insert(id) }
             changed[request.meter] = StreamHead(lastSeq: position.seq, lastHash: built.hash)
             if storeLost != nil { carriers[request.meter, default: []].append(position.seq) }
             records.append(OutboxRecord(id: id, meter: request.meter, epoch: epoch, seq: position.seq, bytes: built.bytes,
@@ -336,61 +349,89 @@ public actor SQLiteOutbox: OutboxStore {
     public func claimPending(limit: Int) throws(OutboxError) -> [OutboxRecord] {
         let s = try open()
         guard limit > 0 else { return [] }
-        let (records, raised) = try relaxedTransaction { () throws(SQLiteError) in try claimRows(s, limit: limit) }
-        try raiseMark(raised, handingOut: records)
-        return records
+        // Reads only: a claim writes no row.
+        let claim = try sql { () throws(SQLiteError) in try claimRows(s, limit: limit) }
+        adopt(claim)
+        try raiseMark(claim.raised, handingOut: claim.records)
+        return claim.records
     }
 
     @discardableResult
     public func markDelivered(_ ids: [Int64], at time: Date) throws(OutboxError) -> Int {
         let s = try open()
         guard !ids.isEmpty else { return 0 }
-        let (count, bytes) = try relaxedTransaction { () throws(SQLiteError) in try Self.deliverRows(s, ids, millis: Self.millis(time)) }
-        countDelivered(bytes: bytes)
-        return count
+        let delivered = try relaxedTransaction { () throws(SQLiteError) in try deliverRows(s, ids, millis: Self.millis(time)) }
+        countDelivered(delivered)
+        return delivered.ids.count
     }
 
     public func markDelivered(_ ids: [Int64], at time: Date, thenClaim limit: Int) throws(OutboxError) -> DeliveredAndClaimed {
         let s = try open()
-        let (delivered, records, raised) = try relaxedTransaction { () throws(SQLiteError) in
-            let delivered = try Self.deliverRows(s, ids, millis: Self.millis(time))
-            let (records, raised) = limit > 0 ? try claimRows(s, limit: limit) : ([], [:])
-            return (delivered, records, raised)
+        let (delivered, claim) = try relaxedTransaction { () throws(SQLiteError) in
+            let delivered = try deliverRows(s, ids, millis: Self.millis(time))
+            return (delivered, limit > 0 ? try claimRows(s, limit: limit) : Claim())
         }
-        countDelivered(bytes: delivered.bytes)
+        countDelivered(delivered)
+        adopt(claim)
         do throws(OutboxError) {
-            try raiseMark(raised, handingOut: records)
+            try raiseMark(claim.raised, handingOut: claim.records)
         } catch {
-            return DeliveredAndClaimed(delivered: delivered.count, claimed: .failure(error))
+            return DeliveredAndClaimed(delivered: delivered.ids.count, claimed: .failure(error))
         }
-        return DeliveredAndClaimed(delivered: delivered.count, claimed: .success(records))
+        return DeliveredAndClaimed(delivered: delivered.ids.count, claimed: .success(claim.records))
     }
 
-    /// Marks up to `limit` pending records inflight (inside the caller's transaction); returns them and, per
-    /// stream, the entry the high-water mark must rise to before they leave.
-    private func claimRows(_ s: Statements, limit: Int) throws(SQLiteError) -> (records: [OutboxRecord], raised: [String: HighWaterMark.Entry]) {
-        let select = s.selectPending
-        defer { select.reset() }
-        try select.bind(Int64(limit), at: 1)
+    /// What a claim read: the records, per stream the entry the high-water mark must rise to before they leave,
+    /// the released ids it used up and the cursor it reached. ``adopt(_:)`` makes it the actor's state once the
+    /// transaction it was read in has committed.
+    private struct Claim {
         var records: [OutboxRecord] = []
         var raised: [String: HighWaterMark.Entry] = [:]
-        while try select.step() {
+        var usedReleased: [Int64] = []
+        var cursor: Int64 = 0
+    }
+
+    /// Reads up to `limit` pending records to hand out, oldest first, as inflight (in memory: their rows are not
+    /// written). Released records come first (they are older than any row above the cursor), then the rows above
+    /// ``claimCursor``.
+    private func claimRows(_ s: Statements, limit: Int) throws(SQLiteError) -> Claim {
+        var claim = Claim(cursor: claimCursor)
+        func take(_ select: SQLiteStatement) {
             let record = OutboxRecord(id: select.int64(0), meter: select.text(1) ?? "", epoch: epoch, seq: UInt64(select.int64(2)),
                                       bytes: select.blob(5), hash: select.blob(4), state: .inflight,
                                       appendedAt: Self.date(millis: select.int64(3)))
-            if record.seq > (raised[record.meter] ?? mark?.streams[record.meter])?.seq ?? 0 {
-                raised[record.meter] = HighWaterMark.Entry(seq: record.seq, hash: record.hash,
-                                                           intervalEnd: select.isNull(6) ? nil : select.int64(6))
+            if record.seq > (claim.raised[record.meter] ?? mark?.streams[record.meter])?.seq ?? 0 {
+                claim.raised[record.meter] = HighWaterMark.Entry(seq: record.seq, hash: record.hash,
+                                                                 intervalEnd: select.isNull(6) ? nil : select.int64(6))
             }
-            records.append(record)
+            claim.records.append(record)
         }
-        if let last = records.last {
-            let update = s.markInflightUpTo
-            defer { update.reset() }
-            try update.bind(last.id, at: 1)
-            try update.step()
+        if !released.isEmpty {
+            let select = s.selectPendingByID
+            for id in released.sorted() where claim.records.count < limit {
+                defer { select.reset() }
+                claim.usedReleased.append(id)
+                try select.bind(id, at: 1)
+                if try select.step() { take(select) }
+            }
         }
-        return (records, raised)
+        if claim.records.count < limit {
+            let select = s.selectPendingAbove
+            defer { select.reset() }
+            try select.bind(claimCursor, at: 1)
+            try select.bind(Int64(limit - claim.records.count), at: 2)
+            while try select.step() {
+                take(select)
+                claim.cursor = select.int64(0)
+            }
+        }
+        return claim
+    }
+
+    private func adopt(_ claim: Claim) {
+        released.subtract(claim.usedReleased)
+        claimCursor = max(claimCursor, claim.cursor)
+        for record in claim.records { claimed[record.id] = record.meter }
     }
 
     /// Raises the high-water mark to `raised`, durably, before `records` leave: if the database later loses the
@@ -413,47 +454,48 @@ public actor SQLiteOutbox: OutboxStore {
         markText = text
     }
 
-    /// Marks inflight records delivered (inside the caller's transaction); returns how many changed and their size.
-    private static func deliverRows(_ s: Statements, _ ids: [Int64], millis: Int64) throws(SQLiteError) -> (count: Int, bytes: Int64) {
-        var count = 0
+    /// Marks inflight records delivered (inside the caller's transaction); returns the ids that changed and their
+    /// size. Ids not inflight are ignored. They stay in ``claimed`` until ``countDelivered(_:)``, after the commit.
+    private func deliverRows(_ s: Statements, _ ids: [Int64], millis: Int64) throws(SQLiteError) -> (ids: [Int64], bytes: Int64) {
+        var changed: [Int64] = []
         var bytes: Int64 = 0
         let update = s.markDelivered
-        for id in ids {
+        for id in ids where claimed[id] != nil {
             defer { update.reset() }
             try update.bind(millis, at: 1)
             try update.bind(id, at: 2)
             if try update.step() {
-                count += 1
+                changed.append(id)
                 bytes += update.int64(0)
                 while try update.step() {}
             }
         }
-        return (count, bytes)
+        return (changed, bytes)
     }
 
-    private func countDelivered(bytes: Int64) {
-        unsentBytes -= bytes
-        deliveredBytes += bytes
+    private func countDelivered(_ delivered: (ids: [Int64], bytes: Int64)) {
+        for id in delivered.ids { claimed.removeValue(forKey: id) }
+        unsentBytes -= delivered.bytes
+        deliveredBytes += delivered.bytes
     }
 
+    /// Returns inflight records to pending: in memory only, as their rows never left pending.
     @discardableResult
     public func releaseInflight(_ ids: [Int64]) throws(OutboxError) -> Int {
-        let s = try open()
-        return try relaxedTransaction { () throws(SQLiteError) -> Int in
-            if ids.isEmpty {
-                try s.releaseAll.run()
-                return Int(s.database.changes)
-            }
-            var count = 0
-            let release = s.releaseOne
-            for id in ids {
-                defer { release.reset() }
-                try release.bind(id, at: 1)
-                try release.step()
-                count += Int(s.database.changes)
-            }
+        _ = try open()
+        if ids.isEmpty {
+            let count = claimed.count
+            claimed.removeAll(keepingCapacity: true)
+            released.removeAll()
+            claimCursor = 0
             return count
         }
+        var count = 0
+        for id in ids where claimed.removeValue(forKey: id) != nil {
+            released.insert(id)
+            count += 1
+        }
+        return count
     }
 
     // MARK: - Reading
@@ -503,6 +545,12 @@ public actor SQLiteOutbox: OutboxStore {
                 byMeter[meter] = stream
                 totals[state, default: 0] += n
             }
+            for meter in claimed.values {
+                byMeter[meter, default: StreamStats(meter: meter)].pending -= 1
+                byMeter[meter, default: StreamStats(meter: meter)].inflight += 1
+            }
+            totals[.pending, default: 0] -= Int64(claimed.count)
+            totals[.inflight, default: 0] += Int64(claimed.count)
             var oldest: Date?
             for state in [RecordState.pending, .inflight] {
                 if let millis = try s.database.scalarInt("SELECT appended_at FROM records WHERE state = \(state.rawValue) ORDER BY id LIMIT 1") {
@@ -567,11 +615,13 @@ public actor SQLiteOutbox: OutboxStore {
             if unsent > quota, configuration.quotaPolicy == .dropOldest {
                 let excess = unsent - quota
                 var freed: Int64 = 0
-                var lastID: Int64?
+                var ids: [Int64] = []
                 var ranges: [DroppedRange] = []
                 let scan = s.scanPending
                 while freed < excess, try scan.step() {
-                    lastID = scan.int64(0)
+                    // Inflight records are on their way: dropping them would state as lost what may arrive.
+                    guard claimed[scan.int64(0)] == nil else { continue }
+                    ids.append(scan.int64(0))
                     let meter = scan.text(1) ?? ""
                     let seq = UInt64(scan.int64(2))
                     freed += scan.int64(3)
@@ -583,11 +633,13 @@ public actor SQLiteOutbox: OutboxStore {
                     }
                 }
                 scan.reset()
-                if let lastID {
-                    let drop = s.dropPendingUpTo
-                    try drop.bind(lastID, at: 1)
-                    while try drop.step() { unsent -= drop.int64(0) }
-                    drop.reset()
+                if !ids.isEmpty {
+                    let drop = s.dropPending
+                    for id in ids {
+                        defer { drop.reset() }
+                        try drop.bind(id, at: 1)
+                        while try drop.step() { unsent -= drop.int64(0) }
+                    }
                     report.dropped = ranges
                     dropped += report.droppedCount
                     try Self.setMeta(s.database, "dropped_total", String(dropped))
@@ -744,8 +796,8 @@ public actor SQLiteOutbox: OutboxStore {
         let begin, commit, syncNormal, syncFull: SQLiteStatement
         let insert, upsertStream: SQLiteStatement
         let saveState, selectState: SQLiteStatement
-        let selectPending, markInflightUpTo, markDelivered, releaseAll, releaseOne, selectRange: SQLiteStatement
-        let expireDelivered, scanDelivered, pruneDeliveredUpTo, scanPending, dropPendingUpTo: SQLiteStatement
+        let selectPendingAbove, selectPendingByID, markDelivered, selectRange: SQLiteStatement
+        let expireDelivered, scanDelivered, pruneDeliveredUpTo, scanPending, dropPending: SQLiteStatement
         let deleteLossStatements, insertLossStatement, selectUnsentSeq: SQLiteStatement
 
         init(_ db: SQLiteDatabase) throws(SQLiteError) {
@@ -764,11 +816,11 @@ public actor SQLiteOutbox: OutboxStore {
                 INSERT INTO streams(meter, last_seq, last_hash) VALUES(?1, ?2, ?3)
                 ON CONFLICT(meter) DO UPDATE SET last_seq = excluded.last_seq, last_hash = excluded.last_hash
                 """)
-            selectPending = try db.prepare("SELECT id, meter, seq, appended_at, hash, bytes, interval_end FROM records WHERE state = 0 ORDER BY id LIMIT ?1")
-            markInflightUpTo = try db.prepare("UPDATE records SET state = 1 WHERE state = 0 AND id <= ?1")
-            markDelivered = try db.prepare("UPDATE records SET state = 2, delivered_at = ?1 WHERE id = ?2 AND state = 1 RETURNING size")
-            releaseAll = try db.prepare("UPDATE records SET state = 0 WHERE state = 1")
-            releaseOne = try db.prepare("UPDATE records SET state = 0 WHERE id = ?1 AND state = 1")
+            selectPendingAbove = try db.prepare("""
+                SELECT id, meter, seq, appended_at, hash, bytes, interval_end FROM records WHERE state = 0 AND id > ?1 ORDER BY id LIMIT ?2
+                """)
+            selectPendingByID = try db.prepare("SELECT id, meter, seq, appended_at, hash, bytes, interval_end FROM records WHERE id = ?1 AND state = 0")
+            markDelivered = try db.prepare("UPDATE records SET state = 2, delivered_at = ?1 WHERE id = ?2 AND state = 0 RETURNING size")
             selectRange = try db.prepare("""
                 SELECT id, seq, state, appended_at, hash, bytes FROM records
                 WHERE meter = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq LIMIT ?4
@@ -777,7 +829,7 @@ public actor SQLiteOutbox: OutboxStore {
             scanDelivered = try db.prepare("SELECT id, size FROM records WHERE state = 2 ORDER BY id")
             pruneDeliveredUpTo = try db.prepare("DELETE FROM records WHERE state = 2 AND id <= ?1 RETURNING size")
             scanPending = try db.prepare("SELECT id, meter, seq, size FROM records WHERE state = 0 ORDER BY id")
-            dropPendingUpTo = try db.prepare("DELETE FROM records WHERE state = 0 AND id <= ?1 RETURNING size")
+            dropPending = try db.prepare("DELETE FROM records WHERE id = ?1 AND state = 0 RETURNING size")
             deleteLossStatements = try db.prepare("DELETE FROM loss_statements WHERE meter = ?1")
             insertLossStatement = try db.prepare("INSERT INTO loss_statements(meter, from_seq, to_seq, cause, carried_by) VALUES(?1, ?2, ?3, ?4, ?5)")
             selectUnsentSeq = try db.prepare("SELECT 1 FROM records WHERE meter = ?1 AND seq = ?2 AND state <> 2")

@@ -5,7 +5,7 @@ import Testing
 
 /// `metergate outbox stats|export|vacuum` on a real outbox file.
 @Suite struct OutboxCommandTests {
-    /// An outbox with 5 records of m1 (2 delivered, 1 inflight) and 3 of m2.
+    /// An outbox with 5 records of m1 (2 delivered, 1 claimed and not acknowledged, so pending on disk) and 3 of m2.
     func makeOutbox(_ dir: TemporaryDirectory) async throws -> String {
         let path = dir.file("outbox.sqlite")
         let store = try await SQLiteOutbox.open(path: path, configuration: OutboxConfiguration())
@@ -16,19 +16,29 @@ import Testing
         return path
     }
 
-    @Test func statsCountsByStateAndMeterAndLeavesInflightAlone() async throws {
+    @Test func statsCountsByStateAndMeterAndLeavesARunningGatewaysClaimsAlone() async throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
-        let path = try await makeOutbox(dir)
+        let path = dir.file("outbox.sqlite")
+        // The gateway's store stays open, with one record claimed (inflight) and not yet acknowledged.
+        let store = try await SQLiteOutbox.open(path: path, configuration: OutboxConfiguration())
+        for i in 0..<8 { _ = try await store.append(meter: i < 5 ? "m1" : "m2", chainedRecord(i < 5 ? "m1" : "m2")) }
+        let claimed = try await store.claimPending(limit: 3)
+        try await store.markDelivered(Array(claimed.prefix(2).map(\.id)), at: Date())
         let r = try runProcess(try metergateBinary(), ["outbox", "stats", "--db", path])
         #expect(r.status == 0, "\(r.stderr)")
-        #expect(r.stdout.contains("records: 8 (pending 5, inflight 1, delivered 2)"), "\(r.stdout)")
+        // Inflight is the gateway's own state: beside it, a claimed record counts as pending (not acknowledged).
+        #expect(r.stdout.contains("records: 8 (pending 6, inflight 0, delivered 2)"), "\(r.stdout)")
         #expect(r.stdout.contains("oldest unsent: 20"))
         let m1 = try #require(r.stdout.split(separator: "\n").first { $0.hasPrefix("m1 ") })
-        #expect(m1.split(separator: " ").map(String.init) == ["m1", "5", "1", "2", "1", "2"])
-        // Inspecting beside a running gateway does not turn its inflight records back into pending.
-        let again = try runProcess(try metergateBinary(), ["outbox", "stats", "--db", path])
-        #expect(again.stdout.contains("inflight 1"))
+        #expect(m1.split(separator: " ").map(String.init) == ["m1", "5", "1", "3", "0", "2"])
+        // The gateway's own view still has it inflight, and inspecting moved nothing: its PUBACK still lands.
+        let own = try await store.stats()
+        #expect((own.pending, own.inflight, own.delivered) == (5, 1, 2))
+        #expect(try await store.markDelivered([claimed[2].id], at: Date()) == 1)
+        await store.close()
+        let after = try runProcess(try metergateBinary(), ["outbox", "stats", "--db", path])
+        #expect(after.stdout.contains("records: 8 (pending 5, inflight 0, delivered 3)"), "\(after.stdout)")
     }
 
     @Test func exportWritesTheStoredRecordsOnePerLine() async throws {

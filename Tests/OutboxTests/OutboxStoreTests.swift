@@ -61,6 +61,17 @@ final class TestClock: Sendable {
     var function: @Sendable () -> Date { { self.now } }
 }
 
+/// A store of `kind` whose byte quota holds `records` records of about 1 KiB each (900 characters of `fill`, the
+/// hash and the row overhead), and the builder of such records for `meter`.
+func storeWithQuota(of records: Int64, _ policy: OutboxQuotaPolicy, kind: StoreKind, _ dir: TemporaryDirectory,
+                    fill: String = "x") async throws -> (any OutboxStore, (String) -> RecordBuilder) {
+    let payload = String(repeating: fill, count: 900)
+    let probe = try chainedRecord("m", payload: payload)(StreamPosition(epoch: probeEpoch, seq: 10, prev: StreamPosition.zeroHash))
+    let perRecord = Int64(probe.bytes.count + 32) + OutboxRecord.rowOverheadBytes
+    let store = try await kind.make(dir, OutboxConfiguration(quotaBytes: perRecord * records + 100, quotaPolicy: policy))
+    return (store, { chainedRecord($0, payload: payload) })
+}
+
 @Suite struct OutboxStoreTests {
     @Test(arguments: StoreKind.allCases)
     func appendAllocatesContiguousSeqsPerMeterAndChainsPrev(kind: StoreKind) async throws {
@@ -186,22 +197,19 @@ final class TestClock: Sendable {
     func theQuotaPrunesDeliveredFirstThenKeepsUnsentAndRaisesTheAlarm(kind: StoreKind) async throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
-        let payload = String(repeating: "x", count: 900)
         // Each record counts about 1 KiB (text, hash, row overhead): a quota of 20 records.
-        let probe = try chainedRecord("m", payload: payload)(StreamPosition(epoch: probeEpoch, seq: 10, prev: StreamPosition.zeroHash))
-        let perRecord = Int64(probe.bytes.count + 32) + OutboxRecord.rowOverheadBytes
-        let store = try await kind.make(dir, OutboxConfiguration(quotaBytes: perRecord * 20 + 100, quotaPolicy: .keep))
-        for _ in 0..<15 { _ = try await store.append(meter: "m", chainedRecord("m", payload: payload)) }
+        let (store, record) = try await storeWithQuota(of: 20, .keep, kind: kind, dir)
+        for _ in 0..<15 { _ = try await store.append(meter: "m", record("m")) }
         try await store.markDelivered(try await store.claimPending(limit: 10).map(\.id), at: Date())
         // 10 delivered + 15 more unsent = 25 > 20: the 5 oldest delivered go.
-        for _ in 0..<10 { _ = try await store.append(meter: "m", chainedRecord("m", payload: payload)) }
+        for _ in 0..<10 { _ = try await store.append(meter: "m", record("m")) }
         var stats = try await store.stats()
         #expect(stats.delivered == 5)
         #expect(stats.pending == 15)
         #expect(stats.streams.first?.firstStoredSeq == 6)
         #expect(!stats.quotaAlarm)
         // 15 unsent + 10 more: every delivered record goes, then unsent alone exceed the quota: kept, alarm.
-        for _ in 0..<10 { _ = try await store.append(meter: "m", chainedRecord("m", payload: payload)) }
+        for _ in 0..<10 { _ = try await store.append(meter: "m", record("m")) }
         stats = try await store.stats()
         #expect(stats.delivered == 0)
         #expect(stats.pending == 25)
@@ -218,11 +226,8 @@ final class TestClock: Sendable {
     func dropOldestDropsTheOldestPendingCountedAndReported(kind: StoreKind) async throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
-        let payload = String(repeating: "y", count: 900)
-        let probe = try chainedRecord("a", payload: payload)(StreamPosition(epoch: probeEpoch, seq: 10, prev: StreamPosition.zeroHash))
-        let perRecord = Int64(probe.bytes.count + 32) + OutboxRecord.rowOverheadBytes
-        let store = try await kind.make(dir, OutboxConfiguration(quotaBytes: perRecord * 10 + 100, quotaPolicy: .dropOldest))
-        for i in 0..<14 { _ = try await store.append(meter: i < 7 ? "a" : "b", chainedRecord(i < 7 ? "a" : "b", payload: payload)) }
+        let (store, record) = try await storeWithQuota(of: 10, .dropOldest, kind: kind, dir, fill: "y")
+        for i in 0..<14 { _ = try await store.append(meter: i < 7 ? "a" : "b", record(i < 7 ? "a" : "b")) }
         let stats = try await store.stats()
         #expect(stats.pending == 10)
         #expect(stats.droppedTotal == 4)
@@ -231,6 +236,25 @@ final class TestClock: Sendable {
         #expect(a.map(\.seq) == [5, 6, 7])
         let b = try await store.records(meter: "b", seqs: 1...100, limit: 100)
         #expect(b.map(\.seq) == [1, 2, 3, 4, 5, 6, 7])
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func dropOldestSkipsInflightRecordsWhoseAcknowledgementMayStillCome(kind: StoreKind) async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let (store, record) = try await storeWithQuota(of: 10, .dropOldest, kind: kind, dir, fill: "y")
+        for _ in 0..<3 { _ = try await store.append(meter: "a", record("a")) }
+        let inflight = try await store.claimPending(limit: 2)
+        #expect(inflight.map(\.seq) == [1, 2])
+        for _ in 0..<10 { _ = try await store.append(meter: "a", record("a")) }
+        // 13 unsent against room for 10: the three oldest not inflight go (seq 3 to 5), seq 1 and 2 stay.
+        let stats = try await store.stats()
+        #expect(stats.droppedTotal == 3)
+        #expect((stats.pending, stats.inflight) == (8, 2))
+        let kept = try await store.records(meter: "a", seqs: 1...100, limit: 100)
+        #expect(kept.map(\.seq) == [1, 2, 6, 7, 8, 9, 10, 11, 12, 13])
+        #expect(try await store.markDelivered(inflight.map(\.id), at: Date()) == 2, "their PUBACKs still count")
+        #expect(try await store.claimPending(limit: 100).map(\.seq) == [6, 7, 8, 9, 10, 11, 12, 13])
     }
 }
 

@@ -19,12 +19,16 @@ import Testing
         // The file is in WAL mode for any connection.
         let peek = try SQLiteDatabase(path: path, readOnly: true)
         #expect(try peek.scalarText("PRAGMA journal_mode") == "wal")
-        #expect(try peek.scalarInt("SELECT count(*) FROM records WHERE state = 1") == 2)
+        // A claim writes no row: inflight lives in the process that claimed.
+        #expect(try peek.scalarInt("SELECT count(*) FROM records WHERE state = 0") == 3)
+        // Files written before claims were kept in memory held inflight rows (state 1); they are pending again at open.
+        let legacy = try SQLiteDatabase(path: path)
+        try legacy.execute("UPDATE records SET state = 1 WHERE seq <= 2")
 
         let second = try await SQLiteOutbox.open(path: path, configuration: OutboxConfiguration())
         #expect(!second.openReport.created)
         #expect(second.epoch == first.epoch)
-        #expect(second.openReport.inflightReset == 2, "inflight becomes pending after a restart")
+        #expect(second.openReport.inflightReset == 2, "inflight rows of an earlier version become pending at open")
         _ = try await second.append(meter: "m", chainedRecord("m"))
         let all = try await second.records(meter: "m", seqs: 1...10, limit: 10)
         #expect(all.map(\.state) == [.pending, .pending, .pending, .pending])
@@ -96,6 +100,26 @@ import Testing
         let moved = try #require(reopened.openReport.quarantined)
         #expect(moved.reason.contains("stream m:"), "\(moved.reason)")
         #expect(FileManager.default.fileExists(atPath: moved.movedTo))
+    }
+
+    @Test func aRecordThatReusesTheIdOfARemovedRowIsStillHandedOut() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let clock = TestClock()
+        let store = try await SQLiteOutbox.open(path: dir.file("outbox.sqlite"), configuration: OutboxConfiguration(retention: .seconds(60)),
+                                                clock: clock.function)
+        for _ in 0..<3 { _ = try await store.append(meter: "m", chainedRecord("m")) }
+        let first = try await store.claimPending(limit: 10)
+        #expect(try await store.markDelivered(first.map(\.id), at: clock.now) == 3)
+        clock.advance(120)
+        #expect(try await store.maintain(now: clock.now).expired == 3)
+        // The table is empty: SQLite gives the next row id 1 again, below the ids already handed out.
+        let next = try await store.append(meter: "m", chainedRecord("m"))
+        #expect(next.id <= first.last!.id)
+        let claimed = try await store.claimPending(limit: 10)
+        #expect(claimed.map(\.seq) == [4])
+        #expect(try await store.markDelivered(claimed.map(\.id), at: clock.now) == 1)
+        #expect(try await store.stats().pending == 0)
     }
 
     @Test func diskFullRefusesAppendsWithoutDamageAndAppendsResumeWhenSpaceIsFreed() async throws {

@@ -11,7 +11,8 @@ import Outbox
 struct Outbox: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Inspect the outbox: stats, export, vacuum.",
-        discussion: "Safe beside a running gateway: inflight records stay inflight and nothing is moved.",
+        discussion: "Safe beside a running gateway: nothing is moved. Records it has handed to MQTT and not yet seen "
+            + "acknowledged count as pending here (inflight is the gateway's own state; its metrics show it).",
         subcommands: [Stats.self, Export.self, Vacuum.self, Soak.self])
 
     /// `metergate outbox stats`.
