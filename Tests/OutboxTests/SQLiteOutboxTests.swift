@@ -106,8 +106,8 @@ import Testing
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
         let clock = TestClock()
-        let store = try await SQLiteOutbox.open(path: dir.file("outbox.sqlite"), configuration: OutboxConfiguration(retention: .seconds(60)),
-                                                clock: clock.function)
+        let path = dir.file("outbox.sqlite")
+        let store = try await SQLiteOutbox.open(path: path, configuration: OutboxConfiguration(retention: .seconds(60)), clock: clock.function)
         for _ in 0..<3 { _ = try await store.append(meter: "m", chainedRecord("m")) }
         let first = try await store.claimPending(limit: 10)
         #expect(try await store.markDelivered(first.map(\.id), at: clock.now) == 3)
@@ -119,7 +119,12 @@ import Testing
         let claimed = try await store.claimPending(limit: 10)
         #expect(claimed.map(\.seq) == [4])
         #expect(try await store.markDelivered(claimed.map(\.id), at: clock.now) == 1)
-        #expect(try await store.stats().pending == 0)
+        let stats = try await store.stats()
+        #expect(stats.pending == 0)
+        // The file size the monitor reports: the database and its WAL.
+        let onDisk = [path, path + "-wal"].map { (try? FileManager.default.attributesOfItem(atPath: $0)[.size] as? Int64) ?? 0 }
+        #expect(onDisk[0] > 0 && onDisk[1] > 0)
+        #expect(stats.fileBytes == onDisk[0] + onDisk[1])
     }
 
     @Test func diskFullRefusesAppendsWithoutDamageAndAppendsResumeWhenSpaceIsFreed() async throws {
