@@ -150,18 +150,18 @@ extension IntervalAssembler {
     /// The members `Codable` synthesises, for ``StateJSONWriter`` (here, where the private ones are visible).
     func write(_ key: StaticString, to w: inout StateJSONWriter) {
         w.object(key) { w in
-            w.string("meter", meter.rawValue)
-            w.string("source", source.rawValue)
-            w.integer("periodNanos", periodNanos)
-            w.integer("boundaryToleranceNanos", boundaryToleranceNanos)
-            w.integer("openStartNanos", openStartNanos)
-            w.integer("committedNanos", committedNanos)
-            totals.write("totals", to: &w)
-            openingTotals.write("openingTotals", to: &w)
-            w.string("quality", quality.rawValue)
-            w.integer("sampleCount", sampleCount)
-            if let peakWatts { w.double("peakWatts", peakWatts) }
-            w.array("events") { w in
+            w.string("m", meter.rawValue)
+            w.string("so", source.rawValue)
+            w.integer("pn", periodNanos)
+            w.integer("bt", boundaryToleranceNanos)
+            w.integer("os", openStartNanos)
+            w.integer("cn", committedNanos)
+            totals.write("t", to: &w)
+            openingTotals.write("ot", to: &w)
+            w.string("q", quality.rawValue)
+            w.integer("n", sampleCount)
+            if let peakWatts { w.double("pk", peakWatts) }
+            w.array("ev") { w in
                 for event in events { event.write(to: &w) }
             }
         }

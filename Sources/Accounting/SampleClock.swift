@@ -90,10 +90,10 @@ extension SampleClock {
     /// The members `Codable` synthesises, for ``StateJSONWriter`` (here, where the private ones are visible).
     func write(_ key: StaticString, to w: inout StateJSONWriter) {
         w.object(key) { w in
-            w.integer("stepToleranceNanos", stepToleranceNanos)
-            last.write("last", to: &w)
-            if let bootID { w.string("bootID", bootID) }
-            w.bool("resumed", resumed)
+            w.integer("st", stepToleranceNanos)
+            last.write("l", to: &w)
+            if let bootID { w.string("b", bootID) }
+            w.bool("r", resumed)
         }
     }
 }

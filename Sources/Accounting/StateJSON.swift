@@ -1,12 +1,13 @@
 import MeterCore
 
-/// Writes accounting snapshots as the JSON their `Decodable` conformances read (the members `Codable`
-/// synthesises, in declaration order; optionals left out when nil; enums with associated values as
-/// `{"case":{"label":value}}`), directly into bytes.
+/// Writes accounting snapshots as the JSON their `Decodable` conformances read through
+/// ``AccountingState/decoder()`` (the members `Codable` synthesises under short names, in declaration order;
+/// optionals left out when nil; enums with associated values as `{"case":{"label":value}}`), directly into bytes.
 ///
 /// The gateway saves a stream's snapshot with every commit that carries its records, so once per record;
 /// `JSONEncoder`'s generic containers cost more than the rest of the accounting. What is written must decode
 /// to the same snapshot (`AccountingTests` check that for every member); the bytes need not be `JSONEncoder`'s.
+/// Member names are short (``AccountingState/longNames``): they were more than half of what each save wrote.
 struct StateJSONWriter {
     private(set) var bytes: [UInt8] = []
     /// Whether the object or array being written has no member yet, one level per open bracket.
@@ -99,8 +100,8 @@ struct StateJSONWriter {
 extension Timestamp {
     func write(_ key: StaticString, to w: inout StateJSONWriter) {
         w.object(key) {
-            $0.integer("wallNanos", wallNanos)
-            $0.integer("monotonicNanos", monotonicNanos)
+            $0.integer("w", wallNanos)
+            $0.integer("mn", monotonicNanos)
         }
     }
 }
@@ -112,8 +113,8 @@ extension FineEnergy {
 extension ChannelEnergy {
     func write(_ key: StaticString, to w: inout StateJSONWriter) {
         w.object(key) {
-            imported.write("imported", to: &$0)
-            exported.write("exported", to: &$0)
+            imported.write("i", to: &$0)
+            exported.write("e", to: &$0)
         }
     }
 }
@@ -147,8 +148,8 @@ extension AccountingEvent {
 extension CounterScale {
     func write(_ key: StaticString, to w: inout StateJSONWriter) {
         w.object(key) {
-            $0.string("numerator", String(numerator))
-            $0.string("denominator", String(denominator))
+            $0.string("nu", String(numerator))
+            $0.string("de", String(denominator))
         }
     }
 }
@@ -161,13 +162,13 @@ extension StateJSONWriter {
                          _ stateMembers: (inout StateJSONWriter) -> Void) -> [UInt8]? {
         var w = StateJSONWriter()
         w.object { w in
-            w.string("meter", meter.rawValue)
-            w.integer("periodMillis", periodMillis)
+            w.string("m", meter.rawValue)
+            w.integer("p", periodMillis)
             members(&w)
             if let state {
-                w.object("state") { w in
-                    state.clock.write("clock", to: &w)
-                    state.assembler.write("assembler", to: &w)
+                w.object("s") { w in
+                    state.clock.write("c", to: &w)
+                    state.assembler.write("a", to: &w)
                     stateMembers(&w)
                 }
             }
@@ -181,11 +182,11 @@ extension CounterAccountant.Snapshot {
     /// cannot carry (a non-finite power), as `JSONEncoder` would fail.
     public var jsonBytes: [UInt8]? {
         StateJSONWriter.snapshot(meter: meter, periodMillis: periodMillis, { w in
-            scale.write("scale", to: &w)
-            w.bool("hasExportCounter", hasExportCounter)
+            scale.write("sc", to: &w)
+            w.bool("x", hasExportCounter)
         }, state: state.map { ($0.clock, $0.assembler) }) { w in
-            state?.importChannel.write("importChannel", to: &w)
-            state?.exportChannel?.write("exportChannel", to: &w)
+            state?.importChannel.write("ic", to: &w)
+            state?.exportChannel?.write("ec", to: &w)
         }
     }
 }
@@ -193,8 +194,8 @@ extension CounterAccountant.Snapshot {
 extension CounterAccountant.Channel {
     func write(_ key: StaticString, to w: inout StateJSONWriter) {
         w.object(key) {
-            $0.integer("lastRaw", lastRaw)
-            $0.string("paid", String(paid.value))
+            $0.integer("lr", lastRaw)
+            $0.string("pd", String(paid.value))
         }
     }
 }
@@ -204,7 +205,7 @@ extension PowerAccountant.Snapshot {
     /// cannot carry (a non-finite power), as `JSONEncoder` would fail.
     public var jsonBytes: [UInt8]? {
         StateJSONWriter.snapshot(meter: meter, periodMillis: periodMillis, state: state.map { ($0.clock, $0.assembler) }) { w in
-            if let state { w.integer("lastMicrowatts", state.lastMicrowatts) }
+            if let state { w.integer("lm", state.lastMicrowatts) }
         }
     }
 }

@@ -109,7 +109,7 @@ public actor ReadingPipeline {
         self.saveInterval = config.outbox.stateSave
         (input, inputContinuation) = AsyncStream.makeStream(of: Input.self, bufferingPolicy: .bufferingNewest(4096))
         let grid = try IntervalGrid(periodMillis: Self.millis(config.interval))
-        let decoder = JSONDecoder()
+        let decoder = AccountingState.decoder()
         for meter in config.meters {
             let field = meter.profile.field(.energyImport)
             let accounting = CounterAccountant.Configuration(

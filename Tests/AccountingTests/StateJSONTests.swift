@@ -3,20 +3,27 @@ import Foundation
 import MeterCore
 import Testing
 
-/// Snapshots are saved as JSON written byte by byte (`jsonBytes`); `JSONDecoder` must read back exactly the
-/// snapshot, in every state the accounting can be in, as it reads what `JSONEncoder` writes.
+/// Snapshots are saved as JSON written byte by byte (`jsonBytes`, short member names); `AccountingState.decoder()`
+/// must read back exactly the snapshot, in every state the accounting can be in, as it reads what `JSONEncoder`
+/// writes (the long names an earlier version saved).
 @Suite struct StateJSONTests {
+    /// Reads back what `jsonBytes` wrote and, as an earlier version saved it, what `JSONEncoder` writes (the long
+    /// member names); the short form is at most 0.7 of the long one.
+    func expectReadBack<S: Codable & Equatable>(_ snapshot: S, _ bytes: [UInt8]?, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let bytes = try #require(bytes, sourceLocation: sourceLocation)
+        let decoder = AccountingState.decoder()
+        #expect(try decoder.decode(S.self, from: Data(bytes)) == snapshot, "\(String(decoding: bytes, as: UTF8.self))", sourceLocation: sourceLocation)
+        let long = try JSONEncoder().encode(snapshot)
+        #expect(try decoder.decode(S.self, from: long) == snapshot, sourceLocation: sourceLocation)
+        #expect(Double(bytes.count) <= 0.7 * Double(long.count), "\(bytes.count) B against \(long.count) B", sourceLocation: sourceLocation)
+    }
+
     func expectReadBack(_ snapshot: CounterAccountant.Snapshot, sourceLocation: SourceLocation = #_sourceLocation) throws {
-        let bytes = try #require(snapshot.jsonBytes, sourceLocation: sourceLocation)
-        #expect(try JSONDecoder().decode(CounterAccountant.Snapshot.self, from: Data(bytes)) == snapshot,
-                "\(String(decoding: bytes, as: UTF8.self))", sourceLocation: sourceLocation)
-        #expect(try JSONDecoder().decode(CounterAccountant.Snapshot.self, from: JSONEncoder().encode(snapshot)) == snapshot, sourceLocation: sourceLocation)
+        try expectReadBack(snapshot, snapshot.jsonBytes, sourceLocation: sourceLocation)
     }
 
     func expectReadBack(_ snapshot: PowerAccountant.Snapshot, sourceLocation: SourceLocation = #_sourceLocation) throws {
-        let bytes = try #require(snapshot.jsonBytes, sourceLocation: sourceLocation)
-        #expect(try JSONDecoder().decode(PowerAccountant.Snapshot.self, from: Data(bytes)) == snapshot,
-                "\(String(decoding: bytes, as: UTF8.self))", sourceLocation: sourceLocation)
+        try expectReadBack(snapshot, snapshot.jsonBytes, sourceLocation: sourceLocation)
     }
 
     /// A 16-bit counter with an export channel through rollovers, a reset, an implausible jump, a gap, clock
