@@ -110,6 +110,11 @@ summary() {
     / (within reach|out of reach)$/ && ($1 == "EdDSA" || $1 == "ES256") && NF == 10 {
       printf "%-11s %-58s %16s %26s %7s\n", "gateway", "ratio ceiling (" $1 "): sign + build " $4 " + store " $5 " + send " $6 " µs", "", "target 0.60", $7
     }
+    # "<alg>, <on|off> <ratio> <ceiling> <share> of the ceiling": the end-to-end ratio as a share of the ceiling.
+    / of the ceiling$/ && ($1 == "EdDSA," || $1 == "ES256,") {
+      alg = substr($1, 1, length($1) - 1)
+      printf "%-11s %-58s %16s %26s %7s\n", "gateway", "end to end / ceiling (" alg ", self-check " $2 ")", $3 " / " $4, "no target", $5
+    }
     # The ceilings under a contract change: "<alg> <change words> <stored> <sent> <ceiling> within|out of reach".
     / (within reach|out of reach)$/ && ($1 == "EdDSA" || $1 == "ES256") && NF > 10 {
       last = $NF == "reach" && $(NF-2) == "out" ? NF - 3 : NF - 2
