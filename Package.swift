@@ -57,7 +57,7 @@ let package = Package(
         .target(name: "MQTT", dependencies: ["CMosquitto", "Outbox", .product(name: "Logging", package: "swift-log")]),
 
         // The reference settlement consumer: verified readings into a per-meter, per-interval ledger with tariffs.
-        .target(name: "Ledger", dependencies: ["MeterCore", "ConfigFile", "Signing", "Outbox", "MQTT", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Ledger", dependencies: ["MeterCore", "ConfigFile", "Signing", "Outbox", "MQTT", .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto")]),
 
         // Simulated meters and faults, served over real libmodbus.
         .target(name: "Simulator", dependencies: ["MeterCore", "Modbus", "ConfigFile", .product(name: "Logging", package: "swift-log")]),

@@ -116,6 +116,9 @@ public struct SigningConfig: Sendable, Hashable {
     /// Public keys of earlier signing keys (JWK, JWK Set or PEM files), still published on the retained
     /// `keys` topic so records signed before a rotation stay verifiable.
     public var previousKeys: [String]
+    /// Rotation statements (`keygen --rotate-from`): each signed by an earlier key and naming the next, published
+    /// with the keys so that settlement trusting the earlier key trusts the next.
+    public var rotations: [String] = []
     /// Whether every new signature is verified with the public key before its record is stored
     /// (``RecordSigner/selfCheck``). On unless the config says `self_check: false`.
     public var selfCheck: Bool = true
@@ -401,6 +404,11 @@ struct ConfigReader {
             guard FileManager.default.isReadableFile(atPath: path) else { throw item.error("cannot read the public key file \(path)") }
             config.previousKeys.append(path)
         }
+        for item in try m.optional("rotations")?.list() ?? [] {
+            let path = resolve(try item.string())
+            guard FileManager.default.isReadableFile(atPath: path) else { throw item.error("cannot read the rotation statement \(path)") }
+            config.rotations.append(path)
+        }
         try m.finish()
         return config
     }
@@ -527,6 +535,22 @@ extension GatewayConfig {
             advice.append("signing.self_check is false: a signature damaged while it is made (a hardware fault) is stored and "
                           + "published, and settlement rejects the reading; keep it on unless the CPU cannot afford one verify per record")
         }
+        if let host = mqtt.host, mqtt.caFile == nil, !Self.isLoopback(host) {
+            advice.append("mqtt: plaintext MQTT to \(host), which is not this machine: anyone on the path can read the readings and "
+                          + "the password, and inject replay commands; give mqtt.ca_file (TLS, port 8883) and a client certificate")
+        }
+        if let file = mqtt.passwordFile {
+            var info = stat()
+            if stat(file, &info) == 0, info.st_mode & 0o077 != 0 {
+                advice.append("mqtt.password_file \(file) can be read by its group or others (mode \(String(info.st_mode & 0o777, radix: 8))): "
+                              + "chmod 600 it")
+            }
+        }
         return advice
+    }
+
+    /// `localhost`, 127.0.0.0/8 or ::1.
+    static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.")
     }
 }

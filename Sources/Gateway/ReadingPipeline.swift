@@ -348,7 +348,7 @@ public actor ReadingPipeline {
         }
         for interval in intervals {
             let result = interval.result
-            staged.append(AppendRequest(meter: meter.rawValue, intervalEnd: result.endMillis) { position in
+            staged.append(AppendRequest(meter: meter.rawValue, intervalEnd: result.endMillis, keyID: signer.keyID) { position in
                 let signed = try signer.sign(result: result, position: position)
                 return (signed.bytes, signed.hash)
             })

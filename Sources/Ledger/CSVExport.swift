@@ -3,12 +3,14 @@ import Foundation
 /// The ledger as CSV (RFC 4180): one row per meter and interval.
 ///
 /// Columns: `gateway, meter, epoch, seq, interval_start_utc, interval_end_utc, kwh, export_kwh, quality,
-/// tariff, currency, price_per_kwh, amount`. Energy is exact to the Wh's thousandth (mWh as a 6-decimal kWh);
+/// tariff, currency, price_per_kwh, amount, pricing_error`. Energy is exact to the Wh's thousandth (mWh as a 6-decimal kWh);
 /// `price_per_kwh` and `amount` are in the currency's minor unit (e.g. cents) with the tariff's precision,
-/// the amount rounded half away from zero from the exact product.
+/// the amount rounded half away from zero from the exact product; a reading that could not be priced has an empty
+/// amount and the reason in `pricing_error`. Text cells that a spreadsheet would run as a formula (starting with
+/// `= + - @`, a tab or a carriage return) are prefixed with `'` (OWASP's CSV injection advice).
 public enum LedgerCSV {
     public static let header = ["gateway", "meter", "epoch", "seq", "interval_start_utc", "interval_end_utc", "kwh", "export_kwh",
-                                "quality", "tariff", "currency", "price_per_kwh", "amount"]
+                                "quality", "tariff", "currency", "price_per_kwh", "amount", "pricing_error"]
 
     /// The whole document, header first, lines ending in CRLF as RFC 4180 says.
     public static func document(_ rows: [LedgerRow]) -> String {
@@ -22,11 +24,17 @@ public enum LedgerCSV {
 
     static func fields(_ row: LedgerRow, formatter: ISO8601DateFormatter) -> [String] {
         func utc(_ millis: Int64) -> String { formatter.string(from: Date(timeIntervalSince1970: Double(millis) / 1000)) }
-        return [row.gateway, row.meter, row.epoch, String(row.seq), utc(row.startMillis), utc(row.endMillis),
+        return [text(row.gateway), text(row.meter), text(row.epoch), String(row.seq), utc(row.startMillis), utc(row.endMillis),
          Amount(exact: row.importMilliwattHours, scale: 6).formatted(fractionDigits: 6),
          Amount(exact: row.exportMilliwattHours, scale: 6).formatted(fractionDigits: 6),
-         row.quality, row.tariff, row.currency, row.price.description,
-         row.amount.formatted(fractionDigits: row.price.precision)]
+         text(row.quality), text(row.tariff), text(row.currency), row.price.description,
+         row.pricingError == nil ? row.amount.formatted(fractionDigits: row.price.precision) : "", text(row.pricingError ?? "")]
+    }
+
+    /// A text cell that cannot start a spreadsheet formula.
+    static func text(_ cell: String) -> String {
+        guard let first = cell.unicodeScalars.first, "=+-@\t\r".unicodeScalars.contains(first) else { return cell }
+        return "'" + cell
     }
 
     static func line(_ fields: [String]) -> String { fields.map(quote).joined(separator: ",") + "\r\n" }

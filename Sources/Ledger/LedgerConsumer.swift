@@ -10,19 +10,23 @@ public struct LedgerConsumerConfiguration: Sendable {
     public var gateway: String
     /// An MQTT v5 shared-subscription group: consumers in one group split the readings between them.
     public var shareGroup: String?
-    /// Keys given up front; when empty, the retained `keys` topic of each gateway is used.
-    public var keys: KeySet
+    /// The keys trusted, per gateway (rotations on the keys topics are followed) and for every gateway.
+    public var trust: TrustFollower
+    /// Records whose interval starts more than this after the ledger's clock are rejected (a gateway's clock
+    /// cannot run ahead of settlement's by more than this).
+    public var maximumClockSkew: Duration
     /// Whether a stream is expected from seq 1 (ask for everything before the first seq seen).
     public var backfillFromFirstSeq: Bool
     public var replay: ReplayPolicy
     /// How often due replay requests are considered.
     public var tickInterval: Duration
 
-    public init(gateway: String = "+", shareGroup: String? = nil, keys: KeySet = KeySet(), backfillFromFirstSeq: Bool = true,
-                replay: ReplayPolicy = ReplayPolicy(), tickInterval: Duration = .milliseconds(100)) {
+    public init(gateway: String = "+", shareGroup: String? = nil, trust: TrustFollower, backfillFromFirstSeq: Bool = true,
+                replay: ReplayPolicy = ReplayPolicy(), tickInterval: Duration = .milliseconds(100), maximumClockSkew: Duration = .seconds(300)) {
         self.gateway = gateway
         self.shareGroup = shareGroup
-        self.keys = keys
+        self.trust = trust
+        self.maximumClockSkew = maximumClockSkew
         self.backfillFromFirstSeq = backfillFromFirstSeq
         self.replay = replay
         self.tickInterval = tickInterval
@@ -34,7 +38,7 @@ public struct LedgerConsumerConfiguration: Sendable {
         return shareGroup.map { "$share/\($0)/\(filter)" } ?? filter
     }
 
-    /// The keys filter: never shared, every consumer needs every key.
+    /// The keys filter: never shared, every consumer needs every announcement.
     public var keysFilter: String { "metergate/v1/\(gateway)/keys" }
 }
 
@@ -61,14 +65,16 @@ public actor LedgerConsumer {
     private let store: LedgerStore
     private let client: MQTTClient
     private let logger: Logger
-    private var keys: KeySet
+    private var trust: TrustFollower
+    /// Readings signed by a key not trusted yet, held until their gateway's keys topic has been read.
     private var waiting: [MQTTMessage] = []
+    private var waitingBytes = 0
     private var scheduler: ReplayScheduler
     /// The newest epoch seen of each (gateway, meter): only its gaps can be asked for (cmd/replay names no epoch).
     private var currentEpoch: [String: String] = [:]
     private let started = ContinuousClock.now
-    /// Readings held while no key is known yet.
     static let maximumWaiting = 10_000
+    static let maximumWaitingBytes = 16 << 20
     private var lastSharedRefresh: Duration?
     public private(set) var counters = Counters()
     /// SUBACKs received: the readings (and keys) filters are in place once this reaches the number of filters.
@@ -80,7 +86,7 @@ public actor LedgerConsumer {
         self.client = client
         self.configuration = configuration
         self.logger = logger
-        self.keys = configuration.keys
+        self.trust = configuration.trust
         self.scheduler = ReplayScheduler(policy: configuration.replay)
     }
 
@@ -89,8 +95,9 @@ public actor LedgerConsumer {
 
     /// Subscribes and runs until the task is cancelled or the client's events end; shuts the client down.
     public func run() async {
+        // Keys first: their retained announcements (rotations) arrive before the readings they concern.
+        if trust.followsAnnouncements { client.subscribe(configuration.keysFilter, qos: .atLeastOnce) }
         client.subscribe(configuration.readingFilter, qos: .atLeastOnce)
-        if configuration.keys.isEmpty { client.subscribe(configuration.keysFilter, qos: .atLeastOnce) }
         await resumeGaps()
         client.start()
         let (input, continuation) = AsyncStream.makeStream(of: Input.self)
@@ -112,8 +119,9 @@ public actor LedgerConsumer {
         await client.shutdown()
         // Readings still waiting for a key are kept; the seqs they held show up as gaps on the next run.
         let now = Int64(Date().timeIntervalSince1970 * 1000)
-        for message in waiting { await reject(message, reason: "no public keys arrived before the ledger stopped (give --key)", now: now) }
+        for message in waiting { await reject(message, reason: "signed by a key not trusted for its gateway (no rotation statement arrived)", now: now) }
         waiting.removeAll()
+        waitingBytes = 0
     }
 
     /// Gaps left open by an earlier run are asked for again (for each meter's newest epoch).
@@ -136,22 +144,21 @@ public actor LedgerConsumer {
     private func handle(_ event: MQTTEvent) async {
         switch event {
         case .message(let message) where message.topic.hasSuffix("/keys"):
-            do { keys.formUnion(try KeySet.parse(message.text, source: message.topic)) } catch {
-                logger.warning("ignoring unreadable keys", metadata: ["topic": "\(message.topic)", "error": "\(error)"])
+            let parts = message.topic.split(separator: "/")
+            guard parts.count == 4 else { return }
+            let outcome = trust.announcement(message.text, gateway: String(parts[2]), nowMillis: Int64(Date().timeIntervalSince1970 * 1000))
+            for entry in outcome.learned {
+                if case .rotation(let statement) = entry.origin {
+                    logger.notice("trusting a rotated key", metadata: ["gateway": "\(parts[2])", "kid": "\(entry.key.keyID)", "signed_by": "\(statement.previousKeyID)"])
+                }
             }
+            for reason in outcome.ignored { logger.warning("keys announcement: \(reason)", metadata: ["topic": "\(message.topic)"]) }
+            if let problem = outcome.saveError { logger.error("could not save the trust store", metadata: ["error": "\(problem)"]) }
             let pending = waiting
             waiting.removeAll()
+            waitingBytes = 0
             for message in pending { await ingest(message) }
         case .message(let message):
-            if keys.isEmpty {
-                // Bounded: a gateway that never publishes keys must not grow this without limit.
-                if waiting.count >= Self.maximumWaiting {
-                    let oldest = waiting.removeFirst()
-                    await reject(oldest, reason: "no public keys arrived on the keys topic (give --key)", now: Int64(Date().timeIntervalSince1970 * 1000))
-                }
-                waiting.append(message)
-                return
-            }
             await ingest(message)
         case .connectFailed(let error, _):
             logger.warning("broker connection failed", metadata: ["error": "\(error)"])
@@ -171,14 +178,23 @@ public actor LedgerConsumer {
         counters.received += 1
         let now = Int64((Date().timeIntervalSince1970 * 1000).rounded())
         let verified: VerifiedRecord
-        switch RecordVerifier(keys: keys).verify(message.payload) {
+        switch trust.verifier.verify(message.payload) {
         case .failure(let failure):
+            if failure.kind == .unknownKey, trust.followsAnnouncements, let claimed = failure.claimed,
+               !trust.announced.contains(claimed.gateway.rawValue) {
+                await hold(message, now: now)
+                return
+            }
             await reject(message, reason: failure.description, now: now)
             return
         case .success(let v):
             verified = v
         }
         let r = verified.record
+        if r.startMillis > now + Int64(configuration.maximumClockSkew.components.seconds) * 1000 {
+            await reject(message, reason: "the interval starts at \(r.startMillis) ms, more than \(configuration.maximumClockSkew) after the ledger's clock (\(now) ms)", now: now)
+            return
+        }
         guard MeterGateTopics(gateway: r.gateway.rawValue).meter(ofReadingTopic: message.topic) == r.meter.rawValue else {
             await reject(message, reason: "the record is for \(r.gateway)/\(r.meter) but arrived on \(message.topic)", now: now)
             return
@@ -224,6 +240,20 @@ public actor LedgerConsumer {
             gaps = (try? await store.refreshedGaps(of: r.stream, fromFirstSeq: configuration.backfillFromFirstSeq)) ?? gaps
         }
         scheduler.update(stream: r.stream, gaps: gaps, now: elapsed)
+    }
+
+    /// Holds a reading until its gateway's keys topic was read, within a bound in count and bytes: the oldest
+    /// held reading is rejected to make room.
+    private func hold(_ message: MQTTMessage, now: Int64) async {
+        counters.received -= 1   // counted again when it is taken
+        while !waiting.isEmpty && (waiting.count >= Self.maximumWaiting || waitingBytes + message.payload.count > Self.maximumWaitingBytes) {
+            let oldest = waiting.removeFirst()
+            waitingBytes -= oldest.payload.count
+            counters.received += 1
+            await reject(oldest, reason: "signed by a key not trusted for its gateway, and no keys announcement came while it waited", now: now)
+        }
+        waiting.append(message)
+        waitingBytes += message.payload.count
     }
 
     private func reject(_ message: MQTTMessage, reason: String, now: Int64) async {

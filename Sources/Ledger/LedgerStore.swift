@@ -1,4 +1,5 @@
 import Dispatch
+import Crypto
 import Foundation
 import MeterCore
 import Outbox
@@ -47,6 +48,8 @@ public struct LedgerRow: Sendable, Hashable {
     public var currency: String
     public var price: Price
     public var amount: Amount
+    /// Why the reading could not be priced (64-bit money overflow); its amount is then 0 and not to be paid.
+    public var pricingError: String? = nil
 }
 
 /// A different record seen under a stored key.
@@ -89,7 +92,7 @@ public actor LedgerStore {
             import_mwh INTEGER NOT NULL, export_mwh INTEGER NOT NULL, quality TEXT NOT NULL,
             tariff TEXT NOT NULL, currency TEXT NOT NULL, price_scaled INTEGER NOT NULL, price_precision INTEGER NOT NULL,
             amount_exact INTEGER NOT NULL, amount_scale INTEGER NOT NULL,
-            record BLOB NOT NULL, received_ms INTEGER NOT NULL,
+            record BLOB NOT NULL, received_ms INTEGER NOT NULL, pricing_error TEXT,
             PRIMARY KEY (gateway, meter, epoch, seq)) WITHOUT ROWID;
         CREATE INDEX IF NOT EXISTS readings_by_start ON readings(start_ms);
         CREATE TABLE IF NOT EXISTS forks(
@@ -105,8 +108,14 @@ public actor LedgerStore {
             from_seq INTEGER NOT NULL, to_seq INTEGER NOT NULL, seen_ms INTEGER NOT NULL,
             PRIMARY KEY (gateway, meter, epoch, stated_by_seq)) WITHOUT ROWID;
         CREATE TABLE IF NOT EXISTS rejected(
-            id INTEGER PRIMARY KEY, topic TEXT NOT NULL, reason TEXT NOT NULL, payload BLOB NOT NULL, seen_ms INTEGER NOT NULL);
+            id INTEGER PRIMARY KEY, topic TEXT NOT NULL, reason TEXT NOT NULL, payload BLOB NOT NULL, seen_ms INTEGER NOT NULL,
+            payload_bytes INTEGER, payload_sha256 BLOB);
         """
+
+    /// How much of a rejected payload is kept (with its length and SHA-256): enough to recognise it, never
+    /// megabytes of whatever a hostile publisher sent.
+    public static let rejectedPrefixBytes = 256
+    static let rejectedTopicBytes = 256
 
     /// Opens (or creates) the ledger at `path` on a dispatch queue, never on Swift's cooperative pool.
     public static func open(path: String, tariff: Tariff = .none, readOnly: Bool = false) async throws(LedgerError) -> LedgerStore {
@@ -140,11 +149,19 @@ public actor LedgerStore {
                 _ = try db.scalarText("PRAGMA journal_mode=WAL")
                 try db.execute("PRAGMA synchronous=FULL")
                 try db.execute(Self.schema)
+                // Ledgers made before rejected payloads were bounded: the two columns that describe the whole payload.
+                if try db.scalarInt("SELECT count(*) FROM pragma_table_info('rejected') WHERE name = 'payload_sha256'") == 0 {
+                    try db.execute("ALTER TABLE rejected ADD COLUMN payload_bytes INTEGER; ALTER TABLE rejected ADD COLUMN payload_sha256 BLOB")
+                }
+                // And before a reading that cannot be priced was stored with its error.
+                if try db.scalarInt("SELECT count(*) FROM pragma_table_info('readings') WHERE name = 'pricing_error'") == 0 {
+                    try db.execute("ALTER TABLE readings ADD COLUMN pricing_error TEXT")
+                }
             }
             insertReading = try db.prepare("""
                 INSERT INTO readings(gateway, meter, epoch, seq, hash, prev, key_id, envelope, start_ms, end_ms, import_mwh, export_mwh,
-                    quality, tariff, currency, price_scaled, price_precision, amount_exact, amount_scale, record, received_ms)
-                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
+                    quality, tariff, currency, price_scaled, price_precision, amount_exact, amount_scale, record, received_ms, pricing_error)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
                 """)
             findReading = try db.prepare("SELECT hash, prev FROM readings WHERE gateway = ?1 AND meter = ?2 AND epoch = ?3 AND seq = ?4")
             insertFork = try db.prepare("""
@@ -152,7 +169,8 @@ public actor LedgerStore {
                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                 """)
             insertBreak = try db.prepare("INSERT OR IGNORE INTO chain_breaks(gateway, meter, epoch, seq, reason, seen_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
-            insertRejected = try db.prepare("INSERT INTO rejected(topic, reason, payload, seen_ms) VALUES (?1, ?2, ?3, ?4)")
+            insertRejected = readOnly ? try db.prepare("SELECT 1", persistent: false) : try db.prepare(
+                "INSERT INTO rejected(topic, reason, payload, seen_ms, payload_bytes, payload_sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
             let hasStatedLost = try db.scalarInt("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'stated_lost'") == 1
             insertStatedLost = hasStatedLost ? try db.prepare("""
                 INSERT OR IGNORE INTO stated_lost(gateway, meter, epoch, stated_by_seq, from_seq, to_seq, seen_ms)
@@ -179,8 +197,16 @@ public actor LedgerStore {
     public func add(_ verified: VerifiedRecord, envelope: [UInt8], receivedMillis: Int64) throws(LedgerError) -> LedgerOutcome {
         let r = verified.record
         let stream = r.stream
-        guard let priced = tariff.amount(milliwattHours: r.importDelta.rawValue, startMillis: r.startMillis) else {
-            throw .amountOverflow(stream: stream, seq: r.seq, milliwattHours: r.importDelta.rawValue, price: tariff.price(atMillis: r.startMillis))
+        // A verified reading that cannot be priced is stored all the same, with the error: it was received (so
+        // it is never asked for again), and its amount is 0 with the reason beside it, for a person to settle.
+        var pricingError: String?
+        let priced: (price: Price, amount: Amount)
+        if let amount = tariff.amount(milliwattHours: r.importDelta.rawValue, startMillis: r.startMillis) {
+            priced = amount
+        } else {
+            let price = tariff.price(atMillis: r.startMillis)
+            pricingError = LedgerError.amountOverflow(stream: stream, seq: r.seq, milliwattHours: r.importDelta.rawValue, price: price).description
+            priced = (price, Amount(exact: 0, scale: price.precision))
         }
         do throws(SQLiteError) {
             // The check and the insert in one write transaction: consumers of a shared group may write the same file.
@@ -219,6 +245,7 @@ public actor LedgerStore {
                     try insertReading.bind(Int64(priced.amount.scale), at: 19)
                     try insertReading.bind(envelope, at: 20)
                     try insertReading.bind(receivedMillis, at: 21)
+                    if let pricingError { try insertReading.bind(pricingError, at: 22) } else { try insertReading.bindNull(at: 22) }
                     try run(insertReading)
                     let links = try checkLinks(verified, receivedMillis: receivedMillis)
                     // A statement whose record does not link to the record before it explains nothing.
@@ -269,13 +296,16 @@ public actor LedgerStore {
         return (problems, prevBroken)
     }
 
-    /// Keeps a payload that could not be verified, with the reason, so nothing received is lost.
+    /// Keeps what identifies a payload that could not be verified (its first bytes, length and SHA-256) with the
+    /// reason: evidence of what arrived, bounded whatever its size.
     public func reject(topic: String, payload: [UInt8], reason: String, receivedMillis: Int64) throws(LedgerError) {
         do throws(SQLiteError) {
-            try insertRejected.bind(topic, at: 1)
-            try insertRejected.bind(reason, at: 2)
-            try insertRejected.bind(payload, at: 3)
+            try insertRejected.bind(String(decoding: topic.utf8.prefix(Self.rejectedTopicBytes), as: UTF8.self), at: 1)
+            try insertRejected.bind(String(reason.prefix(1024)), at: 2)
+            try insertRejected.bind(Array(payload.prefix(Self.rejectedPrefixBytes)), at: 3)
             try insertRejected.bind(receivedMillis, at: 4)
+            try insertRejected.bind(Int64(payload.count), at: 5)
+            try insertRejected.bind(Array(SHA256.hash(data: payload)), at: 6)
             try run(insertRejected)
         } catch { throw .database(error) }
     }
@@ -355,7 +385,7 @@ public actor LedgerStore {
         do throws(SQLiteError) {
             let s = try db.prepare("""
                 SELECT gateway, meter, epoch, seq, start_ms, end_ms, import_mwh, export_mwh, quality, tariff, currency,
-                       price_scaled, price_precision, amount_exact, amount_scale
+                       price_scaled, price_precision, amount_exact, amount_scale, pricing_error
                 FROM readings WHERE start_ms >= ?1 AND start_ms < ?2 ORDER BY start_ms, gateway, meter, epoch, seq
                 """, persistent: false)
             try s.bind(fromMillis, at: 1)
@@ -367,7 +397,7 @@ public actor LedgerStore {
                     startMillis: s.int64(4), endMillis: s.int64(5), importMilliwattHours: s.int64(6), exportMilliwattHours: s.int64(7),
                     quality: s.text(8) ?? "", tariff: s.text(9) ?? "", currency: s.text(10) ?? "",
                     price: Price(scaled: s.int64(11), precision: Int(s.int64(12))),
-                    amount: Amount(exact: s.int64(13), scale: Int(s.int64(14)))))
+                    amount: Amount(exact: s.int64(13), scale: Int(s.int64(14))), pricingError: s.isNull(15) ? nil : s.text(15)))
             }
             return rows
         } catch { throw .database(error) }

@@ -16,10 +16,14 @@ public struct AppendRequest: Sendable {
     /// the appender can tell which intervals were already published (``OutboxRecovery/intervalEnd``).
     public let intervalEnd: Int64?
     public let build: RecordBuilder
+    /// The key id `build` signs with: kept as the stream's last, and handed to the next record's position as
+    /// ``StreamPosition/previousKeyID``, so the first record of a new key names the one before (rotation).
+    public let keyID: String?
 
-    public init(meter: String, intervalEnd: Int64? = nil, build: @escaping RecordBuilder) {
+    public init(meter: String, intervalEnd: Int64? = nil, keyID: String? = nil, build: @escaping RecordBuilder) {
         self.meter = meter
         self.intervalEnd = intervalEnd
+        self.keyID = keyID
         self.build = build
     }
 }

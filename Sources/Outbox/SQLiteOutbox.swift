@@ -210,6 +210,10 @@ public actor SQLiteOutbox: OutboxStore {
             if try db.scalarInt("SELECT count(*) FROM pragma_table_info('records') WHERE name = 'interval_end'") == 0 {
                 try db.execute("ALTER TABLE records ADD COLUMN interval_end INTEGER")
             }
+            // The key id that signed each stream's last record, so that a new key's first record names it (prev_kid).
+            if try db.scalarInt("SELECT count(*) FROM pragma_table_info('streams') WHERE name = 'last_kid'") == 0 {
+                try db.execute("ALTER TABLE streams ADD COLUMN last_kid TEXT")
+            }
             try db.execute("BEGIN IMMEDIATE")
             var created = false
             var epoch = try Self.meta(db, "epoch")
@@ -275,7 +279,8 @@ public actor SQLiteOutbox: OutboxStore {
         for request in requests {
             let head = changed[request.meter] ?? heads[request.meter] ?? StreamHead(lastSeq: 0, lastHash: StreamPosition.zeroHash)
             let storeLost = book.statement(for: request.meter, index: carriers[request.meter]?.count ?? 0)
-            let position = StreamPosition(epoch: epoch, seq: head.lastSeq + 1, prev: head.lastHash, storeLost: storeLost)
+            let position = StreamPosition(epoch: epoch, seq: head.lastSeq + 1, prev: head.lastHash, previousKeyID: head.lastKeyID,
+                                          storeLost: storeLost)
             let built: BuiltRecord
             do {
                 built = try request.build(position)
@@ -303,7 +308,7 @@ public actor SQLiteOutbox: OutboxStore {
                 return s.database.lastInsertRowID
             }
             if id <= claimCursor { released.insert(id) }
-            changed[request.meter] = StreamHead(lastSeq: position.seq, lastHash: built.hash)
+            changed[request.meter] = StreamHead(lastSeq: position.seq, lastHash: built.hash, lastKeyID: request.keyID ?? head.lastKeyID)
             if storeLost != nil { carriers[request.meter, default: []].append(position.seq) }
             records.append(OutboxRecord(id: id, meter: request.meter, epoch: epoch, seq: position.seq, bytes: built.bytes,
                                         hash: built.hash, state: .pending, appendedAt: now))
@@ -315,6 +320,7 @@ public actor SQLiteOutbox: OutboxStore {
                 try upsert.bind(meter, at: 1)
                 try upsert.bind(Int64(head.lastSeq), at: 2)
                 try upsert.bind(head.lastHash, at: 3)
+                if let kid = head.lastKeyID { try upsert.bind(kid, at: 4) } else { try upsert.bindNull(at: 4) }
                 try upsert.step()
             }
             for (key, value) in state {
@@ -765,6 +771,8 @@ public actor SQLiteOutbox: OutboxStore {
     private struct StreamHead {
         var lastSeq: UInt64
         var lastHash: [UInt8]
+        /// Nil when unknown (a store from before the column, a stream continued from the high-water mark).
+        var lastKeyID: String? = nil
     }
 
     /// `PRAGMA cache_spill`: the dirty pages one transaction may keep in memory before SQLite writes some to the WAL.
@@ -772,7 +780,7 @@ public actor SQLiteOutbox: OutboxStore {
 
     static let schema = """
         CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-        CREATE TABLE IF NOT EXISTS streams(meter TEXT PRIMARY KEY, last_seq INTEGER NOT NULL, last_hash BLOB NOT NULL) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS streams(meter TEXT PRIMARY KEY, last_seq INTEGER NOT NULL, last_hash BLOB NOT NULL, last_kid TEXT) WITHOUT ROWID;
         CREATE TABLE IF NOT EXISTS records(
             id INTEGER PRIMARY KEY,
             meter TEXT NOT NULL,
@@ -819,8 +827,8 @@ public actor SQLiteOutbox: OutboxStore {
                 VALUES(?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8)
                 """)
             upsertStream = try db.prepare("""
-                INSERT INTO streams(meter, last_seq, last_hash) VALUES(?1, ?2, ?3)
-                ON CONFLICT(meter) DO UPDATE SET last_seq = excluded.last_seq, last_hash = excluded.last_hash
+                INSERT INTO streams(meter, last_seq, last_hash, last_kid) VALUES(?1, ?2, ?3, ?4)
+                ON CONFLICT(meter) DO UPDATE SET last_seq = excluded.last_seq, last_hash = excluded.last_hash, last_kid = excluded.last_kid
                 """)
             selectPendingAbove = try db.prepare("""
                 SELECT id, meter, seq, appended_at, hash, bytes, interval_end FROM records WHERE state = 0 AND id > ?1 ORDER BY id LIMIT ?2
@@ -986,7 +994,7 @@ public actor SQLiteOutbox: OutboxStore {
             guard stored < entry.seq else { continue }
             let recovery = OutboxRecovery(meter: meter, storedSeq: stored, markSeq: entry.seq, intervalEnd: entry.intervalEnd)
             recoveries.append(recovery)
-            heads[meter] = StreamHead(lastSeq: entry.seq, lastHash: entry.hash)
+            heads[meter] = StreamHead(lastSeq: entry.seq, lastHash: entry.hash, lastKeyID: heads[meter]?.lastKeyID)
             logger.error("""
                 the outbox database lost committed records that had already been published (a damaged or cut WAL, or a power \
                 cut); continuing the stream from its high-water mark so that no seq is used twice
@@ -1033,10 +1041,11 @@ public actor SQLiteOutbox: OutboxStore {
     }
 
     private static func loadHeads(_ db: SQLiteDatabase) throws(SQLiteError) -> [String: StreamHead] {
-        let statement = try db.prepare("SELECT meter, last_seq, last_hash FROM streams", persistent: false)
+        let statement = try db.prepare("SELECT meter, last_seq, last_hash, last_kid FROM streams", persistent: false)
         var heads: [String: StreamHead] = [:]
         while try statement.step() {
-            heads[statement.text(0) ?? ""] = StreamHead(lastSeq: UInt64(statement.int64(1)), lastHash: statement.blob(2))
+            heads[statement.text(0) ?? ""] = StreamHead(lastSeq: UInt64(statement.int64(1)), lastHash: statement.blob(2),
+                                                       lastKeyID: statement.isNull(3) ? nil : statement.text(3))
         }
         return heads
     }

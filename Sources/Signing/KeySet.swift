@@ -42,14 +42,7 @@ public struct KeySet: Sendable, Hashable {
 
     /// The JWK Set document, canonical JSON on one line.
     public var document: String {
-        let jwks = keys.map { key -> JSONValue in
-            var members = key.jwkRequiredMembers.map { ($0.0, JSONValue.string($0.1)) }
-            members.append(("alg", .string(key.algorithm.rawValue)))
-            members.append(("kid", .string(key.keyID)))
-            members.append(("use", .string("sig")))
-            return .object(members)
-        }
-        return String(decoding: JSONValue.object([("keys", .array(jwks))]).canonicalBytes, as: UTF8.self)
+        String(decoding: JSONValue.object([("keys", jwkArray)]).canonicalBytes, as: UTF8.self)
     }
 
     /// Reads keys from text in any of the forms MeterGate prints or publishes: PEM blocks (`PUBLIC KEY`,

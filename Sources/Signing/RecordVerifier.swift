@@ -29,12 +29,37 @@ public struct RecordFailure: Error, Sendable, Hashable, CustomStringConvertible 
     public var description: String { "\(kind.rawValue): \(reason)" }
 }
 
-/// Verifies single records (JWS or OCMF, one line each) against a key set. Pure and `Sendable`, so
-/// records can be checked on several threads at once.
+/// Verifies single records (JWS or OCMF, one line each) against a trust store (each key for its gateway) and
+/// keys given for every gateway. Pure and `Sendable`, so records can be checked on several threads at once.
 public struct RecordVerifier: Sendable {
+    /// Keys trusted for every gateway (`--key`).
     public let keys: KeySet
+    /// Keys trusted per gateway (`--trust`).
+    public let trust: TrustStore
 
-    public init(keys: KeySet) { self.keys = keys }
+    public init(keys: KeySet) { self.init(trust: TrustStore(), keys: keys) }
+
+    public init(trust: TrustStore, keys: KeySet = KeySet()) {
+        self.trust = trust
+        self.keys = keys
+    }
+
+    /// The key that may verify `record` signed under `keyID`, or why none may.
+    func key(_ keyID: String, for record: ReadingRecord) -> Result<VerifyingKey, RecordFailure> {
+        if let key = keys[keyID] { return .success(key) }
+        let gateway = record.gateway.rawValue
+        if let entry = trust.trusted(keyID: keyID, gateway: gateway) {
+            if let limit = entry.notAfterMillis, record.endMillis > limit {
+                return .failure(RecordFailure(kind: .unknownKey, reason: "key id \(keyID) is trusted for gateway \(gateway) only for intervals ending by \(TrustStore.formatTime(limit))", claimed: record))
+            }
+            return .success(entry.key)
+        }
+        let elsewhere = trust.gateways.filter { $0.value.contains { $0.key.keyID == keyID } }.keys.sorted()
+        let reason = elsewhere.isEmpty
+            ? "key id \(keyID) is not trusted for gateway \(gateway)"
+            : "key id \(keyID) is trusted for gateway \(elsewhere.joined(separator: ", ")), not for \(gateway)"
+        return .failure(RecordFailure(kind: .unknownKey, reason: reason, claimed: record))
+    }
 
     /// Verifies one envelope (no trailing newline). Leading and trailing ASCII whitespace is ignored.
     public func verify(_ line: some Collection<UInt8>) -> Result<VerifiedRecord, RecordFailure> {
@@ -52,8 +77,10 @@ public struct RecordVerifier: Sendable {
         do { record = try ReadingRecord(payload: jws.payloadBytes) } catch {
             return .failure(RecordFailure(kind: .malformed, reason: error.description))
         }
-        guard let key = keys[jws.keyID] else {
-            return .failure(RecordFailure(kind: .unknownKey, reason: "key id \(jws.keyID) is not in the key set", claimed: record))
+        let key: VerifyingKey
+        switch self.key(jws.keyID, for: record) {
+        case .success(let found): key = found
+        case .failure(let failure): return .failure(failure)
         }
         guard jws.isValid(with: key) else {
             return .failure(RecordFailure(kind: .tampered, reason: "JWS signature does not verify with key \(jws.keyID)", claimed: record))
@@ -74,8 +101,10 @@ public struct RecordVerifier: Sendable {
         do { record = try ReadingRecord(json: zm) } catch {
             return .failure(RecordFailure(kind: .malformed, reason: "OCMF ZM: \(error)"))
         }
-        guard let key = keys[record.keyID] else {
-            return .failure(RecordFailure(kind: .unknownKey, reason: "key id \(record.keyID) is not in the key set", claimed: record))
+        let key: VerifyingKey
+        switch self.key(record.keyID, for: record) {
+        case .success(let found): key = found
+        case .failure(let failure): return .failure(failure)
         }
         guard ocmf.isValid(with: key) else {
             return .failure(RecordFailure(kind: .tampered, reason: "OCMF signature does not verify with key \(record.keyID)", claimed: record))

@@ -2,6 +2,7 @@ import ArgumentParser
 import ConfigFile
 import Gateway
 import Logging
+import MeterCore
 import Signing
 
 /// `--config FILE` plus where boards and profiles are looked up.
@@ -29,6 +30,36 @@ struct ConfigOptions: ParsableArguments {
         do { return try KeyFile.load(config.signing.keyFile, algorithm: config.signing.algorithm) } catch {
             throw Failure.usage("\(config.file): signing.key: \(error). Make one with: metergate keygen --out \(config.signing.keyFile) --algorithm \(config.signing.algorithm.rawValue)")
         }
+    }
+
+    /// What the gateway publishes on its keys topic: the signing key, `previous_keys`, and the `rotations`
+    /// statements, each checked: it names this gateway, is signed by one of the published keys, and names one of
+    /// them as the new key. A statement that fails is a config error (exit 2), not a surprise at settlement.
+    static func keysAnnouncement(of config: GatewayConfig, key: SigningKey) throws -> KeysAnnouncement {
+        var published = KeySet([key.publicKey])
+        for file in config.signing.previousKeys {
+            do { published.formUnion(try KeySet.load(path: file)) } catch { throw Failure.usage("\(config.file): signing.previous_keys: \(error)") }
+        }
+        var rotations: [KeyRotationStatement] = []
+        for file in config.signing.rotations {
+            let statement: KeyRotationStatement
+            do { statement = try KeyRotationStatement.load(path: file) } catch { throw Failure.usage("\(config.file): signing.rotations: \(error)") }
+            let problem: String?
+            if statement.gateway != config.gateway.rawValue {
+                problem = "it names gateway '\(statement.gateway)', not '\(config.gateway)'"
+            } else if published[statement.newKey.keyID] == nil {
+                problem = "its new key \(statement.newKey.keyID) is neither signing.key nor in signing.previous_keys"
+            } else if let signer = published[statement.previousKeyID], !statement.isSigned(by: signer) {
+                problem = "its signature does not verify with \(statement.previousKeyID)"
+            } else if published[statement.previousKeyID] == nil {
+                problem = "it is signed by \(statement.previousKeyID), which is not in signing.previous_keys (add the old key's public half)"
+            } else {
+                problem = nil
+            }
+            if let problem { throw Failure.usage("\(config.file): signing.rotations: \(file): \(problem)") }
+            rotations.append(statement)
+        }
+        return KeysAnnouncement(keys: published, rotations: rotations)
     }
 
     /// Loads and validates the config, or fails with exit code 2 and every error found.

@@ -9,7 +9,7 @@ struct MeterGate: AsyncParsableCommand {
         commandName: "metergate",
         abstract: "Signed, store-and-forward energy readings from Modbus meters, power rails and S0 pulses.",
         discussion: "Exit codes: 0 success, 1 verification or run failure, 2 usage or config error.",
-        subcommands: [Run.self, Simulate.self, Scan.self, Check.self, Keygen.self, Tail.self, Verify.self, Replay.self, Outbox.self, Ledger.self]
+        subcommands: [Run.self, Simulate.self, Scan.self, Check.self, Keygen.self, Tail.self, Verify.self, Replay.self, Outbox.self, Ledger.self, Trust.self]
     )
 
     /// Parses and runs, mapping errors to the documented exit codes (swift-argument-parser uses 64 for usage).

@@ -12,7 +12,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
 HEADER = ["gateway", "meter", "epoch", "seq", "interval_start_utc", "interval_end_utc", "kwh", "export_kwh",
-          "quality", "tariff", "currency", "price_per_kwh", "amount"]
+          "quality", "tariff", "currency", "price_per_kwh", "amount", "pricing_error"]
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 

@@ -24,7 +24,13 @@ struct Check: AsyncParsableCommand {
         let key = skipKey ? nil : try ConfigOptions.signingKey(of: config)
         print(ConfigSummary.render(config))
         for advice in config.advisories { print("# advice: \(advice)") }
-        if let key { print("signing key: \(key.algorithm.rawValue), kid \(key.publicKey.keyID)") }
+        if let key {
+            print("signing key: \(key.algorithm.rawValue), kid \(key.publicKey.keyID)")
+            let announcement = try ConfigOptions.keysAnnouncement(of: config, key: key)
+            for statement in announcement.rotations {
+                print("rotation: \(statement.previousKeyID) → \(statement.newKey.keyID) (signed, gateway \(statement.gateway))")
+            }
+        }
     }
 }
 

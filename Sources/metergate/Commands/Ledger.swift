@@ -22,7 +22,8 @@ struct LedgerConsume: AsyncParsableCommand {
         commandName: "consume",
         abstract: "Subscribe to readings, verify each one, keep it in the ledger and ask the gateway to replay gaps.",
         discussion: """
-            Each reading is verified (keys from --key, else the gateway's retained keys topic) and stored once per \
+            Each reading is verified (keys trusted per gateway from --trust, following signed rotations on the keys \
+            topics, and/or --key for every gateway; one is required) and stored once per \
             (gateway, meter, epoch, seq): a repeated delivery changes nothing; a different record under a stored key \
             is kept aside as a fork, never overwriting. Missing seqs are asked for on metergate/v1/<gateway>/cmd/replay, \
             at most one request per --replay-spacing, again every --replay-retry while the gap stays open. With \
@@ -31,8 +32,8 @@ struct LedgerConsume: AsyncParsableCommand {
             duplicates and gaps are judged over everything the group received. Stops on SIGINT/SIGTERM; exit 2 on usage errors.
             """)
 
-    @Option(help: "The broker: mqtt://HOST:PORT (or HOST:PORT).")
-    var broker: String = "mqtt://127.0.0.1:1883"
+    @OptionGroup var connection: BrokerOptions
+    @OptionGroup var trusted: TrustOptions
 
     @Option(help: "The ledger database (created when missing).")
     var db: String
@@ -40,8 +41,6 @@ struct LedgerConsume: AsyncParsableCommand {
     @Option(help: "The gateway id to follow (+ for all).")
     var gateway: String = "+"
 
-    @Option(help: "Public keys to verify with (JWK, JWK Set, PEM); default: the retained keys topic.")
-    var key: [String] = []
 
     @Option(help: "A tariff file (YAML: flat or time_of_use); without one, amounts are 0.")
     var tariff: String?
@@ -58,33 +57,36 @@ struct LedgerConsume: AsyncParsableCommand {
     @Option(name: .customLong("replay-spacing"), help: "Seconds between two replay requests (rate limit).")
     var replaySpacing: Double = 0.2
 
+    @Option(name: .customLong("max-clock-skew"), help: "Seconds a record's interval may start after the ledger's clock before it is rejected.")
+    var maxClockSkew: Int = 300
+
     @Option(help: "Stop after this many seconds (for scripts and tests).")
     var timeout: Double?
 
     func run() async throws {
         LoggingSystem.bootstrap { label in var h = StreamLogHandler.standardError(label: label); h.logLevel = .info; return h }
-        let (host, port) = try Tail.parseBroker(broker)
         if gateway != "+", let problem = Identifier.problem(with: gateway) { throw Failure.usage("--gateway '\(gateway)' \(problem)") }
         if let share, share.isEmpty || share.contains(where: { "/+#".contains($0) }) {
             throw Failure.usage("--share '\(share)': a group name must be non-empty and hold no '/', '+' or '#'")
         }
         guard replayRetry > 0, replaySpacing >= 0 else { throw Failure.usage("--replay-retry must be > 0 and --replay-spacing ≥ 0") }
-        var keys = KeySet()
-        for file in key {
-            do { keys.formUnion(try KeySet.load(path: file)) } catch { throw Failure.usage("--key \(error)") }
-        }
+        guard (1...86_400).contains(maxClockSkew) else { throw Failure.usage("--max-clock-skew must be 1 to 86400 seconds") }
+        let (trustStore, keys) = try trusted.load(command: "ledger")
+        let clientConfiguration = try connection.clientConfiguration(
+            clientID: "metergate-ledger-\(getpid())-\(UInt32.random(in: 0...UInt32.max))",
+            backoff: BackoffPolicy(initial: .milliseconds(200), maximum: .seconds(5)))
         var pricing = Tariff.none
         if let tariff {
             do { pricing = try TariffFile.load(path: tariff) } catch { throw Failure.usage("--tariff \(error)") }
         }
         let store: LedgerStore
         do { store = try await LedgerStore.open(path: db, tariff: pricing) } catch { throw Failure.run("--db \(db): \(error)") }
-        let client = MQTTClient(configuration: MQTTClientConfiguration(
-            host: host, port: port, clientID: "metergate-ledger-\(getpid())-\(UInt32.random(in: 0...UInt32.max))",
-            backoff: BackoffPolicy(initial: .milliseconds(200), maximum: .seconds(5))), logger: Logger(label: "metergate.mqtt"))
+        let client = MQTTClient(configuration: clientConfiguration, logger: Logger(label: "metergate.mqtt"))
         let consumer = LedgerConsumer(store: store, client: client, configuration: LedgerConsumerConfiguration(
-            gateway: gateway, shareGroup: share, keys: keys, backfillFromFirstSeq: !noBackfill,
-            replay: ReplayPolicy(retryInterval: .milliseconds(Int64(replayRetry * 1000)), minimumSpacing: .milliseconds(Int64(replaySpacing * 1000)))))
+            gateway: gateway, shareGroup: share, trust: TrustFollower(store: trustStore, keys: keys, path: trusted.trust),
+            backfillFromFirstSeq: !noBackfill,
+            replay: ReplayPolicy(retryInterval: .milliseconds(Int64(replayRetry * 1000)), minimumSpacing: .milliseconds(Int64(replaySpacing * 1000))),
+            maximumClockSkew: .seconds(maxClockSkew)))
         let logger = Logger(label: "metergate.ledger")
         logger.info("ledger started", metadata: ["db": "\(db)", "filter": "\(consumer.configuration.readingFilter)", "tariff": "\(pricing.name)"])
 

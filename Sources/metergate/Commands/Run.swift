@@ -96,11 +96,7 @@ struct Run: AsyncParsableCommand {
             password = text.trimmingCharacters(in: .whitespacesAndNewlines)
         }
         // The retained keys topic: the current key and every earlier one, so records from before a rotation verify.
-        var published = KeySet([key.publicKey])
-        for file in config.signing.previousKeys {
-            do { published.formUnion(try KeySet.load(path: file)) } catch { throw Failure.usage("signing.previous_keys: \(error)") }
-        }
-        let keysDocument = Array(published.document.utf8)
+        let keysDocument = Array(try ConfigOptions.keysAnnouncement(of: config, key: key).document.utf8)
         let client = MQTTClient(configuration: MQTTClientConfiguration(
             host: host, port: config.mqtt.port, clientID: config.mqtt.clientID ?? "metergate-\(config.gateway)",
             username: config.mqtt.username, password: password,

@@ -10,7 +10,8 @@ struct Tail: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Subscribe to a gateway's readings, verify each one, and print a line per reading.",
         discussion: """
-            Keys: --key files, or else the gateway's retained keys topic (metergate/v1/<gateway>/keys).
+            Trust: --trust FILE (per gateway, from commissioning; rotations signed by a trusted key are followed and \
+            saved) and/or --key files (trusted for every gateway); one is required. A record signed by any other key fails.
             Each line: interval end (UTC), gateway/meter, seq, the interval's kWh, the cumulative kWh, average W,
             quality, and ✓ (signature and chain verified) or ✗ with the reason. A seq gap, a broken chain link or a
             fork is reported as it is seen; a repeated seq (at-least-once delivery, a replay) is marked "dup".
@@ -18,17 +19,14 @@ struct Tail: AsyncParsableCommand {
             failed verification, 2 on usage errors.
             """)
 
-    @Option(help: "The broker: mqtt://HOST:PORT (or HOST:PORT).")
-    var broker: String = "mqtt://127.0.0.1:1883"
+    @OptionGroup var connection: BrokerOptions
+    @OptionGroup var trusted: TrustOptions
 
     @Option(help: "The gateway id to follow (+ for all).")
     var gateway: String = "+"
 
     @Option(help: "The meter id to follow (+ for all).")
     var meter: String = "+"
-
-    @Option(help: "Public keys to verify with (JWK, JWK Set, PEM); default: the retained keys topic.")
-    var key: [String] = []
 
     @Flag(help: "One JSON object per reading instead of a text line.")
     var json = false
@@ -39,29 +37,32 @@ struct Tail: AsyncParsableCommand {
     @Option(help: "Give up after this many seconds (with --count: fail if fewer arrived).")
     var timeout: Int?
 
+    /// Readings held until their gateway's keys topic has been read (a rotation may be announced there).
+    static let maximumWaiting = 1000
+    static let maximumWaitingBytes = 8 << 20
+
     func run() async throws {
         LoggingSystem.bootstrap { label in var h = StreamLogHandler.standardError(label: label); h.logLevel = .error; return h }
-        let (host, port) = try Self.parseBroker(broker)
         for id in [gateway, meter] where id != "+" {
             if let problem = Identifier.problem(with: id) { throw Failure.usage("'\(id)' \(problem)") }
         }
-        var keys = KeySet()
-        for file in key {
-            do { keys.formUnion(try KeySet.load(path: file)) } catch { throw Failure.usage("\(error)") }
-        }
-        let fixedKeys = !keys.isEmpty
-        let client = MQTTClient(configuration: MQTTClientConfiguration(
-            host: host, port: port, clientID: "metergate-tail-\(getpid())-\(UInt32.random(in: 0...UInt32.max))",
+        let (store, keys) = try trusted.load(command: "tail")
+        var trust = TrustFollower(store: store, keys: keys, path: trusted.trust)
+        let client = MQTTClient(configuration: try connection.clientConfiguration(
+            clientID: "metergate-tail-\(getpid())-\(UInt32.random(in: 0...UInt32.max))",
             // A person is watching: come back quickly after an outage.
             backoff: BackoffPolicy(initial: .milliseconds(200), maximum: .seconds(2))), logger: Logger(label: "tail"))
+        // Keys first: the broker sends a subscription's retained messages before it reads the next SUBSCRIBE, so a
+        // rotation announced there is known before the readings signed with the new key.
+        if trust.followsAnnouncements { client.subscribe("metergate/v1/\(gateway)/keys") }
         client.subscribe("metergate/v1/\(gateway)/\(meter)/reading")
-        if !fixedKeys { client.subscribe("metergate/v1/\(gateway)/keys") }
         client.start()
 
         var tracker = ChainTracker()
         var seen = 0
         var failures = 0
-        var waiting: [MQTTMessage] = []      // readings that arrived before any key
+        var waiting: [MQTTMessage] = []      // readings signed by a key not trusted before their gateway's keys arrived
+        var waitingBytes = 0
         let deadline = timeout.map { ContinuousClock.now + .seconds($0) }
         let events = client.events
         let timer = Task {
@@ -69,6 +70,23 @@ struct Tail: AsyncParsableCommand {
         }
         defer { timer.cancel() }
         var down = false      // report an outage once, not every retry
+        func take(_ message: MQTTMessage) {
+            let verdict = trust.verifier.verify(message.payload)
+            if trust.followsAnnouncements, case .failure(let failure) = verdict, failure.kind == .unknownKey,
+               let claimed = failure.claimed, !trust.announced.contains(claimed.gateway.rawValue) {
+                if waiting.count >= Self.maximumWaiting || waitingBytes + message.payload.count > Self.maximumWaitingBytes {
+                    let oldest = waiting.removeFirst()
+                    waitingBytes -= oldest.payload.count
+                    failures += handle(oldest, verdict: trust.verifier.verify(oldest.payload), tracker: &tracker) ? 0 : 1
+                    seen += 1
+                }
+                waiting.append(message)
+                waitingBytes += message.payload.count
+                return
+            }
+            failures += handle(message, verdict: verdict, tracker: &tracker) ? 0 : 1
+            seen += 1
+        }
         loop: for await event in events {
             switch event {
             case .connectFailed(let error, _):
@@ -78,21 +96,32 @@ struct Tail: AsyncParsableCommand {
                 if down { FileHandle.standardError.write(Data("metergate tail: connected again\n".utf8)) }
                 down = false
             case .message(let message) where message.topic.hasSuffix("/keys"):
-                do { keys.formUnion(try KeySet.parse(message.text, source: message.topic)) } catch {
-                    FileHandle.standardError.write(Data("metergate tail: ignoring keys on \(message.topic): \(error)\n".utf8))
+                let parts = message.topic.split(separator: "/")
+                guard parts.count == 4 else { continue }
+                let outcome = trust.announcement(message.text, gateway: String(parts[2]), nowMillis: Int64(Date().timeIntervalSince1970 * 1000))
+                for entry in outcome.learned {
+                    if case .rotation(let statement) = entry.origin {
+                        FileHandle.standardError.write(Data("metergate tail: \(parts[2]): trusting \(entry.key.keyID), rotated to from \(statement.previousKeyID)\n".utf8))
+                    }
                 }
-                for pending in waiting { failures += handle(pending, keys: keys, tracker: &tracker) ? 0 : 1; seen += 1 }
+                for reason in outcome.ignored { FileHandle.standardError.write(Data("metergate tail: \(message.topic): \(reason)\n".utf8)) }
+                if let problem = outcome.saveError { FileHandle.standardError.write(Data("metergate tail: could not save the trust store: \(problem)\n".utf8)) }
+                let pending = waiting
                 waiting.removeAll()
+                waitingBytes = 0
+                for message in pending { take(message) }
             case .message(let message):
-                if keys.isEmpty { waiting.append(message); continue }
-                failures += handle(message, keys: keys, tracker: &tracker) ? 0 : 1
-                seen += 1
+                take(message)
             default:
                 break
             }
             if let count, seen >= count { break loop }
         }
         await client.shutdown()
+        for message in waiting where count.map({ seen < $0 }) ?? true {
+            failures += handle(message, verdict: trust.verifier.verify(message.payload), tracker: &tracker) ? 0 : 1
+            seen += 1
+        }
         if let count, seen < count {
             throw Failure.run("\(seen) of \(count) readings arrived before the timeout")
         }
@@ -100,8 +129,8 @@ struct Tail: AsyncParsableCommand {
     }
 
     /// Verifies and prints one reading; false when it failed.
-    private func handle(_ message: MQTTMessage, keys: KeySet, tracker: inout ChainTracker) -> Bool {
-        switch RecordVerifier(keys: keys).verify(message.payload) {
+    private func handle(_ message: MQTTMessage, verdict: Result<VerifiedRecord, RecordFailure>, tracker: inout ChainTracker) -> Bool {
+        switch verdict {
         case .failure(let failure):
             emit(json ? "{\"topic\":\"\(message.topic)\",\"verified\":false,\"reason\":\"\(failure.description.replacingOccurrences(of: "\"", with: "'"))\"}"
                        : "✗ \(message.topic): \(failure)")
@@ -147,15 +176,6 @@ struct Tail: AsyncParsableCommand {
         return f
     }()
 
-    static func parseBroker(_ text: String) throws -> (String, Int) {
-        var rest = Substring(text)
-        if rest.hasPrefix("mqtt://") { rest = rest.dropFirst(7) }
-        let parts = rest.split(separator: ":")
-        guard parts.count == 2, let port = Int(parts[1]), (1...65535).contains(port), !parts[0].isEmpty else {
-            throw Failure.usage("--broker '\(text)': expected mqtt://HOST:PORT")
-        }
-        return (String(parts[0]), port)
-    }
 }
 
 /// Follows each stream's seq and hash chain as readings arrive (in order, with at-least-once repeats).

@@ -12,12 +12,12 @@ struct Verify: ParsableCommand {
             rotation marker, tampered records and records signed by an unknown key. Missing seqs that a verified \
             record states, signed, its gateway's store lost (store_lost) are reported as stated lost, not as \
             failing gaps. Exit 0 when everything verifies, 1 on any failure, 2 on usage errors.
-            KEY may be a JWK, a JWK Set {"keys":[...]} (the retained keys topic), PEM public or private keys \
+            --trust FILE verifies each record only with keys trusted for its gateway (metergate trust add); --key KEY \
+            files are trusted for every gateway. KEY may be a JWK, a JWK Set {"keys":[...]} (the retained keys topic), PEM public or private keys \
             (several blocks for rotated keys), or SPKI DER hex lines; --key may be repeated.
             """)
 
-    @Option(name: .long, help: ArgumentHelp("A key file (JWK, JWK Set, PEM, SPKI hex). Repeat for several.", valueName: "KEY"))
-    var key: [String] = []
+    @OptionGroup var trusted: TrustOptions
 
     @Flag(help: "Print the report as one JSON object.")
     var json = false
@@ -33,11 +33,7 @@ struct Verify: ParsableCommand {
     var input: String = "-"
 
     func run() throws {
-        guard !key.isEmpty else { throw Failure.usage("verify needs --key KEY (a JWK, JWK Set, PEM or SPKI hex file)") }
-        var keys = KeySet()
-        for path in key {
-            do { keys.formUnion(try KeySet.load(path: path)) } catch { throw Failure.usage("--key \(error.description)") }
-        }
+        let (store, keys) = try trusted.load(command: "verify")
         let fd: Int32
         if input == "-" {
             fd = 0
@@ -47,7 +43,7 @@ struct Verify: ParsableCommand {
         }
         defer { if fd != 0 { close(fd) } }
 
-        let verifier = RecordVerifier(keys: keys)
+        let verifier = RecordVerifier(trust: store, keys: keys)
         var analyzer = ChainAnalyzer(inputStartsAtEpochStart: fromStart, toleratesRedelivery: tolerateRedelivery)
         var reader = LineReader(fd: fd)
         var lineNumber = 0
