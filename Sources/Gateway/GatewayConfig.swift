@@ -2,6 +2,7 @@ import ConfigFile
 import Foundation
 import MeterCore
 import Modbus
+import MQTT
 import Outbox
 import Signing
 
@@ -108,6 +109,8 @@ public struct MQTTConfig: Sendable, Hashable {
     public var keepalive: Duration
     public var inflightWindow: Int
     public var live: Bool
+    /// What `cmd/replay` requests may cost (`mqtt.replay`).
+    public var replay = ReplayLimits()
 }
 
 public struct SigningConfig: Sendable, Hashable {
@@ -388,6 +391,7 @@ struct ConfigReader {
         if (config.certFile == nil) != (config.keyFile == nil) {
             throw node.error("cert_file and key_file go together: give both for a client certificate, or neither")
         }
+        config.replay = try Self.replayLimits(m.optional("replay"))
         try m.finish()
         return config
     }

@@ -15,6 +15,9 @@ public struct MeterGateTopics: Sendable, Hashable {
     public var keys: String { "\(root)/keys" }
     /// `cmd/replay`: requests to re-publish a range of a meter's seq.
     public var replayRequests: String { "\(root)/cmd/replay" }
+    /// `replay/result`: the gateway's answer to each `cmd/replay` request (accepted, clipped, merged, refused), QoS 0.
+    /// Outside `cmd/`, which only settlement may write.
+    public var replayResults: String { "\(root)/replay/result" }
 
     /// The meter of a `<meter>/reading` topic of this gateway, or nil.
     public func meter(ofReadingTopic topic: String) -> String? {

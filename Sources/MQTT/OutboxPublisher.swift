@@ -29,10 +29,17 @@ public actor OutboxPublisher {
         /// The most pending records claimed from the store at once (at least a window's room): they are
         /// marked inflight and covered by the high-water mark together, and handed to MQTT as the window allows.
         public var claimBatch: Int
+        /// What requests from `cmd/replay` may cost (``requestReplay(_:)``, the operator's own, is not bounded).
+        public var replayLimits: ReplayLimits
+        /// The meters a `cmd/replay` may name (nil: any).
+        public var knownMeters: Set<String>?
 
         public init(window: Int = 64, drainPending: Bool = true, acceptReplayRequests: Bool = true,
                     maintenanceInterval: Duration? = .seconds(60), flushInterval: Duration = .milliseconds(50),
-                    refusalPause: Duration = .seconds(1), claimBatch: Int = 128) {
+                    refusalPause: Duration = .seconds(1), claimBatch: Int = 128, replayLimits: ReplayLimits = ReplayLimits(),
+                    knownMeters: Set<String>? = nil) {
+            self.replayLimits = replayLimits
+            self.knownMeters = knownMeters
             self.window = max(1, window)
             self.drainPending = drainPending
             self.acceptReplayRequests = acceptReplayRequests
@@ -56,8 +63,15 @@ public actor OutboxPublisher {
         /// Delivered records re-published by replays, and their PUBACKs.
         public var replayed: Int64 = 0
         public var replayAcknowledged: Int64 = 0
-        /// Replay requests that could not be parsed.
+        /// Replay requests that could not be parsed, or arrived retained.
         public var badReplayRequests: Int64 = 0
+        /// Replay requests by what became of them.
+        public var replayAccepted: Int64 = 0
+        public var replayClipped: Int64 = 0
+        public var replayMerged: Int64 = 0
+        public var replayRefused: Int64 = 0
+        /// Replies on `replay/result` not sent (and not logged) because too many came at once.
+        public var replayRepliesSuppressed: Int64 = 0
         /// The most records that were ever unacknowledged at once (never more than the window).
         public var maxInflight: Int = 0
         /// Connections the broker accepted (the first, then every reconnect).
@@ -80,11 +94,6 @@ public actor OutboxPublisher {
     private struct Inflight {
         var recordID: Int64
         var isReplay: Bool
-    }
-
-    private struct ReplayCursor {
-        var request: ReplayRequest
-        var next: UInt64
     }
 
     private enum Input: Sendable {
@@ -121,7 +130,10 @@ public actor OutboxPublisher {
     private final class EventCount: Sendable {
         let value = Atomic<Int>(0)
     }
-    private var replays: [ReplayCursor] = []
+    private var replays: ReplayQueue
+    private var replyLimiter: RateLimiter
+    /// Whether the replay budget ran out and that was logged (logged once until it allows records again).
+    private var replayBudgetSpent = false
     private var replaySkipped: Int64 = 0
     private var lastMaintenance = ContinuousClock.now
     /// After the broker refused a record (MQTT 5 reason code), pending records wait until then: the
@@ -145,6 +157,8 @@ public actor OutboxPublisher {
         self.configuration = configuration
         self.logger = logger
         self.window = min(configuration.window, client.configuration.maxInflight)
+        self.replays = ReplayQueue(limits: configuration.replayLimits, now: .now)
+        self.replyLimiter = RateLimiter(perSecond: configuration.replayLimits.repliesPerSecond, now: .now)
         (input, inputContinuation) = AsyncStream.makeStream(of: Input.self, bufferingPolicy: .unbounded)
     }
 
@@ -160,9 +174,8 @@ public actor OutboxPublisher {
 
     /// Where the replays stand.
     public func replayProgress() -> ReplayProgress {
-        let remaining = replays.reduce(UInt64(0)) { $0 + ($1.request.seqs.upperBound - $1.next + 1) }
-        return ReplayProgress(remaining: remaining, acknowledged: counters.replayAcknowledged, skipped: replaySkipped,
-                              active: replays.count, inflight: inflight.values.filter(\.isReplay).count)
+        ReplayProgress(remaining: replays.remaining, acknowledged: counters.replayAcknowledged, skipped: replaySkipped,
+                       active: replays.cursors.count, inflight: inflight.values.filter(\.isReplay).count)
     }
 
     /// Starts the client and publishes until the task is cancelled or the client's events end.
@@ -265,21 +278,17 @@ public actor OutboxPublisher {
             }
         case .mqtt(.message(let message)):
             guard message.topic == topics.replayRequests else { return }
-            do {
-                let request = try ReplayRequest(json: message.payload)
-                enqueueReplay(request)
-                try await fill()
-            } catch {
-                counters.badReplayRequests += 1
-                logger.warning("ignored a bad replay request", metadata: ["error": "\(error)", "payload": "\(message.text.prefix(200))"])
-            }
+            let decision = admitReplay(message)
+            reply(decision, payload: message.payload)
+            if decision.outcome == .accepted || decision.outcome == .clipped { try await fill() }
         case .mqtt(.connectFailed), .mqtt(.subscribed):
             return
         case .appended:
             pendingMayWait = true
             if inflight.count <= window / 2 { try await fill() }
         case .replay(let request):
-            enqueueReplay(request)
+            logger.info("replay requested", metadata: ["meter": "\(request.meter)", "from": "\(request.seqs.lowerBound)", "to": "\(request.seqs.upperBound)"])
+            replays.append(request)
             try await fill()
         case .tick:
             try await flush()
@@ -294,9 +303,48 @@ public actor OutboxPublisher {
         }
     }
 
-    private func enqueueReplay(_ request: ReplayRequest) {
-        logger.info("replay requested", metadata: ["meter": "\(request.meter)", "from": "\(request.seqs.lowerBound)", "to": "\(request.seqs.upperBound)"])
-        replays.append(ReplayCursor(request: request, next: request.seqs.lowerBound))
+    /// Decides what a `cmd/replay` message gets: a retained or unreadable one nothing, a valid one what the
+    /// replay limits allow.
+    private func admitReplay(_ message: MQTTMessage) -> ReplayDecision {
+        let decision: ReplayDecision
+        if message.retain {
+            counters.badReplayRequests += 1
+            // Kept on the broker, it would be served again at every connection (and after every restart).
+            decision = ReplayDecision(outcome: .refused, reason: "a retained command is ignored: send it without the retain flag")
+        } else {
+            do {
+                decision = replays.admit(try ReplayRequest(json: message.payload), knownMeters: configuration.knownMeters, now: .now)
+            } catch {
+                counters.badReplayRequests += 1
+                decision = ReplayDecision(outcome: .refused, reason: error.description)
+            }
+        }
+        switch decision.outcome {
+        case .accepted: counters.replayAccepted += 1
+        case .clipped: counters.replayClipped += 1
+        case .merged: counters.replayMerged += 1
+        case .refused: counters.replayRefused += 1
+        }
+        return decision
+    }
+
+    /// Logs the decision and publishes it on `replay/result` (QoS 0: outside the records' window), at most
+    /// ``ReplayLimits/repliesPerSecond``: a flood of requests does not become a flood of replies or log lines.
+    private func reply(_ decision: ReplayDecision, payload: [UInt8]) {
+        let (allowed, suppressed) = replyLimiter.allow(now: .now)
+        guard allowed else {
+            counters.replayRepliesSuppressed += 1
+            return
+        }
+        var metadata: Logger.Metadata = ["decision": "\(decision)"]
+        if suppressed > 0 { metadata["replies_suppressed_before"] = "\(suppressed)" }
+        if decision.outcome == .refused {
+            metadata["payload"] = "\(String(decoding: payload.prefix(120), as: UTF8.self).debugDescription)"
+            logger.warning("replay request refused", metadata: metadata)
+        } else {
+            logger.info("replay request", metadata: metadata)
+        }
+        _ = try? client.publish(MQTTMessage(topic: topics.replayResults, payload: decision.json, qos: .atMostOnce))
     }
 
     /// Commits the delivered state of acknowledged records, in one transaction.
@@ -350,9 +398,12 @@ public actor OutboxPublisher {
         let room = window - inflight.count
         guard room > 0 else { return nil }
         if let until = refusedUntil, until > .now { return nil }
-        let limit = room - (replays.isEmpty ? 0 : max(1, room / 2))
+        let limit = room - (replaysReady ? max(1, room / 2) : 0)
         return limit > 0 ? limit : nil
     }
+
+    /// Whether replays wait and the budget lets them go: they then keep half of the window's room.
+    private var replaysReady: Bool { !replays.isEmpty && !replayBudgetSpent }
 
     /// Hands records to MQTT until the window is full: pending first (unless `claimingPending` is false), replays
     /// in what is left (at least half the window when both wait, so neither starves).
@@ -360,7 +411,7 @@ public actor OutboxPublisher {
         guard session != nil else { return }
         var room = window - inflight.count
         guard room > 0 else { return }
-        let replayShare = replays.isEmpty ? 0 : max(1, room / 2)
+        let replayShare = replaysReady ? max(1, room / 2) : 0
         if let until = refusedUntil, until > .now { return }
         refusedUntil = nil
         if configuration.drainPending {
@@ -377,21 +428,34 @@ public actor OutboxPublisher {
                 room = window - inflight.count
             }
         }
-        while room > 0, !replays.isEmpty, session != nil {
-            var cursor = replays[0]
-            let records = try await store.records(meter: cursor.request.meter, seqs: cursor.next...cursor.request.seqs.upperBound, limit: room)
-            let delivered = records.filter { $0.state == .delivered }
-            let end = records.last?.seq ?? cursor.request.seqs.upperBound
-            let covered = (records.isEmpty ? cursor.request.seqs.upperBound : end) - cursor.next + 1
-            replaySkipped += Int64(covered) - Int64(delivered.count)
-            try await hand(delivered, isReplay: true)
-            if records.isEmpty || end >= cursor.request.seqs.upperBound {
-                replays.removeFirst()
-                logger.info("replay handed to MQTT", metadata: ["request": "\(cursor.request)", "skipped_total": "\(replaySkipped)"])
-            } else {
-                cursor.next = end + 1
-                replays[0] = cursor
+        while room > 0, let cursor = replays.first, session != nil {
+            let allowed = replays.allowance(room, now: .now)
+            guard allowed > 0 else {
+                if !replayBudgetSpent {
+                    logger.warning("replay budget reached: replays continue as it refills",
+                                   metadata: ["records_per_minute": "\(configuration.replayLimits.budgetPerMinute)", "queued": "\(replays.cursors.count)"])
+                }
+                replayBudgetSpent = true
+                break
             }
+            replayBudgetSpent = false
+            guard let range = cursor.remaining else { replays.finishFirst(now: .now); continue }
+            let records = try await store.records(meter: cursor.request.meter, seqs: range, limit: allowed)
+            let delivered = records.filter { $0.state == .delivered }
+            replays.spend(delivered.count)
+            let end = max(range.lowerBound, records.last?.seq ?? range.upperBound)
+            // Seqs looked at without a delivered record to send: saturating, a range may be as long as UInt64 allows.
+            let covered = min(end - range.lowerBound, UInt64(Int64.max - 1)) + 1
+            replaySkipped = replaySkipped.addingReportingOverflow(Int64(covered) - Int64(delivered.count)).partialValue
+            try await hand(delivered, isReplay: true)
+            let finished: Bool
+            if records.isEmpty {
+                replays.finishFirst(now: .now)
+                finished = true
+            } else {
+                finished = replays.advanceFirst(past: end, now: .now)
+            }
+            if finished { logger.info("replay handed to MQTT", metadata: ["request": "\(cursor.request)", "skipped_total": "\(replaySkipped)"]) }
             room = window - inflight.count
         }
     }

@@ -16,9 +16,17 @@ public struct ReplayRequest: Sendable, Hashable, CustomStringConvertible {
         public let description: String
     }
 
-    /// Parses a `cmd/replay` payload.
+    /// The longest `cmd/replay` payload read; a request is a few dozen bytes.
+    public static let maximumPayloadBytes = 1024
+    /// The highest seq a request may name (the outbox keeps seqs as SQLite's signed 64-bit integers).
+    public static let maximumSeq = UInt64(Int64.max)
+
+    /// Parses a `cmd/replay` payload. Every number is checked: nothing a sender writes can trap.
     public init(json payload: [UInt8]) throws(ParseError) {
-        let expected = "expected {\"meter\": ID, \"from\": SEQ, \"to\": SEQ} with seqs ≥ 1"
+        let expected = "expected {\"meter\": ID, \"from\": SEQ, \"to\": SEQ} with 1 ≤ from ≤ to ≤ \(Self.maximumSeq)"
+        guard payload.count <= Self.maximumPayloadBytes else {
+            throw ParseError(description: "cmd/replay payload is \(payload.count) bytes, more than \(Self.maximumPayloadBytes): \(expected)")
+        }
         guard let object = try? JSONSerialization.jsonObject(with: Data(payload)), let map = object as? [String: Any] else {
             throw ParseError(description: "cmd/replay payload is not a JSON object (\(payload.count) bytes): \(expected)")
         }
@@ -35,6 +43,10 @@ public struct ReplayRequest: Sendable, Hashable, CustomStringConvertible {
         }
         let to = fields.to ?? fields.from
         guard !fields.meter.isEmpty else { throw ParseError(description: "cmd/replay \"meter\" is empty: \(expected)") }
+        guard fields.meter.utf8.count <= 64, !fields.meter.contains(where: { $0 == "/" || $0 == "+" || $0 == "#" || $0.isNewline }) else {
+            throw ParseError(description: "cmd/replay \"meter\" is not a meter id (at most 64 bytes, no '/', '+', '#')")
+        }
+        guard to <= Self.maximumSeq else { throw ParseError(description: "cmd/replay \"to\" \(to) is beyond the highest seq \(Self.maximumSeq)") }
         guard fields.from >= 1 else { throw ParseError(description: "cmd/replay \"from\" is 0; seqs start at 1") }
         guard fields.from <= to else { throw ParseError(description: "cmd/replay range is empty: from \(fields.from) is after to \(to)") }
         self.init(meter: fields.meter, seqs: fields.from...to)

@@ -202,6 +202,11 @@ struct HighWaterMark: Sendable, Hashable {
                 if !FileManager.default.fileExists(atPath: path) { continue }
                 throw .markFileUnreadable(path: path, call: "open", code: EACCES)
             }
+            if data.isEmpty {
+                // A slot's first write that failed before the atomic creation existed (a full disk): it never held a mark.
+                logger.warning("an empty outbox high-water mark slot is ignored (its first write failed)", metadata: ["path": "\(path)"])
+                continue
+            }
             do throws(MarkProblem) {
                 found.append(try decode(Array(data)))
             } catch {
@@ -220,19 +225,46 @@ struct HighWaterMark: Sendable, Hashable {
     }
 
     /// Writes the mark into slot `generation % 2` of the database at `databasePath`, in place, and
-    /// `fdatasync`s it (a slot made by this call also `fsync`s the directory, for its name). `text`: the mark's
-    /// ``encoded()`` text, if the caller has it ready.
+    /// `fdatasync`s it. A slot that does not exist yet is made whole or not at all: written to a temporary file,
+    /// `fdatasync`ed, renamed into place and the directory `fsync`ed, so a full disk can never leave an empty slot
+    /// that would stop every later start. `text`: the mark's ``encoded()`` text, if the caller has it ready.
     func write(databasePath: String, text: [UInt8]? = nil) throws(OutboxError) {
         let path = Self.paths(forDatabase: databasePath)[Int(generation % 2)]
         let bytes = text ?? encoded()
-        var created = true
-        var fd = Foundation.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        if fd < 0 && errno == EEXIST {
-            created = false
-            fd = Foundation.open(path, O_WRONLY | O_CLOEXEC)
-        }
+        let fd = Foundation.open(path, O_WRONLY | O_CLOEXEC)
+        if fd < 0 && errno == ENOENT { return try create(path: path, bytes: bytes) }
         guard fd >= 0 else { throw .markFileUnreadable(path: path, call: "open", code: errno) }
         defer { Foundation.close(fd) }
+        try Self.writeAll(fd: fd, path: path, bytes: bytes)
+    }
+
+    /// A new slot: temporary file, `fdatasync`, `rename`, directory `fsync`; the temporary file is removed on failure.
+    private func create(path: String, bytes: [UInt8]) throws(OutboxError) {
+        let temporary = path + ".new"
+        let fd = Foundation.open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw .markFileUnreadable(path: temporary, call: "open", code: errno) }
+        do throws(OutboxError) {
+            try Self.writeAll(fd: fd, path: temporary, bytes: bytes)
+            Foundation.close(fd)
+        } catch {
+            Foundation.close(fd)
+            unlink(temporary)
+            throw error
+        }
+        guard rename(temporary, path) == 0 else {
+            let code = errno
+            unlink(temporary)
+            throw .markFileUnreadable(path: path, call: "rename", code: code)
+        }
+        let directory = (path as NSString).deletingLastPathComponent
+        let dirfd = Foundation.open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dirfd >= 0 else { throw .markFileUnreadable(path: directory, call: "open", code: errno) }
+        defer { Foundation.close(dirfd) }
+        guard fsync(dirfd) == 0 else { throw .markFileUnreadable(path: directory, call: "fsync", code: errno) }
+    }
+
+    /// `pwrite` of all of `bytes` from offset 0, `ftruncate` to their length, `fdatasync`.
+    private static func writeAll(fd: Int32, path: String, bytes: [UInt8]) throws(OutboxError) {
         var written = 0
         while written < bytes.count {
             let n = bytes[written...].withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(written)) }
@@ -244,12 +276,6 @@ struct HighWaterMark: Sendable, Hashable {
         }
         guard ftruncate(fd, off_t(bytes.count)) == 0 else { throw .markFileUnreadable(path: path, call: "ftruncate", code: errno) }
         guard fdatasync(fd) == 0 else { throw .markFileUnreadable(path: path, call: "fdatasync", code: errno) }
-        guard created else { return }
-        let directory = (path as NSString).deletingLastPathComponent
-        let dirfd = Foundation.open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard dirfd >= 0 else { throw .markFileUnreadable(path: directory, call: "open", code: errno) }
-        defer { Foundation.close(dirfd) }
-        guard fsync(dirfd) == 0 else { throw .markFileUnreadable(path: directory, call: "fsync", code: errno) }
     }
 
     /// Lower-case hex, for the checksum line.

@@ -58,6 +58,13 @@ struct Publisher {
     }
 }
 
+/// A consumer's trust: `key` for `gateway` only, learning rotations from the keys topic.
+func trusting(_ key: SigningKey, for gateway: String) -> TrustFollower {
+    var store = TrustStore()
+    store.add(TrustedKey(key: key.publicKey, addedMillis: 0), gateway: gateway)
+    return TrustFollower(store: store, keys: KeySet(), path: nil)
+}
+
 let fastReplays = ReplayPolicy(settleDelay: .milliseconds(300), retryInterval: .seconds(1), minimumSpacing: .milliseconds(50))
 
 @Suite(.serialized) struct ConsumerTests {
@@ -69,7 +76,7 @@ let fastReplays = ReplayPolicy(settleDelay: .milliseconds(300), retryInterval: .
         let broker = try MosquittoBroker()
         let topics = MeterGateTopics(gateway: "gw-1")
         let publisher = try await Publisher(broker)
-        // The gateway's retained keys: the consumer verifies with them (no --key).
+        // The gateway's retained keys are announced; the consumer trusts the key because its trust store holds it for gw-1.
         _ = try publisher.client.publish(topics.keysMessage(Array(KeySet([key.publicKey]).document.utf8)))
         // Whoever watches cmd/replay sees what the gateway's publisher would be asked.
         let watcher = testClient(broker, "watch")
@@ -81,7 +88,7 @@ let fastReplays = ReplayPolicy(settleDelay: .milliseconds(300), retryInterval: .
         let store = try await LedgerStore.open(path: dir.file("ledger.db"),
                                                tariff: try TariffFile.parse("currency: EUR\nprecision: 4\nflat: 31.25\n", file: "flat.yaml"))
         let consumer = LedgerConsumer(store: store, client: testClient(broker, "ledger"),
-                                      configuration: LedgerConsumerConfiguration(gateway: "gw-1", replay: fastReplays))
+                                      configuration: LedgerConsumerConfiguration(gateway: "gw-1", trust: trusting(key, for: "gw-1"), replay: fastReplays))
         let running = Task { await consumer.run() }
         defer { running.cancel() }
         #expect(await eventually { await consumer.subscriptionsAcknowledged == 2 })
@@ -134,7 +141,7 @@ let fastReplays = ReplayPolicy(settleDelay: .milliseconds(300), retryInterval: .
         let publisher = try await Publisher(broker)
         let store = try await LedgerStore.open(path: dir.file("ledger.db"))
         let consumer = LedgerConsumer(store: store, client: testClient(broker, "ledger"),
-                                      configuration: LedgerConsumerConfiguration(keys: KeySet([key.publicKey]), replay: fastReplays))
+                                      configuration: LedgerConsumerConfiguration(trust: TrustFollower(store: TrustStore(), keys: KeySet([key.publicKey]), path: nil), replay: fastReplays))
         let running = Task { await consumer.run() }
         defer { running.cancel() }
         #expect(await eventually { await consumer.subscriptionsAcknowledged == 1 })   // fixed keys: the readings filter only
@@ -170,7 +177,7 @@ let fastReplays = ReplayPolicy(settleDelay: .milliseconds(300), retryInterval: .
         var tasks: [Task<Void, Never>] = []
         for name in ["a", "b"] {
             let store = try await LedgerStore.open(path: path)                    // one file, two connections
-            let configuration = LedgerConsumerConfiguration(gateway: "gw-1", shareGroup: "settlement", keys: KeySet([key.publicKey]), replay: fastReplays)
+            let configuration = LedgerConsumerConfiguration(gateway: "gw-1", shareGroup: "settlement", trust: TrustFollower(store: TrustStore(), keys: KeySet([key.publicKey]), path: nil), replay: fastReplays)
             #expect(configuration.readingFilter == "$share/settlement/metergate/v1/gw-1/+/reading")
             let consumer = LedgerConsumer(store: store, client: testClient(broker, "ledger-\(name)"), configuration: configuration)
             consumers.append(consumer)
@@ -217,7 +224,7 @@ let fastReplays = ReplayPolicy(settleDelay: .milliseconds(300), retryInterval: .
         watcher.start()
         #expect(await eventually { requests.subscriptions == 1 })
         let consumer = LedgerConsumer(store: store, client: testClient(broker, "ledger"),
-                                      configuration: LedgerConsumerConfiguration(keys: KeySet([key.publicKey]), replay: fastReplays))
+                                      configuration: LedgerConsumerConfiguration(trust: TrustFollower(store: TrustStore(), keys: KeySet([key.publicKey]), path: nil), replay: fastReplays))
         let running = Task { await consumer.run() }
         #expect(await eventually { !requests.all.isEmpty })
         #expect(requests.all.map(\.text).allSatisfy { $0 == #"{"meter":"main","from":3,"to":3}"# }, "\(requests.all.map(\.text))")

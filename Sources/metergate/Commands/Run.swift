@@ -107,7 +107,10 @@ struct Run: AsyncParsableCommand {
             backoff: BackoffPolicy(initial: .milliseconds(500), maximum: .seconds(15)),
             maxInflight: config.mqtt.inflightWindow), logger: Logger(label: "mqtt"))
         let publisher = OutboxPublisher(store: store, client: client, topics: topics,
-                                        configuration: .init(window: config.mqtt.inflightWindow), logger: Logger(label: "publisher"))
+                                        configuration: .init(window: config.mqtt.inflightWindow, replayLimits: config.mqtt.replay,
+                                                             knownMeters: Set(config.meters.map(\.id.rawValue) + config.rails.sources.map(\.id.rawValue)
+                                                                              + config.pulses.map(\.id.rawValue))),
+                                        logger: Logger(label: "publisher"))
 
         // Power rails: found by id on this machine (sysfs under rails.sysfs_root, GPUs through NVML).
         var rails: [(source: RailsConfig.Source, rail: RailDescription)] = []
