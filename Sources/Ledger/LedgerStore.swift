@@ -403,6 +403,28 @@ public actor LedgerStore {
         } catch { throw .database(error) }
     }
 
+    /// One kept rejection: the first bytes of the payload, its whole length and SHA-256, and why.
+    public struct Rejection: Sendable, Hashable {
+        public var topic: String
+        public var reason: String
+        public var prefix: [UInt8]
+        public var payloadBytes: Int64?
+        public var payloadSHA256: [UInt8]?
+    }
+
+    /// Every rejected payload kept, oldest first.
+    public func rejections() throws(LedgerError) -> [Rejection] {
+        do throws(SQLiteError) {
+            let s = try db.prepare("SELECT topic, reason, payload, payload_bytes, payload_sha256 FROM rejected ORDER BY id", persistent: false)
+            var result: [Rejection] = []
+            while try s.step() {
+                result.append(Rejection(topic: s.text(0) ?? "", reason: s.text(1) ?? "", prefix: s.blob(2),
+                                        payloadBytes: s.isNull(3) ? nil : s.int64(3), payloadSHA256: s.isNull(4) ? nil : s.blob(4)))
+            }
+            return result
+        } catch { throw .database(error) }
+    }
+
     /// Every fork recorded.
     public func forks() throws(LedgerError) -> [LedgerFork] {
         do throws(SQLiteError) {

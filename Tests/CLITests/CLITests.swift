@@ -170,8 +170,11 @@ import Testing
                                                ["-h", "127.0.0.1", "-p", "\(broker.port)", "-q", "1", "-t", "metergate/v1/test-gw/+/reading"],
                                                logPath: received)
         defer { subscriber.stop() }
+        // Settlement trusts the gateway's key for test-gw because it was handed over (the trust store), not the broker.
+        let trust = dir.file("trust.json")
+        #expect(try runProcess(try metergateBinary(), ["trust", "add", "--trust", trust, "--gateway", "test-gw", "--key", key]).status == 0)
         let tail = try BackgroundProcess(try metergateBinary(), ["tail", "--broker", "mqtt://127.0.0.1:\(broker.port)", "--gateway", "test-gw",
-                                                                 "--count", "4", "--timeout", "90"], logPath: dir.file("tail.txt"))
+                                                                 "--trust", trust, "--count", "4", "--timeout", "90"], logPath: dir.file("tail.txt"))
         defer { tail.stop() }
         let metricsPort = freeLoopbackPort()
         let config = dir.write("gw.yaml", """
@@ -204,7 +207,7 @@ import Testing
         #expect(gateway.log.contains("start-up memory released after=configuration"), "\(gateway.log)")
         #expect(gateway.log.contains("start-up memory released after=set-up"), "\(gateway.log)")
         #expect(waitUntil(timeout: 10) { gateway.log.contains("start-up memory released after=\"first poll\"") }, "\(gateway.log)")
-        // tail verified each reading with the retained keys and exits 0 after four.
+        // tail verified each reading with the trusted key and exits 0 after four.
         #expect(waitUntil(timeout: 60) { !tail.isRunning }, "tail: \(tail.log)")
         #expect(tail.stop() == 0, "tail: \(tail.log)")
         #expect(tail.log.contains("test-gw/a") && tail.log.contains("✓"), "tail: \(tail.log)")

@@ -39,8 +39,10 @@ import TestSupport
         // The ledger starts after at least three readings went out: it sees seq 4 or later first and asks for 1…N.
         let db = dir.file("ledger.db")
         let tariff = dir.write("flat.yaml", "currency: EUR\nprecision: 4\nflat: 31.25\n")
+        let trust = dir.file("trust.json")
+        #expect(try runProcess(try metergateBinary(), ["trust", "add", "--trust", trust, "--gateway", "e2e-gw", "--key", key]).status == 0)
         let ledger = try BackgroundProcess(try metergateBinary(), [
-            "ledger", "--broker", "mqtt://127.0.0.1:\(broker.port)", "--db", db, "--gateway", "e2e-gw", "--tariff", tariff,
+            "ledger", "--broker", "mqtt://127.0.0.1:\(broker.port)", "--db", db, "--gateway", "e2e-gw", "--tariff", tariff, "--trust", trust,
             "--replay-retry", "2"], logPath: dir.file("ledger.log"))
         defer { ledger.stop() }
 

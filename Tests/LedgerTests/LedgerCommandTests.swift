@@ -84,7 +84,8 @@ import TestSupport
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
         let tariff = dir.write("bad.yaml", "currency: EUR\nprecision: 4\nflat: 31.25\nflta: 1\n")
-        let result = try runProcess(try metergateBinary(), ["ledger", "--db", dir.file("l.db"), "--tariff", tariff, "--timeout", "1"])
+        let publicKey = dir.write("public.pem", SigningKey.generate(.eddsa).publicKey.pemRepresentation)
+        let result = try runProcess(try metergateBinary(), ["ledger", "--db", dir.file("l.db"), "--tariff", tariff, "--key", publicKey, "--timeout", "1"])
         #expect(result.status == 2)
         #expect(result.stderr.contains("bad.yaml") && result.stderr.contains("flta") && result.stderr.contains("4"), "\(result.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dir.file("l.db")))       // nothing created on a usage error
