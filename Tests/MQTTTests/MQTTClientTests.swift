@@ -154,43 +154,11 @@ import Testing
     }
 }
 
+extension TestPKI {
+    var clientTLS: MQTTTLSConfiguration { MQTTTLSConfiguration(caFile: ca, certFile: clientCertificate, keyFile: clientKey) }
+}
+
 @Suite struct MQTTTLSTests {
-    /// A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl.
-    struct TestPKI {
-        let dir: TemporaryDirectory
-        var ca: String { dir.file("ca.crt") }
-        var otherCA: String { dir.file("other-ca.crt") }
-
-        init() throws {
-            dir = TemporaryDirectory("pki")
-            let openssl = try #require(which("openssl"))
-            func run(_ args: [String]) throws {
-                let result = try runProcess(openssl, args, currentDirectory: dir.path)
-                guard result.status == 0 else { throw TestEnvironmentError("openssl \(args.joined(separator: " ")) failed: \(result.stderr)") }
-            }
-            let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-            try run(["req", "-x509"] + ec + ["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=MeterGate Test CA"])
-            try run(["req", "-x509"] + ec + ["-keyout", "other-ca.key", "-out", "other-ca.crt", "-days", "2", "-subj", "/CN=Somebody Else CA"])
-            dir.write("server.ext", "subjectAltName=IP:127.0.0.1\n")
-            for name in ["server", "client"] {
-                try run(["req"] + ec + ["-keyout", "\(name).key", "-out", "\(name).csr", "-subj", "/CN=\(name == "server" ? "127.0.0.1" : "gw")"])
-                try run(["x509", "-req", "-in", "\(name).csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "\(name).crt", "-days", "2"]
-                        + (name == "server" ? ["-extfile", "server.ext"] : []))
-            }
-        }
-
-        var brokerConfig: String {
-            """
-            cafile \(dir.file("ca.crt"))
-            certfile \(dir.file("server.crt"))
-            keyfile \(dir.file("server.key"))
-            require_certificate true
-            user root
-            """
-        }
-
-        var clientTLS: MQTTTLSConfiguration { MQTTTLSConfiguration(caFile: ca, certFile: dir.file("client.crt"), keyFile: dir.file("client.key")) }
-    }
 
     @Test func connectsOverTLSWithAClientCertificate() async throws {
         let pki = try TestPKI()
