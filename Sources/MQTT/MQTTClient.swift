@@ -86,13 +86,36 @@ public final class MQTTClient: Sendable {
         return try outcome.get()
     }
 
-    /// Subscribes now if connected, and again on every later connection.
-    /// The corresponding C function is `mosquitto_subscribe`.
-    public func subscribe(_ filter: String, qos: MQTTQoS = .atLeastOnce) {
+    /// Subscribes now if connected, and again on every later connection, in the order subscribed (a broker sends
+    /// a subscription's retained messages before it reads the next SUBSCRIBE). `ignoreRetained`: on MQTT 5, the
+    /// broker sends no stored retained message for the filter and marks live ones as retained (for commands, which
+    /// must never act from the broker's memory). The corresponding C functions are `mosquitto_subscribe` and
+    /// `mosquitto_subscribe_v5`.
+    public func subscribe(_ filter: String, qos: MQTTQoS = .atLeastOnce, ignoreRetained: Bool = false) {
+        let subscription = Subscription(filter: filter, qos: qos, ignoreRetained: ignoreRetained)
         shared.state.withLock { state in
-            state.subscriptions[filter] = qos
+            if let index = state.subscriptions.firstIndex(where: { $0.filter == filter }) {
+                state.subscriptions[index] = subscription
+            } else {
+                state.subscriptions.append(subscription)
+            }
             if let current = state.current, let handle = OpaquePointer(bitPattern: current.handle) {
-                _ = mosquitto_subscribe(handle, nil, filter, qos.rawValue)
+                subscription.send(handle, v5: current.v5)
+            }
+        }
+    }
+
+    struct Subscription: Sendable {
+        var filter: String
+        var qos: MQTTQoS
+        var ignoreRetained: Bool
+
+        func send(_ mosq: OpaquePointer, v5: Bool) {
+            if v5 && ignoreRetained {
+                let options = Int32(MQTT_SUB_OPT_SEND_RETAIN_NEVER.rawValue | MQTT_SUB_OPT_RETAIN_AS_PUBLISHED.rawValue)
+                _ = mosquitto_subscribe_v5(mosq, nil, filter, qos.rawValue, options, nil)
+            } else {
+                _ = mosquitto_subscribe(mosq, nil, filter, qos.rawValue)
             }
         }
     }
@@ -100,7 +123,7 @@ public final class MQTTClient: Sendable {
     /// Stops a subscription. The corresponding C function is `mosquitto_unsubscribe`.
     public func unsubscribe(_ filter: String) {
         shared.state.withLock { state in
-            state.subscriptions[filter] = nil
+            state.subscriptions.removeAll { $0.filter == filter }
             if let current = state.current, let handle = OpaquePointer(bitPattern: current.handle) {
                 _ = mosquitto_unsubscribe(handle, nil, filter)
             }
@@ -261,8 +284,8 @@ public final class MQTTClient: Sendable {
             var started = false
             var stopRequested = false
             /// The connection that is up: its session id and handle (as a bit pattern, so the state stays Sendable).
-            var current: (id: UInt64, handle: UInt)?
-            var subscriptions: [String: MQTTQoS] = [:]
+            var current: (id: UInt64, handle: UInt, v5: Bool)?
+            var subscriptions: [Subscription] = []
         }
 
         let state = Mutex(State())
@@ -379,12 +402,10 @@ public final class MQTTClient: Sendable {
                 }
             }
             let subscriptions = shared.state.withLock { state in
-                state.current = (id, UInt(bitPattern: mosq))
+                state.current = (id, UInt(bitPattern: mosq), version == .v5)
                 return state.subscriptions
             }
-            for (filter, qos) in subscriptions.sorted(by: { $0.key < $1.key }) {
-                _ = mosquitto_subscribe(mosq, nil, filter, qos.rawValue)
-            }
+            for subscription in subscriptions { subscription.send(mosq, v5: version == .v5) }
             state.withLock { $0.connected = true }
             outlet.yield(.connected(MQTTSession(id: id, protocolVersion: version, receiveMaximum: receiveMaximum)))
             connack.signal()

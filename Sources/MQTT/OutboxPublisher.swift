@@ -185,7 +185,7 @@ public actor OutboxPublisher {
         // Records a previous publisher of this process left inflight (a new store resets them itself).
         // A replay-only publisher beside a running gateway must not touch the gateway's inflight records.
         if configuration.drainPending { try await returnToPending([]) }
-        if configuration.acceptReplayRequests { client.subscribe(topics.replayRequests, qos: .atLeastOnce) }
+        if configuration.acceptReplayRequests { client.subscribe(topics.replayRequests, qos: .atLeastOnce, ignoreRetained: true) }
         let client = self.client
         let continuation = inputContinuation
         let flushInterval = configuration.flushInterval
