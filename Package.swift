@@ -102,7 +102,7 @@ let package = Package(
 
         // Fuzzing (fuzz/README.md): entry points that take arbitrary bytes, a seeded mutation fuzzer, and a driver
         // that is a libFuzzer target when fuzz/run.sh builds it with -sanitize=fuzzer.
-        .target(name: "FuzzTargets", dependencies: ["Modbus", "ConfigFile", "Gateway", "Signing", "MeterCore", "TestSupport"], path: "fuzz/FuzzTargets"),
+        .target(name: "FuzzTargets", dependencies: ["Modbus", "ConfigFile", "Gateway", "Signing", "MeterCore", "MQTT", "TestSupport"], path: "fuzz/FuzzTargets"),
         .executableTarget(name: "metergate-fuzz", dependencies: ["FuzzTargets"], path: "fuzz/Driver"),
 
         // Tests: one target per module, Swift Testing, real parts where they run here.

@@ -2,7 +2,7 @@
 # Coverage-guided fuzzing of MeterGate with libFuzzer (Swift's -sanitize=fuzzer, with AddressSanitizer):
 # the Modbus register decoders, the config parser and the record reader behind `metergate verify`.
 #
-#   bash fuzz/run.sh [--seconds N] [TARGET...]      targets: modbus config verify (default: all)
+#   bash fuzz/run.sh [--seconds N] [TARGET...]      targets: modbus config verify replay (default: all)
 #
 # Each target starts from its seeds (written by the binary from profiles/, examples/, boards/ and
 # docs/test-vectors/) plus fuzz/corpus/TARGET/ (kept findings), and runs N seconds (default 60). New inputs
@@ -20,7 +20,7 @@ while [ $# -gt 0 ]; do
         *) targets+=("$1"); shift ;;
     esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(modbus config verify)
+[ ${#targets[@]} -gt 0 ] || targets=(modbus config verify replay)
 
 scratch=.build/fuzz
 echo "building metergate-fuzz with -sanitize=fuzzer,address (scratch path $scratch)"

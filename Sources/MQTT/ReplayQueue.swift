@@ -63,32 +63,32 @@ public struct ReplayDecision: Sendable, Hashable, CustomStringConvertible {
 
 /// The replays waiting to be served, with what bounds them: the per-request cap, merging of overlapping and
 /// recently served ranges, the queue length and a budget of records per minute (a token bucket). Pure: the
-/// caller passes the time, so tests advance it instead of sleeping.
-struct ReplayQueue {
-    struct Cursor {
-        var request: ReplayRequest
+/// caller passes the time, so tests (and the fuzz target) advance it instead of sleeping.
+public struct ReplayQueue: Sendable {
+    public struct Cursor: Sendable {
+        public var request: ReplayRequest
         /// The next seq to re-publish; past `request.seqs.upperBound` when done.
-        var next: UInt64
-        var remaining: ClosedRange<UInt64>? { next <= request.seqs.upperBound ? next...request.seqs.upperBound : nil }
+        public var next: UInt64
+        public var remaining: ClosedRange<UInt64>? { next <= request.seqs.upperBound ? next...request.seqs.upperBound : nil }
     }
 
-    let limits: ReplayLimits
-    private(set) var cursors: [Cursor] = []
+    public let limits: ReplayLimits
+    public private(set) var cursors: [Cursor] = []
     private var recent: [(meter: String, seqs: ClosedRange<UInt64>, at: ContinuousClock.Instant)] = []
     private var tokens: Double
     private var refilled: ContinuousClock.Instant
 
-    init(limits: ReplayLimits, now: ContinuousClock.Instant) {
+    public init(limits: ReplayLimits, now: ContinuousClock.Instant) {
         self.limits = limits
         self.tokens = Double(limits.budgetPerMinute)
         self.refilled = now
     }
 
-    var isEmpty: Bool { cursors.isEmpty }
-    var first: Cursor? { cursors.first }
+    public var isEmpty: Bool { cursors.isEmpty }
+    public var first: Cursor? { cursors.first }
 
     /// Records still to re-publish (an upper bound: gaps are skipped), saturating instead of overflowing.
-    var remaining: UInt64 {
+    public var remaining: UInt64 {
         cursors.reduce(UInt64(0)) { sum, cursor in
             guard let range = cursor.remaining else { return sum }
             let (count, overflow) = (range.upperBound - range.lowerBound).addingReportingOverflow(1)
@@ -98,7 +98,7 @@ struct ReplayQueue {
     }
 
     /// Decides what to queue for `request`; `knownMeters` nil accepts any meter.
-    mutating func admit(_ request: ReplayRequest, knownMeters: Set<String>?, now: ContinuousClock.Instant) -> ReplayDecision {
+    public mutating func admit(_ request: ReplayRequest, knownMeters: Set<String>?, now: ContinuousClock.Instant) -> ReplayDecision {
         forgetOld(now: now)
         if let knownMeters, !knownMeters.contains(request.meter) {
             return ReplayDecision(outcome: .refused, meter: request.meter, seqs: request.seqs, reason: "no meter '\(request.meter)' on this gateway")
@@ -128,12 +128,12 @@ struct ReplayQueue {
     }
 
     /// Queues a request without bounds (an operator's own replay).
-    mutating func append(_ request: ReplayRequest) {
+    public mutating func append(_ request: ReplayRequest) {
         cursors.append(Cursor(request: request, next: request.seqs.lowerBound))
     }
 
     /// Records the budget allows now, at most `wanted`.
-    mutating func allowance(_ wanted: Int, now: ContinuousClock.Instant) -> Int {
+    public mutating func allowance(_ wanted: Int, now: ContinuousClock.Instant) -> Int {
         let elapsed = now - refilled
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         if seconds > 0 {
@@ -144,10 +144,10 @@ struct ReplayQueue {
     }
 
     /// Takes `count` records off the budget.
-    mutating func spend(_ count: Int) { tokens = max(0, tokens - Double(count)) }
+    public mutating func spend(_ count: Int) { tokens = max(0, tokens - Double(count)) }
 
     /// Moves the first cursor on to the seq after `last` (or ends it); returns true when it ended.
-    mutating func advanceFirst(past last: UInt64, now: ContinuousClock.Instant) -> Bool {
+    public mutating func advanceFirst(past last: UInt64, now: ContinuousClock.Instant) -> Bool {
         guard var cursor = cursors.first else { return true }
         if last >= cursor.request.seqs.upperBound {
             finishFirst(now: now)
@@ -159,7 +159,7 @@ struct ReplayQueue {
     }
 
     /// Ends the first cursor, remembering its range for the repeat window.
-    mutating func finishFirst(now: ContinuousClock.Instant) {
+    public mutating func finishFirst(now: ContinuousClock.Instant) {
         guard !cursors.isEmpty else { return }
         let done = cursors.removeFirst()
         if limits.repeatWindow > .zero {

@@ -8,13 +8,13 @@ import Testing
 @Suite struct SeededFuzzTests {
     /// Inputs per target, 2-3 s each on one idle core in a debug build: a config input costs ~5 ms (YAML),
     /// a record archive ~1 ms (signatures), a register image ~0.3 ms.
-    static let budget = ["modbus": 10_000, "config": 600, "verify": 4_000]
+    static let budget = ["modbus": 10_000, "config": 600, "verify": 4_000, "replay": 20_000]
 
     static func target(_ name: String) throws -> any FuzzTarget {
         try #require(FuzzTargets.named(name, repositoryRoot: repositoryRoot), "no fuzz target \(name)")
     }
 
-    @Test(arguments: ["modbus", "config", "verify"])
+    @Test(arguments: ["modbus", "config", "verify", "replay"])
     func seedsAndMutationsFindNothing(_ name: String) throws {
         let target = try Self.target(name)
         let seeds = target.seeds(repositoryRoot: repositoryRoot)
@@ -25,7 +25,7 @@ import Testing
     }
 
     /// Every input kept in fuzz/corpus (among them each crash found so far) runs clean on its own.
-    @Test(arguments: ["modbus", "config", "verify"])
+    @Test(arguments: ["modbus", "config", "verify", "replay"])
     func keptCorpusRunsClean(_ name: String) throws {
         let target = try Self.target(name)
         for input in FuzzTargets.corpus(of: target, repositoryRoot: repositoryRoot) {

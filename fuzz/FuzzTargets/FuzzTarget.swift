@@ -17,7 +17,7 @@ public protocol FuzzTarget: Sendable {
 public enum FuzzTargets {
     /// Builds the targets with the repository's profiles, boards and test keys at `root`.
     public static func all(repositoryRoot root: String) -> [any FuzzTarget] {
-        [ModbusDecoderTarget(repositoryRoot: root), ConfigTarget(repositoryRoot: root), RecordTarget(repositoryRoot: root)]
+        [ModbusDecoderTarget(repositoryRoot: root), ConfigTarget(repositoryRoot: root), RecordTarget(repositoryRoot: root), ReplayCommandTarget()]
     }
 
     /// The target called `name`, if any.
