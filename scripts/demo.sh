@@ -66,10 +66,12 @@ if [ ! -e state/demo/signing.key ]; then
 fi
 "$bin" check --config examples/demo/metergate.yaml >/dev/null
 
-# The settlement side: verify every reading with the retained public keys.
+# The settlement side trusts the demo key for demo-gw because it was handed over here (as at commissioning), not
+# because it appears on the broker's keys topic.
+"$bin" trust add --trust state/demo/trust.json --gateway demo-gw --key state/demo/signing.key | sed 's/^/demo: /'
 # (Its output goes through a process substitution so that $! is the tail itself, which cleanup must stop: in a
 # pipeline $! would be sed's, and a tail waiting for a stopped broker writes nothing that could end it.)
-"$bin" tail --broker "mqtt://127.0.0.1:$broker_port" --gateway demo-gw > >(sed -u 's/^/tail | /') 2>&1 &
+"$bin" tail --broker "mqtt://127.0.0.1:$broker_port" --gateway demo-gw --trust state/demo/trust.json > >(sed -u 's/^/tail | /') 2>&1 &
 pids+=($!)
 
 echo "demo: gateway starting (interval 15 s); Ctrl-C to stop"
