@@ -118,7 +118,7 @@ let package = Package(
         .testTarget(name: "MQTTTests", dependencies: ["MQTT", "Outbox", "TestSupport", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "Modbus", "MeterCore", "TestSupport"]),
         .testTarget(name: "GatewayTests", dependencies: [
-            "Gateway", "ConfigFile", "MeterCore", "Modbus", "Outbox", "Pulse", "Signing", "TestSupport",
+            "Gateway", "ConfigFile", "MeterCore", "Modbus", "MQTT", "Outbox", "Pulse", "Signing", "TestSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "Metrics", package: "swift-metrics"),

@@ -131,7 +131,7 @@ import Testing
             .replacingOccurrences(of: "\nlistener 8883\n", with: "\nlistener \(port) 127.0.0.1\n")
             + "\npersistence false\nlog_dest stderr\nlog_type all\nuser root\n"
         let broker = try BackgroundProcess(mosquitto, ["-c", dir.write("mosquitto.conf", conf)], logPath: dir.file("broker.log"))
-        defer { broker.stop() }
+        defer { broker.stop(signal: SIGKILL) }     // nothing to save; SIGTERM may be held by the inherited signal mask
         #expect(waitUntil(timeout: 10) { isListening(port: port) }, "mosquitto did not start: \(broker.log)")
 
         let fleet = try FleetBroker(connection: ["-h", "127.0.0.1", "-p", "\(port)", "--cafile", dir.file("ca.pem")],

@@ -4,6 +4,7 @@ import Modbus
 import Outbox
 import Signing
 import Gateway
+import MQTT
 import MeterCore
 import TestSupport
 import Testing
@@ -64,6 +65,24 @@ import Testing
         #expect(c.outbox.quotaPolicy == .keep)
         #expect(c.signing.algorithm == .eddsa)
         #expect(c.meters[0].pollInterval == .seconds(1))
+    }
+
+    /// `check` warns of plaintext MQTT to another machine and of a password file others can read; the replay
+    /// bounds are read from `mqtt.replay`.
+    @Test func insecureMQTTSettingsAreAdvisedAndReplayBoundsRead() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let password = dir.write("mqtt.pass", "secret\n")
+        chmod(password, 0o644)
+        let plain = try load(dir.write("p.yaml", Self.valid + "\nmqtt: { host: broker.example.net, username: gw1, password_file: \(password), replay: { max_records: 500, budget_per_minute: 2000, queue: 8 } }\n"))
+        #expect(plain.advisories.contains { $0.contains("plaintext MQTT to broker.example.net") }, "\(plain.advisories)")
+        #expect(plain.advisories.contains { $0.contains("mqtt.password_file") && $0.contains("644") }, "\(plain.advisories)")
+        #expect(plain.mqtt.replay.maximumRecordsPerRequest == 500 && plain.mqtt.replay.budgetPerMinute == 2000 && plain.mqtt.replay.maximumQueued == 8)
+        chmod(password, 0o600)
+        let local = try load(dir.write("l.yaml", Self.valid + "\nmqtt: { host: 127.0.0.1, password_file: \(password) }\n"))
+        #expect(!local.advisories.contains { $0.contains("mqtt") }, "\(local.advisories)")
+        #expect(local.mqtt.replay.maximumRecordsPerRequest == 10_000)
+        #expect(errors(Self.valid + "\nmqtt: { host: h, replay: { max_records: 0 } }\n").map(\.keyPath) == ["mqtt.replay.max_records"])
     }
 
     @Test func theSignatureSelfCheckIsOnUnlessTurnedOffAndThenAdvised() throws {

@@ -266,4 +266,26 @@ import Testing
         #expect(try outcome.claimed.get().map(\.seq) == [2, 3])
         #expect(markSlots(path).count == 2 && markSlots(path).contains { $0.contains("\"generation\":2") && $0.contains("\"seq\":3") && $0.contains("\"intervalEnd\":3000") })
     }
+
+    /// A slot's first write that fails (here: its temporary file cannot be made) leaves no slot behind, so the
+    /// store opens again; an empty slot left by an earlier version's failed first write (a full disk) is ignored.
+    @Test func aFailedFirstMarkWriteLeavesNothingThatStopsTheNextStart() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let path = dir.file("outbox.sqlite")
+        let store = try await SQLiteOutbox.open(path: path, configuration: OutboxConfiguration())
+        _ = try await append(store, "m", count: 2, firstEnd: 1000)
+        try FileManager.default.createDirectory(atPath: path + ".mark-b.new", withIntermediateDirectories: false)
+        await #expect(throws: OutboxError.self) { try await store.claimPending(limit: 10) }
+        #expect(!FileManager.default.fileExists(atPath: path + ".mark-b"), "a half-made slot was left")
+        await store.close()
+        try FileManager.default.removeItem(atPath: path + ".mark-b.new")
+
+        _ = FileManager.default.createFile(atPath: path + ".mark-a", contents: Data())
+        let reopened = try await SQLiteOutbox.open(path: path, configuration: OutboxConfiguration())
+        #expect(reopened.openReport.recoveries.isEmpty)
+        #expect(try await reopened.claimPending(limit: 10).map(\.seq) == [1, 2])
+        #expect(markSlots(path).contains { $0.contains("\"seq\":2") }, "the mark was written after all")
+        await reopened.close()
+    }
 }

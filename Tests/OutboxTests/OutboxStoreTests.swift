@@ -73,6 +73,29 @@ func storeWithQuota(of records: Int64, _ policy: OutboxQuotaPolicy, kind: StoreK
 }
 
 @Suite struct OutboxStoreTests {
+    /// The first record signed by a new key names the key of the record before it (`prev_kid`): the store keeps
+    /// each stream's last key id, across a reopen for the SQLite store.
+    @Test(arguments: StoreKind.allCases)
+    func theFirstRecordOfANewKeyIsHandedThePreviousKeyID(kind: StoreKind) async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let seen = Mutex<[String?]>([])
+        func request(_ kid: String) -> AppendRequest {
+            AppendRequest(meter: "m", keyID: kid) { position in
+                seen.withLock { $0.append(position.previousKeyID) }
+                return try chainedRecord("m")(position)
+            }
+        }
+        var store = try await kind.make(dir)
+        _ = try await store.append([request("old"), request("old")])
+        if kind == .sqlite {
+            await (store as! SQLiteOutbox).close()
+            store = try await kind.make(dir)
+        }
+        _ = try await store.append([request("new"), request("new")])
+        #expect(seen.withLock { $0 } == [nil, "old", "old", "new"])
+    }
+
     @Test(arguments: StoreKind.allCases)
     func appendAllocatesContiguousSeqsPerMeterAndChainsPrev(kind: StoreKind) async throws {
         let dir = TemporaryDirectory()
