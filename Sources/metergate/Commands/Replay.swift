@@ -54,7 +54,7 @@ struct Replay: AsyncParsableCommand {
                 lastPrint = .now
                 let seconds = max(0.001, Double((ContinuousClock.now - started).components.attoseconds) / 1e18 + Double((ContinuousClock.now - started).components.seconds))
                 let rate = Double(progress.acknowledged) / seconds
-                FileHandle.standardError.write(Data("\rreplay \(request): \(progress.acknowledged)/\(total) acknowledged, \(Int(rate)) records/s, \(progress.remaining + UInt64(progress.inflight)) remaining, \(progress.skipped) not in the outbox as delivered   ".utf8))
+                FileHandle.standardError.write(Data("\rreplay \(request): \(progress.acknowledged)/\(total) acknowledged, \(Int(rate)) records/s, \(progress.remaining.addingReportingOverflow(UInt64(progress.inflight)).partialValue) remaining, \(progress.skipped) not in the outbox as delivered   ".utf8))
             }
             if done { break }
         }
