@@ -15,6 +15,14 @@ echo "test: running"
 log="$(mktemp --suffix=.log /tmp/metergate-test.XXXXXX)"
 status=0
 swift test --skip-build --no-parallel 2>&1 | tee "$log" || status=$?
+# What ran and what did not: a skipped test is named with its reason, never folded into the passes.
+ran=$(grep -aoE 'Test run with [0-9]+ tests?' "$log" | tail -1 | grep -oE '[0-9]+' || echo "?")
+skipped=$(grep -aE '^[^ ]+ Test .* skipped' "$log" || true)
+count=$(printf '%s' "$skipped" | grep -c . || true)
+case "$ran" in ''|*[!0-9]*) ;; *) ran=$((ran - count)) ;; esac
+echo
+echo "test: ${ran} tests ran, ${count} skipped$( [ -n "$skipped" ] && echo ':' || true)"
+[ -n "$skipped" ] && printf '%s\n' "$skipped" | sed 's/^[^ ]* Test /  /'
 if [ "$status" -ne 0 ]; then
     echo
     echo "test: FAILED (exit $status). The issues recorded, repeated from $log:"

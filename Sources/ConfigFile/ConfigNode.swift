@@ -139,7 +139,10 @@ public struct ConfigNode: @unchecked Sendable {
         for (suffix, factor) in units where s.hasSuffix(suffix) {
             let number = s.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)
             if let v = Double(number), v.isFinite, v >= 0 {
-                return .milliseconds(Int64((v * factor * 1000).rounded()))
+                // Checked: a number of any size is text here, and converting beyond Int64 would trap.
+                let millis = (v * factor * 1000).rounded()
+                guard millis < 9.0e18 else { throw error("the duration '\(s)' is longer than any setting allows") }
+                return .milliseconds(Int64(millis))
             }
         }
         throw error("expected a duration such as 500ms, 15s, 15m or 1h, found '\(s)'")

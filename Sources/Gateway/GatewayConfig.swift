@@ -424,7 +424,12 @@ struct ConfigReader {
         if let p = try m.optional("path")?.string() { config.path = resolve(p) }
         if let r = m.optional("retention") {
             let s = try r.string()
-            if s.hasSuffix("d"), let days = Int(s.dropLast()), days >= 0 { config.retention = .seconds(days * 86400) } else { config.retention = try r.duration() }
+            if s.hasSuffix("d"), let days = Int(s.dropLast()), days >= 0 {
+                guard days <= 36_500 else { throw r.error("retention of \(days) days is more than 100 years") }
+                config.retention = .seconds(days * 86400)
+            } else {
+                config.retention = try r.duration()
+            }
         }
         if let q = m.optional("quota") { config.quotaBytes = try Self.bytes(q) }
         config.quotaPolicy = try m.optional("quota_policy")?.oneOf(OutboxQuotaPolicy.self) ?? .keep
@@ -506,7 +511,11 @@ struct ConfigReader {
         let s = try node.string().trimmingCharacters(in: .whitespaces)
         let units: [(String, Int64)] = [("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10), ("B", 1)]
         for (suffix, factor) in units where s.hasSuffix(suffix) {
-            if let v = Int64(s.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), v > 0 { return v * factor }
+            if let v = Int64(s.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), v > 0 {
+                let (product, overflow) = v.multipliedReportingOverflow(by: factor)
+                guard !overflow else { throw node.error("the size '\(s)' does not fit in 64 bits") }
+                return product
+            }
         }
         if let v = Int64(s), v > 0 { return v }
         throw node.error("expected a size such as 64MB or 2GB, found '\(s)'")

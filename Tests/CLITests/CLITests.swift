@@ -4,7 +4,7 @@ import Testing
 
 /// The command-line contract: subcommands, help, exit codes 0/1/2, real files.
 @Suite struct CLITests {
-    @Test(arguments: ["run", "simulate", "scan", "check", "keygen", "tail", "verify", "replay", "outbox"])
+    @Test(arguments: ["run", "simulate", "scan", "check", "keygen", "tail", "verify", "replay", "outbox", "ledger", "trust"])
     func everySubcommandHasHelp(_ command: String) throws {
         let r = try runProcess(try metergateBinary(), [command, "--help"])
         #expect(r.status == 0)

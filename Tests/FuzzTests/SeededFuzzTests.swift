@@ -28,7 +28,10 @@ import Testing
     @Test(arguments: ["modbus", "config", "verify", "replay"])
     func keptCorpusRunsClean(_ name: String) throws {
         let target = try Self.target(name)
-        for input in FuzzTargets.corpus(of: target, repositoryRoot: repositoryRoot) {
+        let corpus = FuzzTargets.corpus(of: target, repositoryRoot: repositoryRoot)
+        // An empty folder would make this test pass while checking nothing.
+        #expect(!corpus.isEmpty, "fuzz/corpus/\(name) is empty: keep at least the hostile inputs made by hand")
+        for input in corpus {
             let problems = target.run(input)
             #expect(problems.isEmpty, "\(name): \(problems)")
         }

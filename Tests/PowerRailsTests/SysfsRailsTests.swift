@@ -143,11 +143,34 @@ func copyOfFixture(_ name: String) throws -> TemporaryDirectory {
         #expect(missing?.description.contains("power1_input") == true)
     }
 
-    @Test(.enabled(if: getuid() != 0, "root reads a mode-000 file, so the permission error cannot be shown as root"))
-    func aRootOnlyRaplCounterGivesTheFix() throws {
+    /// Root reads a mode-000 file, and the README runs the suite as root: then the same tree is read by the real
+    /// binary as `nobody` (runuser), so the permission path runs either way.
+    @Test func aRootOnlyRaplCounterGivesTheFix() throws {
         let dir = try copyOfFixture("rapl")
         defer { dir.cleanup() }
         chmod(dir.file("sys/class/powercap/intel-rapl:0/energy_uj"), 0o000)
+        if getuid() == 0 {
+            let runuser = try #require(which("runuser"), "runuser is missing (util-linux)")
+            // nobody must reach the copy: every directory on the way open to others, the counter still mode 000.
+            var path = dir.path
+            while path != "/" && !path.isEmpty {
+                chmod(path, 0o755)
+                path = (path as NSString).deletingLastPathComponent
+                if path == "/tmp" { break }
+            }
+            let enumerator = FileManager.default.enumerator(atPath: dir.path)
+            while let item = enumerator?.nextObject() as? String {
+                if item.hasSuffix("intel-rapl:0/energy_uj") { continue }
+                var isDirectory: ObjCBool = false
+                _ = FileManager.default.fileExists(atPath: dir.file(item), isDirectory: &isDirectory)
+                chmod(dir.file(item), isDirectory.boolValue ? 0o755 : 0o644)
+            }
+            let r = try runProcess(runuser, ["-u", "nobody", "--", try metergateBinary(), "scan", "--rails", "--sysfs-root", dir.path])
+            #expect(r.stdout.contains("rapl:intel-rapl:0"), "\(r.stdout)\(r.stderr)")
+            #expect((r.stdout + r.stderr).contains("not readable"), "\(r.stdout)\(r.stderr)")
+            #expect((r.stdout + r.stderr).contains("udev"), "\(r.stdout)\(r.stderr)")
+            return
+        }
         let tree = SysfsTree(root: dir.path)
         let package = try #require(SysfsRails.discover(in: tree).first { $0.id == "rapl:intel-rapl:0" })
         #expect(package.notes.contains { $0.contains("not readable") })
