@@ -89,7 +89,7 @@ summary() {
     /^$/ { reqs=0 }
     END {
       printf "%-11s %-58s %16s %26s %7s\n", "modbus", "requests per cycle: one-per-value / coalesced plan", sprintf("%.1fx-%.1fx", min, max), "(fewer is better)", ""
-      for (b in worst) printf "%-11s %-58s %16s %26s %7.2f\n", "modbus", "RTU " b " baud: worst cycle time / wire-time limit (" wp[b] ")", "", "target <= 1.20", worst[b]
+      for (b in worst) printf "%-11s %-58s %16s %26s %7.2f\n", "modbus", "RTU " b " baud on an unpaced pty: software overhead, cycle / modelled wire time (" wp[b] ")", "", "target <= 1.20", worst[b]
     }
   ' "$raw/modbus.txt"
   awk '
@@ -124,7 +124,8 @@ summary() {
   ' "$raw/pipeline.txt"
   awk '
     /^counter sample:/ { printf "%-11s %-58s %16s %26s %7s\n", "accounting", "one counter sample (ns)", $3, "", "" }
-    /^sources one core keeps up/ { printf "%-11s %-58s %16s %26s %7s\n", "accounting", "sources one core keeps up with at 1 Hz", $NF, "", "" }
+    /^state save/ { printf "%-11s %-58s %16s %26s %7s\n", "accounting", "one state save, the shipped jsonBytes (ns)", $4, "", "" }
+    /^sources one core keeps up/ { printf "%-11s %-58s %16s %26s %7s\n", "accounting", "sources one core keeps up with at 1 Hz, saving every sample", $NF, "", "" }
   ' "$raw/accounting.txt"
   awk '
     function bare(x) { gsub(/[()]/, "", x); return x }

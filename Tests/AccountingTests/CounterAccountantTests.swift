@@ -4,7 +4,7 @@ import MeterCore
 import TestSupport
 import Testing
 
-@Suite struct CounterAccountantTests {
+@Suite(.timeLimit(.minutes(5))) struct CounterAccountantTests {
     func accountant(range: CounterRange = .bits(64), export: Bool = false, rated: Double? = 50_000,
                     afterReset: CounterAccountant.ResetPolicy = .rebase, maximumGap: Int64 = 5 * minute) -> CounterAccountant {
         CounterAccountant(configuration: .init(

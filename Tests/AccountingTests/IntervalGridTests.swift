@@ -1,7 +1,7 @@
 import Accounting
 import Testing
 
-@Suite struct IntervalGridTests {
+@Suite(.timeLimit(.minutes(5))) struct IntervalGridTests {
     @Test func alignsToUTCBoundaries() throws {
         let grid = try IntervalGrid(periodMillis: 900_000)
         // 2026-11-21T07:52:13.456Z
@@ -24,7 +24,7 @@ import Testing
     }
 }
 
-@Suite struct CounterStepWithoutRatedPowerTests {
+@Suite(.timeLimit(.minutes(5))) struct CounterStepWithoutRatedPowerTests {
     /// Without a rated power there is no rate bound: a drop is a wrap only from the top eighth of the range to
     /// the bottom eighth. Anything else is a reset, never an absurd 2^64 increase.
     @Test func aDropIsAResetUnlessItLooksLikeAWrap() {

@@ -4,7 +4,7 @@ import MeterCore
 import TestSupport
 import Testing
 
-@Suite struct PowerAccountantTests {
+@Suite(.timeLimit(.minutes(5))) struct PowerAccountantTests {
     @Test func aYearOfVaryingPowerIntegratesExactly() throws {
         var rng = SplitMix64(seed: 7)
         var rail = PowerAccountant(settings: settings("gpu0", source: .gpu))

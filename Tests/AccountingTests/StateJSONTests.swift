@@ -6,7 +6,7 @@ import Testing
 /// Snapshots are saved as JSON written byte by byte (`jsonBytes`, short member names); `AccountingState.decoder()`
 /// must read back exactly the snapshot, in every state the accounting can be in, as it reads what `JSONEncoder`
 /// writes (the long names an earlier version saved).
-@Suite struct StateJSONTests {
+@Suite(.timeLimit(.minutes(5))) struct StateJSONTests {
     /// Reads back what `jsonBytes` wrote and, as an earlier version saved it, what `JSONEncoder` writes (the long
     /// member names); the short form is at most 0.7 of the long one.
     func expectReadBack<S: Codable & Equatable>(_ snapshot: S, _ bytes: [UInt8]?, sourceLocation: SourceLocation = #_sourceLocation) throws {

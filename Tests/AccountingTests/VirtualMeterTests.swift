@@ -2,7 +2,7 @@ import Accounting
 import MeterCore
 import Testing
 
-@Suite struct VirtualMeterTests {
+@Suite(.timeLimit(.minutes(5))) struct VirtualMeterTests {
     func result(_ meter: String, start: Int64 = 0, imported: Int64, exported: Int64 = 0, quality: Quality = .measured,
                 peak: Double = 0) -> IntervalResult {
         IntervalResult(meter: meterID(meter), source: .gpu, startMillis: start, endMillis: start + 900_000,

@@ -8,7 +8,7 @@ import Testing
 /// "Must not arrive" is shown without sleeping: the forbidden messages are published first, then a marker
 /// on a topic the subscriber may read; the broker handles publishes in order, so a subscriber that stops
 /// after one message (`-C 1`) gets the marker only if nothing forbidden came before it.
-@Suite struct BrokerACLTests {
+@Suite(.timeLimit(.minutes(5))) struct BrokerACLTests {
     @Test(.timeLimit(.minutes(1)))
     func aGatewayPublishesItsReadingsKeysStatusLiveValuesAndReplayResults() throws {
         let fleet = try FleetBroker()

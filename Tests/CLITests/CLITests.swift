@@ -3,7 +3,7 @@ import TestSupport
 import Testing
 
 /// The command-line contract: subcommands, help, exit codes 0/1/2, real files.
-@Suite struct CLITests {
+@Suite(.timeLimit(.minutes(5))) struct CLITests {
     @Test(arguments: ["run", "simulate", "scan", "check", "keygen", "tail", "verify", "replay", "outbox", "ledger", "trust"])
     func everySubcommandHasHelp(_ command: String) throws {
         let r = try runProcess(try metergateBinary(), [command, "--help"])
@@ -149,7 +149,7 @@ import Testing
 /// The whole gateway as separate processes on real parts: `metergate simulate` (libmodbus server) →
 /// `metergate run` (poll, account, sign, SQLite outbox, MQTT) → a real mosquitto → mosquitto_sub as the
 /// settlement side → `metergate verify` over everything received.
-@Suite(.serialized) struct RunCommandTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct RunCommandTests {
     @Test func endToEndSignedReadingsArriveVerifiedAndTheGatewayStopsCleanly() throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
@@ -363,7 +363,7 @@ import Testing
     }
 }
 
-@Suite struct ScanRailsTests {
+@Suite(.timeLimit(.minutes(5))) struct ScanRailsTests {
     @Test func listsTheRailsOfARecordedJetsonTree() throws {
         let root = "\(repositoryRoot)/Tests/PowerRailsTests/Fixtures/jetson-agx-orin"
         let r = try runProcess(try metergateBinary(), ["scan", "--rails", "--sysfs-root", root, "--nvml", "/nonexistent/libnvidia-ml.so.1"])

@@ -5,7 +5,7 @@ import Testing
 /// The real gateway against a publisher with nothing but broker access: `cmd/replay` messages built to trap,
 /// overflow, amplify or linger retained. The gateway keeps running, answers each on `replay/result`, and
 /// re-publishes no more than the requests' bounds allow.
-@Suite(.serialized) struct CommandChannelTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct CommandChannelTests {
     @Test(.timeLimit(.minutes(3)))
     func hostileReplayRequestsNeitherStopTheGatewayNorAmplify() throws {
         let dir = TemporaryDirectory()

@@ -8,7 +8,7 @@ import Testing
 /// lost, duplicated, chain breaks) and exits non-zero on any failure that is not a recorded finding. Also: a
 /// slow and a replaced meter, the outbox quota (dropping, signed, or keeping) and a really full disk, unusable signing keys, and a TLS broker
 /// the gateway is given the wrong CA for.
-@Suite(.serialized) struct FaultSuiteTests {
+@Suite(.serialized, .timeLimit(.minutes(20))) struct FaultSuiteTests {
     static let scenarios = ["sigkill", "broker", "meters", "counter-reset", "counter-rollover", "counter-rated", "corrupt-frames",
                             "storage-structure", "storage-content", "storage-wal", "config-corpus", "clock",
                             "meter-slow", "meter-replaced", "storage-quota", "storage-quota-keep", "storage-full", "bad-keys",

@@ -5,7 +5,7 @@ import Testing
 /// A gateway rotated to a new key (keygen --rotate-from, signing.rotations) verifies end to end at a settlement
 /// side whose trust store holds only the old key: the statement on the keys topic carries the trust over, the
 /// first record of the new key names the old one (prev_kid, from the SQLite outbox), and the chain goes on.
-@Suite(.serialized) struct KeyRotationTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct KeyRotationTests {
     @Test(.timeLimit(.minutes(3)))
     func aRotatedGatewayVerifiesWithATrustStoreHoldingOnlyTheOldKey() throws {
         let dir = TemporaryDirectory()

@@ -4,7 +4,7 @@ import Testing
 
 /// The gateway as a service: systemd notifications from the real process, and a SIGTERM in the middle of an
 /// interval followed by a restart, which must continue every chain with no seq reused or skipped.
-@Suite(.serialized) struct LifecycleTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct LifecycleTests {
     @Test func restartMidIntervalContinuesEveryChainAndSystemdHearsReadyAndWatchdog() throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
@@ -78,7 +78,7 @@ import Testing
     }
 }
 
-@Suite struct BoardLEDTests {
+@Suite(.timeLimit(.minutes(5))) struct BoardLEDTests {
     /// A gateway on a board whose status LED and S0 lines do not exist here: it says so once and runs on
     /// with its power rail.
     @Test func aMissingStatusLEDIsReportedAndTheGatewayRunsOn() throws {

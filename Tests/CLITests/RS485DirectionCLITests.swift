@@ -3,7 +3,7 @@ import TestSupport
 import Testing
 
 /// `metergate check`, `run` and `scan` with an RS-485 port whose DE/RE pin is a GPIO line.
-@Suite struct RS485DirectionCLITests {
+@Suite(.timeLimit(.minutes(5))) struct RS485DirectionCLITests {
     /// A board whose port needs `direction_gpio` on `chip`, and a config polling a meter on it.
     private func setup(_ dir: TemporaryDirectory, chip: String) throws -> (config: String, boards: String) {
         try FileManager.default.createDirectory(atPath: dir.file("boards"), withIntermediateDirectories: true)

@@ -3,7 +3,7 @@ import TestSupport
 import Testing
 
 /// The shipped unit file, checked by systemd's own verifier.
-@Suite struct SystemdUnitTests {
+@Suite(.timeLimit(.minutes(5))) struct SystemdUnitTests {
     @Test func theUnitPassesSystemdAnalyzeVerify() throws {
         guard let analyze = which("systemd-analyze") else { throw TestEnvironmentError("systemd-analyze is not installed (apt-get install systemd)") }
         let dir = TemporaryDirectory()

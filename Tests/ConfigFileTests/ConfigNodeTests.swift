@@ -1,7 +1,7 @@
 import ConfigFile
 import Testing
 
-@Suite struct ConfigNodeTests {
+@Suite(.timeLimit(.minutes(5))) struct ConfigNodeTests {
     @Test func readsTypedValuesWithKeyPaths() throws {
         let root = try ConfigNode.parse("""
             a: 5

@@ -5,7 +5,7 @@ import Testing
 /// A bounded, deterministic run of the fuzz targets on every test run: the seed corpus (real profiles,
 /// configs and test vectors), every checked-in finding in fuzz/corpus, and mutations of them. Longer,
 /// coverage-guided runs: `bash fuzz/run.sh`.
-@Suite struct SeededFuzzTests {
+@Suite(.timeLimit(.minutes(5))) struct SeededFuzzTests {
     /// Inputs per target, 2-3 s each on one idle core in a debug build: a config input costs ~5 ms (YAML),
     /// a record archive ~1 ms (signatures), a register image ~0.3 ms.
     static let budget = ["modbus": 10_000, "config": 600, "verify": 4_000, "replay": 20_000]

@@ -9,7 +9,7 @@ import MeterCore
 import TestSupport
 import Testing
 
-@Suite struct GatewayConfigTests {
+@Suite(.timeLimit(.minutes(5))) struct GatewayConfigTests {
     static let boards = ["\(repositoryRoot)/boards"]
     static let profiles = ["\(repositoryRoot)/profiles"]
 
@@ -195,7 +195,7 @@ import Testing
     }
 }
 
-@Suite struct SystemdNotifierTests {
+@Suite(.timeLimit(.minutes(5))) struct SystemdNotifierTests {
     @Test func sendsStatesToTheNotifySocket() throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
@@ -220,7 +220,7 @@ import Testing
     }
 }
 
-@Suite struct BoardFileTests {
+@Suite(.timeLimit(.minutes(5))) struct BoardFileTests {
     @Test func everyShippedBoardLoads() throws {
         let names = try FileManager.default.contentsOfDirectory(atPath: "\(repositoryRoot)/boards").filter { $0.hasSuffix(".yaml") }
         #expect(names.count >= 7)

@@ -1,7 +1,7 @@
 @testable import Gateway
 import Testing
 
-@Suite struct HeapTrimmingTests {
+@Suite(.timeLimit(.minutes(5))) struct HeapTrimmingTests {
     /// `metergate run` sets glibc's trim threshold at start; the allocator must take it (mallopt returns 1).
     @Test func glibcTakesTheGatewaysTrimThreshold() {
         #if os(Linux)

@@ -6,7 +6,7 @@ import TestSupport
 import Synchronization
 import Testing
 
-@Suite struct MetricsEndpointTests {
+@Suite(.timeLimit(.minutes(5))) struct MetricsEndpointTests {
     /// Fetches a URL with curl (an HTTP client nobody here wrote); returns status code and body.
     func fetch(_ url: String) throws -> (Int, String) {
         guard let curl = which("curl") else { throw TestEnvironmentError("curl is not installed") }

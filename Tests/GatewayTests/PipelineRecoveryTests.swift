@@ -10,7 +10,7 @@ import Testing
 /// After the outbox lost records it had already published (the database came back older than its
 /// high-water mark), the accounting state has rolled back with it: the pipeline must not sign the
 /// intervals up to the mark again, and the stream continues from the mark with the loss stated.
-@Suite struct PipelineRecoveryTests {
+@Suite(.timeLimit(.minutes(5))) struct PipelineRecoveryTests {
     /// Wall-clock start of the test's samples: a whole second, so 1 s intervals end on whole seconds.
     static let wallStart: Int64 = 1_763_700_000_000
     static let meter = try! MeterID(validating: "m1")

@@ -4,7 +4,7 @@ import Testing
 
 /// The gateway's own memory: malloc arenas and trimming, and paging out the executable's clean pages, on this
 /// test process (its executable is the test bundle).
-@Suite struct ProcessMemoryTests {
+@Suite(.timeLimit(.minutes(5))) struct ProcessMemoryTests {
     static let maps = """
         55d0c0000000-55d0c04c4000 r--p 00000000 fe:01 1234 /usr/bin/metergate
         55d0c04c4000-55d0c1925000 r-xp 004c3000 fe:01 1234 /usr/bin/metergate
@@ -44,8 +44,18 @@ import Testing
     }
 
     @Test func arenasAreLimitedAndTheHeapTrims() throws {
-        try ProcessMemory.limitMallocArenas(to: 2)
-        _ = ProcessMemory.trimMallocHeap()
+        #expect(throws: Never.self) { try ProcessMemory.limitMallocArenas(to: 2) }
+        // 50 MiB of small blocks in the heap, one more above them so that free cannot shrink the heap: their pages
+        // stay resident after free, and only malloc_trim gives them back.
+        let blocks = (0..<100_000).map { _ in UnsafeMutableRawPointer.allocate(byteCount: 512, alignment: 16) }
+        for block in blocks { block.initializeMemory(as: UInt8.self, repeating: 1, count: 512) }
+        let pin = UnsafeMutableRawPointer.allocate(byteCount: 512, alignment: 16)
+        defer { pin.deallocate() }
+        for block in blocks { block.deallocate() }
+        let before = try ProcessMemory.residentSet()
+        #expect(ProcessMemory.trimMallocHeap(), "malloc_trim found nothing to give back")
+        let after = try ProcessMemory.residentSet()
+        #expect(after.current + 16 * 1024 < before.current, "resident \(before.currentMiB) MiB before the trim, \(after.currentMiB) after")
     }
 
     @Test func theExecutableIsPagedOutAndReportsWhatItReclaimed() async throws {

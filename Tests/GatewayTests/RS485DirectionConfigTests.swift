@@ -38,7 +38,7 @@ private func load(_ path: String, _ dir: TemporaryDirectory) throws(ConfigErrors
     try GatewayConfig.load(path: path, boardDirectories: [dir.file("boards")], profileDirectories: ["\(repositoryRoot)/profiles"])
 }
 
-@Suite struct RS485DirectionConfigTests {
+@Suite(.timeLimit(.minutes(5))) struct RS485DirectionConfigTests {
     /// A port with `direction_gpio` is accepted; its buses (named by port or by device path) carry the line.
     @Test func aPortWithADirectionGPIOIsAccepted() throws {
         let dir = TemporaryDirectory()
@@ -105,7 +105,7 @@ private func load(_ path: String, _ dir: TemporaryDirectory) throws(ConfigErrors
 }
 
 /// The GPIO adapter and bus opening against a chip that does not exist (this machine has no GPIO chip at all).
-@Suite struct GPIODirectionControlTests {
+@Suite(.timeLimit(.minutes(5))) struct GPIODirectionControlTests {
     @Test func aMissingChipIsAClearError() {
         let error = #expect(throws: GPIOError.self) { try GPIODirectionControl(chip: "gpiochip-rs485-missing", offset: 4, activeLow: false) }
         #expect(error?.function == "gpiod_chip_open_lookup")
@@ -140,7 +140,7 @@ private struct EchoHandler: ModbusRequestHandler {
 
 /// The poll service over a connection opened before the start, as `run` hands them over: its requests go
 /// through the connection's direction control, one transmit and one release each.
-@Suite struct PollServiceDirectionTests {
+@Suite(.timeLimit(.minutes(5))) struct PollServiceDirectionTests {
     @Test func theServicePollsThroughTheConnectionItIsGiven() async throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }

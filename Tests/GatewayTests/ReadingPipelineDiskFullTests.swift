@@ -8,7 +8,7 @@ import TestSupport
 import Testing
 
 /// The pipeline on a real SQLite outbox that fills up: closed intervals wait and are stored once it takes writes again.
-@Suite struct ReadingPipelineDiskFullTests {
+@Suite(.timeLimit(.minutes(5))) struct ReadingPipelineDiskFullTests {
     @Test func intervalsClosedWhileTheOutboxIsFullAreStoredOnceItTakesWritesAgain() async throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }

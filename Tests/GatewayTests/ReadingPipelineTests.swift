@@ -10,7 +10,7 @@ import Testing
 
 /// The pipeline on a real SQLite outbox, with samples of several meters queued before it runs (as after a
 /// burst: every meter closing the same interval).
-@Suite struct ReadingPipelineTests {
+@Suite(.timeLimit(.minutes(5))) struct ReadingPipelineTests {
     /// A config of `meters` eastron-sdm630 meters with a 1 s settlement interval.
     func config(meters: Int, in dir: TemporaryDirectory, selfCheck: Bool = true) throws -> GatewayConfig {
         let list = (1...meters).map { "  - { id: meter-\($0), bus: b1, unit: \($0), profile: eastron-sdm630, rated_power: 50000 }" }

@@ -67,7 +67,7 @@ func trusting(_ key: SigningKey, for gateway: String) -> TrustFollower {
 
 let fastReplays = ReplayPolicy(settleDelay: .milliseconds(300), retryInterval: .seconds(1), minimumSpacing: .milliseconds(50))
 
-@Suite(.serialized) struct ConsumerTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct ConsumerTests {
     let key = SigningKey.generate(.eddsa)
 
     @Test func duplicatesAreDroppedAGapIsAskedForUntilTheReplayFillsIt() async throws {
@@ -201,7 +201,7 @@ let fastReplays = ReplayPolicy(settleDelay: .milliseconds(300), retryInterval: .
     }
 }
 
-@Suite struct ResumeTests {
+@Suite(.timeLimit(.minutes(5))) struct ResumeTests {
     let key = SigningKey.generate(.eddsa)
 
     @Test func gapsLeftByAnEarlierRunAreAskedForAtStart() async throws {

@@ -4,7 +4,7 @@ import TestSupport
 
 /// The real gateway (simulated meter over Modbus TCP → accounting → signing → outbox → mosquitto) and the
 /// real ledger: a ledger started late asks the gateway to replay what it missed, and ends up with every seq.
-@Suite(.serialized) struct EndToEndTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct EndToEndTests {
     @Test func aLateLedgerBackfillsFromTheGatewaysOutboxThroughCmdReplay() async throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }

@@ -3,7 +3,7 @@ import Signing
 import Testing
 @testable import Ledger
 
-@Suite struct SeqSetTests {
+@Suite(.timeLimit(.minutes(5))) struct SeqSetTests {
     @Test func rangesMergeAndGapsAreTheHoles() {
         var s = SeqSet()
         let r1 = s.insert(3)
@@ -57,7 +57,7 @@ struct SplitMix64: RandomNumberGenerator {
     }
 }
 
-@Suite struct ReplaySchedulerTests {
+@Suite(.timeLimit(.minutes(5))) struct ReplaySchedulerTests {
     let a = StreamKey(gateway: "gw-1", meter: "main", epoch: "E1")
     let b = StreamKey(gateway: "gw-2", meter: "pv", epoch: "E9")
     let policy = ReplayPolicy(settleDelay: .seconds(1), retryInterval: .seconds(10), minimumSpacing: .milliseconds(200), maximumRange: 100)

@@ -7,7 +7,7 @@ import Testing
 import TestSupport
 
 /// What the ledger keeps of input it cannot use is bounded, and nothing it stores can be turned against its users.
-@Suite struct HostileInputTests {
+@Suite(.timeLimit(.minutes(5))) struct HostileInputTests {
     let key = SigningKey.generate(.eddsa)
 
     @Test func aRejectedPayloadIsKeptAsItsHashLengthAndAShortPrefix() async throws {

@@ -7,7 +7,7 @@ import Testing
 import TestSupport
 
 /// `metergate ledger` as a process against a real mosquitto, and its CSV read back by Python's csv module.
-@Suite(.serialized) struct LedgerCommandTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct LedgerCommandTests {
     let key = SigningKey.generate(.eddsa)
 
     static let tariff = """

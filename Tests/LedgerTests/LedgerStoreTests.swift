@@ -5,7 +5,7 @@ import Signing
 import Testing
 import TestSupport
 
-@Suite struct LedgerStoreTests {
+@Suite(.timeLimit(.minutes(5))) struct LedgerStoreTests {
     let key = SigningKey.generate(.eddsa)
 
     func flat() throws -> Tariff { try TariffFile.parse("currency: EUR\nprecision: 4\nflat: 31.25\n", file: "flat.yaml") }

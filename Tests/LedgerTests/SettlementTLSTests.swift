@@ -5,7 +5,7 @@ import TestSupport
 
 /// `tail` and `ledger` reach a broker that speaks only TLS and requires a client certificate, checking the
 /// broker's chain and host name as the gateway does.
-@Suite(.serialized) struct SettlementTLSTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct SettlementTLSTests {
     let key = SigningKey.generate(.eddsa)
 
     @Test(.timeLimit(.minutes(2)))

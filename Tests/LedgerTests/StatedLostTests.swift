@@ -8,7 +8,7 @@ import Testing
 
 /// Seqs a gateway states, signed, that its store lost (`store_lost`) can never be replayed: the ledger
 /// keeps the statement and stops asking for them.
-@Suite struct StatedLostTests {
+@Suite(.timeLimit(.minutes(5))) struct StatedLostTests {
     let key = SigningKey.generate(.eddsa)
     let policy = ReplayPolicy(settleDelay: .seconds(1), retryInterval: .seconds(10), minimumSpacing: .milliseconds(200), maximumRange: 100)
 

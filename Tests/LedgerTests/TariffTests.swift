@@ -10,7 +10,7 @@ func millis(_ iso: String) -> Int64 {
     return Int64(f.date(from: iso)!.timeIntervalSince1970 * 1000)
 }
 
-@Suite struct PriceAndAmountTests {
+@Suite(.timeLimit(.minutes(5))) struct PriceAndAmountTests {
     @Test func decimalPricesAreReadExactly() throws {
         #expect(try Price(decimal: "31.25", precision: 4).scaled == 312_500)
         #expect(try Price(decimal: "0.1", precision: 4).scaled == 1_000)
@@ -60,7 +60,7 @@ func millis(_ iso: String) -> Int64 {
     }
 }
 
-@Suite struct TariffTests {
+@Suite(.timeLimit(.minutes(5))) struct TariffTests {
     static let berlinTOU = """
         currency: EUR
         precision: 4

@@ -8,7 +8,7 @@ import TestSupport
 
 /// An attacker with nothing but publish rights on the broker, against the real `tail` and `ledger` binaries, a
 /// real mosquitto and real signatures: a key announced on any keys topic is not trust.
-@Suite(.serialized) struct TrustAttackTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct TrustAttackTests {
     let key = SigningKey.generate(.eddsa)
     let attacker = SigningKey.generate(.eddsa)
 

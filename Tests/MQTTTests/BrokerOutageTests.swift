@@ -35,7 +35,7 @@ final class Relay: @unchecked Sendable {
     deinit { close() }
 }
 
-@Suite(.serialized) struct BrokerOutageTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct BrokerOutageTests {
     /// The broker is killed (SIGKILL) and restarted three times while records keep coming. The settlement
     /// subscriber must be subscribed again before the gateway may reconnect (else it would miss messages
     /// that are not the gateway's to lose), so the gateway reaches the broker through a relay that the

@@ -5,7 +5,7 @@ import Outbox
 import TestSupport
 import Testing
 
-@Suite(.serialized) struct CrashRecoveryTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct CrashRecoveryTests {
     /// A real process appends and publishes (`metergate outbox soak`); the test kills it with SIGKILL at
     /// random moments and starts it again, then lets it finish. Every record must be stored once with
     /// seqs 1...n per meter and an unbroken chain, and every one must reach the subscriber with the
@@ -91,7 +91,7 @@ import Testing
     }
 }
 
-@Suite struct ReplayCommandTests {
+@Suite(.timeLimit(.minutes(5))) struct ReplayCommandTests {
     @Test func replayRepublishesDeliveredRecordsWithAProgressLine() async throws {
         let broker = try MosquittoBroker()
         let dir = TemporaryDirectory()

@@ -4,7 +4,7 @@ import Outbox
 import TestSupport
 import Testing
 
-@Suite struct MQTTClientTests {
+@Suite(.timeLimit(.minutes(5))) struct MQTTClientTests {
     @Test func publishesQoS1ToMosquittoSubAndKeepsTheRetainedStatus() async throws {
         let broker = try MosquittoBroker()
         let topics = MeterGateTopics(gateway: "gw")
@@ -158,7 +158,7 @@ extension TestPKI {
     var clientTLS: MQTTTLSConfiguration { MQTTTLSConfiguration(caFile: ca, certFile: clientCertificate, keyFile: clientKey) }
 }
 
-@Suite struct MQTTTLSTests {
+@Suite(.timeLimit(.minutes(5))) struct MQTTTLSTests {
 
     @Test func connectsOverTLSWithAClientCertificate() async throws {
         let pki = try TestPKI()
@@ -205,7 +205,7 @@ extension TestPKI {
     }
 }
 
-@Suite struct MQTTProtocolFallbackTests {
+@Suite(.timeLimit(.minutes(5))) struct MQTTProtocolFallbackTests {
     /// amqtt (PyPI) is an MQTT 3.1.1-only broker; it does not answer an MQTT 5 CONNECT for a minute.
     @Test func aBrokerWithoutMQTT5IsAskedAgainWith311() async throws {
         let amqtt = "\(repositoryRoot)/.venv/bin/amqtt"

@@ -2,14 +2,17 @@ import MQTT
 import TestSupport
 import Testing
 
-@Suite struct MosquittoTests {
+@Suite(.timeLimit(.minutes(5))) struct MosquittoTests {
     @Test func reportsTheLibraryVersion() {
         #expect(MosquittoLibrary.version.hasPrefix("2."))
     }
 
     @Test func connectsToARealBroker() async throws {
         let broker = try MosquittoBroker()
-        try await Task.detached { try MQTTConnectionProbe.connect(host: "127.0.0.1", port: broker.port) }.value
+        await #expect(throws: Never.self) {
+            try await Task.detached { try MQTTConnectionProbe.connect(host: "127.0.0.1", port: broker.port) }.value
+        }
+        #expect(broker.log.contains("New client connected"), "\(broker.log)")
     }
 
     @Test func aRefusedConnectionIsAClearError() async throws {

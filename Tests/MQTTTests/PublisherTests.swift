@@ -38,7 +38,7 @@ func receivedStreams(_ messages: [MQTTMessage], topics: MeterGateTopics) -> [Str
     return streams
 }
 
-@Suite(.serialized) struct PublisherTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct PublisherTests {
     @Test func drainsABacklogAndLiveRecordsInOrderToMosquittoSubNeverPastTheWindow() async throws {
         let broker = try MosquittoBroker()
         let dir = TemporaryDirectory()

@@ -11,7 +11,7 @@ struct FixedGenerator: RandomNumberGenerator {
     mutating func next() -> UInt64 { value }
 }
 
-@Suite struct ReconnectStateMachineTests {
+@Suite(.timeLimit(.minutes(5))) struct ReconnectStateMachineTests {
     let policy = BackoffPolicy(initial: .milliseconds(500), maximum: .seconds(30), multiplier: 2, jitter: 0.5)
 
     @Test func delaysDoubleUpToTheCapWithoutJitter() {
@@ -101,7 +101,7 @@ struct FixedGenerator: RandomNumberGenerator {
     }
 }
 
-@Suite struct ReplayRequestTests {
+@Suite(.timeLimit(.minutes(5))) struct ReplayRequestTests {
     @Test func parsesARange() throws {
         let request = try ReplayRequest(json: Array(#"{"meter":"m1","from":5,"to":9}"#.utf8))
         #expect(request == ReplayRequest(meter: "m1", seqs: 5...9))

@@ -2,7 +2,7 @@
 import Testing
 
 /// What a `cmd/replay` request may cost: clipped, merged, bounded, budgeted. Time is passed in, never slept.
-@Suite struct ReplayQueueTests {
+@Suite(.timeLimit(.minutes(5))) struct ReplayQueueTests {
     let start = ContinuousClock.now
     let limits = ReplayLimits(maximumRecordsPerRequest: 100, budgetPerMinute: 600, maximumQueued: 3, repeatWindow: .seconds(10), repliesPerSecond: 2)
 

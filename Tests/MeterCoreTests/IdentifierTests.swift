@@ -1,7 +1,7 @@
 import MeterCore
 import Testing
 
-@Suite struct IdentifierTests {
+@Suite(.timeLimit(.minutes(5))) struct IdentifierTests {
     @Test(arguments: ["main", "gpu-0", "SDM630_1", "Zähler 3", "a.b"])
     func acceptsTopicSafeIds(_ id: String) throws {
         #expect(try Identifier(validating: id).rawValue == id)
@@ -27,7 +27,7 @@ import Testing
     }
 }
 
-@Suite struct EnergyAndQualityTests {
+@Suite(.timeLimit(.minutes(5))) struct EnergyAndQualityTests {
     @Test func milliwattHoursRoundHalfAwayFromZero() {
         #expect(MilliwattHours(wattHours: 1.0005).rawValue == 1001)
         #expect(MilliwattHours(kilowattHours: 12.345678).rawValue == 12_345_678)
@@ -50,7 +50,7 @@ import Testing
     }
 }
 
-@Suite struct TimestampTests {
+@Suite(.timeLimit(.minutes(5))) struct TimestampTests {
     @Test func theMidpointGoesByTheMonotonicClock() {
         let start = Timestamp(wallNanos: 1_700_000_000_000_000_000, monotonicNanos: 5_000_000_000)
         let end = Timestamp(wallNanos: 1_700_000_000_400_000_000, monotonicNanos: 5_400_000_000)
@@ -64,7 +64,7 @@ import Testing
     }
 }
 
-@Suite struct UTCTextTests {
+@Suite(.timeLimit(.minutes(5))) struct UTCTextTests {
     @Test func iso8601InUTCWithoutFoundation() {
         #expect(UTCText.iso8601(epochSeconds: 0) == "1970-01-01T00:00:00Z")
         #expect(UTCText.iso8601(epochSeconds: 1_795_786_507) == "2026-11-27T13:35:07Z")

@@ -101,7 +101,7 @@ final class MutatingDevice: @unchecked Sendable {
     }
 }
 
-@Suite(.serialized) struct FuzzTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct FuzzTests {
     /// Random and damaged answers over RTU: the client must either return exactly the registers the device
     /// holds or throw a typed error, and must read cleanly again afterwards. CRC makes any accepted
     /// damaged frame a bug.
@@ -180,7 +180,7 @@ final class MutatingDevice: @unchecked Sendable {
     }
 }
 
-@Suite struct DecoderFuzzTests {
+@Suite(.timeLimit(.minutes(5))) struct DecoderFuzzTests {
     /// Random words through every decoder and field shape: never a trap, and NaN or infinity never
     /// reaches a value.
     @Test func randomWordsNeverTrapOrLeakNaN() {

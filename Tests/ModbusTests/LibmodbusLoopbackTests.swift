@@ -12,7 +12,7 @@ struct CountingHandler: ModbusRequestHandler {
     }
 }
 
-@Suite struct LibmodbusLoopbackTests {
+@Suite(.timeLimit(.minutes(5))) struct LibmodbusLoopbackTests {
     @Test func clientReadsRegistersFromServerOverTCP() async throws {
         let server = try ModbusTCPServer(port: 0, handler: CountingHandler())
         defer { server.stop() }
@@ -50,7 +50,7 @@ struct CountingHandler: ModbusRequestHandler {
     }
 }
 
-@Suite struct RegisterDecodingTests {
+@Suite(.timeLimit(.minutes(5))) struct RegisterDecodingTests {
     @Test func decodesEachTypeInEachWordOrder() {
         #expect(decodeRegisters([0x4248, 0x0000], as: .float32) == .float(50))
         #expect(decodeRegisters([0x0000, 0x4248], as: .float32, wordOrder: .littleEndian) == .float(50))

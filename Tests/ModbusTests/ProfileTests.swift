@@ -5,7 +5,7 @@ import Modbus
 import TestSupport
 import Testing
 
-@Suite struct ProfileTests {
+@Suite(.timeLimit(.minutes(5))) struct ProfileTests {
     static let library = try! ProfileLibrary(directories: ["\(repositoryRoot)/profiles"])
 
     @Test func everyShippedProfileLoads() throws {
@@ -65,7 +65,7 @@ import Testing
     }
 }
 
-@Suite struct RequestPlanTests {
+@Suite(.timeLimit(.minutes(5))) struct RequestPlanTests {
     @Test func sdm630FullProfileNeedsAtMostThreeRequests() throws {
         let profile = try #require(ProfileTests.library["eastron-sdm630"])
         #expect(profile.fields.count >= 30)
@@ -112,7 +112,7 @@ import Testing
     }
 }
 
-@Suite struct FieldDecodingTests {
+@Suite(.timeLimit(.minutes(5))) struct FieldDecodingTests {
     @Test func scaleFactorsSentinelsAndUnits() {
         let w = RegisterField(quantity: .power, space: .holding, address: 10, type: .i16, unit: .watt, scaleFactorAddress: 12, sentinels: [0x8000])
         func block(_ words: [UInt16]) -> RegisterBlock { RegisterBlock(space: .holding, address: 10, words: words) }
@@ -156,7 +156,7 @@ import Testing
     }
 }
 
-@Suite struct IdentificationCheckTests {
+@Suite(.timeLimit(.minutes(5))) struct IdentificationCheckTests {
     /// A float register holding a whole number beyond UInt64, infinity or NaN is no code; converting it
     /// trapped `metergate scan` (found by fuzzing: fuzz/corpus/modbus/identify-float-beyond-uint64).
     @Test(arguments: [RegisterType.float32, .float64])

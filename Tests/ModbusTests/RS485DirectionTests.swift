@@ -30,7 +30,7 @@ final class RecordingDirection: RS485DirectionControl {
 
 /// Real libmodbus at both ends of a socat pty pair: the client drives an RS-485 direction control through
 /// libmodbus's custom RTS callback.
-@Suite struct RS485DirectionTests {
+@Suite(.timeLimit(.minutes(5))) struct RS485DirectionTests {
     /// Each request switches to transmit before its frame goes out and back to receive after; the answers are read.
     @Test func eachRequestTransmitsThenReleasesTheBus() async throws {
         let pty = try SocatPTYPair()

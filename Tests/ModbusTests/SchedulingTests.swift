@@ -4,7 +4,7 @@ import Modbus
 import Synchronization
 import Testing
 
-@Suite struct PollScheduleTests {
+@Suite(.timeLimit(.minutes(5))) struct PollScheduleTests {
     let t0 = ContinuousClock().now
 
     @Test func answeringMetersKeepTheirOwnPeriodAndPhase() {
@@ -55,7 +55,7 @@ import Glibc
 let ETIMEDOUT_CODE = ETIMEDOUT
 #endif
 
-@Suite struct BusPollerTests {
+@Suite(.timeLimit(.minutes(5))) struct BusPollerTests {
     /// A profile that needs three requests per poll.
     static let threeRequests = MeterProfile(id: "three", manufacturer: "t", model: "t", maxGap: 0, fields: [
         RegisterField(quantity: .power, space: .holding, address: 0, type: .u16, unit: .watt),
@@ -102,7 +102,7 @@ let ETIMEDOUT_CODE = ETIMEDOUT
     }
 }
 
-@Suite struct PoolIndependenceTests {
+@Suite(.timeLimit(.minutes(5))) struct PoolIndependenceTests {
     /// Every cooperative-pool thread blocked (as careless blocking code elsewhere would): the poller, which
     /// runs on its own queue and wakes on dispatch timers, keeps polling.
     @Test func pollingContinuesWhileTheCooperativePoolIsBlocked() async throws {

@@ -42,7 +42,7 @@ func sunspecMap(base: Int, serial: String, models: [(Int, Int, [Int: UInt16])]) 
     return map
 }
 
-@Suite struct SunSpecTests {
+@Suite(.timeLimit(.minutes(5))) struct SunSpecTests {
     static let library = try! ProfileLibrary(directories: ["\(repositoryRoot)/profiles"])
 
     @Test func discoveryFindsTheMarkerAtAnyBaseAndWalksTheChain() async throws {

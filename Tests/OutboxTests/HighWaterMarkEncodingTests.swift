@@ -5,7 +5,7 @@ import Testing
 
 /// The mark's text is written byte by byte; it must stay the text `JSONEncoder` writes of the same mark, so
 /// marks written before and after read alike.
-@Suite struct HighWaterMarkEncodingTests {
+@Suite(.timeLimit(.minutes(5))) struct HighWaterMarkEncodingTests {
     func hash(_ seed: UInt8) -> [UInt8] { (0..<32).map { seed &+ UInt8($0) &* 37 } }
 
     @Test(arguments: [0, 1, 3, 100])

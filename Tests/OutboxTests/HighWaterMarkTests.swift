@@ -7,7 +7,7 @@ import Testing
 
 /// The high-water mark beside the database: a store that comes back behind what it had published (lost
 /// commits, as after a cut WAL) continues each stream from the mark, so no seq is signed twice.
-@Suite struct HighWaterMarkTests {
+@Suite(.timeLimit(.minutes(5))) struct HighWaterMarkTests {
     /// A chained record that also writes down the `storeLost` its position carried.
     func recordNoting(_ meter: String) -> RecordBuilder {
         { position in

@@ -4,7 +4,7 @@ import TestSupport
 import Testing
 
 /// `metergate outbox stats|export|vacuum` on a real outbox file.
-@Suite struct OutboxCommandTests {
+@Suite(.timeLimit(.minutes(5))) struct OutboxCommandTests {
     /// An outbox with 5 records of m1 (2 delivered, 1 claimed and not acknowledged, so pending on disk) and 3 of m2.
     func makeOutbox(_ dir: TemporaryDirectory) async throws -> String {
         let path = dir.file("outbox.sqlite")

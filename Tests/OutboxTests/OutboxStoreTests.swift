@@ -72,7 +72,7 @@ func storeWithQuota(of records: Int64, _ policy: OutboxQuotaPolicy, kind: StoreK
     return (store, { chainedRecord($0, payload: payload) })
 }
 
-@Suite struct OutboxStoreTests {
+@Suite(.timeLimit(.minutes(5))) struct OutboxStoreTests {
     /// The first record signed by a new key names the key of the record before it (`prev_kid`): the store keeps
     /// each stream's last key id, across a reopen for the SQLite store.
     @Test(arguments: StoreKind.allCases)

@@ -6,7 +6,7 @@ import Testing
 
 /// Unsent records the `drop-oldest` quota policy deletes become an explicit, signed gap: the next records of
 /// their stream state them (`store_lost` with cause `quota`), one statement per record.
-@Suite struct QuotaStatementTests {
+@Suite(.timeLimit(.minutes(5))) struct QuotaStatementTests {
     /// A chained record whose text ends with the statement its position carried ("lost=3-5/quota" or "lost=none").
     func noting(_ meter: String) -> RecordBuilder {
         { position in
@@ -100,7 +100,7 @@ import Testing
     }
 }
 
-@Suite struct LossStatementBookTests {
+@Suite(.timeLimit(.minutes(5))) struct LossStatementBookTests {
     @Test func touchingStatementsOfOneCauseMergeAndOthersStayApart() {
         var book = LossStatementBook()
         book.add(StoreLoss(seqs: 5...6, cause: .quota), meter: "a")

@@ -4,7 +4,7 @@ import Outbox
 import TestSupport
 import Testing
 
-@Suite struct SQLiteOutboxTests {
+@Suite(.timeLimit(.minutes(5))) struct SQLiteOutboxTests {
     @Test func theStoreSurvivesReopeningWithItsEpochSeqsAndChain() async throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }

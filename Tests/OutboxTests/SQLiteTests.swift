@@ -2,7 +2,7 @@ import Outbox
 import TestSupport
 import Testing
 
-@Suite struct SQLiteTests {
+@Suite(.timeLimit(.minutes(5))) struct SQLiteTests {
     @Test func opensAFileInWALModeAndRoundTripsRows() throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }

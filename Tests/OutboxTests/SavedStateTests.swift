@@ -5,7 +5,7 @@ import TestSupport
 import Testing
 
 /// Accounting state saved in the same transaction as the records it produced.
-@Suite struct SavedStateTests {
+@Suite(.timeLimit(.minutes(5))) struct SavedStateTests {
     @Test(arguments: StoreKind.allCases)
     func stateIsSavedWithTheRecordsAndAlone(kind: StoreKind) async throws {
         let dir = TemporaryDirectory()

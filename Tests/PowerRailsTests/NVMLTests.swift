@@ -35,7 +35,7 @@ let h100 = "GPU-5a1c7f3e-0d6b-4b57-9a3e-2f1d8c4b6e01"
 let p100 = "GPU-0b3e9a2d-77c1-4e0f-8d5a-6c2b1e9f3a10"
 let gh200 = "GPU-9e8d7c6b-5a4f-4e3d-2c1b-0a9f8e7d6c5b"
 
-@Suite struct NVMLTests {
+@Suite(.timeLimit(.minutes(5))) struct NVMLTests {
     @Test func gpusAreEnumeratedByUUIDWithWhatTheySupport() throws {
         let fake = try FakeNVML()
         defer { fake.dir.cleanup() }

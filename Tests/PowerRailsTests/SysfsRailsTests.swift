@@ -14,7 +14,7 @@ func copyOfFixture(_ name: String) throws -> TemporaryDirectory {
     return dir
 }
 
-@Suite struct SysfsRailsTests {
+@Suite(.timeLimit(.minutes(5))) struct SysfsRailsTests {
     @Test func jetsonOrinRailsAreNamedByLabelAndComputedFromVoltageTimesCurrent() throws {
         let tree = SysfsTree(root: "\(fixtures)/jetson-agx-orin")
         let rails = SysfsRails.discover(in: tree)
@@ -199,7 +199,7 @@ enum InventoryMatch {
     }
 }
 
-@Suite struct RailToIntervalTests {
+@Suite(.timeLimit(.minutes(5))) struct RailToIntervalTests {
     @Test func anIna226RailReadByTheSamplerIntegratesIntoIntervals() async throws {
         let dir = try copyOfFixture("ina226")
         defer { dir.cleanup() }

@@ -3,7 +3,7 @@ import TestSupport
 import Testing
 import Foundation
 
-@Suite struct SysfsTreeTests {
+@Suite(.timeLimit(.minutes(5))) struct SysfsTreeTests {
     @Test func readsIntegersUnderARootPath() throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }

@@ -51,7 +51,7 @@ enum GPIOSim {
     }
 }
 
-@Suite struct GPIOLineTests {
+@Suite(.timeLimit(.minutes(5))) struct GPIOLineTests {
     @Test func aMissingChipIsAClearError() {
         let error = #expect(throws: GPIOError.self) { try GPIOEdgeReader(chip: "gpiochip-metergate-missing", offset: 4) }
         #expect(error?.function == "gpiod_chip_open_lookup")

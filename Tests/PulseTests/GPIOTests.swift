@@ -3,7 +3,7 @@ import Foundation
 import Pulse
 import Testing
 
-@Suite struct GPIOTests {
+@Suite(.timeLimit(.minutes(5))) struct GPIOTests {
     @Test func reportsTheLibraryVersion() {
         #expect(libgpiodVersion.hasPrefix("1."))
     }
@@ -15,7 +15,7 @@ import Testing
     }
 }
 
-@Suite struct GPIOOutputLineTests {
+@Suite(.timeLimit(.minutes(5))) struct GPIOOutputLineTests {
     @Test func aMissingChipIsAClearErrorNamingIt() {
         let error = #expect(throws: GPIOError.self) { try GPIOOutputLine(chip: "gpiochip-status-led-missing", offset: 22) }
         #expect(error?.function == "gpiod_chip_open_lookup")

@@ -26,7 +26,7 @@ func count(_ events: [PulseCounter.Event], _ configuration: PulseCounter.Configu
     return counter
 }
 
-@Suite struct PulseCounterTests {
+@Suite(.timeLimit(.minutes(5))) struct PulseCounterTests {
     @Test func cleanPulsesAreCountedAndGivePower() throws {
         let events = try recordedEvents("clean-3600W-1000imp")
         let counter = count(events)
@@ -85,7 +85,7 @@ func count(_ events: [PulseCounter.Event], _ configuration: PulseCounter.Configu
     }
 }
 
-@Suite struct PulseInputProcessorTests {
+@Suite(.timeLimit(.minutes(5))) struct PulseInputProcessorTests {
     func configuration(_ dir: TemporaryDirectory, impulses: UInt64 = 1000) -> PulseInputConfiguration {
         PulseInputConfiguration(name: "s0-1", chip: "gpiochip0", offset: 17, impulsesPerKilowattHour: impulses,
                                 countFile: dir.file("s0-1.count"))
@@ -137,7 +137,7 @@ final class RecordedEdgeSource: PulseEdgeSource {
     }
 }
 
-@Suite struct PulseInputReaderTests {
+@Suite(.timeLimit(.minutes(5))) struct PulseInputReaderTests {
     @Test func theReaderThreadCountsPersistsAndStops() async throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }

@@ -4,7 +4,7 @@ import Signing
 import Testing
 
 /// Each way a stream can be wrong, produced with real signatures, found by the verifier.
-@Suite struct ChainTests {
+@Suite(.timeLimit(.minutes(5))) struct ChainTests {
     static let envelopes: [(RecordEnvelope, SigningAlgorithm)] = [(.jws, .eddsa), (.ocmf, .es256)]
 
     func stream(_ envelope: RecordEnvelope, _ algorithm: SigningAlgorithm, count: Int = 10) throws -> (StreamBuilder, SigningKey) {

@@ -5,7 +5,7 @@ import TestSupport
 import Testing
 
 /// Every envelope with every algorithm it allows: round trip, tampering, wrong key.
-@Suite struct EnvelopeTests {
+@Suite(.timeLimit(.minutes(5))) struct EnvelopeTests {
     static let combinations: [(RecordEnvelope, SigningAlgorithm)] = [(.jws, .eddsa), (.jws, .es256), (.ocmf, .es256)]
 
     @Test(arguments: combinations)
@@ -46,13 +46,41 @@ import Testing
         let failure = try #require(verifier.verify(tampered).failure)
         #expect(failure.kind == .tampered)
         #expect(failure.claimed?.importDelta == MilliwattHours(260_000))
-        // Flip each byte of the signature part in turn: never valid.
-        let text = signed.text
-        let sigStart = envelope == .jws ? text.lastIndex(of: ".")! : text.range(of: "\"SD\":\"")!.upperBound
-        let offset = text.utf8.distance(from: text.utf8.startIndex, to: sigStart) + 2
-        var bytes = signed.bytes
-        bytes[offset] = bytes[offset] == UInt8(ascii: "A") ? UInt8(ascii: "B") : UInt8(ascii: "A")
-        #expect(verifier.verify(bytes).failure != nil)
+        // Change each character of the signature in turn, so that the bits it encodes change (the top bit of a
+        // base64url sextet, the top bit of a hex digit): never valid.
+        let bytes = signed.bytes
+        let start: Int, end: Int
+        if envelope == .jws {
+            start = try #require(bytes.lastIndex(of: UInt8(ascii: "."))) + 1
+            end = bytes.count
+        } else {
+            let marker = Array("\"SD\":\"".utf8)
+            let at = try #require((0...(bytes.count - marker.count)).first { Array(bytes[$0..<($0 + marker.count)]) == marker })
+            start = at + marker.count
+            end = try #require(bytes[start...].firstIndex(of: UInt8(ascii: "\"")))
+        }
+        #expect(end - start >= 64, "the signature part is \(end - start) characters")
+        for index in start..<end {
+            var changed = bytes
+            changed[index] = envelope == .jws ? Self.flipTopBit(base64url: bytes[index]) : Self.flipTopBit(hex: bytes[index])
+            #expect(changed != bytes)
+            #expect(verifier.verify(changed).failure != nil, "signature character \(index - start) changed and still valid")
+        }
+    }
+
+    static let base64URLAlphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+
+    /// The base64url character whose sextet differs from `c`'s in its top bit.
+    static func flipTopBit(base64url c: UInt8) -> UInt8 {
+        let value = base64URLAlphabet.firstIndex(of: c)!
+        return base64URLAlphabet[value ^ 32]
+    }
+
+    /// The hex digit (same case) whose value differs from `c`'s in its top bit.
+    static func flipTopBit(hex c: UInt8) -> UInt8 {
+        let digits = Array((c >= UInt8(ascii: "a") ? "0123456789abcdef" : "0123456789ABCDEF").utf8)
+        let value = digits.firstIndex(of: c)!
+        return digits[value ^ 8]
     }
 
     @Test(arguments: combinations)

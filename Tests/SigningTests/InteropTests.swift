@@ -23,7 +23,7 @@ func runPeer(_ kind: String, keyFile: String, records: String) throws -> (status
 }
 
 /// Code nobody at MeterGate wrote checks what MeterGate signs: jwcrypto for JWS, pyocmf (strict) for OCMF.
-@Suite struct InteropTests {
+@Suite(.timeLimit(.minutes(5))) struct InteropTests {
     @Test(arguments: [SigningAlgorithm.eddsa, .es256])
     func jwcryptoVerifiesOurJWSWithThePublishedKeySet(_ algorithm: SigningAlgorithm) throws {
         let dir = TemporaryDirectory()

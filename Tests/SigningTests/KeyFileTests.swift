@@ -3,7 +3,7 @@ import Signing
 import TestSupport
 import Testing
 
-@Suite struct KeyFileTests {
+@Suite(.timeLimit(.minutes(5))) struct KeyFileTests {
     @Test(arguments: SigningAlgorithm.allCases)
     func writesMode0600AndReadsBack(_ algorithm: SigningAlgorithm) throws {
         let dir = TemporaryDirectory()

@@ -3,7 +3,7 @@ import MeterCore
 import Signing
 import Testing
 
-@Suite struct RecordTests {
+@Suite(.timeLimit(.minutes(5))) struct RecordTests {
     @Test func payloadIsCanonicalSortedIntegerJSON() throws {
         var stream = try StreamBuilder(key: .generate(.eddsa))
         let signed = try stream.next()
@@ -149,7 +149,7 @@ import Testing
     }
 }
 
-@Suite struct JSONParserTests {
+@Suite(.timeLimit(.minutes(5))) struct JSONParserTests {
     @Test func duplicateMembersAreRejectedInSmallAndLargeObjects() {
         let small = "{\"a\":1,\"b\":2,\"a\":3}"
         let large = "{" + (0..<40).map { "\"k\($0)\":\($0)" }.joined(separator: ",") + ",\"k3\":0}"

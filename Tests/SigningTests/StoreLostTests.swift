@@ -6,7 +6,7 @@ import Testing
 
 /// A gateway whose store lost published records states the lost seqs, signed (`store_lost`), on the next
 /// record. The verifier reports a gap that statement covers as stated lost, not as a failure.
-@Suite struct StoreLostTests {
+@Suite(.timeLimit(.minutes(5))) struct StoreLostTests {
     static let envelopes: [(RecordEnvelope, SigningAlgorithm)] = [(.jws, .eddsa), (.ocmf, .es256)]
 
     /// Seqs 1…10 published, the store lost 6…10, seq 11 states it, then 12.

@@ -6,7 +6,7 @@ import Testing
 
 /// A key trusted for one gateway verifies that gateway only; a new key is trusted only through a rotation
 /// statement signed by a key already trusted for the same gateway.
-@Suite struct TrustStoreTests {
+@Suite(.timeLimit(.minutes(5))) struct TrustStoreTests {
     let old = SigningKey.generate(.eddsa)
     let new = SigningKey.generate(.es256)
     let attacker = SigningKey.generate(.eddsa)

@@ -67,7 +67,7 @@ enum TestVectors {
     }
 }
 
-@Suite(.serialized) struct VectorTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct VectorTests {
     @Test func theSignerReproducesTheCommittedVectors() throws {
         let generated = try TestVectors.generate()
         if ProcessInfo.processInfo.environment["METERGATE_WRITE_VECTORS"] == "1" {

@@ -5,14 +5,14 @@ import TestSupport
 import Testing
 
 /// `metergate verify` as a settlement operator runs it: real files, standard input, exit codes 0/1/2.
-@Suite struct VerifyCommandTests {
+@Suite(.timeLimit(.minutes(5))) struct VerifyCommandTests {
     @Test func usageErrorsExitTwoAndSayWhatIsWrong() throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
         let records = dir.write("r.txt", "")
         let noKey = try runProcess(try metergateBinary(), ["verify", records])
         #expect(noKey.status == 2)
-        #expect(noKey.stderr.contains("verify needs --key"))
+        #expect(noKey.stderr.contains("verify needs to know which keys to trust: give --trust FILE"))
         let missingKey = try runProcess(try metergateBinary(), ["verify", "--key", dir.file("nope.jwk"), records])
         #expect(missingKey.status == 2)
         #expect(missingKey.stderr.contains("nope.jwk"))

@@ -15,7 +15,7 @@ func meanPeriodMillis(_ samples: [Sample]) -> Double {
     return Double(t.last! - t.first!) / Double(t.count - 1) / 1e6
 }
 
-@Suite(.serialized) struct BusFaultTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct BusFaultTests {
     /// Three SDM630s on one RTU line (socat pty pair), unit 2 dead: units 1 and 3 keep their period.
     @Test func aDeadUnitOnAnRTUBusDoesNotStallTheOthers() async throws {
         let pty = try SocatPTYPair()

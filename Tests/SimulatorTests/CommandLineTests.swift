@@ -3,7 +3,7 @@ import TestSupport
 import Testing
 
 /// `metergate simulate` and `metergate scan` as an operator runs them: real processes, real ports and ptys.
-@Suite(.serialized) struct CommandLineTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct CommandLineTests {
     func metergate(_ arguments: [String]) throws -> ProcessResult {
         try runProcess(try metergateBinary(), arguments, currentDirectory: repositoryRoot)
     }

@@ -24,7 +24,7 @@ func peerField(_ f: RegisterField) -> [String: Any] {
      "scale": f.scale, "unit_factor": f.unit.toBase ?? 1.0, "sf_address": f.scaleFactorAddress as Any? ?? NSNull()]
 }
 
-@Suite(.serialized) struct InteropTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct InteropTests {
     /// pymodbus reads our simulator (TCP and RTU): raw registers and decoded values must equal ours exactly.
     @Test(arguments: ["tcp", "rtu"]) func pymodbusClientReadsOurSimulator(transport: String) async throws {
         let python = try venvPython()

@@ -11,7 +11,7 @@ final class ManualTime: TimeSource, @unchecked Sendable {
     func now() -> Timestamp { Timestamp(wallNanos: Int64(nanos), monotonicNanos: nanos) }
 }
 
-@Suite struct SimulatedMeterTests {
+@Suite(.timeLimit(.minutes(5))) struct SimulatedMeterTests {
     static let profile = try! MeterProfile.load(path: "\(repositoryRoot)/profiles/eastron-sdm630.yaml")
 
     @Test func energyIsTheIntegralOfPower() {

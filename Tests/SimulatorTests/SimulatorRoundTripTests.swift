@@ -44,7 +44,7 @@ func checkRoundTrip(_ profile: MeterProfile, meter: SimulatedMeter, reader: any 
     return readout.requests
 }
 
-@Suite(.serialized) struct SimulatorRoundTripTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct SimulatorRoundTripTests {
     @Test func everyProfileOverTCP() async throws {
         #expect(shippedProfiles.count >= 12)
         let time = ManualTime()
