@@ -291,6 +291,11 @@ public actor OutboxPublisher {
             replays.append(request)
             try await fill()
         case .tick:
+            // A burst of requests whose replies were held back is reported once it has passed, even if none follows.
+            if replyLimiter.suppressed > 0, case (true, let held) = replyLimiter.allow(now: .now), held > 0 {
+                logger.warning("replay requests came faster than replies may go out; these got none",
+                               metadata: ["replies_suppressed_before": "\(held)"])
+            }
             try await flush()
             if pendingMayWait || claimedCount > 0 || !replays.isEmpty || ContinuousClock.now - lastClaim >= Self.idleClaimInterval { try await fill() }
             if let interval = configuration.maintenanceInterval, ContinuousClock.now - lastMaintenance >= interval {

@@ -11,11 +11,8 @@ import Testing
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
         let broker = try MosquittoBroker()
-        let port = freeLoopbackPort()
-        let simulator = try BackgroundProcess(try metergateBinary(), ["simulate", "--tcp", "127.0.0.1:\(port)", "--meter", "1=eastron-sdm630:3000"],
-                                              logPath: dir.file("sim.log"), currentDirectory: repositoryRoot)
-        defer { simulator.stop() }
-        #expect(waitUntil(timeout: 20) { isListening(port: port) }, "simulator did not listen: \(simulator.log)")
+        let meters = try SimulatedMeters(logPath: dir.file("sim.log"))
+        let port = meters.port
         let key = dir.file("signing.key")
         #expect(try runProcess(try metergateBinary(), ["keygen", "--out", key]).status == 0)
         let sub = which("mosquitto_sub") ?? "/usr/bin/mosquitto_sub"

@@ -11,11 +11,8 @@ import Testing
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
         let broker = try MosquittoBroker()
-        let port = freeLoopbackPort()
-        let simulator = try BackgroundProcess(try metergateBinary(), ["simulate", "--tcp", "127.0.0.1:\(port)", "--meter", "1=eastron-sdm630:3000"],
-                                              logPath: dir.file("sim.log"), currentDirectory: repositoryRoot)
-        defer { simulator.stop() }
-        #expect(waitUntil(timeout: 20) { isListening(port: port) }, "simulator did not listen: \(simulator.log)")
+        let meters = try SimulatedMeters(logPath: dir.file("sim.log"))
+        let port = meters.port
         let bin = try metergateBinary()
         let oldKey = dir.file("old.key"), newKey = dir.file("new.key")
         #expect(try runProcess(bin, ["keygen", "--out", oldKey]).status == 0)

@@ -9,11 +9,8 @@ import TestSupport
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
         let broker = try MosquittoBroker()
-        let port = freeLoopbackPort()
-        let simulator = try BackgroundProcess(try metergateBinary(), ["simulate", "--tcp", "127.0.0.1:\(port)", "--meter", "1=eastron-sdm630:3000"],
-                                              logPath: dir.file("sim.log"), currentDirectory: repositoryRoot)
-        defer { simulator.stop() }
-        #expect(await eventually { isListening(port: port) }, "simulator did not listen: \(simulator.log)")
+        let meters = try SimulatedMeters(logPath: dir.file("sim.log"))
+        let port = meters.port
         let key = dir.file("signing.key")
         #expect(try runProcess(try metergateBinary(), ["keygen", "--out", key]).status == 0)
         let received = dir.file("received.txt")
@@ -62,6 +59,6 @@ import TestSupport
         #expect(ledger.stop(signal: SIGTERM) == 0, "\(ledger.log)")
         #expect(ledger.log.contains("rejected=0") && ledger.log.contains("forks=0") && ledger.log.contains("chain_breaks=0"), "\(ledger.log)")
         #expect(gateway.stop(signal: SIGTERM, timeout: 30) == 0, "\(gateway.log)")
-        #expect(simulator.stop(signal: SIGINT) == 0)
+        #expect(meters.process.stop(signal: SIGINT) == 0)
     }
 }
