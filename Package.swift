@@ -39,6 +39,8 @@ let package = Package(
         .systemLibrary(name: "CGPIOD", pkgConfig: "libgpiod", providers: [.apt(["libgpiod-dev"])]),
         // glibc's <malloc.h> (mallopt, malloc_trim): part of libc, nothing to link. Imported only by Gateway.
         .systemLibrary(name: "CMalloc"),
+        // The commit the binary was built from (scripts/setup.sh writes it), for `metergate --version`.
+        .target(name: "CBuildInfo"),
 
         // Value types shared by every stage; no I/O.
         .target(name: "MeterCore"),
@@ -72,7 +74,7 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .executableTarget(name: "metergate", dependencies: [
-            "Gateway", "MeterCore", "ConfigFile", "Modbus", "PowerRails", "Pulse", "Signing", "Outbox", "MQTT", "Simulator", "Ledger",
+            "CBuildInfo", "Gateway", "MeterCore", "ConfigFile", "Modbus", "PowerRails", "Pulse", "Signing", "Outbox", "MQTT", "Simulator", "Ledger",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -27,4 +27,10 @@ if grep -qv '^\s*\(#\|$\)' scripts/requirements-test.txt; then
     exit 1
   fi
 fi
+# The commit `metergate --version` names (Sources/CBuildInfo/commit.h, ignored by git), rewritten only when it changes.
+if commit=$(git rev-parse --short=12 HEAD 2>/dev/null); then
+  git diff --quiet HEAD -- Sources Package.swift 2>/dev/null || commit="$commit+changes"
+  line="#define METERGATE_COMMIT \"$commit\""
+  [ "$(cat Sources/CBuildInfo/commit.h 2>/dev/null)" = "$line" ] || echo "$line" > Sources/CBuildInfo/commit.h
+fi
 echo "setup: ready (swift $(swift --version 2>/dev/null | head -1 | sed 's/.*version \([0-9.]*\).*/\1/'))"

@@ -49,7 +49,8 @@ public struct Board: Sendable, Hashable {
             if FileManager.default.fileExists(atPath: path) { return try load(path: path) }
             known += ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".yaml") }.map { String($0.dropLast(5)) }
         }
-        let list = known.isEmpty ? "no board files found in \(directories.joined(separator: ", "))" : "known boards: \(Set(known).sorted().joined(separator: ", "))"
+        let searched = directories.isEmpty ? "no board directory (set METERGATE_DATA_DIR or --boards DIR)" : directories.joined(separator: ", ")
+        let list = known.isEmpty ? "no board files found in \(searched)" : "known boards: \(Set(known).sorted().joined(separator: ", "))"
         throw node.error("unknown board '\(name)' (\(list))")
     }
 

@@ -238,7 +238,8 @@ struct ConfigReader {
 
         // meters: [{ id, bus, unit, profile, poll, rated_power, envelope }]
         var meters: [MeterConfig] = []
-        if let list = attempt({ () throws(ConfigError) in try map.required("meters", expected: "a list of meters").list() }) {
+        // Optional: a gateway may count S0 pulses or read rails only; at least one source of some kind is checked below.
+        if let list = attempt({ () throws(ConfigError) in try map.optional("meters")?.list() }) ?? nil {
             for node in list {
                 guard let meter = attempt({ () throws(ConfigError) in try Self.meter(node, buses: buses, profiles: profiles) }) else { continue }
                 if meters.contains(where: { $0.id == meter.id }) {
@@ -543,6 +544,9 @@ extension GatewayConfig {
         var advice = meters.filter { $0.ratedPowerWatts == nil }.map { m in
             "meter \(m.id) has no rated_power: a counter jump (a replaced meter whose counter starts above the old one's) "
                 + "cannot be told from consumption and would be paid; set it to the most the meter's circuit can draw"
+        }
+        if meters.isEmpty && pulses.isEmpty && rails.sources.isEmpty {
+            advice.append("no sources: meters:, pulses: and rails: are all empty, so the gateway signs nothing")
         }
         if !signing.selfCheck {
             advice.append("signing.self_check is false: a signature damaged while it is made (a hardware fault) is stored and "

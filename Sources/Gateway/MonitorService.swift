@@ -88,15 +88,15 @@ public struct MonitorService: Service {
         let deliveredGauge = Gauge(label: "metergate_outbox_records", dimensions: [("state", "delivered")])
         let oldestGauge = Gauge(label: "metergate_outbox_oldest_unsent_seconds")
         let bytesGauge = Gauge(label: "metergate_outbox_file_bytes")
-        let droppedGauge = Gauge(label: "metergate_outbox_dropped_total")
+        let droppedGauge = TotalCounter(label: "metergate_outbox_dropped_total")
         let recoveredGauge = Gauge(label: "metergate_outbox_recovered_streams")
         let connectedGauge = Gauge(label: "metergate_mqtt_connected")
-        let signedGauge = Gauge(label: "metergate_records_signed_total")
-        let publishedGauge = Gauge(label: "metergate_mqtt_published_total")
-        let deliveredGauge2 = Gauge(label: "metergate_mqtt_acknowledged_total")
-        let returnedGauge = Gauge(label: "metergate_mqtt_returned_to_pending_total")
-        let replayedGauge = Gauge(label: "metergate_mqtt_replayed_total")
-        let connectionsGauge = Gauge(label: "metergate_mqtt_connections_total")
+        let signedGauge = TotalCounter(label: "metergate_records_signed_total")
+        let publishedGauge = TotalCounter(label: "metergate_mqtt_published_total")
+        let deliveredGauge2 = TotalCounter(label: "metergate_mqtt_acknowledged_total")
+        let returnedGauge = TotalCounter(label: "metergate_mqtt_returned_to_pending_total")
+        let replayedGauge = TotalCounter(label: "metergate_mqtt_replayed_total")
+        let connectionsGauge = TotalCounter(label: "metergate_mqtt_connections_total")
 
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             let connected = client.currentSession != nil
@@ -135,5 +135,20 @@ public struct MonitorService: Service {
 
             try? await Task.sleep(for: interval)
         }
+    }
+}
+
+/// A Prometheus counter fed from a running total kept elsewhere (the store, the publisher): it advances by the
+/// difference, so `*_total` series are typed `counter`, as Prometheus expects of them, not `gauge`.
+final class TotalCounter {
+    private let counter: Counter
+    private var last: Int64 = 0
+
+    init(label: String) { counter = Counter(label: label) }
+
+    func record<T: BinaryInteger>(_ total: T) {
+        let value = Int64(clamping: total)
+        if value > last { counter.increment(by: value - last) }
+        last = max(last, value)
     }
 }

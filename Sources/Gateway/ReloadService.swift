@@ -9,6 +9,8 @@ import UnixSignals
 /// validates is refused and the running one stays.
 public struct ReloadService: Service {
     let running: GatewayConfig
+    /// The log level in force: the start-up config's until a reload changes it (and back again).
+    private let appliedLogLevel: AppliedLevel
     let load: @Sendable () throws(ConfigErrorsDescription) -> GatewayConfig
     let logger: Logger
 
@@ -17,6 +19,7 @@ public struct ReloadService: Service {
 
     public init(running: GatewayConfig, logger: Logger, load: @escaping @Sendable () throws(ConfigErrorsDescription) -> GatewayConfig) {
         self.running = running
+        self.appliedLogLevel = AppliedLevel(running.logLevel)
         self.logger = logger
         self.load = load
     }
@@ -36,8 +39,9 @@ public struct ReloadService: Service {
             logger.error("SIGHUP: the config no longer validates; keeping the running one:\n\(error.text)")
             return ["config invalid"]
         }
-        if let level = Logger.Level(rawValue: next.logLevel), next.logLevel != running.logLevel {
+        if let level = Logger.Level(rawValue: next.logLevel), appliedLogLevel.value.withLock({ $0 }) != next.logLevel {
             GatewayLogHandler.processLevel.withLock { $0 = level }
+            appliedLogLevel.value.withLock { $0 = next.logLevel }
             logger.notice("SIGHUP: log level is now \(level)")
         }
         let restart = Self.settingsNeedingRestart(from: running, to: next)
@@ -71,4 +75,10 @@ extension MeterConfig {
     var fingerprint: String {
         "\(id)|\(bus)|\(unit)|\(profile.id)|\(profile.fields.count)|\(pollInterval)|\(ratedPowerWatts ?? -1)|\(envelope)"
     }
+}
+
+/// The log level a reload last applied, shared by the copies of the service value.
+final class AppliedLevel: Sendable {
+    let value: Mutex<String>
+    init(_ level: String) { value = Mutex(level) }
 }

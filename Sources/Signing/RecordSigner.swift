@@ -18,7 +18,7 @@ public struct OCMFOptions: Sendable, Hashable {
     /// The status letter after each `TM`. Use `.synchronized` only when the clock is known to be synchronised.
     public var timeStatus: OCMFTimeStatus
 
-    public init(gatewayIdentification: String = "MeterGate", gatewayVersion: String = "0.1.0", timeStatus: OCMFTimeStatus = .informative) {
+    public init(gatewayIdentification: String = "MeterGate", gatewayVersion: String = MeterGateRelease.version, timeStatus: OCMFTimeStatus = .informative) {
         self.gatewayIdentification = gatewayIdentification
         self.gatewayVersion = gatewayVersion
         self.timeStatus = timeStatus

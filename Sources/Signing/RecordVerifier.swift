@@ -64,8 +64,9 @@ public struct RecordVerifier: Sendable {
     /// Verifies one envelope (no trailing newline). Leading and trailing ASCII whitespace is ignored.
     public func verify(_ line: some Collection<UInt8>) -> Result<VerifiedRecord, RecordFailure> {
         var bytes = ArraySlice(line)
-        while let f = bytes.first, f == 0x20 || f == 0x09 || f == 0x0D { bytes = bytes.dropFirst() }
-        while let l = bytes.last, l == 0x20 || l == 0x09 || l == 0x0D { bytes = bytes.dropLast() }
+        // A trailing newline (a record published with one, a line from a file) is whitespace too.
+        while let f = bytes.first, f == 0x20 || f == 0x09 || f == 0x0D || f == 0x0A { bytes = bytes.dropFirst() }
+        while let l = bytes.last, l == 0x20 || l == 0x09 || l == 0x0D || l == 0x0A { bytes = bytes.dropLast() }
         if bytes.starts(with: Array("OCMF|".utf8)) { return verifyOCMF(bytes) }
         return verifyJWS(bytes)
     }

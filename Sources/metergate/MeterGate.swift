@@ -1,5 +1,7 @@
 import ArgumentParser
+import CBuildInfo
 import Foundation
+import MeterCore
 
 /// `metergate`: the command-line front end. Exit codes: 0 success, 1 verification or run failure,
 /// 2 usage or config error.
@@ -9,8 +11,15 @@ struct MeterGate: AsyncParsableCommand {
         commandName: "metergate",
         abstract: "Signed, store-and-forward energy readings from Modbus meters, power rails and S0 pulses.",
         discussion: "Exit codes: 0 success, 1 verification or run failure, 2 usage or config error.",
+        version: MeterGate.version,
         subcommands: [Run.self, Simulate.self, Scan.self, Check.self, Keygen.self, Tail.self, Verify.self, Replay.self, Outbox.self, Ledger.self, Trust.self]
     )
+
+    /// The release and the commit it was built from (what a record's OCMF `GV` field names is the release).
+    static var version: String {
+        let commit = String(cString: metergate_build_commit())
+        return "metergate \(MeterGateRelease.version) (commit \(commit))"
+    }
 
     /// Parses and runs, mapping errors to the documented exit codes (swift-argument-parser uses 64 for usage).
     static func main() async {

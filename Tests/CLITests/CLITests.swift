@@ -220,6 +220,9 @@ import Testing
                          "metergate_intervals_total", "metergate_mqtt_acknowledged_total", "metergate_samples_total", "metergate_mqtt_connections_total 1"] {
                 #expect(metrics.stdout.contains(name), "\(name) missing from /metrics")
             }
+            for total in ["metergate_mqtt_acknowledged_total", "metergate_records_signed_total", "metergate_mqtt_connections_total"] {
+                #expect(metrics.stdout.contains("# TYPE \(total) counter"), "\(total) is not typed counter")
+            }
         }
         // The retained public keys verify what arrived.
         let keys = try runProcess(which("mosquitto_sub") ?? "/usr/bin/mosquitto_sub",
@@ -238,6 +241,10 @@ import Testing
         kill(gateway.pid, SIGHUP)
         #expect(waitUntil(timeout: 10) { gateway.log.contains("log level is now debug") }, "\(gateway.log)")
         #expect(waitUntil(timeout: 10) { gateway.log.contains("gateway.interval changed; these apply after a restart") }, "\(gateway.log)")
+        // And back: the start-up level is a level like any other.
+        _ = dir.write("gw.yaml", original)
+        kill(gateway.pid, SIGHUP)
+        #expect(waitUntil(timeout: 10) { gateway.log.contains("log level is now info") }, "\(gateway.log)")
         _ = dir.write("gw.yaml", original + "\nbogus: 1\n")
         kill(gateway.pid, SIGHUP)
         #expect(waitUntil(timeout: 10) { gateway.log.contains("no longer validates; keeping the running one") }, "\(gateway.log)")
@@ -372,5 +379,20 @@ import Testing
         #expect(r.stdout.contains("VDD_CPU_CV"))
         let bad = try runProcess(try metergateBinary(), ["scan", "--rails", "--tcp", "127.0.0.1:1"])
         #expect(bad.status == 2)
+        // A machine without rails is not a success for a script that asked for them.
+        let empty = TemporaryDirectory()
+        defer { empty.cleanup() }
+        let none = try runProcess(try metergateBinary(), ["scan", "--rails", "--sysfs-root", empty.path, "--nvml", "/nonexistent"])
+        #expect(none.status == 1 && none.stderr.contains("no power or energy rails found under \(empty.path)"), "\(none.stdout)\(none.stderr)")
+    }
+
+    @Test func versionNamesTheReleaseAndTheCommit() throws {
+        let r = try runProcess(try metergateBinary(), ["--version"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.hasPrefix("metergate 0."), "\(r.stdout)")
+        // The commit scripts/setup.sh recorded for this build (from `git rev-parse`), or "unknown" without it.
+        let header = (try? String(contentsOfFile: "\(repositoryRoot)/Sources/CBuildInfo/commit.h", encoding: .utf8)) ?? ""
+        let recorded = header.split(separator: "\"").dropFirst().first.map(String.init) ?? "unknown"
+        #expect(r.stdout.contains("(commit \(recorded))"), "\(r.stdout) vs \(header)")
     }
 }

@@ -85,6 +85,21 @@ import Testing
         #expect(errors(Self.valid + "\nmqtt: { host: h, replay: { max_records: 0 } }\n").map(\.keyPath) == ["mqtt.replay.max_records"])
     }
 
+    /// A gateway that only counts S0 pulses needs no meters or buses; a config with no source at all is advised.
+    @Test func pulsesAloneAreAGatewayAndNoSourceIsAnError() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let pulses = try load(dir.write("s0.yaml", """
+            gateway: { id: gw1, board: raspberry-pi-4-de-gpio, state_dir: /tmp/mg }
+            pulses:
+              - { id: heat-pump, input: s0-1, impulses_per_kwh: 1000 }
+            """))
+        #expect(pulses.meters.isEmpty && pulses.pulses.map(\.id.rawValue) == ["heat-pump"])
+        let none = try load(dir.write("none.yaml", "gateway: { id: gw1, board: sim, state_dir: /tmp/mg }\n"))
+        #expect(none.advisories.contains { $0.hasPrefix("no sources") }, "\(none.advisories)")
+        #expect(!pulses.advisories.contains { $0.hasPrefix("no sources") })
+    }
+
     @Test func theSignatureSelfCheckIsOnUnlessTurnedOffAndThenAdvised() throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }

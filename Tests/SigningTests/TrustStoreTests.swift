@@ -29,6 +29,8 @@ import Testing
     @Test func aKeyTrustedForOneGatewayNeverVerifiesAnother() throws {
         let verifier = RecordVerifier(trust: store(old, for: "gw1"))
         #expect(throws: Never.self) { try verifier.verify(try record(old, gateway: "gw1")).get() }
+        // A record published with a trailing newline (or CRLF) is the same record.
+        #expect(throws: Never.self) { try verifier.verify(try record(old, gateway: "gw1") + Array("\r\n".utf8)).get() }
         guard case .failure(let failure) = verifier.verify(try record(old, gateway: "gw2")) else {
             Issue.record("gw2's record verified with gw1's key")
             return

@@ -82,6 +82,8 @@ struct Scan: AsyncParsableCommand {
             let root = sysfsRoot, library = nvml ?? NVMLLibrary.defaultPath
             let inventory = await runBlocking { RailInventory.discover(root: root, nvmlLibraryPath: library) }
             print(inventory.render())
+            // Nothing to configure is a failure for a script that asked for rails (exit 1), not a success.
+            if inventory.rails.isEmpty { throw Failure.run("no power or energy rails found under \(root) (NVML: \(inventory.nvmlStatus))") }
             return
         }
         let library: ProfileLibrary
