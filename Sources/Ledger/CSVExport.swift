@@ -3,14 +3,16 @@ import Foundation
 /// The ledger as CSV (RFC 4180): one row per meter and interval.
 ///
 /// Columns: `gateway, meter, epoch, seq, interval_start_utc, interval_end_utc, kwh, export_kwh, quality,
-/// tariff, currency, price_per_kwh, amount, pricing_error`. Energy is exact to the Wh's thousandth (mWh as a 6-decimal kWh);
+/// tariff, currency, price_per_kwh, amount, feed_in_price_per_kwh, export_amount, pricing_error`. Energy is exact to the Wh's thousandth (mWh as a 6-decimal kWh);
 /// `price_per_kwh` and `amount` are in the currency's minor unit (e.g. cents) with the tariff's precision,
-/// the amount rounded half away from zero from the exact product; a reading that could not be priced has an empty
-/// amount and the reason in `pricing_error`. Text cells that a spreadsheet would run as a formula (starting with
+/// the amount rounded half away from zero from the exact product; `export_amount` is what the exported energy
+/// earns at the tariff's `feed_in` price (0 without one). A reading that could not be priced has empty amounts
+/// and the reason in `pricing_error`. Text cells that a spreadsheet would run as a formula (starting with
 /// `= + - @`, a tab or a carriage return) are prefixed with `'` (OWASP's CSV injection advice).
 public enum LedgerCSV {
     public static let header = ["gateway", "meter", "epoch", "seq", "interval_start_utc", "interval_end_utc", "kwh", "export_kwh",
-                                "quality", "tariff", "currency", "price_per_kwh", "amount", "pricing_error"]
+                                "quality", "tariff", "currency", "price_per_kwh", "amount", "feed_in_price_per_kwh", "export_amount",
+                                "pricing_error"]
 
     /// The whole document, header first, lines ending in CRLF as RFC 4180 says.
     public static func document(_ rows: [LedgerRow]) -> String {
@@ -28,7 +30,9 @@ public enum LedgerCSV {
          Amount(exact: row.importMilliwattHours, scale: 6).formatted(fractionDigits: 6),
          Amount(exact: row.exportMilliwattHours, scale: 6).formatted(fractionDigits: 6),
          text(row.quality), text(row.tariff), text(row.currency), row.price.description,
-         row.pricingError == nil ? row.amount.formatted(fractionDigits: row.price.precision) : "", text(row.pricingError ?? "")]
+         row.pricingError == nil ? row.amount.formatted(fractionDigits: row.price.precision) : "",
+         row.exportPrice.description,
+         row.pricingError == nil ? row.exportAmount.formatted(fractionDigits: row.price.precision) : "", text(row.pricingError ?? "")]
     }
 
     /// A text cell that cannot start a spreadsheet formula.

@@ -33,33 +33,6 @@ public enum LedgerOutcome: Sendable, Hashable {
     case fork(storedHash: [UInt8])
 }
 
-/// One row of the ledger: a meter's interval with its energy and its amount under the tariff it was priced with.
-public struct LedgerRow: Sendable, Hashable {
-    public var gateway: String
-    public var meter: String
-    public var epoch: String
-    public var seq: UInt64
-    public var startMillis: Int64
-    public var endMillis: Int64
-    public var importMilliwattHours: Int64
-    public var exportMilliwattHours: Int64
-    public var quality: String
-    public var tariff: String
-    public var currency: String
-    public var price: Price
-    public var amount: Amount
-    /// Why the reading could not be priced (64-bit money overflow); its amount is then 0 and not to be paid.
-    public var pricingError: String? = nil
-}
-
-/// A different record seen under a stored key.
-public struct LedgerFork: Sendable, Hashable {
-    public var stream: StreamKey
-    public var seq: UInt64
-    public var storedHash: [UInt8]
-    public var otherHash: [UInt8]
-}
-
 /// The settlement ledger in a SQLite file: one connection, owned by this actor, on its own serial queue.
 ///
 /// Keyed by (gateway, meter, epoch, seq), as DESIGN.md's dedupe rule says. The verified envelope is
@@ -93,6 +66,7 @@ public actor LedgerStore {
             tariff TEXT NOT NULL, currency TEXT NOT NULL, price_scaled INTEGER NOT NULL, price_precision INTEGER NOT NULL,
             amount_exact INTEGER NOT NULL, amount_scale INTEGER NOT NULL,
             record BLOB NOT NULL, received_ms INTEGER NOT NULL, pricing_error TEXT,
+            export_price_scaled INTEGER, export_amount_exact INTEGER, export_amount_scale INTEGER,
             PRIMARY KEY (gateway, meter, epoch, seq)) WITHOUT ROWID;
         CREATE INDEX IF NOT EXISTS readings_by_start ON readings(start_ms);
         CREATE TABLE IF NOT EXISTS forks(
@@ -157,11 +131,19 @@ public actor LedgerStore {
                 if try db.scalarInt("SELECT count(*) FROM pragma_table_info('readings') WHERE name = 'pricing_error'") == 0 {
                     try db.execute("ALTER TABLE readings ADD COLUMN pricing_error TEXT")
                 }
+                // And before export was priced (feed-in): earlier rows read as export earning nothing.
+                if try db.scalarInt("SELECT count(*) FROM pragma_table_info('readings') WHERE name = 'export_amount_exact'") == 0 {
+                    try db.execute("""
+                        ALTER TABLE readings ADD COLUMN export_price_scaled INTEGER; ALTER TABLE readings ADD COLUMN export_amount_exact INTEGER;
+                        ALTER TABLE readings ADD COLUMN export_amount_scale INTEGER
+                        """)
+                }
             }
             insertReading = try db.prepare("""
                 INSERT INTO readings(gateway, meter, epoch, seq, hash, prev, key_id, envelope, start_ms, end_ms, import_mwh, export_mwh,
-                    quality, tariff, currency, price_scaled, price_precision, amount_exact, amount_scale, record, received_ms, pricing_error)
-                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
+                    quality, tariff, currency, price_scaled, price_precision, amount_exact, amount_scale, record, received_ms, pricing_error,
+                    export_price_scaled, export_amount_exact, export_amount_scale)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)
                 """)
             findReading = try db.prepare("SELECT hash, prev FROM readings WHERE gateway = ?1 AND meter = ?2 AND epoch = ?3 AND seq = ?4")
             insertFork = try db.prepare("""
@@ -200,13 +182,27 @@ public actor LedgerStore {
         // A verified reading that cannot be priced is stored all the same, with the error: it was received (so
         // it is never asked for again), and its amount is 0 with the reason beside it, for a person to settle.
         var pricingError: String?
-        let priced: (price: Price, amount: Amount)
+        var priced: (price: Price, amount: Amount)
+        var earned: (price: Price, amount: Amount)
         if let amount = tariff.amount(milliwattHours: r.importDelta.rawValue, startMillis: r.startMillis) {
             priced = amount
         } else {
             let price = tariff.price(atMillis: r.startMillis)
             pricingError = LedgerError.amountOverflow(stream: stream, seq: r.seq, milliwattHours: r.importDelta.rawValue, price: price).description
             priced = (price, Amount(exact: 0, scale: price.precision))
+        }
+        if let amount = tariff.feedInAmount(milliwattHours: r.exportDelta.rawValue, startMillis: r.startMillis) {
+            earned = amount
+        } else {
+            let price = tariff.feedInPrice(atMillis: r.startMillis)
+            let problem = LedgerError.amountOverflow(stream: stream, seq: r.seq, milliwattHours: r.exportDelta.rawValue, price: price).description
+            pricingError = pricingError.map { "\($0); export: \(problem)" } ?? "export: \(problem)"
+            earned = (price, Amount(exact: 0, scale: price.precision))
+        }
+        if pricingError != nil {
+            // Neither amount is to be paid while one cannot be computed.
+            priced.amount = Amount(exact: 0, scale: priced.price.precision)
+            earned.amount = Amount(exact: 0, scale: earned.price.precision)
         }
         do throws(SQLiteError) {
             // The check and the insert in one write transaction: consumers of a shared group may write the same file.
@@ -246,6 +242,9 @@ public actor LedgerStore {
                     try insertReading.bind(envelope, at: 20)
                     try insertReading.bind(receivedMillis, at: 21)
                     if let pricingError { try insertReading.bind(pricingError, at: 22) } else { try insertReading.bindNull(at: 22) }
+                    try insertReading.bind(earned.price.scaled, at: 23)
+                    try insertReading.bind(earned.amount.exact, at: 24)
+                    try insertReading.bind(Int64(earned.amount.scale), at: 25)
                     try run(insertReading)
                     let links = try checkLinks(verified, receivedMillis: receivedMillis)
                     // A statement whose record does not link to the record before it explains nothing.
@@ -385,7 +384,8 @@ public actor LedgerStore {
         do throws(SQLiteError) {
             let s = try db.prepare("""
                 SELECT gateway, meter, epoch, seq, start_ms, end_ms, import_mwh, export_mwh, quality, tariff, currency,
-                       price_scaled, price_precision, amount_exact, amount_scale, pricing_error
+                       price_scaled, price_precision, amount_exact, amount_scale, pricing_error,
+                       export_price_scaled, export_amount_exact, export_amount_scale
                 FROM readings WHERE start_ms >= ?1 AND start_ms < ?2 ORDER BY start_ms, gateway, meter, epoch, seq
                 """, persistent: false)
             try s.bind(fromMillis, at: 1)
@@ -397,7 +397,9 @@ public actor LedgerStore {
                     startMillis: s.int64(4), endMillis: s.int64(5), importMilliwattHours: s.int64(6), exportMilliwattHours: s.int64(7),
                     quality: s.text(8) ?? "", tariff: s.text(9) ?? "", currency: s.text(10) ?? "",
                     price: Price(scaled: s.int64(11), precision: Int(s.int64(12))),
-                    amount: Amount(exact: s.int64(13), scale: Int(s.int64(14))), pricingError: s.isNull(15) ? nil : s.text(15)))
+                    amount: Amount(exact: s.int64(13), scale: Int(s.int64(14))), pricingError: s.isNull(15) ? nil : s.text(15),
+                    exportPrice: Price(scaled: s.isNull(16) ? 0 : s.int64(16), precision: Int(s.int64(12))),
+                    exportAmount: Amount(exact: s.isNull(17) ? 0 : s.int64(17), scale: s.isNull(18) ? 0 : Int(s.int64(18)))))
             }
             return rows
         } catch { throw .database(error) }

@@ -125,20 +125,45 @@ public struct Tariff: Sendable, Hashable {
     /// Digits kept after the minor unit's point in prices and exported amounts.
     public var precision: Int
     public var kind: Kind
+    /// What exported energy (fed into the grid) earns per kWh, priced like `kind`; nil: export earns nothing.
+    public var feedIn: Kind?
 
-    public init(name: String, currency: String, precision: Int, kind: Kind) {
+    public init(name: String, currency: String, precision: Int, kind: Kind, feedIn: Kind? = nil) {
         self.name = name
         self.currency = currency
         self.precision = precision
         self.kind = kind
+        self.feedIn = feedIn
     }
 
     /// No tariff: every interval costs nothing (the ledger still keeps kWh).
     public static let none = Tariff(name: "none", currency: "", precision: 0, kind: .flat(Price(scaled: 0, precision: 0)))
 
     /// The price of an interval that starts at `startMillis` (UTC milliseconds).
+    public func price(atMillis startMillis: Int64) -> Price { kind.price(atMillis: startMillis) }
+
+    /// The feed-in price of an interval that starts at `startMillis` (0 without a `feed_in` section).
+    public func feedInPrice(atMillis startMillis: Int64) -> Price {
+        feedIn?.price(atMillis: startMillis) ?? Price(scaled: 0, precision: precision)
+    }
+
+    /// The exact amount for `milliwattHours` in the interval starting at `startMillis`; nil on overflow.
+    public func amount(milliwattHours: Int64, startMillis: Int64) -> (price: Price, amount: Amount)? {
+        let price = price(atMillis: startMillis)
+        return Amount.of(milliwattHours, at: price).map { (price, $0) }
+    }
+
+    /// What `milliwattHours` exported in the interval starting at `startMillis` earns; nil on overflow.
+    public func feedInAmount(milliwattHours: Int64, startMillis: Int64) -> (price: Price, amount: Amount)? {
+        let price = feedInPrice(atMillis: startMillis)
+        return Amount.of(milliwattHours, at: price).map { (price, $0) }
+    }
+}
+
+extension Tariff.Kind {
+    /// The price of an interval that starts at `startMillis` (UTC milliseconds).
     public func price(atMillis startMillis: Int64) -> Price {
-        switch kind {
+        switch self {
         case .flat(let price):
             return price
         case .timeOfUse(let zone, let periods, let fallback):
@@ -152,9 +177,4 @@ public struct Tariff: Sendable, Hashable {
         }
     }
 
-    /// The exact amount for `milliwattHours` in the interval starting at `startMillis`; nil on overflow.
-    public func amount(milliwattHours: Int64, startMillis: Int64) -> (price: Price, amount: Amount)? {
-        let price = price(atMillis: startMillis)
-        return Amount.of(milliwattHours, at: price).map { (price, $0) }
-    }
 }

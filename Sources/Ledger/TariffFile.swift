@@ -21,6 +21,8 @@ import Foundation
 ///       to: 20            # local hour, exclusive (24 = midnight)
 ///       price: 38.50
 /// ```
+/// Exported energy (a prosumer feeding the grid) earns the `feed_in` price, shaped like the import pricing:
+/// `feed_in: { flat: 8.20 }` or `feed_in: { time_of_use: { … } }`; without it export earns nothing.
 public enum TariffFile {
     public static func load(path: String) throws(ConfigError) -> Tariff {
         try read(try ConfigNode.load(path: path), name: URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent)
@@ -38,21 +40,29 @@ public enum TariffFile {
             throw currencyNode.error("expected an ISO 4217 code such as EUR, found '\(currency)'")
         }
         let precision = try map.required("precision", expected: "the decimals kept after the minor unit, 0 to 6").int(in: 0...6)
-        let flat = map.optional("flat")
-        let timeOfUse = map.optional("time_of_use")
-        let kind: Tariff.Kind
-        switch (flat, timeOfUse) {
-        case (let flat?, nil):
-            kind = .flat(try price(flat, precision: precision))
-        case (nil, let tou?):
-            kind = try readTimeOfUse(tou, precision: precision)
-        case (_?, _?):
-            throw root.error("give either 'flat' or 'time_of_use', not both")
-        case (nil, nil):
-            throw root.error("missing the price: 'flat: PRICE' or a 'time_of_use' mapping")
+        let kind = try pricing(map, at: root, precision: precision)
+        var feedIn: Tariff.Kind?
+        if let node = map.optional("feed_in") {
+            let feedInMap = try node.mapping()
+            feedIn = try pricing(feedInMap, at: node, precision: precision)
+            try feedInMap.finish()
         }
         try map.finish()
-        return Tariff(name: name, currency: currency, precision: precision, kind: kind)
+        return Tariff(name: name, currency: currency, precision: precision, kind: kind, feedIn: feedIn)
+    }
+
+    /// `flat: PRICE` or a `time_of_use` mapping, in `map` (the file, or its `feed_in` section).
+    static func pricing(_ map: ConfigMapping, at node: ConfigNode, precision: Int) throws(ConfigError) -> Tariff.Kind {
+        switch (map.optional("flat"), map.optional("time_of_use")) {
+        case (let flat?, nil):
+            return .flat(try price(flat, precision: precision))
+        case (nil, let tou?):
+            return try readTimeOfUse(tou, precision: precision)
+        case (_?, _?):
+            throw node.error("give either 'flat' or 'time_of_use', not both")
+        case (nil, nil):
+            throw node.error("missing the price: 'flat: PRICE' or a 'time_of_use' mapping")
+        }
     }
 
     static func readTimeOfUse(_ node: ConfigNode, precision: Int) throws(ConfigError) -> Tariff.Kind {

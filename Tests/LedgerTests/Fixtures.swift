@@ -10,6 +10,7 @@ struct SignedStream {
     var position: StreamPosition
     var startMillis: Int64
     var importTotal: Int64 = 1_000_000_000
+    var exportTotal: Int64 = 0
     var records: [SignedRecord] = []
 
     init(key: SigningKey, gateway: String = "gw-1", meter: String = "main", epoch: String = "E1",
@@ -22,11 +23,12 @@ struct SignedStream {
 
     /// Signs the next interval with `delta` mWh imported and advances the position as the outbox would.
     @discardableResult
-    mutating func next(delta: Int64 = 250_000) throws -> SignedRecord {
+    mutating func next(delta: Int64 = 250_000, export: Int64 = 0) throws -> SignedRecord {
         importTotal += delta
+        exportTotal += export
         let result = IntervalResult(meter: signer.meter, source: .modbus, startMillis: startMillis, endMillis: startMillis + 900_000,
-                                    importTotal: MilliwattHours(importTotal), exportTotal: MilliwattHours(0),
-                                    importDelta: MilliwattHours(delta), exportDelta: .zero,
+                                    importTotal: MilliwattHours(importTotal), exportTotal: MilliwattHours(exportTotal),
+                                    importDelta: MilliwattHours(delta), exportDelta: MilliwattHours(export),
                                     averagePowerWatts: Double(delta) * 4 / 1000, peakPowerWatts: 1500, sampleCount: 900, quality: .measured)
         let signed = try signer.sign(result: result, position: position)
         startMillis += 900_000

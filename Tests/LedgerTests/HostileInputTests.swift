@@ -49,7 +49,7 @@ import TestSupport
         let csv = LedgerCSV.document(rows).split(separator: "\r\n")
         let cells = csv[2].split(separator: ",", omittingEmptySubsequences: false)
         #expect(cells.count == LedgerCSV.header.count)
-        #expect(cells[12].isEmpty && cells[13].contains("overflows"), "\(csv[2])")
+        #expect(cells[12].isEmpty && cells[14].isEmpty && cells[15].contains("overflows"), "\(csv[2])")
     }
 
     @Test func csvCellsThatWouldRunAsAFormulaAreEscaped() {

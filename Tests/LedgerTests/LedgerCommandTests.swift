@@ -80,6 +80,34 @@ import TestSupport
         await watcher.shutdown()
     }
 
+    /// A prosumer meter: import priced at the tariff, export earning its feed_in price, both in the CSV and both
+    /// re-priced by the independent checker.
+    @Test func importAndExportArePricedAndExported() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let tariff = try TariffFile.parse("currency: EUR\nprecision: 4\nflat: 31.25\nfeed_in: { flat: 8.20 }\n", file: "prosumer.yaml")
+        let db = dir.file("ledger.db")
+        let store = try await LedgerStore.open(path: db, tariff: tariff)
+        var stream = try SignedStream(key: key, start: "2026-03-29T10:00:00Z")
+        // Morning: drawing 0.25 kWh; midday: feeding 1.2 kWh back and drawing nothing; then both in one interval.
+        try stream.next(delta: 250_000)
+        try stream.next(delta: 0, export: 1_200_000)
+        try stream.next(delta: 100_000, export: 333_333)
+        for record in stream.records { _ = try await store.add(try verified(record, key: key), envelope: record.bytes, receivedMillis: 1) }
+        let exported = try runProcess(try metergateBinary(), ["ledger", "export", "--db", db])
+        #expect(exported.status == 0, "\(exported.stderr)")
+        let csv = dir.write("ledger.csv", exported.stdout)
+        let check = try runProcess("\(repositoryRoot)/.venv/bin/python", ["\(repositoryRoot)/Tests/peers/ledger_csv_check.py", csv, "UTC", "31.25",
+                                                                        "feed_in=8.20"])
+        struct Report: Decodable { var rows: Int; var errors: [String] }
+        let report = try JSONDecoder().decode(Report.self, from: Data(check.stdout.utf8))
+        #expect(check.status == 0 && report.rows == 3 && report.errors.isEmpty, "\(report.errors)\n\(exported.stdout)")
+        let rows = exported.stdout.split(separator: "\r\n").dropFirst().map { $0.split(separator: ",", omittingEmptySubsequences: false) }
+        #expect(rows.map { String($0[7]) } == ["0.000000", "1.200000", "0.333333"])
+        #expect(rows.map { String($0[14]) } == ["0.0000", "9.8400", "2.7333"])
+        #expect(rows.map { String($0[12]) } == ["7.8125", "0.0000", "3.1250"])
+    }
+
     @Test func aBadTariffFileIsAUsageErrorNamingFileKeyAndLine() throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }

@@ -41,6 +41,7 @@ import TestSupport
         }, "\(tail.log)")
         #expect(tail.stop() == 0, "\(tail.log)")
         #expect(tail.log.contains("gw-1/main  seq 1") && tail.log.contains("✓"), "\(tail.log)")
+        #expect(tail.log.contains("kWh in") && tail.log.contains("kWh out"), "\(tail.log)")
         #expect(waitUntil(timeout: 20) { !noCertificate.isRunning && !wrongCA.isRunning })
         #expect(noCertificate.stop() == 1, "\(noCertificate.log)")
         #expect(noCertificate.log.contains("broker unreachable") && noCertificate.log.contains("0 of 1"), "\(noCertificate.log)")

@@ -56,7 +56,7 @@ import TestSupport
         let fake = try forged(after: stream.records[7], signer: attacker, delta: 1_000_000_000_000)
         try stream.next()
         var future = try SignedStream(key: key, meter: "later", start: "2031-01-01T00:00:00Z")
-        try future.next()
+        try future.next(delta: 0, export: 500_000)
         for record in stream.records[0..<8] { try publisher.send(record) }
         try publisher.send(fake)
         try publisher.send(stream.records[8])
@@ -70,6 +70,8 @@ import TestSupport
         #expect(lines.filter { $0.contains("\"verified\":true") }.count == 10, "\(tail.log)")
         let refused = lines.filter { $0.contains("\"verified\":false") }
         #expect(refused.count == 1 && refused[0].contains("not trusted for gateway gw-1"), "\(tail.log)")
+        // Export is shown beside import.
+        #expect(lines.contains { $0.contains("\"meter\":\"later\"") && $0.contains("\"export_delta_mwh\":500000") }, "\(tail.log)")
 
         // ledger: seq 9 is the real one, priced from the real energy; the forgery is rejected, not a fork.
         #expect(await eventually(30) { ledger.log.contains("the interval starts at") }, "\(ledger.log)")

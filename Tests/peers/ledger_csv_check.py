@@ -1,7 +1,8 @@
 """Reads a `metergate ledger export` CSV with Python's csv module and checks every row independently:
 times in UTC, kWh as exact decimals, and each amount re-priced from the tariff rules with zoneinfo and Decimal.
 
-usage: ledger_csv_check.py CSV TIME_ZONE DEFAULT_PRICE [DAYS:FROM-TO=PRICE ...]
+usage: ledger_csv_check.py CSV TIME_ZONE DEFAULT_PRICE [DAYS:FROM-TO=PRICE ...] [feed_in=PRICE]
+feed_in=PRICE: the flat feed-in price exported energy earns (default 0); each export_amount is re-priced too.
 Prints one JSON object: {"rows": N, "errors": [...], "amounts": [...], "total": "..."}.
 """
 import csv
@@ -12,14 +13,19 @@ from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
 HEADER = ["gateway", "meter", "epoch", "seq", "interval_start_utc", "interval_end_utc", "kwh", "export_kwh",
-          "quality", "tariff", "currency", "price_per_kwh", "amount", "pricing_error"]
+          "quality", "tariff", "currency", "price_per_kwh", "amount", "feed_in_price_per_kwh", "export_amount",
+          "pricing_error"]
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
 def main():
     path, zone, default = sys.argv[1], ZoneInfo(sys.argv[2]), Decimal(sys.argv[3])
     periods = []
+    feed_in = Decimal(0)
     for spec in sys.argv[4:]:
+        if spec.startswith("feed_in="):
+            feed_in = Decimal(spec.split("=", 1)[1])
+            continue
         days, rest = spec.split(":")
         hours, price = rest.split("=")
         start, end = (int(h) for h in hours.split("-"))
@@ -51,6 +57,11 @@ def main():
         expected = exact.quantize(places, rounding=ROUND_HALF_UP)
         if Decimal(r["amount"]) != expected:
             errors.append(f"line {n}: amount {r['amount']}, expected {expected}")
+        if Decimal(r["feed_in_price_per_kwh"]) != feed_in:
+            errors.append(f"line {n}: feed-in price {r['feed_in_price_per_kwh']}, expected {feed_in}")
+        earned = (Decimal(r["export_kwh"]) * feed_in).quantize(places, rounding=ROUND_HALF_UP)
+        if Decimal(r["export_amount"]) != earned:
+            errors.append(f"line {n}: export amount {r['export_amount']}, expected {earned}")
         amounts.append(r["amount"])
         total += exact
     print(json.dumps({"rows": len(rows), "errors": errors, "amounts": amounts, "total": str(total)}))

@@ -12,7 +12,8 @@ struct Tail: AsyncParsableCommand {
         discussion: """
             Trust: --trust FILE (per gateway, from commissioning; rotations signed by a trusted key are followed and \
             saved) and/or --key files (trusted for every gateway); one is required. A record signed by any other key fails.
-            Each line: interval end (UTC), gateway/meter, seq, the interval's kWh, the cumulative kWh, average W,
+            Each line: interval end (UTC), gateway/meter, seq, the interval's imported (in) and exported (out) kWh, the \
+            cumulative imported kWh, average W,
             quality, and ✓ (signature and chain verified) or ✗ with the reason. A seq gap, a broken chain link or a
             fork is reported as it is seen; a repeated seq (at-least-once delivery, a replay) is marked "dup".
             Exit codes: 0 when stopped (Ctrl-C) or --count reached with every reading verified, 1 when any reading
@@ -143,7 +144,8 @@ struct Tail: AsyncParsableCommand {
                 var fields = [
                     "\"gateway\":\"\(r.gateway)\"", "\"meter\":\"\(r.meter)\"", "\"epoch\":\"\(r.epoch)\"", "\"seq\":\(r.seq)",
                     "\"start\":\(r.startMillis)", "\"end\":\(r.endMillis)", "\"import_delta_mwh\":\(r.importDelta.rawValue)",
-                    "\"import_total_mwh\":\(r.importTotal.rawValue)", "\"average_mw\":\(r.averageMilliwatts)",
+                    "\"import_total_mwh\":\(r.importTotal.rawValue)", "\"export_delta_mwh\":\(r.exportDelta.rawValue)",
+                    "\"export_total_mwh\":\(r.exportTotal.rawValue)", "\"average_mw\":\(r.averageMilliwatts)",
                     "\"quality\":\"\(r.quality.rawValue)\"", "\"verified\":\(ok)", "\"duplicate\":\(chain.duplicate)",
                 ]
                 if let problem = chain.problem { fields.append("\"chain\":\"\(problem)\"") }
@@ -155,8 +157,8 @@ struct Tail: AsyncParsableCommand {
             } else {
                 let end = Date(timeIntervalSince1970: Double(r.endMillis) / 1000)
                 let mark = ok ? "✓" : "✗ \(chain.problem!)"
-                let numbers = String(format: "%10.3f kWh  total %12.3f kWh  %9.0f W", r.importDelta.kilowattHours,
-                                     r.importTotal.kilowattHours, Double(r.averageMilliwatts) / 1000)
+                let numbers = String(format: "%10.3f kWh in %8.3f kWh out  total %12.3f kWh  %9.0f W", r.importDelta.kilowattHours,
+                                     r.exportDelta.kilowattHours, r.importTotal.kilowattHours, Double(r.averageMilliwatts) / 1000)
                 emit("\(Self.utc.string(from: end))  \(r.gateway)/\(r.meter)  seq \(r.seq)  \(numbers)  "
                      + "\(r.quality.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0)) \(mark)\(chain.duplicate ? " dup" : "")"
                      + (r.storeLost.map { "  \($0.cause == .quota ? "quota dropped" : "store lost") seq \($0.seqs.lowerBound)…\($0.seqs.upperBound) (signed)" } ?? ""))
