@@ -17,6 +17,8 @@ public struct GatewayHealthState: Sendable {
     public var oldestUnsentAge: Double = 0
     public var quotaAlarm = false
     public var lastStoreError: String?
+    /// Streams whose records cannot be signed now (meter → why): the others go on; `/health` names them.
+    public var blockedStreams: [String: String] = [:]
 }
 
 /// Samples the outbox and the broker connection, publishes gauges, and answers health questions from the
@@ -47,6 +49,7 @@ public final class GatewayMonitor: Sendable {
         var problems: [String] = []
         if !polling { problems.append("no meter answered within \(staleAfter)") }
         if let error = s.lastStoreError { problems.append("outbox not writable: \(error)") }
+        for (meter, why) in s.blockedStreams.sorted(by: { $0.key < $1.key }) { problems.append("stream \(meter) cannot be signed (\(why))") }
         let backlog = s.pending + s.inflight
         if !s.brokerConnected && backlog >= backlogAlarm { problems.append("broker disconnected with \(backlog) unsent records (alarm at \(backlogAlarm))") }
         if s.quotaAlarm { problems.append("unsent records exceed the outbox quota") }
@@ -59,7 +62,8 @@ public final class GatewayMonitor: Sendable {
     /// The one-line STATUS= for systemd.
     public func statusLine() -> String {
         let s = snapshot
-        return "\(meterCount) meter(s); broker \(s.brokerConnected ? "connected" : "disconnected"); outbox \(s.pending) pending, \(s.inflight) inflight, \(s.delivered) delivered"
+        let blocked = s.blockedStreams.isEmpty ? "" : "; not signing: \(s.blockedStreams.keys.sorted().joined(separator: ", "))"
+        return "\(meterCount) meter(s)\(blocked); broker \(s.brokerConnected ? "connected" : "disconnected"); outbox \(s.pending) pending, \(s.inflight) inflight, \(s.delivered) delivered"
     }
 }
 
@@ -101,6 +105,7 @@ public struct MonitorService: Service {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             let connected = client.currentSession != nil
             let appendError = await pipeline.lastAppendError
+            let blockedStreams = await pipeline.blocked
             let signed = await pipeline.recordsAppended
             if let stats = try? await store.stats() {
                 let age = stats.oldestUnsent.map { max(0, Date().timeIntervalSince($0)) } ?? 0
@@ -122,6 +127,7 @@ public struct MonitorService: Service {
             monitor.update {
                 $0.brokerConnected = connected
                 $0.lastStoreError = appendError
+                $0.blockedStreams = blockedStreams
                 $0.pollingHealthy = monitor.heartbeat.isFresh(within: monitor.staleAfter)
             }
             connectedGauge.record(connected ? 1 : 0)

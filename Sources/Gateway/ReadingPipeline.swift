@@ -89,6 +89,11 @@ public actor ReadingPipeline {
     static let maximumBatch = 256
     /// After a failed append (disk full), when the staged records are tried again at the earliest.
     private var retryAt: ContinuousClock.Instant?
+    /// Streams whose records cannot be built (signed) now, with why: left out of the shared append, alarmed.
+    public private(set) var blocked: [String: String] = [:]
+    private var leftOut: Set<String> = []
+    private var blockedRetryAt: ContinuousClock.Instant?
+    static let blockedRetryDelay = Duration.seconds(30)
     static let retryDelay = Duration.seconds(1)
 
     /// The outbox key under which a meter's accounting state is saved.
@@ -368,37 +373,58 @@ public actor ReadingPipeline {
     /// state and the counters.
     func commit(force: Bool = false) async {
         if !force, let retryAt, ContinuousClock.now < retryAt { return }
-        let requests = staged, intervals = stagedIntervals
-        var state: [String: [UInt8]] = [:]
-        let saving = unsaved
-        for id in saving {
-            guard let stream = streams[id], let bytes = stream.accountant.encodedSnapshot else { continue }
-            state[Self.stateKey(id)] = bytes
-        }
-        do {
-            let records = try await store.append(requests, saving: state)
-            // Only what was appended leaves the queue: the actor may run other calls while the append is awaited.
-            staged.removeFirst(requests.count)
-            stagedIntervals.removeFirst(intervals.count)
-            unsaved.subtract(saving)
-            lastSave = .now
-            lastAppendError = nil
-            retryAt = nil
-            for (meter, interval) in intervals {
-                intervalCounter(meter, interval.result.quality).increment()
-                publishedThrough[meter] = nil
+        // Streams whose record could not be built are left out of the shared append (one meter never blocks the
+        // others) and tried again with it every ``blockedRetryDelay``.
+        if let at = blockedRetryAt, ContinuousClock.now >= at { blockedRetryAt = nil; leftOut.removeAll() }
+        let taken = staged.count
+        for _ in 0...blocked.count + 8 {
+            let chosen = (0..<taken).filter { !leftOut.contains(stagedIntervals[$0].meter.rawValue) }
+            let requests = chosen.map { staged[$0] }, intervals = chosen.map { stagedIntervals[$0] }
+            var state: [String: [UInt8]] = [:]
+            // A left-out stream's state is not saved without its records: a restart produces them again from the last save.
+            let saving = unsaved.filter { !leftOut.contains($0.rawValue) }
+            for id in saving {
+                guard let stream = streams[id], let bytes = stream.accountant.encodedSnapshot else { continue }
+                state[Self.stateKey(id)] = bytes
             }
-            if !records.isEmpty {
-                recordsAppended += Int64(records.count)
-                logStored(records)
-                appended()
+            guard !requests.isEmpty || !state.isEmpty else { return }
+            do {
+                let records = try await store.append(requests, saving: state)
+                // Only what was appended leaves the queue: the actor may run other calls while the append is awaited.
+                let kept = Set(0..<taken).subtracting(chosen)
+                staged = kept.sorted().map { staged[$0] } + staged[taken...]
+                stagedIntervals = kept.sorted().map { stagedIntervals[$0] } + stagedIntervals[taken...]
+                unsaved.subtract(saving)
+                lastSave = .now
+                lastAppendError = nil
+                retryAt = nil
+                for (meter, interval) in intervals {
+                    intervalCounter(meter, interval.result.quality).increment()
+                    publishedThrough[meter] = nil
+                    if blocked.removeValue(forKey: meter.rawValue) != nil {
+                        logger.notice("the stream's records are signed again", metadata: ["meter": "\(meter)"])
+                    }
+                }
+                if !records.isEmpty {
+                    recordsAppended += Int64(records.count)
+                    logStored(records)
+                    appended()
+                }
+                return
+            } catch .recordBuilderFailed(let meter, let seq, let underlying) {
+                leftOut.insert(meter)
+                blocked[meter] = "seq \(seq): \(underlying)"
+                blockedRetryAt = blockedRetryAt ?? .now + Self.blockedRetryDelay
+                logger.error("a record of this stream cannot be signed; the stream waits (retried every \(Self.blockedRetryDelay)) and the others go on",
+                             metadata: ["meter": "\(meter)", "seq": "\(seq)", "error": "\(underlying)"])
+            } catch {
+                lastAppendError = "\(error)"
+                retryAt = .now + Self.retryDelay
+                logger.error("could not store signed records; they wait in memory for the next append (after a restart they are produced again from the saved state)",
+                             metadata: ["meters": "\(Set(intervals.map(\.meter)).sorted().map { "\($0)" }.joined(separator: ","))", "records": "\(requests.count)",
+                                        "error": "\(error)"])
+                return
             }
-        } catch {
-            lastAppendError = "\(error)"
-            retryAt = .now + Self.retryDelay
-            logger.error("could not store signed records; they wait in memory for the next append (after a restart they are produced again from the saved state)",
-                         metadata: ["meters": "\(Set(intervals.map(\.meter)).sorted().map { "\($0)" }.joined(separator: ","))", "records": "\(requests.count)",
-                                    "error": "\(error)"])
         }
     }
 

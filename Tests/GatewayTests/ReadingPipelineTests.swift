@@ -88,6 +88,43 @@ import Testing
         await store.close()
     }
 
+    /// A record that cannot be signed (a counter jump whose power overflows the record's integers) holds back its
+    /// own stream only: the other meters' records of the same burst are stored, and the stream is alarmed.
+    @Test func aStreamThatCannotBeSignedDoesNotHoldBackTheOthers() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let path = dir.write("c.yaml", """
+            gateway: { id: gw1, board: sim, state_dir: \(dir.path), interval: 1s }
+            buses:
+              - { id: b1, tcp: { host: 127.0.0.1, port: 1502 } }
+            meters:
+              - { id: meter-1, bus: b1, unit: 1, profile: eastron-sdm630 }
+              - { id: meter-2, bus: b1, unit: 2, profile: eastron-sdm630 }
+            """)
+        let config = try GatewayConfig.load(path: path, boardDirectories: ["\(repositoryRoot)/boards"], profileDirectories: ["\(repositoryRoot)/profiles"])
+        var burst = samples(config, seconds: 3)
+        // meter-2's counter jumps by 9e14 Wh between its second and third sample: 3.2e18 W over a 1 s interval.
+        for (i, sample) in burst.enumerated() where sample.meter.rawValue == "meter-2" && sample.time.wallNanos >= 1_767_225_602_000_000_000 {
+            burst[i] = Sample(meter: sample.meter, time: sample.time,
+                              values: [.energyImport: (sample.values[.energyImport] ?? 0) + 9e14, .energyExport: 0, .power: 3600])
+        }
+        let store = try await SQLiteOutbox.open(path: dir.file("outbox.sqlite"), configuration: OutboxConfiguration())
+        var logger = Logger(label: "pipeline")
+        logger.logLevel = .critical
+        let pipeline = try await ReadingPipeline(config: config, key: .generate(.eddsa), store: store, bootID: nil, logger: logger) {}
+        for sample in burst { pipeline.submit(sample) }
+        let running = Task { await pipeline.run() }
+        let deadline = ContinuousClock.now + .seconds(30)
+        while await pipeline.recordsAppended < 3, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        let blocked = await pipeline.blocked
+        pipeline.finish()
+        await running.value
+        #expect(try await store.records(meter: "meter-1", seqs: 1...10, limit: 10).map(\.seq) == [1, 2, 3])
+        #expect(try await store.records(meter: "meter-2", seqs: 1...10, limit: 10).isEmpty)
+        #expect(Array(blocked.keys) == ["meter-2"], "\(blocked)")
+        await store.close()
+    }
+
     @Test func aBurstLargerThanOneBatchIsSplitAndNothingIsLost() async throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
