@@ -39,6 +39,9 @@ let package = Package(
         .systemLibrary(name: "CGPIOD", pkgConfig: "libgpiod", providers: [.apt(["libgpiod-dev"])]),
         // glibc's <malloc.h> (mallopt, malloc_trim): part of libc, nothing to link. Imported only by Gateway.
         .systemLibrary(name: "CMalloc"),
+        // adjtimex(2) (the kernel's clock sync state), wrapped in C: <sys/timex.h> clashes with Glibc in Swift.
+        // Part of libc; imported only by Gateway.
+        .target(name: "CTimex"),
         // The commit the binary was built from (scripts/setup.sh writes it), for `metergate --version`.
         .target(name: "CBuildInfo"),
 
@@ -66,7 +69,7 @@ let package = Package(
 
         // Config, wiring, lifecycle.
         .target(name: "Gateway", dependencies: [
-            "MeterCore", "CMalloc", "ConfigFile", "Modbus", "PowerRails", "Pulse", "Accounting", "Signing", "Outbox", "MQTT", "Simulator",
+            "MeterCore", "CMalloc", "CTimex", "ConfigFile", "Modbus", "PowerRails", "Pulse", "Accounting", "Signing", "Outbox", "MQTT", "Simulator",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),

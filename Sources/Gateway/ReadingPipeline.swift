@@ -47,6 +47,8 @@ public actor ReadingPipeline {
     private let store: any OutboxStore
     private let logger: Logger
     private let appended: @Sendable () -> Void
+    /// The wall clock's state, signed with each record (the kernel's, through adjtimex; injected in tests).
+    private let clockState: @Sendable () -> ClockState
     /// Streams whose state changed since it was last saved.
     private var unsaved: Set<MeterID> = []
     private var lastSave = ContinuousClock.now
@@ -104,8 +106,10 @@ public actor ReadingPipeline {
     ///   (``OutboxOpenReport/recoveries``): their intervals up to the mark's interval end are not signed again.
     public init(config: GatewayConfig, key: SigningKey, store: any OutboxStore, bootID: String?, logger: Logger,
                 rails: [(source: RailsConfig.Source, rail: RailDescription)] = [], recoveries: [OutboxRecovery] = [],
+                clockState: @escaping @Sendable () -> ClockState = { KernelClock.state() },
                 appended: @escaping @Sendable () -> Void) async throws {
         self.store = store
+        self.clockState = clockState
         for recovery in recoveries {
             if let end = recovery.intervalEnd, let meter = try? MeterID(validating: recovery.meter) { publishedThrough[meter] = end }
         }
@@ -351,10 +355,11 @@ public actor ReadingPipeline {
                               metadata: ["meter": "\(meter)", "dropped": "\(closed.count - intervals.count)", "published_through_ms": "\(through)"])
             }
         }
+        let clock = intervals.isEmpty ? ClockState.unknown : clockState()
         for interval in intervals {
             let result = interval.result
             staged.append(AppendRequest(meter: meter.rawValue, intervalEnd: result.endMillis, keyID: signer.keyID) { position in
-                let signed = try signer.sign(result: result, position: position)
+                let signed = try signer.sign(result: result, position: position, clock: clock)
                 return (signed.bytes, signed.hash)
             })
             stagedIntervals.append((meter, interval))

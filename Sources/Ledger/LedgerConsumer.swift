@@ -54,6 +54,8 @@ public actor LedgerConsumer {
         /// Payloads that failed verification or did not match their topic (kept in the ledger's `rejected` table).
         public var rejected: Int64 = 0
         public var replayRequests: Int64 = 0
+        /// Stored readings signed while their gateway's clock was not synchronised (`clock: unsynced`).
+        public var unsyncedClock: Int64 = 0
     }
 
     private enum Input: Sendable {
@@ -212,6 +214,11 @@ public actor LedgerConsumer {
             logger.error("fork: a different record under a stored key; the stored one is kept", metadata: ["stream": "\(r.stream)", "seq": "\(r.seq)"])
         case .stored(let problems):
             counters.stored += 1
+            if r.clock == .unsynced {
+                counters.unsyncedClock += 1
+                logger.warning("a reading signed while the gateway's clock was not synchronised: its interval times are the gateway's word",
+                               metadata: ["stream": "\(r.stream)", "seq": "\(r.seq)"])
+            }
             counters.chainBreaks += Int64(problems.count)
             for problem in problems { logger.error("chain broken", metadata: ["stream": "\(r.stream)", "problem": "\(problem)"]) }
             if let lost = r.storeLost {

@@ -41,6 +41,9 @@ public struct StreamReport: Sendable, Hashable {
     public var keyProblems: [UInt64]
     public var tampered: [LineIssue]
     public var unknownKey: [LineIssue]
+    /// Seqs signed while the gateway's clock was not synchronised (`clock: unsynced`): their interval times are
+    /// the gateway's word only. Reported, not failing.
+    public var unsyncedClock: [UInt64] = []
     /// Duplicates and reordering are reported but do not fail the stream (a log of at-least-once
     /// deliveries and replays has both).
     public var toleratesRedelivery = false
@@ -114,6 +117,7 @@ public struct ChainAnalyzer: Sendable {
         var statements: [Digest: LossStatement] = [:]
         var tampered: [LineIssue] = []
         var unknownKey: [LineIssue] = []
+        var unsyncedClock: Set<UInt64> = []
     }
 
     var streams: [StreamKey: StreamState] = [:]
@@ -146,6 +150,7 @@ public struct ChainAnalyzer: Sendable {
                               previousKey: r.previousKeyID.map { intern($0) } ?? -1, line: line)
             streams[r.stream, default: StreamState()].entries.append(entry)
             if let lost = r.storeLost { streams[r.stream, default: StreamState()].statements[entry.hash] = LossStatement(statedBy: r.seq, seqs: lost.seqs, cause: lost.cause) }
+            if r.clock == .unsynced { streams[r.stream, default: StreamState()].unsyncedClock.insert(r.seq) }
         case .failure(let f):
             guard let claimed = f.claimed else {
                 malformed.append(LineIssue(line: line, seq: nil, reason: f.reason))
@@ -177,7 +182,8 @@ public struct ChainAnalyzer: Sendable {
     func analyse(_ key: StreamKey, _ state: StreamState) -> StreamReport {
         var report = StreamReport(stream: key, verified: 0, firstSeq: nil, lastSeq: nil, gaps: [], duplicates: [], forks: [],
                                   reordered: [], brokenLinks: [], keyRotations: [], keyProblems: [],
-                                  tampered: state.tampered, unknownKey: state.unknownKey, toleratesRedelivery: toleratesRedelivery)
+                                  tampered: state.tampered, unknownKey: state.unknownKey, unsyncedClock: state.unsyncedClock.sorted(),
+                                  toleratesRedelivery: toleratesRedelivery)
         // Arrival order: duplicates and reordering.
         var seen = Set<Digest>()
         var maxSeq: UInt64 = 0

@@ -43,6 +43,8 @@ public struct ReadingRecord: Sendable, Hashable {
     /// records the `drop-oldest` quota policy deleted (the next records of the stream, one statement each).
     /// The stream continues after them unbroken.
     public var storeLost: StoreLoss?
+    /// The gateway's clock when it signed the record (`clock`); nil in records made before the member existed.
+    public var clock: ClockState?
 
     /// A record from its members; ``validate()`` says whether it may be signed.
     public init(
@@ -50,7 +52,7 @@ public struct ReadingRecord: Sendable, Hashable {
         startMillis: Int64, endMillis: Int64, importTotal: MilliwattHours, exportTotal: MilliwattHours,
         importDelta: MilliwattHours, exportDelta: MilliwattHours, averageMilliwatts: Int64, peakMilliwatts: Int64,
         sampleCount: Int64, quality: Quality, prev: [UInt8], keyID: String, previousKeyID: String? = nil,
-        storeLost: StoreLoss? = nil
+        storeLost: StoreLoss? = nil, clock: ClockState? = nil
     ) {
         self.gateway = gateway
         self.meter = meter
@@ -72,6 +74,7 @@ public struct ReadingRecord: Sendable, Hashable {
         self.keyID = keyID
         self.previousKeyID = previousKeyID
         self.storeLost = storeLost
+        self.clock = clock
     }
 
     /// The stream this record belongs to.
@@ -100,6 +103,7 @@ public struct ReadingRecord: Sendable, Hashable {
             ("kid", .string(keyID)),
         ]
         if let previousKeyID { members.append(("prev_kid", .string(previousKeyID))) }
+        if let clock { members.append(("clock", .string(clock.rawValue))) }
         if let storeLost {
             var statement: [(String, JSONValue)] = [("from_seq", .integer(storeLost.seqs.lowerBound)), ("to_seq", .integer(storeLost.seqs.upperBound))]
             // A damage statement keeps the member's first form, without `cause`.
@@ -115,6 +119,7 @@ public struct ReadingRecord: Sendable, Hashable {
     public var canonicalBytes: [UInt8] {
         var out = CanonicalObjectWriter(capacity: 640)
         out.member("avg_mw", integer: averageMilliwatts)
+        if let clock { out.member("clock", string: clock.rawValue) }
         out.member("end_ms", integer: endMillis)
         out.member("epoch", string: epoch)
         out.member("export_mwh", integer: exportDelta.rawValue)
@@ -222,7 +227,7 @@ extension ReadingRecord {
     static let members: [String] = [
         "v", "gateway", "meter", "source", "epoch", "seq", "start_ms", "end_ms", "import_total_mwh", "export_total_mwh",
         "import_mwh", "export_mwh", "avg_mw", "peak_mw", "samples", "quality", "prev", "kid", "prev_kid",
-        "store_lost",
+        "store_lost", "clock",
     ]
 
     /// Reads a version-1 record from its payload bytes. Strict: unknown members, missing members,
@@ -292,6 +297,15 @@ extension ReadingRecord {
         self.prev = prev
         self.keyID = try string("kid")
         if map["prev_kid"] != nil { self.previousKeyID = try string("prev_kid") } else { self.previousKeyID = nil }
+        if map["clock"] != nil {
+            let text = try string("clock")
+            guard let clock = ClockState(rawValue: text) else {
+                throw .invalid(field: "clock", reason: "'\(text)' is not one of \(ClockState.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            self.clock = clock
+        } else {
+            self.clock = nil
+        }
         if let lost = map["store_lost"] {
             let form = "must be {\"from_seq\": integer, \"to_seq\": integer} with 1 <= from_seq <= to_seq < seq, and an optional \"cause\": \"quota\""
             guard case .object(let statement) = lost, case .number(let from)? = lost["from_seq"], case .number(let to)? = lost["to_seq"],

@@ -116,9 +116,10 @@ public struct RecordSigner: Sendable {
     }
 
     /// Builds the record for `result` at `position`, signs it and returns the envelope and its chain hash.
-    public func sign(result: IntervalResult, position: StreamPosition) throws(SigningError) -> SignedRecord {
+    /// `clock`: the gateway's clock state to sign with the record (nil: the member is left out).
+    public func sign(result: IntervalResult, position: StreamPosition, clock: ClockState? = nil) throws(SigningError) -> SignedRecord {
         guard result.meter == meter else { throw .wrongMeter(expected: meter, found: result.meter) }
-        let record = try makeRecord(result: result, position: position)
+        let record = try makeRecord(result: result, position: position, clock: clock)
         let payload = payloadBytes(for: record)
         let envelopeBytes: [UInt8]
         do {
@@ -145,7 +146,7 @@ public struct RecordSigner: Sendable {
         return SignedRecord(bytes: envelopeBytes, hash: Array(SHA256.hash(data: payload)), keyID: keyID, record: record)
     }
 
-    func makeRecord(result: IntervalResult, position: StreamPosition) throws(SigningError) -> ReadingRecord {
+    func makeRecord(result: IntervalResult, position: StreamPosition, clock: ClockState? = nil) throws(SigningError) -> ReadingRecord {
         func milliwatts(_ watts: Double, _ field: String) throws(SigningError) -> Int64 {
             let mw = (watts * 1000).rounded(.toNearestOrAwayFromZero)
             guard mw.isFinite, abs(mw) < 9.0e18 else { throw .invalidInput(.invalid(field: field, reason: "power \(watts) W is not a finite number")) }
@@ -160,7 +161,7 @@ public struct RecordSigner: Sendable {
             averageMilliwatts: try milliwatts(result.averagePowerWatts, "avg_mw"),
             peakMilliwatts: try milliwatts(result.peakPowerWatts, "peak_mw"),
             sampleCount: Int64(result.sampleCount), quality: result.quality, prev: position.prev,
-            keyID: keyID, previousKeyID: previousKeyID, storeLost: position.storeLost)
+            keyID: keyID, previousKeyID: previousKeyID, storeLost: position.storeLost, clock: clock)
         do { try record.validate() } catch { throw .invalidInput(error) }
         return record
     }
@@ -184,7 +185,14 @@ public enum OCMFMapping {
     public static let exportOBIS = "01-00:02.08.00*FF"
 
     public static func payload(for record: ReadingRecord, options: OCMFOptions) -> OCMFPayload {
-        let time = OCMFFormat.time(epochMillis: record.endMillis, status: options.timeStatus)
+        // The time status follows the signed clock state: S (synchronised) and U (not) as OCMF defines them.
+        let timeStatus: OCMFTimeStatus
+        switch record.clock {
+        case .synced: timeStatus = .synchronized
+        case .unsynced: timeStatus = .unknown
+        case .unknown, nil: timeStatus = options.timeStatus
+        }
+        let time = OCMFFormat.time(epochMillis: record.endMillis, status: timeStatus)
         // OCMF meter status: G only for counted energy; S (substitute value) for estimates; F (read error) for gaps.
         let status: String
         switch record.quality {

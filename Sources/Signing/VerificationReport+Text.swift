@@ -24,6 +24,7 @@ extension VerificationReport {
             if !s.brokenLinks.isEmpty { lines.append("  broken chain (prev is not the previous record's hash): \(Self.seqList(s.brokenLinks))") }
             if !s.keyProblems.isEmpty { lines.append("  key changed without naming the previous key: \(Self.seqList(s.keyProblems))") }
             if !s.keyRotations.isEmpty { lines.append("  key rotations (new chain segment): \(Self.seqList(s.keyRotations))") }
+            if !s.unsyncedClock.isEmpty { lines.append("  signed with the clock not synchronised (times are the gateway's word): \(Self.seqList(s.unsyncedClock))") }
             if !s.tampered.isEmpty { lines.append("  tampered: \(s.tampered.count)"); lines += Self.issueLines(s.tampered) }
             if !s.unknownKey.isEmpty { lines.append("  unknown key: \(s.unknownKey.count)"); lines += Self.issueLines(s.unknownKey) }
         }
@@ -62,7 +63,7 @@ extension VerificationReport {
                 })),
                 ("duplicates", seqs(s.duplicates)), ("forks", seqs(s.forks)), ("reordered", seqs(s.reordered)),
                 ("broken_links", seqs(s.brokenLinks)), ("key_rotations", seqs(s.keyRotations)), ("key_problems", seqs(s.keyProblems)),
-                ("tampered", issues(s.tampered)), ("unknown_key", issues(s.unknownKey)),
+                ("tampered", issues(s.tampered)), ("unknown_key", issues(s.unknownKey)), ("unsynced_clock", seqs(s.unsyncedClock)),
             ])
         }
         let value = JSONValue.object([

@@ -42,12 +42,12 @@ import Testing
     /// Runs a pipeline over `samples` (all queued before it starts); returns the outbox, the number of
     /// commits that stored records and the records they stored, both read before the pipeline is finished.
     func run(_ config: GatewayConfig, key: SigningKey, samples: [Sample], expecting records: Int64,
-             in dir: TemporaryDirectory) async throws -> (store: SQLiteOutbox, commits: Int) {
+             in dir: TemporaryDirectory, clock: ClockState = .synced) async throws -> (store: SQLiteOutbox, commits: Int) {
         let store = try await SQLiteOutbox.open(path: dir.file("outbox.sqlite"), configuration: OutboxConfiguration())
         let commits = Atomic<Int>(0)
         var logger = Logger(label: "pipeline")
         logger.logLevel = .warning
-        let pipeline = try await ReadingPipeline(config: config, key: key, store: store, bootID: nil, logger: logger) {
+        let pipeline = try await ReadingPipeline(config: config, key: key, store: store, bootID: nil, logger: logger, clockState: { clock }) {
             commits.add(1, ordering: .relaxed)
         }
         for sample in samples { pipeline.submit(sample) }
@@ -71,7 +71,9 @@ import Testing
         #expect(config.signing.selfCheck == selfCheck)
         let key = SigningKey.generate(.eddsa)
         // Three seconds after the first sample: three intervals closed per meter.
-        let (store, commits) = try await run(config, key: key, samples: samples(config, seconds: 3), expecting: 60, in: dir)
+        // The clock state the pipeline reads when the intervals close is signed with each record.
+        let clock: ClockState = selfCheck ? .synced : .unsynced
+        let (store, commits) = try await run(config, key: key, samples: samples(config, seconds: 3), expecting: 60, in: dir, clock: clock)
         #expect(commits == 1)
         let stats = try await store.stats()
         #expect(stats.pending == 60)
@@ -81,7 +83,11 @@ import Testing
             let records = try await store.records(meter: meter.id.rawValue, seqs: 1...10, limit: 10)
             #expect(records.map(\.seq) == [1, 2, 3])
             var analyzer = ChainAnalyzer()
-            for (n, record) in records.enumerated() { analyzer.add(verifier.verify(record.bytes), line: n + 1) }
+            for (n, record) in records.enumerated() {
+                let result = verifier.verify(record.bytes)
+                #expect((try? result.get())?.record.clock == clock)
+                analyzer.add(result, line: n + 1)
+            }
             #expect(analyzer.report().passed)
             #expect(try await store.savedState("accounting/\(meter.id)") != nil)
         }

@@ -149,6 +149,7 @@ struct Tail: AsyncParsableCommand {
                     "\"quality\":\"\(r.quality.rawValue)\"", "\"verified\":\(ok)", "\"duplicate\":\(chain.duplicate)",
                 ]
                 if let problem = chain.problem { fields.append("\"chain\":\"\(problem)\"") }
+                if let clock = r.clock { fields.append("\"clock\":\"\(clock.rawValue)\"") }
                 if let lost = r.storeLost {
                     fields.append("\"store_lost\":[\(lost.seqs.lowerBound),\(lost.seqs.upperBound)]")
                     fields.append("\"store_lost_cause\":\"\(lost.cause.rawValue)\"")
@@ -161,6 +162,7 @@ struct Tail: AsyncParsableCommand {
                                      r.exportDelta.kilowattHours, r.importTotal.kilowattHours, Double(r.averageMilliwatts) / 1000)
                 emit("\(Self.utc.string(from: end))  \(r.gateway)/\(r.meter)  seq \(r.seq)  \(numbers)  "
                      + "\(r.quality.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0)) \(mark)\(chain.duplicate ? " dup" : "")"
+                     + (r.clock == .unsynced ? "  clock unsynced" : "")
                      + (r.storeLost.map { "  \($0.cause == .quota ? "quota dropped" : "store lost") seq \($0.seqs.lowerBound)…\($0.seqs.upperBound) (signed)" } ?? ""))
             }
             return ok
