@@ -29,8 +29,10 @@ public final class GatewayMonitor: Sendable {
     let staleAfter: Duration
     let backlogAlarm: Int64
     let meterCount: Int
+    let liveness: SourceLiveness?
 
-    public init(heartbeat: Heartbeat, staleAfter: Duration, backlogAlarm: Int, meterCount: Int) {
+    public init(heartbeat: Heartbeat, staleAfter: Duration, backlogAlarm: Int, meterCount: Int, liveness: SourceLiveness? = nil) {
+        self.liveness = liveness
         self.heartbeat = heartbeat
         self.staleAfter = staleAfter
         self.backlogAlarm = Int64(backlogAlarm)
@@ -43,11 +45,14 @@ public final class GatewayMonitor: Sendable {
 
     /// `/health`: 200 only when sources are read, the outbox is writable, and the broker is connected or the
     /// backlog is below its alarm.
-    public func health() -> HealthReport {
+    public func health(now: ContinuousClock.Instant = .now) -> HealthReport {
         let s = snapshot
         let polling = heartbeat.isFresh(within: staleAfter)
         var problems: [String] = []
         if !polling { problems.append("no meter answered within \(staleAfter)") }
+        for (source, silence) in liveness?.silent(now: now) ?? [] {
+            problems.append("\(source) has not answered for \(silence.components.seconds) s")
+        }
         if let error = s.lastStoreError { problems.append("outbox not writable: \(error)") }
         for (meter, why) in s.blockedStreams.sorted(by: { $0.key < $1.key }) { problems.append("stream \(meter) cannot be signed (\(why))") }
         let backlog = s.pending + s.inflight

@@ -143,8 +143,14 @@ struct Run: AsyncParsableCommand {
         let loopBeat = Heartbeat(), sampleBeat = Heartbeat()
         let pollCounter = Counter(label: "metergate_samples_total")
         let live = config.mqtt.live ? LiveValues(client: client, topics: topics) : nil
+        // Each polled source's last sample, for /health to name the silent ones (three of its polls and 10 s).
+        var thresholds: [String: Duration] = [:]
+        for meter in config.meters { thresholds[meter.id.rawValue] = meter.pollInterval * 3 + .seconds(10) }
+        for (source, _) in rails { thresholds[source.id.rawValue] = config.rails.pollInterval * 3 + .seconds(10) }
+        let liveness = SourceLiveness(thresholds: thresholds)
         let poller = PollService(config: config, logger: Logger(label: "poll"), connections: connections, loopBeat: { loopBeat.beat() }) { sample in
             sampleBeat.beat()
+            liveness.saw(sample.meter.rawValue)
             pollCounter.increment()
             pipeline.submit(sample)
             live?.publish(sample)
@@ -152,6 +158,7 @@ struct Run: AsyncParsableCommand {
 
         let railPoller = sampler.map { sampler in
             RailPollService(rails: rails, sampler: sampler, period: config.rails.pollInterval, logger: Logger(label: "rails")) { meter, reading, time in
+                liveness.saw(meter.rawValue)
                 loopBeat.beat()
                 sampleBeat.beat()
                 pipeline.submit(rail: meter, reading: reading, at: time)
@@ -162,7 +169,7 @@ struct Run: AsyncParsableCommand {
         let slowestPoll = (config.meters.map(\.pollInterval) + (rails.isEmpty ? [] : [config.rails.pollInterval])).max() ?? .seconds(1)
         let stale = slowestPoll * 3 + .seconds(10)
         let monitor = GatewayMonitor(heartbeat: sampleBeat, staleAfter: stale, backlogAlarm: config.metrics.backlogAlarm,
-                                     meterCount: config.meters.count + rails.count + config.pulses.count)
+                                     meterCount: config.meters.count + rails.count + config.pulses.count, liveness: liveness)
         var endpoint: MetricsEndpoint?
         if config.metrics.enabled {
             do {
