@@ -92,6 +92,8 @@ public struct MeterConfig: Sendable {
     public var pollInterval: Duration
     /// The meter's rated maximum power (W), used to flag implausible counter jumps.
     public var ratedPowerWatts: Double?
+    /// The bound a counter increase is judged by: `rated_power`, else the profile's limits.
+    public var plausibleMaximumWatts: Double? { ratedPowerWatts ?? profile.limits?.maximumPowerWatts }
     /// The envelope signed records of this meter use.
     public var envelope: RecordEnvelope
 }
@@ -542,8 +544,13 @@ extension GatewayConfig {
     /// Valid settings an operator should reconsider, one line each (`check` prints them, `run` logs them).
     public var advisories: [String] {
         var advice = meters.filter { $0.ratedPowerWatts == nil }.map { m in
-            "meter \(m.id) has no rated_power: a counter jump (a replaced meter whose counter starts above the old one's) "
-                + "cannot be told from consumption and would be paid; set it to the most the meter's circuit can draw"
+            if let limits = m.profile.limits {
+                return "meter \(m.id) has no rated_power: increases are bounded by what a \(m.profile.model) can measure, "
+                    + "\(Int(limits.maximumPowerWatts)) W (\(limits.phases) × \(Int(limits.nominalVoltage)) V × \(Int(limits.maximumCurrentAmps)) A, "
+                    + "its profile's limits); set rated_power to the most the meter's circuit can draw for a tighter bound"
+            }
+            return "meter \(m.id) has no rated_power and its profile no limits: a counter jump (a replaced meter whose counter starts "
+                + "above the old one's) cannot be told from consumption and would be paid; set it to the most the meter's circuit can draw"
         }
         if meters.isEmpty && pulses.isEmpty && rails.sources.isEmpty {
             advice.append("no sources: meters:, pulses: and rails: are all empty, so the gateway signs nothing")

@@ -125,7 +125,7 @@ public actor ReadingPipeline {
                 settings: SourceSettings(meter: meter.id, source: .modbus, grid: grid,
                                          maximumGapNanos: max(Int64(5 * Self.millis(meter.pollInterval)) * 1_000_000, 30_000_000_000)),
                 scale: .milliwattHours, range: Self.range(of: field), hasExportCounter: meter.profile.field(.energyExport) != nil,
-                ratedPowerWatts: meter.ratedPowerWatts)
+                ratedPowerWatts: meter.plausibleMaximumWatts)
             var accountant = CounterAccountant(configuration: accounting, bootID: bootID)
             if let saved = try await store.savedState(Self.stateKey(meter.id)) {
                 do {

@@ -127,6 +127,9 @@ public struct MeterProfile: Sendable, Hashable {
     /// Registers that identify this model during a scan.
     public var identification: [IdentificationCheck]
     public var fields: [RegisterField]
+    /// What no meter of this model can measure beyond (`limits:`), for the plausibility bound of a meter
+    /// configured without `rated_power`.
+    public var limits: PowerLimits?
 
     public init(id: String, manufacturer: String, model: String, maxRegistersPerRequest: Int = 125, maxGap: Int = 0,
                 interRequestDelay: Duration = .zero, sunspecModel: Int? = nil, identification: [IdentificationCheck] = [],
@@ -246,11 +249,24 @@ extension MeterProfile {
             if field.scale == 0 { throw node.error("scale: must not be 0") }
             fields.append(field)
         }
+        var limits: PowerLimits?
+        if let node = map.optional("limits") {
+            let m = try node.mapping()
+            limits = PowerLimits(maximumCurrentAmps: try m.required("max_current", expected: "the largest current per phase, in A").double(),
+                                 nominalVoltage: try m.required("nominal_voltage", expected: "the phase-to-neutral voltage, in V").double(),
+                                 phases: try m.required("phases", expected: "1, 2 or 3").int(in: 1...3))
+            try m.finish()
+            guard let l = limits, l.maximumCurrentAmps > 0, l.maximumCurrentAmps <= 1e6, l.nominalVoltage > 0, l.nominalVoltage <= 1e6 else {
+                throw node.error("max_current and nominal_voltage must be positive (and at most 1e6)")
+            }
+        }
         try map.finish()
         if fields.isEmpty { throw root.error("values: the profile maps no registers") }
-        return MeterProfile(id: id, manufacturer: manufacturer, model: model, maxRegistersPerRequest: maxRegisters,
-                            maxGap: maxGap, interRequestDelay: delay, sunspecModel: sunspecModel,
-                            identification: identification, fields: fields)
+        var profile = MeterProfile(id: id, manufacturer: manufacturer, model: model, maxRegistersPerRequest: maxRegisters,
+                                   maxGap: maxGap, interRequestDelay: delay, sunspecModel: sunspecModel,
+                                   identification: identification, fields: fields)
+        profile.limits = limits
+        return profile
     }
 
     /// A raw bit pattern written as an integer (decimal or 0x hex), up to 64 bits.
@@ -294,4 +310,20 @@ public struct ProfileLibrary: Sendable {
     public func sunspec(model: Int) -> MeterProfile? {
         profiles.values.filter { $0.sunspecModel == model }.min { $0.id < $1.id }
     }
+}
+
+/// The most a meter model can measure: its largest current per phase at its nominal voltage on every phase.
+public struct PowerLimits: Sendable, Hashable {
+    public var maximumCurrentAmps: Double
+    public var nominalVoltage: Double
+    public var phases: Int
+
+    public init(maximumCurrentAmps: Double, nominalVoltage: Double, phases: Int) {
+        self.maximumCurrentAmps = maximumCurrentAmps
+        self.nominalVoltage = nominalVoltage
+        self.phases = phases
+    }
+
+    /// phases × voltage × current, in W.
+    public var maximumPowerWatts: Double { Double(phases) * nominalVoltage * maximumCurrentAmps }
 }

@@ -149,7 +149,10 @@ public struct RecordSigner: Sendable {
     func makeRecord(result: IntervalResult, position: StreamPosition, clock: ClockState? = nil) throws(SigningError) -> ReadingRecord {
         func milliwatts(_ watts: Double, _ field: String) throws(SigningError) -> Int64 {
             let mw = (watts * 1000).rounded(.toNearestOrAwayFromZero)
-            guard mw.isFinite, abs(mw) < 9.0e18 else { throw .invalidInput(.invalid(field: field, reason: "power \(watts) W is not a finite number")) }
+            guard mw.isFinite else { throw .invalidInput(.invalid(field: field, reason: "power \(watts) W is not a finite number")) }
+            guard abs(mw) < 9.0e18 else {
+                throw .invalidInput(.invalid(field: field, reason: "power \(watts) W does not fit the record (at most 9.2e15 W as 64-bit mW); refused"))
+            }
             return Int64(mw)
         }
         let previousKeyID = position.previousKeyID.flatMap { $0 == keyID ? nil : $0 }

@@ -4,7 +4,8 @@ Reads a JSON spec from argv[1]:
   {"units": {"1": {"values": [{"space": "input"|"holding", "address": N, "type": "float32"|"i32"|...,
                                "word_order": "big"|"little", "value": number}]}}}
 encodes every value with pymodbus's own convert_to_registers, serves them on 127.0.0.1 at a free port,
-prints "listening <port>" and serves until killed.
+prints "listening <port>" and serves until killed. An optional "port" in the spec serves on that port (a server
+started again in place of another, with other values: a meter whose counter jumped while it was away).
 """
 import json
 import logging
@@ -36,10 +37,12 @@ def main():
         filled = {k: ({a: m.get(a, 0) for a in range(min(m), max(m) + 1)} if m else {0: 0}) for k, m in spaces.items()}
         blocks = {k: ModbusSparseDataBlock(m) for k, m in filled.items()}
         devices[int(unit)] = ModbusDeviceContext(ir=blocks["input"], hr=blocks["holding"])
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = spec.get("port", 0)
+    if not port:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
     print(f"listening {port}", flush=True)
     StartTcpServer(context=ModbusServerContext(devices=devices, single=False), address=("127.0.0.1", port))
 
