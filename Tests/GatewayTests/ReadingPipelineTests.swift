@@ -105,9 +105,10 @@ import Testing
               - { id: b1, tcp: { host: 127.0.0.1, port: 1502 } }
             meters:
               - { id: meter-1, bus: b1, unit: 1, profile: eastron-sdm630 }
-              - { id: meter-2, bus: b1, unit: 2, profile: eastron-sdm630 }
+              - { id: meter-2, bus: b1, unit: 2, profile: eastron-sdm630, rated_power: 1e20 }
             """)
         let config = try GatewayConfig.load(path: path, boardDirectories: ["\(repositoryRoot)/boards"], profileDirectories: ["\(repositoryRoot)/profiles"])
+        // A rated_power far above anything real (a typo) lets the jump below through the plausibility bound.
         var burst = samples(config, seconds: 3)
         // meter-2's counter jumps by 9e14 Wh between its second and third sample: 3.2e18 W over a 1 s interval.
         for (i, sample) in burst.enumerated() where sample.meter.rawValue == "meter-2" && sample.time.wallNanos >= 1_767_225_602_000_000_000 {
