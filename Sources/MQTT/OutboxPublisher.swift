@@ -104,10 +104,10 @@ public actor OutboxPublisher {
     }
 
     private let store: any OutboxStore
-    private let client: MQTTClient
-    private let topics: MeterGateTopics
-    private let configuration: Configuration
-    private let logger: Logger
+    let client: MQTTClient
+    let topics: MeterGateTopics
+    let configuration: Configuration
+    let logger: Logger
     private let input: AsyncStream<Input>
     private let inputContinuation: AsyncStream<Input>.Continuation
 
@@ -130,8 +130,8 @@ public actor OutboxPublisher {
     private final class EventCount: Sendable {
         let value = Atomic<Int>(0)
     }
-    private var replays: ReplayQueue
-    private var replyLimiter: RateLimiter
+    var replays: ReplayQueue
+    var replyLimiter: RateLimiter
     /// Whether the replay budget ran out and that was logged (logged once until it allows records again).
     private var replayBudgetSpent = false
     private var replaySkipped: Int64 = 0
@@ -145,7 +145,7 @@ public actor OutboxPublisher {
     private var pendingMayWait = true
     private var lastClaim = ContinuousClock.now
     static let idleClaimInterval = Duration.seconds(1)
-    public private(set) var counters = Counters()
+    public internal(set) var counters = Counters()
     /// Each meter's `<meter>/reading` topic, made once rather than for every record.
     private var readingTopics: [String: String] = [:]
 
@@ -306,50 +306,6 @@ public actor OutboxPublisher {
                 }
             }
         }
-    }
-
-    /// Decides what a `cmd/replay` message gets: a retained or unreadable one nothing, a valid one what the
-    /// replay limits allow.
-    private func admitReplay(_ message: MQTTMessage) -> ReplayDecision {
-        let decision: ReplayDecision
-        if message.retain {
-            counters.badReplayRequests += 1
-            // Kept on the broker, it would be served again at every connection (and after every restart).
-            decision = ReplayDecision(outcome: .refused, reason: "a retained command is ignored: send it without the retain flag")
-        } else {
-            do {
-                decision = replays.admit(try ReplayRequest(json: message.payload), knownMeters: configuration.knownMeters, now: .now)
-            } catch {
-                counters.badReplayRequests += 1
-                decision = ReplayDecision(outcome: .refused, reason: error.description)
-            }
-        }
-        switch decision.outcome {
-        case .accepted: counters.replayAccepted += 1
-        case .clipped: counters.replayClipped += 1
-        case .merged: counters.replayMerged += 1
-        case .refused: counters.replayRefused += 1
-        }
-        return decision
-    }
-
-    /// Logs the decision and publishes it on `replay/result` (QoS 0: outside the records' window), at most
-    /// ``ReplayLimits/repliesPerSecond``: a flood of requests does not become a flood of replies or log lines.
-    private func reply(_ decision: ReplayDecision, payload: [UInt8]) {
-        let (allowed, suppressed) = replyLimiter.allow(now: .now)
-        guard allowed else {
-            counters.replayRepliesSuppressed += 1
-            return
-        }
-        var metadata: Logger.Metadata = ["decision": "\(decision)"]
-        if suppressed > 0 { metadata["replies_suppressed_before"] = "\(suppressed)" }
-        if decision.outcome == .refused {
-            metadata["payload"] = "\(String(decoding: payload.prefix(120), as: UTF8.self).debugDescription)"
-            logger.warning("replay request refused", metadata: metadata)
-        } else {
-            logger.info("replay request", metadata: metadata)
-        }
-        _ = try? client.publish(MQTTMessage(topic: topics.replayResults, payload: decision.json, qos: .atMostOnce))
     }
 
     /// Commits the delivered state of acknowledged records, in one transaction.
