@@ -115,7 +115,10 @@ class Broker:
         with open(self.config, "w") as f:
             f.write(f"{listener}allow_anonymous true\npersistence true\n"
                     f"persistence_location {self.dir}/\nautosave_interval 1\nautosave_on_changes true\n"
-                    "max_queued_messages 0\nmax_inflight_messages 0\n")
+                    "max_queued_messages 0\nmax_inflight_messages 0\n"
+                    # debug lines name each SUBACK: the subscriber is ready only once it holds its subscription
+                    "log_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
+                    "log_type subscribe\nlog_type debug\n")
         self.proc = None
         self.starts = 0
         self.start()
@@ -125,6 +128,17 @@ class Broker:
         self.proc = Proc([tool("mosquitto"), "-c", self.config], os.path.join(self.dir, f"mosquitto-{self.starts}.log"))
         if not wait_until(lambda: listening(self.port), 10):
             raise SuiteError(f"mosquitto did not listen on {self.port}: {self.proc.log()}")
+
+    def subacks(self, client):
+        """How many SUBACKs this broker has sent to `client`, over all its starts (from its debug log)."""
+        total = 0
+        for n in range(1, self.starts + 1):
+            try:
+                with open(os.path.join(self.dir, f"mosquitto-{n}.log"), "r", errors="replace") as f:
+                    total += f.read().count(f"Sending SUBACK to {client}")
+            except OSError:
+                pass
+        return total
 
     def kill(self, sig=signal.SIGKILL):
         if self.proc:
@@ -239,15 +253,19 @@ class Scenario:
     def subscribe(self, broker):
         """The settlement side: mosquitto_sub, QoS 1, a persistent session, every reading as one line of the received file."""
         out = open(self.received, "ab")
+        client = f"settlement-{self.name}"
+        before = broker.subacks(client)
         p = subprocess.Popen([tool("mosquitto_sub"), "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1", "-c",
-                              "-i", f"settlement-{self.name}", "-t", f"metergate/v1/{self.gateway_id}/+/reading"]
+                              "-i", client, "-t", f"metergate/v1/{self.gateway_id}/+/reading"]
                              + (["--cafile", broker.tls["ca"]] if broker.tls else []),
                              stdout=out, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True)
         sub = Proc.__new__(Proc)
         sub.argv, sub.log_path, sub._log, sub.popen = p.args, self.received, out, p
         self.children.append(sub)
-        # Ready once the broker holds its session; a moment is enough even on a busy machine.
-        time.sleep(0.5)
+        # Ready once the broker has acknowledged the subscription: a session without it, stored by a broker stopped
+        # a moment later, would let the backlog published after a restart go to nobody.
+        if not wait_until(lambda: broker.subacks(client) > before, 15, 0.05):
+            raise SuiteError(f"mosquitto_sub ({client}) got no SUBACK from the broker in 15 s: {tail(broker.proc.log())}")
         return sub
 
     def config(self, bus, meters, broker_port, interval="1s", poll="250ms", extra="", metrics_port=None, mqtt_extra="",
