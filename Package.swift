@@ -58,11 +58,13 @@ let package = Package(
         // Accounting, signing, storage, transport.
         .target(name: "Accounting", dependencies: ["MeterCore"]),
         .target(name: "Signing", dependencies: ["MeterCore", .product(name: "Crypto", package: "swift-crypto")]),
-        .target(name: "Outbox", dependencies: ["MeterCore", "CSQLite", .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto")]),
+        // SQLite files: the only importer of CSQLite (a connection, statements, errors, a versioned migrator).
+        .target(name: "SQLite", dependencies: ["CSQLite"]),
+        .target(name: "Outbox", dependencies: ["MeterCore", "SQLite", .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "MQTT", dependencies: ["CMosquitto", "Outbox", .product(name: "Logging", package: "swift-log")]),
 
         // The reference settlement consumer: verified readings into a per-meter, per-interval ledger with tariffs.
-        .target(name: "Ledger", dependencies: ["MeterCore", "ConfigFile", "Signing", "Outbox", "MQTT", .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "Ledger", dependencies: ["MeterCore", "ConfigFile", "Signing", "SQLite", "MQTT", .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto")]),
 
         // Simulated meters and faults, served over real libmodbus.
         .target(name: "Simulator", dependencies: ["MeterCore", "Modbus", "ConfigFile", .product(name: "Logging", package: "swift-log")]),
@@ -119,8 +121,9 @@ let package = Package(
         .testTarget(name: "PulseTests", dependencies: ["Pulse", "Accounting", "MeterCore", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "AccountingTests", dependencies: ["Accounting", "MeterCore", "TestSupport"]),
         .testTarget(name: "SigningTests", dependencies: ["Signing", "MeterCore", "TestSupport"]),
-        .testTarget(name: "OutboxTests", dependencies: ["Outbox", "MeterCore", "TestSupport", .product(name: "Crypto", package: "swift-crypto")]),
-        .testTarget(name: "MQTTTests", dependencies: ["MQTT", "Outbox", "TestSupport", .product(name: "Crypto", package: "swift-crypto")]),
+        .testTarget(name: "SQLiteTests", dependencies: ["SQLite", "TestSupport"]),
+        .testTarget(name: "OutboxTests", dependencies: ["Outbox", "SQLite", "MeterCore", "TestSupport", .product(name: "Crypto", package: "swift-crypto")]),
+        .testTarget(name: "MQTTTests", dependencies: ["MQTT", "Outbox", "SQLite", "TestSupport", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "Modbus", "MeterCore", "TestSupport"]),
         .testTarget(name: "GatewayTests", dependencies: [
             "Gateway", "ConfigFile", "MeterCore", "Modbus", "MQTT", "Outbox", "Pulse", "Signing", "TestSupport",

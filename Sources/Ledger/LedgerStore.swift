@@ -2,12 +2,14 @@ import Dispatch
 import Crypto
 import Foundation
 import MeterCore
-import Outbox
+import SQLite
 import Signing
 
 /// Why the ledger could not do what was asked.
 public enum LedgerError: Error, Sendable, CustomStringConvertible {
     case database(SQLiteError)
+    /// The ledger's schema could not be brought to this build's version, or is newer than it.
+    case schema(SQLiteMigrator.Failure)
     /// Opened for reading, but the file holds no ledger (e.g. an outbox database given by mistake).
     case notALedger(path: String)
     /// Energy times price does not fit in 64 bits (a corrupt reading or a wrong tariff).
@@ -16,6 +18,7 @@ public enum LedgerError: Error, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .database(let error): return "ledger database: \(error)"
+        case .schema(let failure): return "ledger schema: \(failure)"
         case .notALedger(let path): return "\(path) is an SQLite database but holds no ledger (no readings table); nothing was changed"
         case .amountOverflow(let stream, let seq, let mwh, let price):
             return "\(stream) seq \(seq): \(mwh) mWh at \(price) per kWh overflows 64-bit money; check the reading and the tariff"
@@ -86,6 +89,23 @@ public actor LedgerStore {
             payload_bytes INTEGER, payload_sha256 BLOB);
         """
 
+    /// The ledger's schema steps. A new column or table is a new step at the end; a step never changes once released.
+    static let migrator = SQLiteMigrator([
+        .init(version: 1, name: "readings, forks, chain breaks, stated losses, rejected payloads") { db throws(SQLiteError) in
+            try db.execute(schema)
+            // Ledgers made before the schema was versioned: the columns added since their tables were made.
+            // Bounded rejected payloads: the two columns that describe the whole payload.
+            try db.addColumn("payload_bytes", to: "rejected", definition: "INTEGER")
+            try db.addColumn("payload_sha256", to: "rejected", definition: "BLOB")
+            // A reading that cannot be priced, stored with its error.
+            try db.addColumn("pricing_error", to: "readings", definition: "TEXT")
+            // Priced export (feed-in): earlier rows read as export earning nothing.
+            try db.addColumn("export_price_scaled", to: "readings", definition: "INTEGER")
+            try db.addColumn("export_amount_exact", to: "readings", definition: "INTEGER")
+            try db.addColumn("export_amount_scale", to: "readings", definition: "INTEGER")
+        },
+    ])
+
     /// How much of a rejected payload is kept (with its length and SHA-256): enough to recognise it, never
     /// megabytes of whatever a hostile publisher sent.
     public static let rejectedPrefixBytes = 256
@@ -122,22 +142,7 @@ public actor LedgerStore {
             } else {
                 _ = try db.scalarText("PRAGMA journal_mode=WAL")
                 try db.execute("PRAGMA synchronous=FULL")
-                try db.execute(Self.schema)
-                // Ledgers made before rejected payloads were bounded: the two columns that describe the whole payload.
-                if try db.scalarInt("SELECT count(*) FROM pragma_table_info('rejected') WHERE name = 'payload_sha256'") == 0 {
-                    try db.execute("ALTER TABLE rejected ADD COLUMN payload_bytes INTEGER; ALTER TABLE rejected ADD COLUMN payload_sha256 BLOB")
-                }
-                // And before a reading that cannot be priced was stored with its error.
-                if try db.scalarInt("SELECT count(*) FROM pragma_table_info('readings') WHERE name = 'pricing_error'") == 0 {
-                    try db.execute("ALTER TABLE readings ADD COLUMN pricing_error TEXT")
-                }
-                // And before export was priced (feed-in): earlier rows read as export earning nothing.
-                if try db.scalarInt("SELECT count(*) FROM pragma_table_info('readings') WHERE name = 'export_amount_exact'") == 0 {
-                    try db.execute("""
-                        ALTER TABLE readings ADD COLUMN export_price_scaled INTEGER; ALTER TABLE readings ADD COLUMN export_amount_exact INTEGER;
-                        ALTER TABLE readings ADD COLUMN export_amount_scale INTEGER
-                        """)
-                }
+                do { try Self.migrator.migrate(db) } catch { throw LedgerError.schema(error) }
             }
             insertReading = try db.prepare("""
                 INSERT INTO readings(gateway, meter, epoch, seq, hash, prev, key_id, envelope, start_ms, end_ms, import_mwh, export_mwh,

@@ -224,11 +224,13 @@ public final class MQTTClient: Sendable {
                     function: "mosquitto_connect", code: Int32(MOSQ_ERR_CONN_REFUSED.rawValue),
                     context: "\(context): broker refused the \(version) connection: \(reason)")))
             }
+            // The attempt ended in the network thread `mosquitto_loop_start` runs: its disconnect code when it gave one,
+            // libmosquitto's own TLS log line otherwise, or our CONNACK wait running out (MOSQ_ERR_TIMEOUT).
             let why = gotConnack ? "the connection failed before CONNACK" : "no CONNACK within \(configuration.connectTimeout)"
             let tls = session.logMentionsTLS
-            let code = tls ? MOSQ_ERR_TLS : MOSQ_ERR_PROTOCOL
-            return .failed(tls ? .transport : .noConnack, session.error(MosquittoError(function: "mosquitto_loop", code: Int32(code.rawValue),
-                                                                                       context: "\(context): \(why) (\(version))")))
+            let code = session.disconnectCode ?? Int32((tls ? MOSQ_ERR_TLS : MOSQ_ERR_TIMEOUT).rawValue)
+            return .failed(tls ? .transport : .noConnack, session.error(MosquittoError(function: "mosquitto_loop_start", code: code,
+                                                                                       context: "\(context): network thread: \(why) (\(version))")))
         }
         // Connected: wait until the connection drops or a shutdown is asked for.
         var stopping = false
@@ -315,6 +317,8 @@ public final class MQTTClient: Sendable {
         struct SessionState {
             var connected = false
             var refusal: Int32?
+            /// The code of a disconnect callback that came before CONNACK (non-zero: the network loop's error).
+            var disconnectCode: Int32?
             /// libmosquitto's latest warnings and errors (TLS failures are only reported there).
             var log: [String] = []
         }
@@ -330,6 +334,7 @@ public final class MQTTClient: Sendable {
 
         var isConnected: Bool { state.withLock { $0.connected } }
         var refusal: Int32? { state.withLock { $0.refusal } }
+        var disconnectCode: Int32? { state.withLock { $0.disconnectCode } }
         var logMentionsTLS: Bool { state.withLock { $0.log.contains { $0.contains("OpenSSL") || $0.contains("TLS") } } }
 
         /// `error` with libmosquitto's last log lines appended to its context.
@@ -418,6 +423,7 @@ public final class MQTTClient: Sendable {
             _ = mosquitto_disconnect(mosq)
             let wasConnected = state.withLock { state -> Bool in
                 defer { state.connected = false }
+                if !state.connected, rc != 0 { state.disconnectCode = rc }
                 return state.connected
             }
             if wasConnected {

@@ -31,7 +31,7 @@ public enum MQTTConnectionProbe {
             waited += 1
         }
         guard let connack = outcome.connackCode else {
-            throw MosquittoError(function: "mosquitto_loop", code: Int32(MOSQ_ERR_PROTOCOL.rawValue), context: "\(context): no CONNACK within \(timeoutSeconds) s")
+            throw MosquittoError(function: "mosquitto_loop", code: Int32(MOSQ_ERR_TIMEOUT.rawValue), context: "\(context): no CONNACK within \(timeoutSeconds) s")
         }
         guard connack == 0 else {
             throw MosquittoError(function: "mosquitto_connect", code: Int32(MOSQ_ERR_CONN_REFUSED.rawValue),

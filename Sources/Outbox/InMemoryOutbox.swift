@@ -11,7 +11,7 @@ public actor InMemoryOutbox: OutboxStore {
     private var rows: [Int64: Row] = [:]
     private var order: [Int64] = []
     private var nextID: Int64 = 1
-    private var heads: [String: (seq: UInt64, hash: [UInt8], keyID: String?)] = [:]
+    private var heads: [String: StreamHead] = [:]
     private var droppedTotal: Int64 = 0
     private var quotaAlarm = false
     private var state: [String: [UInt8]] = [:]
@@ -32,31 +32,21 @@ public actor InMemoryOutbox: OutboxStore {
     public func savedState(_ key: String) throws(OutboxError) -> [UInt8]? { state[key] }
 
     public func append(_ requests: [AppendRequest], saving newState: [String: [UInt8]]) throws(OutboxError) -> [OutboxRecord] {
-        var changed: [String: (seq: UInt64, hash: [UInt8], keyID: String?)] = [:]
-        var carriers: [String: [UInt64]] = [:]
+        var chainer = StreamChainer(epoch: epoch, heads: heads, book: book)
         var records: [OutboxRecord] = []
         let now = clock()
         var id = nextID
         for request in requests {
-            let head = changed[request.meter] ?? heads[request.meter] ?? (0, StreamPosition.zeroHash, nil)
-            let storeLost = book.statement(for: request.meter, index: carriers[request.meter]?.count ?? 0)
-            let position = StreamPosition(epoch: epoch, seq: head.seq + 1, prev: head.hash, previousKeyID: head.keyID, storeLost: storeLost)
-            let built: BuiltRecord
-            do { built = try request.build(position) } catch {
-                throw .recordBuilderFailed(meter: request.meter, seq: position.seq, underlying: error)
-            }
-            guard built.hash.count == 32 else { throw .invalidHash(meter: request.meter, seq: position.seq, count: built.hash.count) }
+            let (position, built) = try chainer.chain(request)
             records.append(OutboxRecord(id: id, meter: request.meter, epoch: epoch, seq: position.seq, bytes: built.bytes,
                                         hash: built.hash, state: .pending, appendedAt: now))
-            changed[request.meter] = (position.seq, built.hash, request.keyID ?? head.keyID)
-            if storeLost != nil { carriers[request.meter, default: []].append(position.seq) }
             id += 1
         }
         // Commit: nothing above changed the store, so a throw left it as it was.
         nextID = id
-        heads.merge(changed) { $1 }
+        heads.merge(chainer.changed) { $1 }
         state.merge(newState) { $1 }
-        for (meter, seqs) in carriers { book.announced(meter: meter, carriers: seqs) }
+        book = chainer.announced()
         for record in records {
             rows[record.id] = Row(record: record)
             order.append(record.id)
@@ -109,7 +99,7 @@ public actor InMemoryOutbox: OutboxStore {
         var streams: [String: StreamStats] = [:]
         for (meter, head) in heads {
             var s = StreamStats(meter: meter)
-            s.lastSeq = head.seq
+            s.lastSeq = head.lastSeq
             streams[meter] = s
         }
         var oldest: Date?

@@ -1,4 +1,5 @@
 import Foundation
+import SQLite
 
 /// Why an outbox operation failed. Nothing is half-written in any case: the transaction rolled back.
 public enum OutboxError: Error, CustomStringConvertible {
@@ -21,6 +22,16 @@ public enum OutboxError: Error, CustomStringConvertible {
     /// whether the database lost records that were already published, and continuing from a rolled-back
     /// head would sign new records under published seqs (a fork at the settlement side).
     case markFileDamaged(path: String, reason: String)
+    /// Opened for inspection, the database failed its integrity check (a gateway moves such a file aside).
+    case damaged(path: String, reason: String)
+    /// SQLite kept another journal mode than WAL (a file system without shared memory, a read-only directory).
+    case journalModeRefused(path: String, mode: String)
+    /// The schema could not be brought to this build's version, or is newer than it.
+    case schema(SQLiteMigrator.Failure)
+    /// A file call on the database's files failed (`call`, `errno` `code`), e.g. moving a damaged file aside.
+    case fileCall(path: String, call: String, code: Int32, doing: String)
+    /// A stored row cannot be what this build wrote (a value out of range); nothing was changed.
+    case unreadableRow(table: String, detail: String)
 
     public var description: String {
         switch self {
@@ -33,6 +44,15 @@ public enum OutboxError: Error, CustomStringConvertible {
         case .closed: return "the outbox is closed"
         case .markFileUnreadable(let path, let call, let code):
             return "the outbox high-water mark \(path): \(call) failed: \(String(cString: strerror(code))) (errno \(code))"
+        case .damaged(let path, let reason):
+            return "the outbox \(path) is damaged: \(reason). The gateway moves such a file aside when it starts"
+        case .journalModeRefused(let path, let mode):
+            return "the outbox \(path) could not use the WAL journal (SQLite kept \(mode)); its directory must be writable "
+                + "and on a local file system"
+        case .schema(let failure): return "outbox schema: \(failure)"
+        case .fileCall(let path, let call, let code, let doing):
+            return "\(doing): \(call)(\(path)) failed: \(String(cString: strerror(code))) (errno \(code))"
+        case .unreadableRow(let table, let detail): return "the outbox table \(table) holds an unreadable row: \(detail)"
         case .markFileDamaged(let path, let reason):
             return "the outbox high-water mark \(path) is damaged: \(reason). MeterGate cannot tell whether the outbox lost "
                 + "records it had already published, so it does not open it. If the outbox database is known to be intact "

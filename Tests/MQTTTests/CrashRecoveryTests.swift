@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import MQTT
 import Outbox
+import SQLite
 import TestSupport
 import Testing
 

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Outbox
+import SQLite
 import TestSupport
 import Testing
 

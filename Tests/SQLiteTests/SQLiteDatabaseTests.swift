@@ -1,8 +1,8 @@
-import Outbox
+import SQLite
 import TestSupport
 import Testing
 
-@Suite(.timeLimit(.minutes(5))) struct SQLiteTests {
+@Suite(.timeLimit(.minutes(5))) struct SQLiteDatabaseTests {
     @Test func opensAFileInWALModeAndRoundTripsRows() throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }

@@ -77,75 +77,31 @@ public final class SQLiteDatabase {
         guard try statement.step() else { return nil }
         return statement.isNull(0) ? nil : statement.int64(0)
     }
-}
 
-/// A prepared statement. Bind, step, read columns, reset.
-public final class SQLiteStatement {
-    private let handle: OpaquePointer
-    private let database: SQLiteDatabase
-    public let sql: String
-
-    init(handle: OpaquePointer, database: SQLiteDatabase, sql: String) {
-        self.handle = handle
-        self.database = database
-        self.sql = sql
+    /// Whether `table` exists (in `sqlite_master`).
+    public func hasTable(_ table: String) throws(SQLiteError) -> Bool {
+        let statement = try prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1", persistent: false)
+        try statement.bind(table, at: 1)
+        return try statement.step()
     }
 
-    deinit { sqlite3_finalize(handle) }
-
-    /// Binds an integer to the 1-based parameter `index`. The corresponding C function is `sqlite3_bind_int64`.
-    public func bind(_ value: Int64, at index: Int32) throws(SQLiteError) {
-        try check(sqlite3_bind_int64(handle, index, value), "sqlite3_bind_int64")
+    /// Whether `table` has a column named `column` (`pragma_table_info`).
+    public func hasColumn(_ column: String, in table: String) throws(SQLiteError) -> Bool {
+        let statement = try prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", persistent: false)
+        try statement.bind(table, at: 1)
+        try statement.bind(column, at: 2)
+        return try statement.step()
     }
 
-    /// Binds text. The corresponding C function is `sqlite3_bind_text`.
-    public func bind(_ value: String, at index: Int32) throws(SQLiteError) {
-        try check(sqlite3_bind_text(handle, index, value, -1, CSQLite_transient()), "sqlite3_bind_text")
+    /// `PRAGMA user_version`: the schema version a ``SQLiteMigrator`` keeps in the file's header.
+    public func userVersion() throws(SQLiteError) -> Int {
+        Int(try scalarInt("PRAGMA user_version") ?? 0)
     }
 
-    /// Binds a blob. The corresponding C function is `sqlite3_bind_blob`.
-    public func bind(_ value: [UInt8], at index: Int32) throws(SQLiteError) {
-        let rc = value.withUnsafeBytes { sqlite3_bind_blob(handle, index, $0.baseAddress, Int32($0.count), CSQLite_transient()) }
-        try check(rc, "sqlite3_bind_blob")
-    }
-
-    /// Binds NULL. The corresponding C function is `sqlite3_bind_null`.
-    public func bindNull(at index: Int32) throws(SQLiteError) {
-        try check(sqlite3_bind_null(handle, index), "sqlite3_bind_null")
-    }
-
-    /// Advances to the next row; false when done. The corresponding C function is `sqlite3_step`.
-    @discardableResult
-    public func step() throws(SQLiteError) -> Bool {
-        let rc = sqlite3_step(handle)
-        switch rc {
-        case SQLITE_ROW: return true
-        case SQLITE_DONE: return false
-        default: throw database.error("sqlite3_step", context: sql)
-        }
-    }
-
-    /// Resets the statement and clears its bindings. The corresponding C functions are `sqlite3_reset` and `sqlite3_clear_bindings`.
-    public func reset() {
-        sqlite3_reset(handle)
-        sqlite3_clear_bindings(handle)
-    }
-
-    public func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
-    public func isNull(_ column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
-
-    public func text(_ column: Int32) -> String? {
-        guard let p = sqlite3_column_text(handle, column) else { return nil }
-        return String(cString: p)
-    }
-
-    public func blob(_ column: Int32) -> [UInt8] {
-        let count = Int(sqlite3_column_bytes(handle, column))
-        guard count > 0, let p = sqlite3_column_blob(handle, column) else { return [] }
-        return Array(UnsafeRawBufferPointer(start: p, count: count))
-    }
-
-    private func check(_ rc: Int32, _ function: String) throws(SQLiteError) {
-        if rc != SQLITE_OK { throw database.error(function, context: sql) }
+    /// Adds `column` to `table` unless it is there: for files made before a versioned schema, whose tables
+    /// the first schema step finds with some of the later columns missing.
+    public func addColumn(_ column: String, to table: String, definition: String) throws(SQLiteError) {
+        guard try !hasColumn(column, in: table) else { return }
+        try execute("ALTER TABLE \(table) ADD COLUMN \(column) \(definition)")
     }
 }

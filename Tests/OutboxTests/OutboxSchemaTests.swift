@@ -1,0 +1,124 @@
+import Crypto
+import Foundation
+import MeterCore
+import Outbox
+import SQLite
+import TestSupport
+import Testing
+
+/// The outbox's file across versions: stores from before the schema was versioned, from a newer build, and
+/// damaged files opened for inspection, each with the error that names what is wrong.
+@Suite(.timeLimit(.minutes(5))) struct OutboxSchemaTests {
+    @Test func aStoreFromBeforeVersionedSchemasIsMigratedAndItsStreamContinues() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let path = dir.file("outbox.sqlite")
+        // The tables as the first releases made them: no digest, no interval end, no key id; user_version 0.
+        let old = try SQLiteDatabase(path: path)
+        try old.execute("""
+            CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+            CREATE TABLE streams(meter TEXT PRIMARY KEY, last_seq INTEGER NOT NULL, last_hash BLOB NOT NULL) WITHOUT ROWID;
+            CREATE TABLE records(id INTEGER PRIMARY KEY, meter TEXT NOT NULL, seq INTEGER NOT NULL, state INTEGER NOT NULL,
+                appended_at INTEGER NOT NULL, delivered_at INTEGER, size INTEGER NOT NULL, hash BLOB NOT NULL, bytes BLOB NOT NULL,
+                UNIQUE(meter, seq));
+            INSERT INTO meta VALUES ('epoch', 'e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0');
+            """)
+        let firstBytes = Array("m|e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0|1|\(hex(StreamPosition.zeroHash))|".utf8)
+        let firstHash = Array(SHA256.hash(data: firstBytes))
+        let insert = try old.prepare("INSERT INTO records(meter, seq, state, appended_at, size, hash, bytes) VALUES ('m', 1, 0, 0, 100, ?1, ?2)")
+        try insert.bind(firstHash, at: 1)
+        try insert.bind(firstBytes, at: 2)
+        try insert.run()
+        let stream = try old.prepare("INSERT INTO streams VALUES ('m', 1, ?1)")
+        try stream.bind(firstHash, at: 1)
+        try stream.run()
+        #expect(try old.userVersion() == 0)
+
+        let store = try await SQLiteOutbox.open(path: path, configuration: OutboxConfiguration())
+        #expect(store.epoch == "e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0e0")
+        #expect(!store.openReport.created)
+        _ = try await store.append(meter: "m", chainedRecord("m"))
+        let records = try await store.records(meter: "m", seqs: 1...5, limit: 5)
+        expectChain(records)
+        await store.close()
+        let peek = try SQLiteDatabase(path: path, readOnly: true)
+        #expect(try peek.userVersion() == 1)
+        #expect(try peek.hasColumn("digest", in: "records") && peek.hasColumn("last_kid", in: "streams"))
+        #expect(try peek.scalarInt("SELECT count(*) FROM records WHERE digest IS NULL") == 1, "the old row keeps no digest")
+    }
+
+    @Test func aStoreWrittenByANewerBuildIsRefusedAndLeftWhereItIs() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let path = dir.file("outbox.sqlite")
+        let made = try await SQLiteOutbox.open(path: path, configuration: OutboxConfiguration())
+        _ = try await made.append(meter: "m", chainedRecord("m"))
+        await made.close()
+        try SQLiteDatabase(path: path).execute("PRAGMA user_version = 42")
+
+        let error = await #expect(throws: OutboxError.self) {
+            _ = try await SQLiteOutbox.open(path: path, configuration: OutboxConfiguration())
+        }
+        guard case .schema(.newerSchema(let named, let found, _))? = error else {
+            Issue.record("expected a newer-schema refusal, got \(String(describing: error))")
+            return
+        }
+        #expect(named == path && found == 42)
+        #expect(error?.description.contains("newer MeterGate") == true)
+        // Not treated as damage: nothing moved aside, the record still there.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.contains("damaged") }.isEmpty)
+        #expect(try SQLiteDatabase(path: path, readOnly: true).scalarInt("SELECT count(*) FROM records") == 1)
+    }
+
+    @Test func aDamagedFileOpenedForInspectionIsReportedNotMoved() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let path = dir.write("outbox.sqlite", String(repeating: "not a database ", count: 400))
+        let error = await #expect(throws: OutboxError.self) {
+            _ = try await SQLiteOutbox.open(path: path, configuration: OutboxConfiguration(), options: .init(inspectOnly: true))
+        }
+        guard case .damaged(let named, let reason)? = error else {
+            Issue.record("expected .damaged, got \(String(describing: error))")
+            return
+        }
+        #expect(named == path && reason.contains("SQLITE_NOTADB"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["outbox.sqlite"])
+    }
+
+    @Test func anUnreadableGapStatementRowIsNamedWithItsValues() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let path = dir.file("outbox.sqlite")
+        let made = try await SQLiteOutbox.open(path: path, configuration: OutboxConfiguration())
+        await made.close()
+        try SQLiteDatabase(path: path).execute("INSERT INTO loss_statements VALUES ('m', 5, 3, 'quota', NULL)")
+        let error = await #expect(throws: OutboxError.self) {
+            _ = try await SQLiteOutbox.open(path: path, configuration: OutboxConfiguration())
+        }
+        guard case .unreadableRow(let table, let detail)? = error else {
+            Issue.record("expected .unreadableRow, got \(String(describing: error))")
+            return
+        }
+        #expect(table == "loss_statements" && detail.contains("5…3"))
+    }
+
+    @Test func aMoveAsideThatFailsNamesRenameAndItsErrno() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        // A file name of 240 bytes: its damaged-file name (29 more) is over NAME_MAX, so rename(2) fails
+        // (ENAMETOOLONG) even for root.
+        let name = String(repeating: "o", count: 233) + ".sqlite"
+        let path = dir.write(name, String(repeating: "not a database ", count: 400))
+        let error = await #expect(throws: OutboxError.self) {
+            _ = try await SQLiteOutbox.open(path: path, configuration: OutboxConfiguration(), clock: { Date(timeIntervalSince1970: 0) })
+        }
+        guard case .fileCall(let named, let call, let code, let doing)? = error else {
+            Issue.record("expected .fileCall, got \(String(describing: error))")
+            return
+        }
+        #expect(named == path && call == "rename" && code == ENAMETOOLONG)
+        #expect(doing.contains("moving the damaged"))
+        #expect(error?.description.contains("errno \(ENAMETOOLONG)") == true)
+        #expect(FileManager.default.fileExists(atPath: path), "the damaged file is still there, untouched")
+    }
+}
