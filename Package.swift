@@ -61,17 +61,19 @@ let package = Package(
         // SQLite files: the only importer of CSQLite (a connection, statements, errors, a versioned migrator).
         .target(name: "SQLite", dependencies: ["CSQLite"]),
         .target(name: "Outbox", dependencies: ["MeterCore", "SQLite", .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto")]),
-        .target(name: "MQTT", dependencies: ["CMosquitto", "Outbox", .product(name: "Logging", package: "swift-log")]),
+        // Delivery: the outbox drained to a RecordSink (claims, window, flushes, replays); MQTT is one sink.
+        .target(name: "Delivery", dependencies: ["Outbox", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "MQTT", dependencies: ["CMosquitto", "Delivery", .product(name: "Logging", package: "swift-log")]),
 
         // The reference settlement consumer: verified readings into a per-meter, per-interval ledger with tariffs.
-        .target(name: "Ledger", dependencies: ["MeterCore", "ConfigFile", "Signing", "SQLite", "MQTT", .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "Ledger", dependencies: ["MeterCore", "ConfigFile", "Signing", "SQLite", "Delivery", "MQTT", .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto")]),
 
         // Simulated meters and faults, served over real libmodbus.
         .target(name: "Simulator", dependencies: ["MeterCore", "Modbus", "ConfigFile", .product(name: "Logging", package: "swift-log")]),
 
         // Config, wiring, lifecycle.
         .target(name: "Gateway", dependencies: [
-            "MeterCore", "CMalloc", "CTimex", "ConfigFile", "Modbus", "PowerRails", "Pulse", "Accounting", "Signing", "Outbox", "MQTT", "Simulator",
+            "MeterCore", "CMalloc", "CTimex", "ConfigFile", "Modbus", "PowerRails", "Pulse", "Accounting", "Signing", "Outbox", "Delivery", "MQTT", "Simulator",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -79,7 +81,7 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .executableTarget(name: "metergate", dependencies: [
-            "CBuildInfo", "Gateway", "MeterCore", "ConfigFile", "Modbus", "PowerRails", "Pulse", "Signing", "Outbox", "MQTT", "Simulator", "Ledger",
+            "CBuildInfo", "Gateway", "MeterCore", "ConfigFile", "Modbus", "PowerRails", "Pulse", "Signing", "Outbox", "Delivery", "MQTT", "Simulator", "Ledger",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -95,7 +97,7 @@ let package = Package(
         .executableTarget(name: "signing-bench", dependencies: ["BenchSupport", "Signing", "MeterCore", .product(name: "Crypto", package: "swift-crypto")], path: "bench/signing", exclude: ["run.sh"]),
         // Benchmarks (not tests): the whole gateway in one process, readings per CPU-second against the raw signing rate.
         .executableTarget(name: "pipeline-bench", dependencies: [
-            "BenchSupport", "Gateway", "Simulator", "Signing", "Outbox", "MQTT", "MeterCore", "Modbus",
+            "BenchSupport", "Gateway", "Simulator", "Signing", "Outbox", "Delivery", "MQTT", "MeterCore", "Modbus",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
@@ -105,15 +107,17 @@ let package = Package(
         // Benchmarks (not tests): swift run -c release ledger-bench [COUNT].
         .executableTarget(name: "ledger-bench", dependencies: ["Ledger", "Signing", "MeterCore"], path: "bench/ledger"),
         // Benchmarks (not tests): swift run -c release OutboxBench.
-        .executableTarget(name: "OutboxBench", dependencies: ["BenchSupport", "Outbox", "MQTT", "MeterCore"], path: "bench/outbox", exclude: ["README.md"]),
+        .executableTarget(name: "OutboxBench", dependencies: ["BenchSupport", "Outbox", "Delivery", "MQTT", "MeterCore"], path: "bench/outbox", exclude: ["README.md"]),
 
         // Fuzzing (fuzz/README.md): entry points that take arbitrary bytes, a seeded mutation fuzzer, and a driver
         // that is a libFuzzer target when fuzz/run.sh builds it with -sanitize=fuzzer.
-        .target(name: "FuzzTargets", dependencies: ["Modbus", "ConfigFile", "Gateway", "Signing", "MeterCore", "MQTT", "TestSupport"], path: "fuzz/FuzzTargets"),
+        .target(name: "FuzzTargets", dependencies: ["Modbus", "ConfigFile", "Gateway", "Signing", "MeterCore", "Delivery", "MQTT", "TestSupport"], path: "fuzz/FuzzTargets"),
         .executableTarget(name: "metergate-fuzz", dependencies: ["FuzzTargets"], path: "fuzz/Driver"),
 
         // Tests: one target per module, Swift Testing, real parts where they run here.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
+        // What tests of several modules share: chain fixtures over the outbox's record builder.
+        .target(name: "MeterGateTesting", dependencies: ["Outbox", "MeterCore", .product(name: "Crypto", package: "swift-crypto")], path: "Tests/MeterGateTesting"),
         .testTarget(name: "MeterCoreTests", dependencies: ["MeterCore"]),
         .testTarget(name: "ConfigFileTests", dependencies: ["ConfigFile"]),
         .testTarget(name: "ModbusTests", dependencies: ["Modbus", "MeterCore", "TestSupport"]),
@@ -122,18 +126,19 @@ let package = Package(
         .testTarget(name: "AccountingTests", dependencies: ["Accounting", "MeterCore", "TestSupport"]),
         .testTarget(name: "SigningTests", dependencies: ["Signing", "MeterCore", "TestSupport"]),
         .testTarget(name: "SQLiteTests", dependencies: ["SQLite", "TestSupport"]),
-        .testTarget(name: "OutboxTests", dependencies: ["Outbox", "SQLite", "MeterCore", "TestSupport", .product(name: "Crypto", package: "swift-crypto")]),
-        .testTarget(name: "MQTTTests", dependencies: ["MQTT", "Outbox", "SQLite", "TestSupport", .product(name: "Crypto", package: "swift-crypto")]),
+        .testTarget(name: "OutboxTests", dependencies: ["Outbox", "SQLite", "MeterCore", "MeterGateTesting", "TestSupport", .product(name: "Crypto", package: "swift-crypto")]),
+        .testTarget(name: "DeliveryTests", dependencies: ["Delivery", "Outbox", "MeterCore", "MeterGateTesting", "TestSupport", .product(name: "Crypto", package: "swift-crypto")]),
+        .testTarget(name: "MQTTTests", dependencies: ["MQTT", "Delivery", "Outbox", "SQLite", "MeterGateTesting", "TestSupport", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "Modbus", "MeterCore", "TestSupport"]),
         .testTarget(name: "GatewayTests", dependencies: [
-            "Gateway", "ConfigFile", "MeterCore", "Modbus", "MQTT", "Outbox", "Pulse", "Signing", "TestSupport",
+            "Gateway", "ConfigFile", "MeterCore", "Modbus", "Delivery", "MQTT", "Outbox", "Pulse", "Signing", "TestSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "Metrics", package: "swift-metrics"),
         ]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
         .testTarget(name: "FuzzTests", dependencies: ["FuzzTargets", "ConfigFile", "Gateway", "Modbus", "Signing", "TestSupport"]),
-        .testTarget(name: "LedgerTests", dependencies: ["Ledger", "ConfigFile", "Signing", "MQTT", "MeterCore", "TestSupport"]),
+        .testTarget(name: "LedgerTests", dependencies: ["Ledger", "ConfigFile", "Signing", "Delivery", "MQTT", "MeterCore", "TestSupport"]),
     ]
 )
 

@@ -1,4 +1,6 @@
+import Foundation
 import Logging
+import Delivery
 import MQTT
 import MeterCore
 import Outbox
@@ -68,5 +70,42 @@ public struct PublisherService: Service {
         }
         running.cancel()
         _ = try? await running.value
+    }
+}
+
+/// Applies the outbox's retention and quota every `interval` (appends over the quota prune at once; this is for
+/// delivered records that age out while nothing is appended). Its own service: no sink schedules store work.
+public struct OutboxMaintenanceService: Service {
+    let store: any OutboxStore
+    let interval: Duration
+    let logger: Logger
+    let sleep: @Sendable (Duration) async throws -> Void
+    let now: @Sendable () -> Date
+
+    /// `sleep` and `now` are injected so that tests step time instead of waiting for it.
+    public init(store: any OutboxStore, interval: Duration = .seconds(60), logger: Logger,
+                sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) },
+                now: @escaping @Sendable () -> Date = { Date() }) {
+        self.store = store
+        self.interval = interval
+        self.logger = logger
+        self.sleep = sleep
+        self.now = now
+    }
+
+    public func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try await sleep(interval)
+                do {
+                    let report = try await store.maintain(now: now())
+                    if report.expired + report.prunedForQuota > 0 {
+                        logger.info("outbox maintenance", metadata: ["expired": "\(report.expired)", "pruned_for_quota": "\(report.prunedForQuota)"])
+                    }
+                } catch {
+                    logger.error("outbox maintenance failed; trying again at the next interval", metadata: ["error": "\(error)"])
+                }
+            }
+        }
     }
 }

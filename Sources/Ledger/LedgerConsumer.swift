@@ -1,4 +1,5 @@
 import Foundation
+import Delivery
 import Logging
 import MQTT
 import MeterCore

@@ -1,4 +1,4 @@
-import MQTT
+import Delivery
 import Signing
 
 /// How eagerly the ledger asks for missing records.

@@ -1,3 +1,4 @@
+import Delivery
 import ConfigFile
 import Foundation
 import Modbus

@@ -1,3 +1,4 @@
+import Delivery
 import MQTT
 import Signing
 import Testing

@@ -1,7 +1,9 @@
+import Delivery
 import Foundation
 import MQTT
 import Outbox
 import Synchronization
+import MeterGateTesting
 import TestSupport
 import Testing
 
@@ -59,7 +61,7 @@ final class Relay: @unchecked Sendable {
         var gatewayConfiguration = clientConfiguration(broker, id: "gw", topics: topics, window: window)
         gatewayConfiguration.port = relay.port
         let client = MQTTClient(configuration: gatewayConfiguration)
-        let publisher = OutboxPublisher(store: store, client: client, topics: topics, configuration: .init(window: window, flushInterval: .milliseconds(20)))
+        let publisher = OutboxPublisher(store: store, sink: MQTTSink(client: client, topics: topics), configuration: .init(window: window, flushInterval: .milliseconds(20)))
         let run = Task { try await publisher.run() }
 
         let total = 3000

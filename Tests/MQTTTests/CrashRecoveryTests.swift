@@ -3,6 +3,7 @@ import Foundation
 import MQTT
 import Outbox
 import SQLite
+import MeterGateTesting
 import TestSupport
 import Testing
 

@@ -4,6 +4,7 @@ import Foundation
 import MQTT
 import Outbox
 import Synchronization
+
 import TestSupport
 import Testing
 
@@ -59,11 +60,3 @@ func clientConfiguration(_ broker: MosquittoBroker, id: String, username: String
                             connectTimeout: .seconds(5), maxInflight: window)
 }
 
-/// Test records: the text "meter|epoch|seq|prev-hex|payload" and its SHA-256 (the signing engineer supplies real ones).
-func chainedRecord(_ meter: String, payload: String = "") -> RecordBuilder {
-    { position in
-        let text = "\(meter)|\(position.epoch)|\(position.seq)|\(position.prev.map { String(format: "%02x", $0) }.joined())|\(payload)"
-        let bytes = Array(text.utf8)
-        return (bytes, Array(SHA256.hash(data: bytes)))
-    }
-}

@@ -1,7 +1,9 @@
+import Delivery
 import Foundation
 import MQTT
 import Outbox
 import Synchronization
+import MeterGateTesting
 import TestSupport
 import Testing
 
@@ -55,7 +57,7 @@ func receivedStreams(_ messages: [MQTTMessage], topics: MeterGateTopics) -> [Str
 
         let window = 8
         let client = MQTTClient(configuration: clientConfiguration(broker, id: "gw", topics: topics, window: window))
-        let publisher = OutboxPublisher(store: store, client: client, topics: topics, configuration: .init(window: window))
+        let publisher = OutboxPublisher(store: store, sink: MQTTSink(client: client, topics: topics), configuration: .init(window: window))
         let run = Task { try await publisher.run() }
         for i in 300..<400 {
             _ = try await store.append(meter: "m\(i % 3)", chainedRecord("m\(i % 3)"))
@@ -95,7 +97,7 @@ func receivedStreams(_ messages: [MQTTMessage], topics: MeterGateTopics) -> [Str
         let store = try await SQLiteOutbox.open(path: dir.file("outbox.sqlite"), configuration: OutboxConfiguration())
         for _ in 0..<5 { _ = try await store.append(meter: "m", chainedRecord("m")) }
         let client = MQTTClient(configuration: clientConfiguration(broker, id: "gw", topics: topics))
-        let publisher = OutboxPublisher(store: store, client: client, topics: topics,
+        let publisher = OutboxPublisher(store: store, sink: MQTTSink(client: client, topics: topics),
                                         configuration: .init(window: 8, refusalPause: .milliseconds(300)))
         let run = Task { try await publisher.run() }
         #expect(await eventually(timeout: 15) { await publisher.counters.refused >= 10 })
@@ -126,7 +128,7 @@ func receivedStreams(_ messages: [MQTTMessage], topics: MeterGateTopics) -> [Str
 
         for _ in 0..<20 { _ = try await store.append(meter: "m", chainedRecord("m")) }
         let client = MQTTClient(configuration: clientConfiguration(broker, id: "gw", topics: topics))
-        let publisher = OutboxPublisher(store: store, client: client, topics: topics)
+        let publisher = OutboxPublisher(store: store, sink: MQTTSink(client: client, topics: topics))
         let run = Task { try await publisher.run() }
         #expect(await eventually(timeout: 20) { (try? await store.stats().delivered) == 20 })
         #expect(await eventually(timeout: 10) { seen.messages.count == 20 })
@@ -176,7 +178,7 @@ func receivedStreams(_ messages: [MQTTMessage], topics: MeterGateTopics) -> [Str
         #expect(await eventually(timeout: 10) { !seen.subscribedSessions.isEmpty })
 
         let client = MQTTClient(configuration: clientConfiguration(broker, id: "gw", topics: topics, window: 4))
-        let publisher = OutboxPublisher(store: store, client: client, topics: topics, configuration: .init(window: 64, claimBatch: claimBatch))
+        let publisher = OutboxPublisher(store: store, sink: MQTTSink(client: client, topics: topics), configuration: .init(window: 64, claimBatch: claimBatch))
         let run = Task { try await publisher.run() }
         #expect(await eventually(timeout: 20) { (try? await store.stats().delivered) == 60 })
         #expect(await eventually(timeout: 10) { seen.messages.count == 60 })

@@ -1,3 +1,4 @@
+import Delivery
 import MQTT
 import TestSupport
 import Testing

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import MeterCore
 import Outbox
+import MeterGateTesting
 import TestSupport
 import Testing
 

@@ -1,5 +1,6 @@
 import Foundation
 import Outbox
+import MeterGateTesting
 import TestSupport
 import Testing
 

@@ -3,6 +3,7 @@ import Foundation
 import MeterCore
 import Outbox
 import SQLite
+import MeterGateTesting
 import TestSupport
 import Testing
 

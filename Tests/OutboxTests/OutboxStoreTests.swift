@@ -3,37 +3,14 @@ import Crypto
 import Foundation
 import Synchronization
 import Outbox
+import MeterGateTesting
 import TestSupport
 import Testing
-
-/// Test records: the text "meter|epoch|seq|prev-hex" and its SHA-256, so the chain can be checked from the bytes.
-func chainedRecord(_ meter: String, payload: String = "") -> RecordBuilder {
-    { position in
-        let text = "\(meter)|\(position.epoch)|\(position.seq)|\(hex(position.prev))|\(payload)"
-        let bytes = Array(text.utf8)
-        return (bytes, Array(SHA256.hash(data: bytes)))
-    }
-}
 
 /// Appends ten records, alternately to meters "a" and "b", and claims the first four.
 func claimFourOfTen(_ store: any OutboxStore) async throws -> [OutboxRecord] {
     for i in 0..<10 { _ = try await store.append(meter: i % 2 == 0 ? "a" : "b", chainedRecord(i % 2 == 0 ? "a" : "b")) }
     return try await store.claimPending(limit: 4)
-}
-
-func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
-
-/// Checks that `records` (one meter, seq order) start at `firstSeq`, rise by one and chain their `prev`.
-func expectChain(_ records: [OutboxRecord], firstSeq: UInt64 = 1, previousHash: [UInt8] = StreamPosition.zeroHash,
-                 sourceLocation: SourceLocation = #_sourceLocation) {
-    var expectedPrev = previousHash
-    for (offset, record) in records.enumerated() {
-        #expect(record.seq == firstSeq + UInt64(offset), sourceLocation: sourceLocation)
-        let fields = String(decoding: record.bytes, as: UTF8.self).split(separator: "|", omittingEmptySubsequences: false)
-        #expect(fields.count >= 4 && fields[3] == hex(expectedPrev)[...], "seq \(record.seq) prev", sourceLocation: sourceLocation)
-        #expect(record.hash == Array(SHA256.hash(data: record.bytes)), sourceLocation: sourceLocation)
-        expectedPrev = record.hash
-    }
 }
 
 /// The two implementations behind ``OutboxStore``: every logic test runs against both.

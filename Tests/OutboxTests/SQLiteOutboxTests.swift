@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import Outbox
 import SQLite
+import MeterGateTesting
 import TestSupport
 import Testing
 

@@ -1,6 +1,7 @@
 import Foundation
 import MeterCore
 import Outbox
+import MeterGateTesting
 import TestSupport
 import Testing
 

@@ -4,6 +4,7 @@
 //   swift run -c release OutboxBench [--backlog 1000000] [--records 20000] [--window 256] [--size 512]
 //
 // Needs mosquitto, mosquitto_pub and mosquitto_sub on PATH (scripts/apt-packages.txt).
+import Delivery
 import BenchSupport
 import MeterCore
 import Dispatch
@@ -118,8 +119,8 @@ func drain(_ store: SQLiteOutbox, count: Int, gateway: String, appendLive: Int =
     let receiver = subscriber ? try launch(sub, ["-h", "127.0.0.1", "-p", "\(port)", "-q", "1", "-t", "metergate/v1/\(gateway)/+/reading", "-C", "\(count)"]) : nil
     usleep(300_000)
     let client = MQTTClient(configuration: MQTTClientConfiguration(host: "127.0.0.1", port: port, clientID: gateway, maxInflight: options.window))
-    let publisher = OutboxPublisher(store: store, client: client, topics: topics,
-                                    configuration: .init(window: options.window, acceptReplayRequests: false, maintenanceInterval: nil))
+    let publisher = OutboxPublisher(store: store, sink: MQTTSink(client: client, topics: topics),
+                                    configuration: .init(window: options.window, acceptReplayRequests: false))
     resetPeakRSS()
     let start = ContinuousClock.now
     let running = Task { try await publisher.run() }

@@ -20,6 +20,7 @@
 // the wall clock is never waited on. The samples come from the Simulator's meters (load curves and their
 // energy integral) and are made before the timed run: they stand for what the meters answer, not for the
 // gateway's work. Needs mosquitto on PATH (scripts/apt-packages.txt); run from the repository root.
+import Delivery
 import BenchSupport
 import Foundation
 import Gateway
@@ -156,7 +157,7 @@ func runGateway(_ config: GatewayConfig, key: SigningKey, samples: [[Sample]], p
         keepaliveSeconds: Int(config.mqtt.keepalive.components.seconds),
         will: topics.offline, birthMessages: [topics.online, topics.keysMessage(Array(KeySet([key.publicKey]).document.utf8))],
         farewellMessages: [topics.offline], maxInflight: config.mqtt.inflightWindow), logger: Logger(label: "mqtt"))
-    let publisher = OutboxPublisher(store: store, client: client, topics: topics,
+    let publisher = OutboxPublisher(store: store, sink: MQTTSink(client: client, topics: topics),
                                     configuration: .init(window: config.mqtt.inflightWindow), logger: Logger(label: "publisher"))
     let pipeline = try await ReadingPipeline(config: config, key: key, store: store, bootID: nil, logger: Logger(label: "pipeline")) {
         publisher.recordsAppended()

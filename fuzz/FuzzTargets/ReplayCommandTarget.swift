@@ -1,4 +1,4 @@
-import MQTT
+import Delivery
 
 /// Bytes as they arrive on `cmd/replay`: the parser, then the replay queue with its bounds, as the publisher
 /// drives it (admit, budget, advance past what a store returned).

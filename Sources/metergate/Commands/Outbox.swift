@@ -1,3 +1,4 @@
+import Delivery
 import MeterCore
 import ArgumentParser
 import Crypto
@@ -223,8 +224,8 @@ extension Outbox {
                 host: host, port: port, clientID: "metergate-\(gateway)", keepaliveSeconds: 5, will: topics.offline,
                 birthMessages: [topics.online], farewellMessages: [topics.offline],
                 backoff: BackoffPolicy(initial: .milliseconds(100), maximum: .seconds(1)), maxInflight: window))
-            let publisher = OutboxPublisher(store: store, client: client, topics: topics,
-                                            configuration: .init(window: window, acceptReplayRequests: false, maintenanceInterval: nil))
+            let publisher = OutboxPublisher(store: store, sink: MQTTSink(client: client, topics: topics),
+                                            configuration: .init(window: window, acceptReplayRequests: false))
             let running = Task { try await publisher.run() }
             var stored = try await outboxCall { () async throws(OutboxError) in try await store.stats() }.streams.reduce(0) { $0 + Int($1.lastSeq) }
             print("soak: epoch \(store.epoch), \(stored) records stored at start")

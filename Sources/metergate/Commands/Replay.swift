@@ -1,3 +1,4 @@
+import Delivery
 import ArgumentParser
 import Foundation
 import Gateway
@@ -39,8 +40,8 @@ struct Replay: AsyncParsableCommand {
         let store = try await location.open()
         let (clientConfiguration, topics) = try mqtt()
         let client = MQTTClient(configuration: clientConfiguration)
-        let publisher = OutboxPublisher(store: store, client: client, topics: topics,
-                                        configuration: .init(window: window, drainPending: false, acceptReplayRequests: false, maintenanceInterval: nil))
+        let publisher = OutboxPublisher(store: store, sink: MQTTSink(client: client, topics: topics),
+                                        configuration: .init(window: window, drainPending: false, acceptReplayRequests: false))
         publisher.requestReplay(request)
         let running = Task { try await publisher.run() }
         let started = ContinuousClock.now

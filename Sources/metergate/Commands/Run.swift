@@ -1,3 +1,4 @@
+import Delivery
 import ArgumentParser
 import Foundation
 import Gateway
@@ -106,7 +107,7 @@ struct Run: AsyncParsableCommand {
             // Capped at 15 s: a backlog waits at most that long after the broker is back; the jitter spreads a fleet.
             backoff: BackoffPolicy(initial: .milliseconds(500), maximum: .seconds(15)),
             maxInflight: config.mqtt.inflightWindow), logger: Logger(label: "mqtt"))
-        let publisher = OutboxPublisher(store: store, client: client, topics: topics,
+        let publisher = OutboxPublisher(store: store, sink: MQTTSink(client: client, topics: topics),
                                         configuration: .init(window: config.mqtt.inflightWindow, replayLimits: config.mqtt.replay,
                                                              knownMeters: Set(config.meters.map(\.id.rawValue) + config.rails.sources.map(\.id.rawValue)
                                                                               + config.pulses.map(\.id.rawValue))),
@@ -196,6 +197,7 @@ struct Run: AsyncParsableCommand {
         var services: [Entry] = [
             entry(PublisherService(publisher: publisher, store: store, drainBound: .milliseconds(drainMillis), logger: Logger(label: "publisher"))),
             entry(PipelineService(pipeline: pipeline)),
+            entry(OutboxMaintenanceService(store: store, logger: Logger(label: "outbox"))),
             entry(poller),
         ]
         if let railPoller { services.append(entry(railPoller)) }

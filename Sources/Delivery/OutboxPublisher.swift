@@ -3,31 +3,29 @@ import Logging
 import Outbox
 import Synchronization
 
-/// Drains the outbox to the broker: pending records oldest first, QoS 1, at most `window` unacknowledged
-/// at a time; a PUBACK marks a record delivered; a disconnect returns the unacknowledged ones to pending.
-/// Also serves replay requests (`cmd/replay` or ``requestReplay(_:)``) from delivered records.
+/// Drains the outbox to a ``RecordSink``: pending records oldest first, at most `window` unacknowledged at a
+/// time; an acknowledgement marks a record delivered; a disconnect returns the unacknowledged ones to pending.
+/// Also serves replay requests (the sink's, or ``requestReplay(_:)``) from delivered records.
 ///
-/// The outbox is the only buffer: libmosquitto is never handed more than the window, and the publisher holds
+/// The outbox is the only buffer: the sink is never handed more than the window, and the publisher holds
 /// at most a claim batch (or a window, if larger) of records in memory, however large the backlog. It claims
 /// from the store a batch at a time, however small the broker's window (mosquitto's Receive Maximum is 20):
 /// a burst of records costs one claim, one transaction and one `fdatasync` of the high-water mark, rather
 /// than one for every half window.
 public actor OutboxPublisher {
     public struct Configuration: Sendable {
-        /// The most records handed to MQTT and not yet acknowledged.
+        /// The most records handed to the sink and not yet acknowledged.
         public var window: Int
         /// Whether to drain pending records (false: serve replays only, as `metergate replay` does).
         public var drainPending: Bool
-        /// Whether to subscribe to `cmd/replay` and serve its requests.
+        /// Whether to serve the replay requests that arrive through the sink (`cmd/replay` on MQTT).
         public var acceptReplayRequests: Bool
-        /// How often retention and the quota are applied (nil: never, e.g. a read-only replay).
-        public var maintenanceInterval: Duration?
         /// How often acknowledged records are committed when PUBACKs trickle in.
         public var flushInterval: Duration
-        /// How long pending records wait after the broker refused one (MQTT 5 PUBACK reason code ≥ 0x80).
+        /// How long pending records wait after the sink refused one (an MQTT 5 PUBACK reason code ≥ 0x80).
         public var refusalPause: Duration
         /// The most pending records claimed from the store at once (at least a window's room): they are
-        /// marked inflight and covered by the high-water mark together, and handed to MQTT as the window allows.
+        /// marked inflight and covered by the high-water mark together, and handed to the sink as the window allows.
         public var claimBatch: Int
         /// What requests from `cmd/replay` may cost (``requestReplay(_:)``, the operator's own, is not bounded).
         public var replayLimits: ReplayLimits
@@ -35,7 +33,7 @@ public actor OutboxPublisher {
         public var knownMeters: Set<String>?
 
         public init(window: Int = 64, drainPending: Bool = true, acceptReplayRequests: Bool = true,
-                    maintenanceInterval: Duration? = .seconds(60), flushInterval: Duration = .milliseconds(50),
+                    flushInterval: Duration = .milliseconds(50),
                     refusalPause: Duration = .seconds(1), claimBatch: Int = 128, replayLimits: ReplayLimits = ReplayLimits(),
                     knownMeters: Set<String>? = nil) {
             self.replayLimits = replayLimits
@@ -43,7 +41,6 @@ public actor OutboxPublisher {
             self.window = max(1, window)
             self.drainPending = drainPending
             self.acceptReplayRequests = acceptReplayRequests
-            self.maintenanceInterval = maintenanceInterval
             self.flushInterval = flushInterval
             self.refusalPause = refusalPause
             self.claimBatch = max(1, claimBatch)
@@ -52,13 +49,13 @@ public actor OutboxPublisher {
 
     /// Running totals, for metrics, logs and tests.
     public struct Counters: Sendable, Hashable {
-        /// Records handed to MQTT from the pending queue (including re-sends after a disconnect).
+        /// Records handed to the sink from the pending queue (including re-sends after a disconnect).
         public var published: Int64 = 0
         /// Records whose PUBACK came and whose delivered state is committed.
         public var delivered: Int64 = 0
         /// Records returned to pending because their connection dropped before the PUBACK.
         public var returnedToPending: Int64 = 0
-        /// PUBACKs with an MQTT 5 failure reason code (the record stays pending).
+        /// Acknowledgements that refused the record (an MQTT 5 failure reason code; the record stays pending).
         public var refused: Int64 = 0
         /// Delivered records re-published by replays, and their PUBACKs.
         public var replayed: Int64 = 0
@@ -91,42 +88,41 @@ public actor OutboxPublisher {
         public var inflight: Int
     }
 
-    private struct Inflight {
+    struct Inflight {
         var recordID: Int64
         var isReplay: Bool
     }
 
     private enum Input: Sendable {
-        case mqtt(MQTTEvent)
+        case sink(SinkEvent)
         case appended
         case tick
         case replay(ReplayRequest)
     }
 
     private let store: any OutboxStore
-    let client: MQTTClient
-    let topics: MeterGateTopics
+    let sink: any RecordSink
     let configuration: Configuration
     let logger: Logger
     private let input: AsyncStream<Input>
     private let inputContinuation: AsyncStream<Input>.Continuation
 
-    private var session: MQTTSession?
+    private var session: SinkSession?
     private var window: Int
-    private var inflight: [PublishTicket: Inflight] = [:]
+    var inflight: [SinkTicket: Inflight] = [:]
     private var acknowledged: [Int64] = []
     /// Pending records claimed from the store (inflight there, the high-water mark raised for them) and not
-    /// yet handed to MQTT, oldest first from `claimedHead`.
+    /// yet handed to the sink, oldest first from `claimedHead`.
     private var claimed: [OutboxRecord] = []
     private var claimedHead = 0
     private var claimedCount: Int { claimed.count - claimedHead }
-    /// MQTT events yielded to ``input`` and not yet handled. A window is refilled from the claimed records when
+    /// Sink events yielded to ``input`` and not yet handled. A window is refilled from the claimed records when
     /// the last PUBACK of a burst (one read of libmosquitto's) is handled, or once it is half empty: a burst is
     /// answered with one batch of publishes, and no PUBACK waits unanswered, which would let TCP's delayed ACK
     /// hold the broker's next PUBACKs (40 ms) under Nagle's algorithm with a small window.
     private let unhandledEvents = EventCount()
 
-    /// A count shared with the client's callbacks (they hold it, not the publisher).
+    /// A count shared with the sink's callbacks (they hold it, not the publisher).
     private final class EventCount: Sendable {
         let value = Atomic<Int>(0)
     }
@@ -135,8 +131,7 @@ public actor OutboxPublisher {
     /// Whether the replay budget ran out and that was logged (logged once until it allows records again).
     private var replayBudgetSpent = false
     private var replaySkipped: Int64 = 0
-    private var lastMaintenance = ContinuousClock.now
-    /// After the broker refused a record (MQTT 5 reason code), pending records wait until then: the
+    /// After the sink refused a record (an MQTT 5 reason code), pending records wait until then: the
     /// refusal (an ACL, a quota) will not go away in a millisecond and must not turn into a busy loop.
     private var refusedUntil: ContinuousClock.Instant?
     /// Whether the store may hold pending records the publisher has not claimed: set by every append signal
@@ -146,17 +141,14 @@ public actor OutboxPublisher {
     private var lastClaim = ContinuousClock.now
     static let idleClaimInterval = Duration.seconds(1)
     public internal(set) var counters = Counters()
-    /// Each meter's `<meter>/reading` topic, made once rather than for every record.
-    private var readingTopics: [String: String] = [:]
 
-    public init(store: any OutboxStore, client: MQTTClient, topics: MeterGateTopics, configuration: Configuration = Configuration(),
+    public init(store: any OutboxStore, sink: any RecordSink, configuration: Configuration = Configuration(),
                 logger: Logger = Logger(label: "metergate.publisher")) {
         self.store = store
-        self.client = client
-        self.topics = topics
+        self.sink = sink
         self.configuration = configuration
         self.logger = logger
-        self.window = min(configuration.window, client.configuration.maxInflight)
+        self.window = min(configuration.window, sink.maxInflight)
         self.replays = ReplayQueue(limits: configuration.replayLimits, now: .now)
         self.replyLimiter = RateLimiter(perSecond: configuration.replayLimits.repliesPerSecond, now: .now)
         (input, inputContinuation) = AsyncStream.makeStream(of: Input.self, bufferingPolicy: .unbounded)
@@ -178,25 +170,25 @@ public actor OutboxPublisher {
                        active: replays.cursors.count, inflight: inflight.values.filter(\.isReplay).count)
     }
 
-    /// Starts the client and publishes until the task is cancelled or the client's events end.
-    /// Commits what was acknowledged, returns records still inflight to pending and shuts the client down
-    /// (publishing its farewell messages) before it returns.
+    /// Starts the sink and publishes until the task is cancelled or the sink's events end.
+    /// Commits what was acknowledged, returns records still inflight to pending and shuts the sink down
+    /// (sending its farewell messages) before it returns.
     public func run() async throws {
         // Records a previous publisher of this process left inflight (a new store resets them itself).
         // A replay-only publisher beside a running gateway must not touch the gateway's inflight records.
         if configuration.drainPending { try await returnToPending([]) }
-        if configuration.acceptReplayRequests { client.subscribe(topics.replayRequests, qos: .atLeastOnce, ignoreRetained: true) }
-        let client = self.client
+        if configuration.acceptReplayRequests { sink.acceptReplayRequests() }
+        let sink = self.sink
         let continuation = inputContinuation
         let flushInterval = configuration.flushInterval
         await withTaskGroup(of: Void.self) { group in
-            // Fed before it starts: the client's callbacks yield straight into this publisher's input.
+            // Fed before it starts: the sink's callbacks yield straight into this publisher's input.
             let unhandled = unhandledEvents
-            client.feed(continuation, in: &group, events: { event in
+            sink.feed(continuation, in: &group, events: { event in
                 unhandled.value.add(1, ordering: .relaxed)
-                return .mqtt(event)
+                return .sink(event)
             }, tick: .tick, every: flushInterval)
-            client.start()
+            sink.start()
             defer { group.cancelAll() }
             for await next in input {
                 if Task.isCancelled { break }
@@ -210,15 +202,15 @@ public actor OutboxPublisher {
         inflight.removeAll()
         if !open.isEmpty { _ = try? await returnToPending(open) }
         try? await returnClaimed()
-        await client.shutdown()
+        await sink.shutdown()
     }
 
     // MARK: - Events
 
     private func handle(_ next: Input) async throws {
-        if case .mqtt = next { unhandledEvents.value.subtract(1, ordering: .relaxed) }
+        if case .sink = next { unhandledEvents.value.subtract(1, ordering: .relaxed) }
         switch next {
-        case .mqtt(.connected(let s)):
+        case .sink(.connected(let s)):
             session = s
             counters.connections += 1
             if configuration.drainPending && !inflight.values.contains(where: { !$0.isReplay }) {
@@ -229,10 +221,10 @@ public actor OutboxPublisher {
                 try await returnToPending([])
             }
             // Never more than libmosquitto may send (its send maximum) or the broker will take (Receive Maximum).
-            window = max(1, min(configuration.window, client.configuration.maxInflight, s.receiveMaximum ?? Int.max))
-            logger.info("MQTT connected", metadata: ["session": "\(s.id)", "protocol": "\(s.protocolVersion)", "window": "\(window)"])
+            window = max(1, min(configuration.window, sink.maxInflight, s.receiveMaximum ?? Int.max))
+            logger.info("\(sink.name) connected", metadata: ["session": "\(s.id)", "protocol": "\(s)", "window": "\(window)"])
             try await fill()
-        case .mqtt(.disconnected(let id, let reason)):
+        case .sink(.disconnected(let id, let reason)):
             if session?.id == id { session = nil }
             try await flush()
             let lost = inflight.filter { $0.key.session == id }
@@ -244,16 +236,16 @@ public actor OutboxPublisher {
             }
             // Claimed and never sent: back to pending too, so that the next connection sends in store order.
             try await returnClaimed()
-            logger.warning("MQTT disconnected; unacknowledged records return to pending",
+            logger.warning("\(sink.name) disconnected; unacknowledged records return to pending",
                            metadata: ["session": "\(id)", "reason": "\(reason)", "returned": "\(ids.count)"])
-        case .mqtt(.published(let id, let mid, let reasonCode)):
-            guard let entry = inflight.removeValue(forKey: PublishTicket(session: id, mid: mid)) else { return }
+        case .sink(.acknowledged(let ticket, let refusal)):
+            guard let entry = inflight.removeValue(forKey: ticket) else { return }
             if entry.isReplay {
                 counters.replayAcknowledged += 1
-            } else if reasonCode >= 0x80 {
+            } else if let refusal {
                 counters.refused += 1
-                logger.warning("broker refused a record (PUBACK reason code); it stays pending",
-                               metadata: ["record": "\(entry.recordID)", "reason_code": "\(reasonCode)"])
+                logger.warning("\(sink.name) refused a record; it stays pending",
+                               metadata: ["record": "\(entry.recordID)", "refusal": "\(refusal)"])
                 try await returnToPending([entry.recordID])
                 // The records claimed after it wait in the store, so that it goes first again after the pause.
                 try await returnClaimed()
@@ -276,12 +268,11 @@ public actor OutboxPublisher {
             } else if pendingMayWait {
                 try await flushAndFill()
             }
-        case .mqtt(.message(let message)):
-            guard message.topic == topics.replayRequests else { return }
-            let decision = admitReplay(message)
-            reply(decision, payload: message.payload)
+        case .sink(.replayRequest(let payload, let retained)):
+            let decision = admitReplay(payload, retained: retained)
+            reply(decision, payload: payload)
             if decision.outcome == .accepted || decision.outcome == .clipped { try await fill() }
-        case .mqtt(.connectFailed), .mqtt(.subscribed):
+        case .sink(.other):
             return
         case .appended:
             pendingMayWait = true
@@ -298,13 +289,6 @@ public actor OutboxPublisher {
             }
             try await flush()
             if pendingMayWait || claimedCount > 0 || !replays.isEmpty || ContinuousClock.now - lastClaim >= Self.idleClaimInterval { try await fill() }
-            if let interval = configuration.maintenanceInterval, ContinuousClock.now - lastMaintenance >= interval {
-                lastMaintenance = .now
-                let report = try await store.maintain(now: Date())
-                if report.expired + report.prunedForQuota > 0 {
-                    logger.info("outbox maintenance", metadata: ["expired": "\(report.expired)", "pruned_for_quota": "\(report.prunedForQuota)"])
-                }
-            }
         }
     }
 
@@ -366,7 +350,7 @@ public actor OutboxPublisher {
     /// Whether replays wait and the budget lets them go: they then keep half of the window's room.
     private var replaysReady: Bool { !replays.isEmpty && !replayBudgetSpent }
 
-    /// Hands records to MQTT until the window is full: pending first (unless `claimingPending` is false), replays
+    /// Hands records to the sink until the window is full: pending first (unless `claimingPending` is false), replays
     /// in what is left (at least half the window when both wait, so neither starves).
     private func fill(claimingPending: Bool = true) async throws {
         guard session != nil else { return }
@@ -416,16 +400,9 @@ public actor OutboxPublisher {
             } else {
                 finished = replays.advanceFirst(past: end, now: .now)
             }
-            if finished { logger.info("replay handed to MQTT", metadata: ["request": "\(cursor.request)", "skipped_total": "\(replaySkipped)"]) }
+            if finished { logger.info("replay handed to \(sink.name)", metadata: ["request": "\(cursor.request)", "skipped_total": "\(replaySkipped)"]) }
             room = window - inflight.count
         }
-    }
-
-    private func readingTopic(_ meter: String) -> String {
-        if let topic = readingTopics[meter] { return topic }
-        let topic = topics.reading(meter: meter)
-        readingTopics[meter] = topic
-        return topic
     }
 
     /// Returns records to pending in the store (an empty list: every inflight record) and notes that there is
@@ -448,7 +425,7 @@ public actor OutboxPublisher {
         return taken
     }
 
-    /// Returns the claimed records not yet handed to MQTT to pending.
+    /// Returns the claimed records not yet handed to the sink to pending.
     private func returnClaimed() async throws {
         guard claimedCount > 0 else { return }
         let ids = claimed[claimedHead...].map(\.id)
@@ -457,12 +434,11 @@ public actor OutboxPublisher {
         try await returnToPending(ids)
     }
 
-    /// Publishes records; those that cannot be handed over (the connection just dropped) go back to pending.
+    /// Sends records; those that cannot be handed over (the connection just dropped) go back to pending.
     private func hand(_ records: [OutboxRecord], isReplay: Bool) async throws {
         for (index, record) in records.enumerated() {
             do {
-                let topic = readingTopic(record.meter)
-                let ticket = try client.publish(MQTTMessage(topic: topic, payload: record.bytes, qos: .atLeastOnce))
+                let ticket = try sink.send(meter: record.meter, bytes: record.bytes)
                 inflight[ticket] = Inflight(recordID: record.id, isReplay: isReplay)
                 counters.maxInflight = max(counters.maxInflight, inflight.count)
                 if isReplay { counters.replayed += 1 } else { counters.published += 1 }

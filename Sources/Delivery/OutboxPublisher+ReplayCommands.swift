@@ -1,18 +1,19 @@
 import Logging
 
-/// The `cmd/replay` channel: what each request from the network gets, and the answer on `replay/result`.
+/// Replay requests that arrive through the sink (`cmd/replay` on MQTT): what each gets, and the answer
+/// (`replay/result` on MQTT).
 extension OutboxPublisher {
-    /// Decides what a `cmd/replay` message gets: a retained or unreadable one nothing, a valid one what the
+    /// Decides what a replay request gets: a retained or unreadable one nothing, a valid one what the
     /// replay limits allow.
-    func admitReplay(_ message: MQTTMessage) -> ReplayDecision {
+    func admitReplay(_ payload: [UInt8], retained: Bool) -> ReplayDecision {
         let decision: ReplayDecision
-        if message.retain {
+        if retained {
             counters.badReplayRequests += 1
             // Kept on the broker, it would be served again at every connection (and after every restart).
             decision = ReplayDecision(outcome: .refused, reason: "a retained command is ignored: send it without the retain flag")
         } else {
             do {
-                decision = replays.admit(try ReplayRequest(json: message.payload), knownMeters: configuration.knownMeters, now: .now)
+                decision = replays.admit(try ReplayRequest(json: payload), knownMeters: configuration.knownMeters, now: .now)
             } catch {
                 counters.badReplayRequests += 1
                 decision = ReplayDecision(outcome: .refused, reason: error.description)
@@ -27,7 +28,7 @@ extension OutboxPublisher {
         return decision
     }
 
-    /// Logs the decision and publishes it on `replay/result` (QoS 0: outside the records' window), at most
+    /// Logs the decision and sends it back through the sink (outside the records' window), at most
     /// ``ReplayLimits/repliesPerSecond``: a flood of requests does not become a flood of replies or log lines.
     func reply(_ decision: ReplayDecision, payload: [UInt8]) {
         let (allowed, suppressed) = replyLimiter.allow(now: .now)
@@ -43,6 +44,6 @@ extension OutboxPublisher {
         } else {
             logger.info("replay request", metadata: metadata)
         }
-        _ = try? client.publish(MQTTMessage(topic: topics.replayResults, payload: decision.json, qos: .atMostOnce))
+        sink.replyToReplay(decision.json)
     }
 }

@@ -1,4 +1,4 @@
-@testable import MQTT
+@testable import Delivery
 import Testing
 
 /// What a `cmd/replay` request may cost: clipped, merged, bounded, budgeted. Time is passed in, never slept.
