@@ -107,6 +107,7 @@ func loadConfig(_ algorithm: SigningAlgorithm, selfCheck: Bool, directory: Strin
         meters:
         \(meters.joined(separator: "\n"))
         mqtt: { host: 127.0.0.1, port: \(port) }
+        metrics: { enabled: false }
         signing: { key: \(directory)/signing.key, algorithm: \(algorithm.rawValue), self_check: \(selfCheck) }
         """
     try yaml.write(toFile: "\(directory)/metergate.yaml", atomically: true, encoding: .utf8)
@@ -143,25 +144,19 @@ struct GatewayRun {
     var perCPUSecond: Double { Double(records) / cpuSeconds }
 }
 
-/// Feeds every sample through a ReadingPipeline built from `config` (as `metergate run` builds it) into a
-/// fresh SQLite outbox; with `publish`, an OutboxPublisher sends every record to the broker. Timed from the
+/// Feeds every sample through the pipeline of a GatewayApplication built from `config` (as `metergate run` builds
+/// it) into a fresh SQLite outbox; with `publish`, its publisher sends every record to the broker. Timed from the
 /// first sample to the last record stored (without `publish`) or acknowledged by the broker (with it).
 func runGateway(_ config: GatewayConfig, key: SigningKey, samples: [[Sample]], publish: Bool, name: String) async throws -> GatewayRun {
-    let store = try await SQLiteOutbox.open(
-        path: "\(work)/\(name).sqlite",
-        configuration: OutboxConfiguration(retention: config.outbox.retention, quotaBytes: config.outbox.quotaBytes, quotaPolicy: config.outbox.quotaPolicy),
-        logger: Logger(label: "outbox"))
-    let topics = MeterGateTopics(gateway: config.gateway.rawValue)
-    let client = MQTTClient(configuration: MQTTClientConfiguration(
-        host: "127.0.0.1", port: port, clientID: "metergate-\(config.gateway)-\(name)",
-        keepaliveSeconds: Int(config.mqtt.keepalive.components.seconds),
-        will: topics.offline, birthMessages: [topics.online, topics.keysMessage(Array(KeySet([key.publicKey]).document.utf8))],
-        farewellMessages: [topics.offline], maxInflight: config.mqtt.inflightWindow), logger: Logger(label: "mqtt"))
-    let publisher = OutboxPublisher(store: store, sink: MQTTSink(client: client, topics: topics),
-                                    configuration: .init(window: config.mqtt.inflightWindow), logger: Logger(label: "publisher"))
-    let pipeline = try await ReadingPipeline(config: config, key: key, store: store, bootID: nil, logger: Logger(label: "pipeline")) {
-        publisher.recordsAppended()
-    }
+    var config = config
+    config.outbox.path = "\(work)/\(name).sqlite"
+    var settings = GatewayApplication.Settings()
+    settings.bootID = nil
+    settings.shutdownSignals = []
+    // The gateway `metergate run` builds; its pollers are not run: the samples are fed to its pipeline here.
+    let application = try await GatewayApplication.make(config: config, key: key, keys: Array(KeySet([key.publicKey]).document.utf8),
+                                                        password: nil, settings: settings, logger: Logger(label: "bench"))
+    let store = application.store, publisher = application.publisher, pipeline = application.pipeline
     let publishing = publish ? Task { try await publisher.run() } : nil
     if publish { while await publisher.counters.connections < 1 { try await Task.sleep(for: .milliseconds(5)) } }
 
