@@ -73,7 +73,7 @@ let package = Package(
 
         // Config, wiring, lifecycle.
         .target(name: "Gateway", dependencies: [
-            "MeterCore", "CMalloc", "CTimex", "ConfigFile", "Modbus", "PowerRails", "Pulse", "Accounting", "Signing", "Outbox", "Delivery", "MQTT", "Simulator",
+            "MeterCore", "CMalloc", "CTimex", "ConfigFile", "Modbus", "PowerRails", "Pulse", "Accounting", "Signing", "Outbox", "Delivery", "MQTT",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -117,10 +117,14 @@ let package = Package(
         // Tests: one target per module, Swift Testing, real parts where they run here.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         // What tests of several modules share: chain fixtures over the outbox's record builder.
-        .target(name: "MeterGateTesting", dependencies: ["Outbox", "MeterCore", .product(name: "Crypto", package: "swift-crypto")], path: "Tests/MeterGateTesting"),
+        .target(name: "MeterGateTesting", dependencies: ["Outbox", "Modbus", "MeterCore", .product(name: "Crypto", package: "swift-crypto")], path: "Tests/MeterGateTesting"),
+        // A test tool (not shipped): appends and publishes chained records, for tests that SIGKILL a real process.
+        .executableTarget(name: "outbox-soak", dependencies: ["Outbox", "Delivery", "MQTT", "MeterCore", .product(name: "Crypto", package: "swift-crypto"),
+                                                              .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          path: "Tests/OutboxSoak"),
         .testTarget(name: "MeterCoreTests", dependencies: ["MeterCore"]),
         .testTarget(name: "ConfigFileTests", dependencies: ["ConfigFile"]),
-        .testTarget(name: "ModbusTests", dependencies: ["Modbus", "MeterCore", "TestSupport"]),
+        .testTarget(name: "ModbusTests", dependencies: ["Modbus", "MeterCore", "MeterGateTesting", "TestSupport"]),
         .testTarget(name: "PowerRailsTests", dependencies: ["PowerRails", "Accounting", "MeterCore", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "PulseTests", dependencies: ["Pulse", "Accounting", "MeterCore", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "AccountingTests", dependencies: ["Accounting", "MeterCore", "TestSupport"]),
@@ -131,7 +135,7 @@ let package = Package(
         .testTarget(name: "MQTTTests", dependencies: ["MQTT", "Delivery", "Outbox", "SQLite", "MeterGateTesting", "TestSupport", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "Modbus", "MeterCore", "TestSupport"]),
         .testTarget(name: "GatewayTests", dependencies: [
-            "Gateway", "ConfigFile", "MeterCore", "Modbus", "Delivery", "MQTT", "Outbox", "Pulse", "Signing", "TestSupport",
+            "Gateway", "ConfigFile", "MeterCore", "MeterGateTesting", "Modbus", "Delivery", "MQTT", "Outbox", "Pulse", "Signing", "TestSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "Metrics", package: "swift-metrics"),

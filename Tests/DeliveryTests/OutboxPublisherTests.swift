@@ -15,7 +15,7 @@ import Testing
     }
 
     /// Polls until `condition` holds (the publisher runs on its own task).
-    func until(_ what: String, _ condition: () async throws -> Bool) async rethrows {
+    func until(_ what: String, _ condition: () async throws -> Bool) async throws {
         for _ in 0..<500 {
             if try await condition() { return }
             try? await Task.sleep(for: .milliseconds(10))

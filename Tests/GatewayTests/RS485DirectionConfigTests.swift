@@ -6,6 +6,7 @@ import MeterCore
 import Modbus
 import Pulse
 import Synchronization
+import MeterGateTesting
 import TestSupport
 import Testing
 

@@ -8,7 +8,7 @@ import TestSupport
 import Testing
 
 @Suite(.serialized, .timeLimit(.minutes(5))) struct CrashRecoveryTests {
-    /// A real process appends and publishes (`metergate outbox soak`); the test kills it with SIGKILL at
+    /// A real process appends and publishes (`outbox-soak`, a test tool); the test kills it with SIGKILL at
     /// random moments and starts it again, then lets it finish. Every record must be stored once with
     /// seqs 1...n per meter and an unbroken chain, and every one must reach the subscriber with the
     /// stored bytes: a seq that was published is never reused for other bytes after a crash.
@@ -28,11 +28,11 @@ import Testing
         let seed = UInt64(Date().timeIntervalSince1970 * 1000)
         var random = SeededGenerator(state: seed)
         let total = 4000
-        let arguments = ["outbox", "soak", "--db", db, "--port", "\(broker.port)", "--gateway", "soak", "--total", "\(total)",
+        let arguments = ["--db", db, "--port", "\(broker.port)", "--gateway", "soak", "--total", "\(total)",
                          "--interval-ms", "3", "--batch", "2"]
         var kills = 0
         for round in 1...5 {
-            let child = try BackgroundProcess(try metergateBinary(), arguments, logPath: dir.file("soak-\(round).log"))
+            let child = try BackgroundProcess(try builtBinary("outbox-soak"), arguments, logPath: dir.file("soak-\(round).log"))
             // The kill comes from a thread of its own, so a busy cooperative pool cannot delay it.
             let delay = useconds_t(Int.random(in: 300...1200, using: &random) * 1000)
             let pid = child.pid
@@ -50,7 +50,7 @@ import Testing
                         "last will after SIGKILL")
             }
         }
-        let final = try BackgroundProcess(try metergateBinary(), arguments, logPath: dir.file("soak-final.log"))
+        let final = try BackgroundProcess(try builtBinary("outbox-soak"), arguments, logPath: dir.file("soak-final.log"))
         #expect(await eventually(timeout: 120) { !final.isRunning }, "the last run finishes: \(final.log)")
         #expect(final.process.terminationStatus == 0, "\(final.log)")
         #expect(final.log.contains("all \(total) records delivered"))

@@ -2,6 +2,7 @@ import Foundation
 import MeterCore
 @testable import Modbus
 import Synchronization
+import MeterGateTesting
 import TestSupport
 import Testing
 

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -35,6 +36,18 @@ public struct TemporaryDirectory: Sendable {
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (bind to 0, read the port, close).
 public func freeLoopbackPort() -> Int {
+    // Never the same port twice in this process: two servers of one test run cannot be handed one port, even
+    // when the first has not bound it yet.
+    while true {
+        let port = kernelChosenPort()
+        if handedOutPorts.withLock({ $0.insert(port).inserted }) { return port }
+    }
+}
+
+private let handedOutPorts = Mutex<Set<Int>>([])
+
+/// A port the kernel picks for a bind to 127.0.0.1:0, released again at once.
+private func kernelChosenPort() -> Int {
     let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(s) }
     var address = sockaddr_in()
@@ -164,20 +177,34 @@ public final class MosquittoBroker: @unchecked Sendable {
         guard let mosquitto = which("mosquitto") else {
             throw TestEnvironmentError("mosquitto is not installed (apt-get install mosquitto)")
         }
-        self.port = port ?? freeLoopbackPort()
         directory = TemporaryDirectory("mosquitto")
-        let conf = directory.write("mosquitto.conf", """
-            listener \(self.port) 127.0.0.1
-            allow_anonymous true
-            persistence false
-            log_dest stderr
-            max_inflight_messages 0
-            max_queued_messages 0
-            \(extraConfig)
-            """)
-        child = try BackgroundProcess(mosquitto, ["-c", conf], logPath: directory.file("broker.log"))
-        guard waitUntil(timeout: 10, { isListening(port: self.port) }) else {
-            throw TestEnvironmentError("mosquitto did not start on port \(self.port): \(child?.log ?? "")")
+        // A port taken by another process between choosing and binding it: mosquitto exits ("Address already in
+        // use") while the other listens, so listening alone proves nothing. Ours must still run; else another port.
+        var attempt = 0
+        while true {
+            attempt += 1
+            let candidate = port ?? freeLoopbackPort()
+            let conf = directory.write("mosquitto.conf", """
+                listener \(candidate) 127.0.0.1
+                allow_anonymous true
+                persistence false
+                log_dest stderr
+                max_inflight_messages 0
+                max_queued_messages 0
+                \(extraConfig)
+                """)
+            let started = try BackgroundProcess(mosquitto, ["-c", conf], logPath: directory.file("broker.log"))
+            let up = waitUntil(timeout: 10, { isListening(port: candidate) || !started.isRunning }) && started.isRunning
+            if up {
+                self.port = candidate
+                child = started
+                return
+            }
+            let log = started.log
+            started.stop(signal: SIGKILL, timeout: 5)
+            guard port == nil, attempt < 5, log.contains("Address already in use") else {
+                throw TestEnvironmentError("mosquitto did not start on port \(candidate): \(log)")
+            }
         }
     }
 
@@ -235,13 +262,16 @@ public struct TestEnvironmentError: Error, CustomStringConvertible {
 }
 
 /// The built `metergate` binary next to the test bundle (SwiftPM puts both in the same build directory).
-public func metergateBinary() throws -> String {
+public func metergateBinary() throws -> String { try builtBinary("metergate") }
+
+/// A binary of this package built beside the tests (`swift build --build-tests` builds every product).
+public func builtBinary(_ name: String) throws -> String {
     let bundle = Bundle.main.bundleURL.deletingLastPathComponent()
-    for candidate in [bundle.appendingPathComponent("metergate").path, "\(repositoryRoot)/.build/debug/metergate"]
+    for candidate in [bundle.appendingPathComponent(name).path, "\(repositoryRoot)/.build/debug/\(name)"]
     where FileManager.default.isExecutableFile(atPath: candidate) {
         return candidate
     }
-    throw TestEnvironmentError("the metergate binary is not built (swift build --product metergate)")
+    throw TestEnvironmentError("the \(name) binary is not built (swift build --product \(name))")
 }
 
 /// A datagram socket standing in for systemd's `$NOTIFY_SOCKET`: collects every message a child sends.
