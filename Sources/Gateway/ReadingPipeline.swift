@@ -101,11 +101,22 @@ public actor ReadingPipeline {
     /// The outbox key under which a meter's accounting state is saved.
     static func stateKey(_ meter: MeterID) -> String { "accounting/\(meter)" }
 
-    /// Builds one stream per configured meter, restoring saved accounting state where there is some.
-    /// - Parameter recoveries: streams the outbox continued from its high-water mark when it was opened
-    ///   (``OutboxOpenReport/recoveries``): their intervals up to the mark's interval end are not signed again.
+    /// Builds one stream per configured meter, pulse input and rail (``GatewayConfig/streamSpecifications(grid:rails:)``).
     public init(config: GatewayConfig, key: SigningKey, store: any OutboxStore, bootID: String?, logger: Logger,
                 rails: [(source: RailsConfig.Source, rail: RailDescription)] = [], recoveries: [OutboxRecovery] = [],
+                clockState: @escaping @Sendable () -> ClockState = { KernelClock.state() },
+                appended: @escaping @Sendable () -> Void) async throws {
+        let grid = try IntervalGrid(periodMillis: Self.millis(config.interval))
+        try await self.init(gateway: config.gateway, streams: config.streamSpecifications(grid: grid, rails: rails), key: key,
+                            selfCheck: config.signing.selfCheck, stateSave: config.outbox.stateSave, store: store, bootID: bootID,
+                            logger: logger, recoveries: recoveries, clockState: clockState, appended: appended)
+    }
+
+    /// Builds one stream per specification, restoring saved accounting state where there is some that fits.
+    /// - Parameter recoveries: streams the outbox continued from its high-water mark when it was opened
+    ///   (``OutboxOpenReport/recoveries``): their intervals up to the mark's interval end are not signed again.
+    public init(gateway: GatewayID, streams specifications: [StreamSpecification], key: SigningKey, selfCheck: Bool, stateSave: Duration,
+                store: any OutboxStore, bootID: String?, logger: Logger, recoveries: [OutboxRecovery] = [],
                 clockState: @escaping @Sendable () -> ClockState = { KernelClock.state() },
                 appended: @escaping @Sendable () -> Void) async throws {
         self.store = store
@@ -115,82 +126,44 @@ public actor ReadingPipeline {
         }
         self.logger = logger
         self.appended = appended
-        self.saveInterval = config.outbox.stateSave
+        self.saveInterval = stateSave
         (input, inputContinuation) = AsyncStream.makeStream(of: Input.self, bufferingPolicy: .bufferingNewest(4096))
-        let grid = try IntervalGrid(periodMillis: Self.millis(config.interval))
+        for specification in specifications {
+            let saved = try await store.savedState(Self.stateKey(specification.id))
+            let accountant = Self.accountant(specification, saved: saved, bootID: bootID, logger: logger)
+            let signer = try RecordSigner(gateway: gateway, meter: specification.id, sourceID: specification.sourceID,
+                                          envelope: specification.envelope, key: key, selfCheck: selfCheck)
+            streams[specification.id] = Stream(accountant: accountant, signer: signer)
+        }
+    }
+
+    /// A stream's accountant: restored from its saved state when there is some that fits the specification, else new.
+    /// A changed interval, profile or rail makes old state meaningless: the stream's accounting starts afresh (the chain
+    /// continues; the first interval is a gap), and the log says why.
+    static func accountant(_ specification: StreamSpecification, saved: [UInt8]?, bootID: String?, logger: Logger) -> Accountant {
         let decoder = AccountingState.decoder()
-        for meter in config.meters {
-            let field = meter.profile.field(.energyImport)
-            let accounting = CounterAccountant.Configuration(
-                settings: SourceSettings(meter: meter.id, source: .modbus, grid: grid,
-                                         maximumGapNanos: max(Int64(5 * Self.millis(meter.pollInterval)) * 1_000_000, 30_000_000_000)),
-                scale: .milliwattHours, range: Self.range(of: field), hasExportCounter: meter.profile.field(.energyExport) != nil,
-                ratedPowerWatts: meter.plausibleMaximumWatts)
-            var accountant = CounterAccountant(configuration: accounting, bootID: bootID)
-            if let saved = try await store.savedState(Self.stateKey(meter.id)) {
-                do {
-                    let snapshot = try decoder.decode(CounterAccountant.Snapshot.self, from: Data(saved))
-                    accountant = try CounterAccountant(configuration: accounting, restoring: snapshot, bootID: bootID)
-                    logger.info("restored accounting state", metadata: ["meter": "\(meter.id)"])
-                } catch {
-                    // A changed interval or profile makes old state meaningless: start the stream's accounting
-                    // afresh (the chain continues; the first interval is a gap) and say why.
-                    logger.warning("saved accounting state does not fit the config; starting afresh",
-                                   metadata: ["meter": "\(meter.id)", "reason": "\(error)"])
-                }
+        do {
+            switch specification.accounting {
+            case .counter(let configuration):
+                guard let saved else { return .counter(CounterAccountant(configuration: configuration, bootID: bootID)) }
+                let snapshot = try decoder.decode(CounterAccountant.Snapshot.self, from: Data(saved))
+                let restored = Accountant.counter(try CounterAccountant(configuration: configuration, restoring: snapshot, bootID: bootID))
+                logger.info("restored accounting state", metadata: ["meter": "\(specification.id)"])
+                return restored
+            case .power(let settings):
+                guard let saved else { return .power(PowerAccountant(settings: settings, bootID: bootID)) }
+                let snapshot = try decoder.decode(PowerAccountant.Snapshot.self, from: Data(saved))
+                let restored = Accountant.power(try PowerAccountant(settings: settings, restoring: snapshot, bootID: bootID))
+                logger.info("restored accounting state", metadata: ["meter": "\(specification.id)"])
+                return restored
             }
-            let signer = try RecordSigner(gateway: config.gateway, meter: meter.id,
-                                          sourceID: "\(meter.profile.id) unit \(meter.unit) on \(meter.bus)",
-                                          envelope: meter.envelope, key: key, selfCheck: config.signing.selfCheck)
-            streams[meter.id] = Stream(accountant: .counter(accountant), signer: signer)
-        }
-        // S0 pulse inputs: a counter of impulses, exact at any pulse constant.
-        for pulse in config.pulses {
-            let settings = SourceSettings(meter: pulse.id, source: .pulse, grid: grid)
-            let configuration = CounterAccountant.Configuration(settings: settings, scale: .impulses(perKilowattHour: pulse.impulsesPerKilowattHour),
-                                                                ratedPowerWatts: pulse.ratedPowerWatts)
-            var counter = CounterAccountant(configuration: configuration, bootID: bootID)
-            if let saved = try await store.savedState(Self.stateKey(pulse.id)),
-               let snapshot = try? decoder.decode(CounterAccountant.Snapshot.self, from: Data(saved)),
-               let restored = try? CounterAccountant(configuration: configuration, restoring: snapshot, bootID: bootID) {
-                counter = restored
+        } catch {
+            logger.warning("saved accounting state does not fit the config; starting afresh",
+                           metadata: ["meter": "\(specification.id)", "reason": "\(error)"])
+            switch specification.accounting {
+            case .counter(let configuration): return .counter(CounterAccountant(configuration: configuration, bootID: bootID))
+            case .power(let settings): return .power(PowerAccountant(settings: settings, bootID: bootID))
             }
-            let signer = try RecordSigner(gateway: config.gateway, meter: pulse.id,
-                                          sourceID: "S0 \(pulse.input.name) \(pulse.input.line.chip):\(pulse.input.line.line) \(pulse.impulsesPerKilowattHour) imp/kWh",
-                                          envelope: pulse.envelope, key: key, selfCheck: config.signing.selfCheck)
-            streams[pulse.id] = Stream(accountant: .counter(counter), signer: signer)
-        }
-        // Rails: energy counters (µJ; RAPL wraps at its range, NVML restarts from zero after a driver reload)
-        // are accounted as counters, power rails (µW) by integration.
-        for (source, rail) in rails {
-            let settings = SourceSettings(meter: source.id, source: rail.source, grid: grid,
-                                          maximumGapNanos: max(Int64(5 * Self.millis(config.rails.pollInterval)) * 1_000_000, 30_000_000_000))
-            let saved = try await store.savedState(Self.stateKey(source.id))
-            var accountant: Accountant
-            if rail.isEnergyCounter || { if case .nvml = rail.method { return true } else { return false } }() {
-                var range = CounterRange.bits(64)
-                if case .raplEnergy(_, let wrap?) = rail.method { range = .modulus(wrap) }
-                let afterReset: CounterAccountant.ResetPolicy = { if case .nvml = rail.method { return .countFromZero } else { return .rebase } }()
-                let configuration = CounterAccountant.Configuration(settings: settings, scale: .microjoules, range: range,
-                                                                    ratedPowerWatts: source.ratedPowerWatts, afterReset: afterReset)
-                var counter = CounterAccountant(configuration: configuration, bootID: bootID)
-                if let saved, let snapshot = try? decoder.decode(CounterAccountant.Snapshot.self, from: Data(saved)),
-                   let restored = try? CounterAccountant(configuration: configuration, restoring: snapshot, bootID: bootID) {
-                    counter = restored
-                    logger.info("restored accounting state", metadata: ["meter": "\(source.id)"])
-                }
-                accountant = .counter(counter)
-            } else {
-                var power = PowerAccountant(settings: settings, bootID: bootID)
-                if let saved, let snapshot = try? decoder.decode(PowerAccountant.Snapshot.self, from: Data(saved)),
-                   let restored = try? PowerAccountant(settings: settings, restoring: snapshot, bootID: bootID) {
-                    power = restored
-                    logger.info("restored accounting state", metadata: ["meter": "\(source.id)"])
-                }
-                accountant = .power(power)
-            }
-            let signer = try RecordSigner(gateway: config.gateway, meter: source.id, sourceID: rail.id, envelope: source.envelope, key: key, selfCheck: config.signing.selfCheck)
-            streams[source.id] = Stream(accountant: accountant, signer: signer)
         }
     }
 
