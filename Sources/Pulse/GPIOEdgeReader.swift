@@ -21,17 +21,16 @@ public final class GPIOEdgeReader: @unchecked Sendable {
         case pullDown = "pull-down"
     }
 
-    private let chip: OpaquePointer
-    private let line: OpaquePointer
-    public let chipName: String
-    public let offset: Int
+    private let requested: RequestedGPIOLine
+    private var line: OpaquePointer { requested.line }
+    public var chipName: String { requested.chipName }
+    public var offset: Int { requested.offset }
 
     /// Opens `chip` (name, path, label or number) and requests line `offset` for both edges.
     /// The corresponding C functions are `gpiod_chip_open_lookup`, `gpiod_chip_get_line` and
     /// `gpiod_line_request_both_edges_events_flags`.
     public init(chip chipName: String, offset: Int, consumer: String = "metergate", activeLow: Bool = true,
                 bias: Bias = .asIs) throws(GPIOError) {
-        let (chip, line) = try openChipLine(chipName, offset: offset)
         var flags: Int32 = 0
         if activeLow { flags |= Int32(GPIOD_LINE_REQUEST_FLAG_ACTIVE_LOW) }
         switch bias {
@@ -39,20 +38,9 @@ public final class GPIOEdgeReader: @unchecked Sendable {
         case .pullUp: flags |= Int32(GPIOD_LINE_REQUEST_FLAG_BIAS_PULL_UP)
         case .pullDown: flags |= Int32(GPIOD_LINE_REQUEST_FLAG_BIAS_PULL_DOWN)
         }
-        guard gpiod_line_request_both_edges_events_flags(line, consumer, flags) == 0 else {
-            let code = CGPIOD_errno()
-            gpiod_chip_close(chip)
-            throw GPIOError(function: "gpiod_line_request_both_edges_events_flags", code: code, context: "line \(offset) of chip '\(chipName)'")
+        requested = try RequestedGPIOLine(chip: chipName, offset: offset, function: "gpiod_line_request_both_edges_events_flags") {
+            gpiod_line_request_both_edges_events_flags($0, consumer, flags)
         }
-        self.chip = chip
-        self.line = line
-        self.chipName = chipName
-        self.offset = offset
-    }
-
-    deinit {
-        gpiod_line_release(line)
-        gpiod_chip_close(chip)
     }
 
     /// Waits up to `timeoutNanos` for edges and returns those that arrived (empty on timeout). Blocks: call it

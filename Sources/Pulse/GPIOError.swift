@@ -57,17 +57,40 @@ public final class GPIOChip {
     }
 }
 
-/// Opens `chipName` and finds line `offset` on it: the shared first half of every line request. On failure
-/// nothing stays open. The corresponding C functions are `gpiod_chip_open_lookup` and `gpiod_chip_get_line`.
-func openChipLine(_ chipName: String, offset: Int) throws(GPIOError) -> (chip: OpaquePointer, line: OpaquePointer) {
-    guard let chip = gpiod_chip_open_lookup(chipName) else {
-        throw GPIOError(function: "gpiod_chip_open_lookup", code: CGPIOD_errno(), context: "chip '\(chipName)'")
+/// One line of a chip, requested from libgpiod: the chip and line handles, released and closed together when
+/// the last owner lets go. `@unchecked Sendable`: the handles are set once; each owner says who may use them.
+final class RequestedGPIOLine: @unchecked Sendable {
+    let chip: OpaquePointer
+    let line: OpaquePointer
+    let chipName: String
+    let offset: Int
+
+    /// Opens `chipName` (name, path, label or number), gets line `offset` and requests it with `request`, the
+    /// libgpiod call named `function` (0 on success). The corresponding C functions are `gpiod_chip_open_lookup`,
+    /// `gpiod_chip_get_line` and `function`.
+    init(chip chipName: String, offset: Int, function: String, request: (OpaquePointer) -> Int32) throws(GPIOError) {
+        guard let chip = gpiod_chip_open_lookup(chipName) else {
+            throw GPIOError(function: "gpiod_chip_open_lookup", code: CGPIOD_errno(), context: "chip '\(chipName)'")
+        }
+        let lineCount = Int(gpiod_chip_num_lines(chip))
+        guard offset >= 0, offset < lineCount, let line = gpiod_chip_get_line(chip, UInt32(offset)) else {
+            let code = offset >= 0 && offset < lineCount ? CGPIOD_errno() : EINVAL
+            gpiod_chip_close(chip)
+            throw GPIOError(function: "gpiod_chip_get_line", code: code, context: "line \(offset) of chip '\(chipName)' (\(lineCount) lines)")
+        }
+        guard request(line) == 0 else {
+            let code = CGPIOD_errno()
+            gpiod_chip_close(chip)
+            throw GPIOError(function: function, code: code, context: "line \(offset) of chip '\(chipName)'")
+        }
+        self.chip = chip
+        self.line = line
+        self.chipName = chipName
+        self.offset = offset
     }
-    let lineCount = Int(gpiod_chip_num_lines(chip))
-    guard offset >= 0, offset < lineCount, let line = gpiod_chip_get_line(chip, UInt32(offset)) else {
-        let code = offset >= 0 && offset < lineCount ? CGPIOD_errno() : EINVAL
+
+    deinit {
+        gpiod_line_release(line)
         gpiod_chip_close(chip)
-        throw GPIOError(function: "gpiod_chip_get_line", code: code, context: "line \(offset) of chip '\(chipName)' (\(lineCount) lines)")
     }
-    return (chip, line)
 }

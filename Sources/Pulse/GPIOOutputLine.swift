@@ -11,11 +11,11 @@ public actor GPIOOutputLine {
     private let executor: SerialQueueExecutor
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
-    // Owned by this actor; released and closed in deinit.
-    private nonisolated(unsafe) let chip: OpaquePointer
-    private nonisolated(unsafe) let line: OpaquePointer
-    public nonisolated let chipName: String
-    public nonisolated let offset: Int
+    // Owned by this actor; released and closed with it.
+    private nonisolated let requested: RequestedGPIOLine
+    private nonisolated var line: OpaquePointer { requested.line }
+    public nonisolated var chipName: String { requested.chipName }
+    public nonisolated var offset: Int { requested.offset }
     /// With `activeLow`, libgpiod inverts: `true` drives the pin low.
     public nonisolated let activeLow: Bool
     /// Serialises the value calls of ``set(_:)`` and ``setBlocking(_:)``, which come from different threads.
@@ -25,24 +25,12 @@ public actor GPIOOutputLine {
     /// `true` is the low level). The corresponding C functions are `gpiod_chip_open_lookup`,
     /// `gpiod_chip_get_line` and `gpiod_line_request_output_flags`.
     public init(chip chipName: String, offset: Int, consumer: String = "metergate", initial: Bool = false, activeLow: Bool = false) throws(GPIOError) {
-        let (chip, line) = try openChipLine(chipName, offset: offset)
         let flags = activeLow ? Int32(GPIOD_LINE_REQUEST_FLAG_ACTIVE_LOW) : 0
-        guard gpiod_line_request_output_flags(line, consumer, flags, initial ? 1 : 0) == 0 else {
-            let code = CGPIOD_errno()
-            gpiod_chip_close(chip)
-            throw GPIOError(function: "gpiod_line_request_output_flags", code: code, context: "line \(offset) of chip '\(chipName)'")
+        requested = try RequestedGPIOLine(chip: chipName, offset: offset, function: "gpiod_line_request_output_flags") {
+            gpiod_line_request_output_flags($0, consumer, flags, initial ? 1 : 0)
         }
         self.activeLow = activeLow
         self.executor = SerialQueueExecutor(label: "metergate.gpio-out.\(chipName).\(offset)")
-        self.chip = chip
-        self.line = line
-        self.chipName = chipName
-        self.offset = offset
-    }
-
-    deinit {
-        gpiod_line_release(line)
-        gpiod_chip_close(chip)
     }
 
     /// Drives the line. The corresponding C function is `gpiod_line_set_value`.
