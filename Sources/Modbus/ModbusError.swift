@@ -31,6 +31,21 @@ public struct ModbusError: Error, Hashable, Sendable, CustomStringConvertible {
         self.context = context
     }
 
+    /// The error libmodbus reports for an exception answer (`MODBUS_ENOBASE` + the exception code).
+    public static func answered(_ exception: ModbusException, function: String, context: String = "") -> ModbusError {
+        ModbusError(function: function, code: CModbus_ENOBASE() + Int32(exception.rawValue), context: context)
+    }
+
+    /// The error libmodbus reports when no answer came within the response timeout (`ETIMEDOUT`).
+    public static func timedOut(function: String, context: String = "") -> ModbusError {
+        ModbusError(function: function, code: ETIMEDOUT, context: context)
+    }
+
+    /// The error libmodbus reports for an answer whose framing or length does not match the request (`EMBBADDATA`).
+    public static func damagedFrame(function: String, context: String = "") -> ModbusError {
+        ModbusError(function: function, code: CModbus_EMBBADDATA(), context: context)
+    }
+
     public var kind: Kind {
         let base = CModbus_ENOBASE()
         if code > base && code < base + 64 {
