@@ -136,7 +136,7 @@ public actor LedgerStore {
             // Consumers of one shared-subscription group may share the file: wait for each other's writes.
             _ = try db.scalarInt("PRAGMA busy_timeout=10000")
             if readOnly {
-                guard try db.scalarInt("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('readings', 'forks')") == 2 else {
+                guard try db.hasTable("readings"), try db.hasTable("forks") else {
                     throw LedgerError.notALedger(path: path)
                 }
             } else {
@@ -158,7 +158,7 @@ public actor LedgerStore {
             insertBreak = try db.prepare("INSERT OR IGNORE INTO chain_breaks(gateway, meter, epoch, seq, reason, seen_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
             insertRejected = readOnly ? try db.prepare("SELECT 1", persistent: false) : try db.prepare(
                 "INSERT INTO rejected(topic, reason, payload, seen_ms, payload_bytes, payload_sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
-            let hasStatedLost = try db.scalarInt("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'stated_lost'") == 1
+            let hasStatedLost = try db.hasTable("stated_lost")
             insertStatedLost = hasStatedLost ? try db.prepare("""
                 INSERT OR IGNORE INTO stated_lost(gateway, meter, epoch, stated_by_seq, from_seq, to_seq, seen_ms)
                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)

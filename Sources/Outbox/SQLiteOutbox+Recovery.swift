@@ -56,7 +56,7 @@ extension SQLiteOutbox {
     /// record chains onto) must be its last record's hash; otherwise the next record would be signed onto a
     /// bad link, or a changed record published or replayed.
     static func contentDamage(_ db: SQLiteDatabase) throws(SQLiteError) -> String? {
-        guard try db.scalarInt("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('streams', 'records')") == 2 else {
+        guard try db.hasTable("streams"), try db.hasTable("records") else {
             return nil   // a new store
         }
         let heads = try db.prepare("""
@@ -69,7 +69,7 @@ extension SQLiteOutbox {
                 return "stream \(heads.text(0) ?? "?"): the chain head does not match record seq \(heads.int64(1))"
             }
         }
-        guard try db.scalarInt("SELECT count(*) FROM pragma_table_info('records') WHERE name = 'digest'") == 1 else { return nil }
+        guard try db.hasColumn("digest", in: "records") else { return nil }
         let rows = try db.prepare("SELECT meter, seq, hash, bytes, digest FROM records WHERE digest IS NOT NULL", persistent: false)
         while try rows.step() {
             if digest(hash: rows.blob(2), bytes: rows.blob(3)) != rows.blob(4) {
