@@ -7,6 +7,8 @@ public enum AccountingEvent: Sendable, Hashable, Codable {
     /// The counter went backwards without a plausible wrap (meter replaced or cleared, driver reloaded).
     /// The energy between the last poll and the reset is missing; `paidCounts` were paid after it.
     case reset(from: UInt64, to: UInt64, paidCounts: UInt64)
+    /// Another meter answers (its identity changed): its counters became the baseline; the step was not paid.
+    case meterReplaced(fromCounts: UInt64, toCounts: UInt64)
     /// The counter rose by more than rated power × elapsed time allows: flagged, not paid.
     case implausibleIncrease(counts: UInt64, limit: UInt64)
     /// Samples were further apart than the configured gap limit (monotonic nanoseconds).

@@ -134,9 +134,17 @@ public struct CounterAccountant: Sendable {
         state.map { ($0.assembler.totals.imported, $0.assembler.totals.exported) }
     }
 
+    /// The last counter values read (import, export), in counts; nil before the first reading.
+    public var lastCounts: (importCount: UInt64, exportCount: UInt64?)? {
+        state.map { ($0.importChannel.lastRaw, $0.exportChannel?.lastRaw) }
+    }
+
     /// Books one reading; returns the intervals it completes. Throws (changing nothing) on out-of-order or
     /// malformed input.
-    public mutating func add(_ reading: Reading) throws(AccountingError) -> [AccountedInterval] {
+    ///
+    /// `rebasing`: the reading is the first of another meter (a replacement, known by its identity): its counters
+    /// are the new baseline, nothing is paid for the step between the two meters, and the interval is flagged.
+    public mutating func add(_ reading: Reading, rebasing: Bool = false) throws(AccountingError) -> [AccountedInterval] {
         let settings = configuration.settings
         guard (reading.exportCount != nil) == configuration.hasExportCounter else {
             throw .exportChannelMismatch(meter: settings.meter, configured: configuration.hasExportCounter)
@@ -153,10 +161,14 @@ public struct CounterAccountant: Sendable {
         let limit = maximumIncrease(elapsedNanos: step.elapsedNanos)
         var events = step.events
         var quality = Quality.measured
-        let imported = advance(&state.importChannel, to: reading.importCount, limit: limit, events: &events, quality: &quality)
+        if rebasing {
+            events.append(.meterReplaced(fromCounts: state.importChannel.lastRaw, toCounts: reading.importCount))
+            quality = .gap
+        }
+        let imported = advance(&state.importChannel, to: reading.importCount, limit: limit, rebasing: rebasing, events: &events, quality: &quality)
         var exported = FineEnergy.zero
         if var channel = state.exportChannel, let count = reading.exportCount {
-            exported = advance(&channel, to: count, limit: limit, events: &events, quality: &quality)
+            exported = advance(&channel, to: count, limit: limit, rebasing: rebasing, events: &events, quality: &quality)
             state.exportChannel = channel
         }
         if step.elapsedNanos > settings.maximumGapNanos {
@@ -213,9 +225,13 @@ public struct CounterAccountant: Sendable {
     }
 
     /// Classifies the counter's step and returns the energy to pay for it.
-    private func advance(_ channel: inout Channel, to raw: UInt64, limit: UInt64,
+    private func advance(_ channel: inout Channel, to raw: UInt64, limit: UInt64, rebasing: Bool,
                          events: inout [AccountingEvent], quality: inout Quality) -> FineEnergy {
         let scale = configuration.scale
+        guard !rebasing else {
+            channel.lastRaw = raw
+            return .zero
+        }
         let before = scale.energy(ofCount: channel.paid.value)
         switch counterStep(from: channel.lastRaw, to: raw, range: configuration.range, maximumIncrease: limit) {
         case .increase(let counts):

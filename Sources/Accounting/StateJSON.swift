@@ -136,6 +136,11 @@ extension AccountingEvent {
                     $0.integer("counts", counts)
                     $0.integer("limit", limit)
                 }
+            case .meterReplaced(let from, let to):
+                w.object("meterReplaced") {
+                    $0.integer("fromCounts", from)
+                    $0.integer("toCounts", to)
+                }
             case .gap(let nanoseconds): w.object("gap") { $0.integer("nanoseconds", nanoseconds) }
             case .clockStep(let nanoseconds): w.object("clockStep") { $0.integer("nanoseconds", nanoseconds) }
             case .restart(let downtime): w.object("restart") { $0.integer("downtimeNanoseconds", downtime) }

@@ -84,21 +84,6 @@ public struct BusConfig: Sendable, Hashable {
     public var rtsDelayMicroseconds: Int? = nil
 }
 
-/// One revenue meter on a bus.
-public struct MeterConfig: Sendable {
-    public var id: MeterID
-    public var bus: Identifier
-    public var unit: Int
-    public var profile: MeterProfile
-    public var pollInterval: Duration
-    /// The meter's rated maximum power (W), used to flag implausible counter jumps.
-    public var ratedPowerWatts: Double?
-    /// The bound a counter increase is judged by: `rated_power`, else the profile's limits.
-    public var plausibleMaximumWatts: Double? { ratedPowerWatts ?? profile.limits?.maximumPowerWatts }
-    /// The envelope signed records of this meter use.
-    public var envelope: RecordEnvelope
-}
-
 public struct MQTTConfig: Sendable, Hashable {
     /// nil: the demo starts a local broker on a free loopback port.
     public var host: String?
@@ -239,7 +224,7 @@ struct ConfigReader {
             }
         }
 
-        // meters: [{ id, bus, unit, profile, poll, rated_power, envelope }]
+        // meters: [{ id, bus, unit, profile, poll, rated_power, envelope, serial }]
         var meters: [MeterConfig] = []
         // Optional: a gateway may count S0 pulses or read rails only; at least one source of some kind is checked below.
         if let list = attempt({ () throws(ConfigError) in try map.optional("meters")?.list() }) ?? nil {
@@ -351,29 +336,6 @@ struct ConfigReader {
         }
         try m.finish()
         return BusConfig(id: id, transport: transport, responseTimeout: timeout, timing: timing, directionLine: directionLine, rtsDelayMicroseconds: rtsDelay)
-    }
-
-    static func meter(_ node: ConfigNode, buses: [BusConfig], profiles: ProfileLibrary) throws(ConfigError) -> MeterConfig {
-        let m = try node.mapping()
-        let id = try identifier(m.required("id", expected: "the meter id (one MQTT topic level)"))
-        let busNode = try m.required("bus", expected: "the id of a bus under buses:")
-        let bus = try identifier(busNode)
-        guard buses.contains(where: { $0.id == bus }) else {
-            let known = buses.map(\.id.rawValue).joined(separator: ", ")
-            throw busNode.error("no bus with id '\(bus)' (buses: \(known.isEmpty ? "none" : known))")
-        }
-        let unit = try m.required("unit", expected: "the Modbus unit id, 1…247").int(in: 1...247)
-        let profileNode = try m.required("profile", expected: "a meter profile id")
-        let profileID = try profileNode.string()
-        guard let profile = profiles[profileID] else {
-            throw profileNode.error("no meter profile '\(profileID)' (known: \(profiles.profiles.keys.sorted().joined(separator: ", ")))")
-        }
-        let poll = try m.optional("poll")?.duration() ?? .seconds(1)
-        guard poll >= .milliseconds(100) else { throw node.error("poll: expected at least 100ms") }
-        let rated = try m.optional("rated_power")?.double()
-        let envelope = try m.optional("envelope")?.oneOf(RecordEnvelope.self) ?? .jws
-        try m.finish()
-        return MeterConfig(id: id, bus: bus, unit: unit, profile: profile, pollInterval: poll, ratedPowerWatts: rated, envelope: envelope)
     }
 
     static func mqtt(_ node: ConfigNode?, resolve: (String) -> String) throws(ConfigError) -> MQTTConfig {

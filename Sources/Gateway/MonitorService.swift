@@ -20,6 +20,8 @@ public struct GatewayHealthState: Sendable {
     public var lastStoreError: String?
     /// Streams whose records cannot be signed now (meter → why): the others go on; `/health` names them.
     public var blockedStreams: [String: String] = [:]
+    /// Meters answered by another serial than the one commissioned (meter → what answered): `/health` names them.
+    public var identityAlarms: [String: String] = [:]
 }
 
 /// Samples the outbox and the broker connection, publishes gauges, and answers health questions from the
@@ -56,6 +58,7 @@ public final class GatewayMonitor: Sendable {
         }
         if let error = s.lastStoreError { problems.append("outbox not writable: \(error)") }
         for (meter, why) in s.blockedStreams.sorted(by: { $0.key < $1.key }) { problems.append("stream \(meter) cannot be signed (\(why))") }
+        for (meter, what) in s.identityAlarms.sorted(by: { $0.key < $1.key }) { problems.append("meter \(meter) is not the one commissioned (\(what))") }
         let backlog = s.pending + s.inflight
         if !s.brokerConnected && backlog >= backlogAlarm { problems.append("broker disconnected with \(backlog) unsent records (alarm at \(backlogAlarm))") }
         if s.quotaAlarm { problems.append("unsent records exceed the outbox quota") }
@@ -69,7 +72,8 @@ public final class GatewayMonitor: Sendable {
     public func statusLine() -> String {
         let s = snapshot
         let blocked = s.blockedStreams.isEmpty ? "" : "; not signing: \(s.blockedStreams.keys.sorted().joined(separator: ", "))"
-        return "\(meterCount) meter(s)\(blocked); broker \(s.brokerConnected ? "connected" : "disconnected"); outbox \(s.pending) pending, \(s.inflight) inflight, \(s.delivered) delivered"
+        let strangers = s.identityAlarms.isEmpty ? "" : "; not the commissioned meter: \(s.identityAlarms.keys.sorted().joined(separator: ", "))"
+        return "\(meterCount) meter(s)\(blocked)\(strangers); broker \(s.brokerConnected ? "connected" : "disconnected"); outbox \(s.pending) pending, \(s.inflight) inflight, \(s.delivered) delivered"
     }
 }
 
@@ -112,6 +116,7 @@ public struct MonitorService: Service {
             let connected = client.currentSession != nil
             let appendError = await pipeline.lastAppendError
             let blockedStreams = await pipeline.blocked
+            let identityAlarms = await pipeline.identityAlarms
             let signed = await pipeline.recordsAppended
             if let stats = try? await store.stats() {
                 let age = stats.oldestUnsent.map { max(0, Date().timeIntervalSince($0)) } ?? 0
@@ -134,6 +139,7 @@ public struct MonitorService: Service {
                 $0.brokerConnected = connected
                 $0.lastStoreError = appendError
                 $0.blockedStreams = blockedStreams
+                $0.identityAlarms = identityAlarms
                 $0.pollingHealthy = monitor.heartbeat.isFresh(within: monitor.staleAfter)
             }
             connectedGauge.record(connected ? 1 : 0)

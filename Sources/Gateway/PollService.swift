@@ -6,14 +6,14 @@ import Modbus
 import ServiceLifecycle
 import Synchronization
 
-/// Polls every configured Modbus meter and hands each sample to `sink`.
+/// Polls every configured Modbus meter and hands each sample to `sink`, with the meter's identity when the poll read it.
 ///
 /// One ``BusPoller`` per bus: units on one bus are read one after another through the bus's single
 /// ``ModbusConnection`` (an RTU line carries one frame at a time), each on its own period, with coalesced
 /// requests from the profile's ``RequestPlan``. Buses (RTU lines, TCP endpoints) run concurrently. A meter
 /// that does not answer costs one timeout and is backed off, so it never stalls the others.
 public struct PollService: Service {
-    public typealias Sink = @Sendable (Sample) async -> Void
+    public typealias Sink = @Sendable (Sample, IdentityReading?) async -> Void
 
     let config: GatewayConfig
     let logger: Logger
@@ -86,7 +86,7 @@ public struct PollService: Service {
         let polling = poller.start(shouldStop: { Task.isShuttingDownGracefully }) { [logger] event in
             loopBeat()
             switch event {
-            case .sample(let sample, let unit, let requests, let refused):
+            case .sample(let sample, let unit, let requests, let refused, let identity):
                 answered[sample.meter]?.increment()
                 let first = quiet.withLock { $0.insert(sample.meter).inserted }
                 // The message is formatted only when the level is logged (most polls: debug, off).
@@ -95,7 +95,7 @@ public struct PollService: Service {
                 for error in refused {
                     logger.warning("meter refused a request", metadata: ["meter": "\(sample.meter)", "error": "\(error)"])
                 }
-                await sink(sample)
+                await sink(sample, identity)
             case .failure(let meter, let unit, let error, let consecutive, let retryIn):
                 failed[meter]?.increment()
                 if case .modbus(let e) = error, e.kind == .timeout { timedOut[meter]?.increment() }

@@ -37,15 +37,21 @@ public actor ReadingPipeline {
         }
     }
 
-    /// One stream's accounting and signing.
+    /// One stream's accounting and signing, and which meter answers it.
     struct Stream {
         var accountant: Accountant
         let signer: RecordSigner
+        let identity: StreamSpecification.Identity?
+        var provenance = Provenance()
     }
 
-    private var streams: [MeterID: Stream] = [:]
+    var streams: [MeterID: Stream] = [:]
+    /// Streams whose ``Provenance`` changed since it was last saved.
+    var provenanceUnsaved: Set<MeterID> = []
+    /// Meters whose answering serial is not the commissioned one (meter → what answered and what was expected).
+    public internal(set) var identityAlarms: [String: String] = [:]
     private let store: any OutboxStore
-    private let logger: Logger
+    let logger: Logger
     private let appended: @Sendable () -> Void
     /// The wall clock's state, signed with each record (the kernel's, through adjtimex; injected in tests).
     private let clockState: @Sendable () -> ClockState
@@ -74,7 +80,7 @@ public actor ReadingPipeline {
     /// stream never interleave. A bounded buffer: if the store stalls (disk full), the oldest samples go first,
     /// which loses detail but no energy (the counters carry it).
     enum Input: Sendable {
-        case sample(Sample)
+        case sample(Sample, IdentityReading?)
         case rail(MeterID, RailReading, Timestamp)
         case count(MeterID, UInt64, Timestamp)
         case tick(Timestamp)
@@ -133,7 +139,14 @@ public actor ReadingPipeline {
             let accountant = Self.accountant(specification, saved: saved, bootID: bootID, logger: logger)
             let signer = try RecordSigner(gateway: gateway, meter: specification.id, sourceID: specification.sourceID,
                                           envelope: specification.envelope, key: key, selfCheck: selfCheck)
-            streams[specification.id] = Stream(accountant: accountant, signer: signer)
+            var stream = Stream(accountant: accountant, signer: signer, identity: specification.identity)
+            if specification.identity != nil {
+                stream.provenance = Self.provenance(specification.id, saved: try await store.savedState(Self.provenanceKey(specification.id)), logger: logger)
+                if stream.provenance.mismatch, let found = stream.provenance.identity {
+                    identityAlarms[specification.id.rawValue] = Self.mismatchText(found, specification.identity)
+                }
+            }
+            streams[specification.id] = stream
         }
     }
 
@@ -232,8 +245,8 @@ public actor ReadingPipeline {
         stage(closed, of: meter)
     }
 
-    /// Queues one poll's sample (cheap, never blocks the poller).
-    public nonisolated func submit(_ sample: Sample) { enqueue(.sample(sample)) }
+    /// Queues one poll's sample, with the meter's identity when the poll read it (cheap, never blocks the poller).
+    public nonisolated func submit(_ sample: Sample, identity: IdentityReading? = nil) { enqueue(.sample(sample, identity)) }
 
     /// Queues a tick (closes silent intervals, saves state now and then).
     public nonisolated func submitTick(_ now: Timestamp) { enqueue(.tick(now)) }
@@ -247,7 +260,7 @@ public actor ReadingPipeline {
         for await next in input {
             queued.subtract(1, ordering: .relaxed)
             switch next {
-            case .sample(let sample): accept(sample)
+            case .sample(let sample, let identity): accept(sample, identity: identity)
             case .rail(let meter, let reading, let time): accept(rail: meter, reading: reading, at: time)
             case .count(let meter, let count, let time): accept(count: count, of: meter, at: time)
             case .tick(let now): await tick(now: now)
@@ -257,8 +270,9 @@ public actor ReadingPipeline {
         await flush()
     }
 
-    /// Feeds one poll's sample; stages the records of any interval it closed.
-    func accept(_ sample: Sample) {
+    /// Feeds one poll's sample; stages the records of any interval it closed. A new identity is noted first: a
+    /// different meter's first reading becomes the new baseline, with a signed replacement statement.
+    func accept(_ sample: Sample, identity: IdentityReading? = nil) {
         guard var stream = streams[sample.meter], case .counter(var accountant) = stream.accountant else { return }
         // A counter beyond 10^15 Wh (a million GWh) is a damaged register, not energy: refused, never converted
         // (the conversion to an integer count would trap).
@@ -273,12 +287,27 @@ public actor ReadingPipeline {
             time: sample.time, importCount: UInt64((importWh * 1000).rounded()),
             exportCount: accountant.configuration.hasExportCounter ? UInt64(((exportWh ?? 0) * 1000).rounded()) : nil,
             powerWatts: sample.values[.power])
+        var rebasing = false
+        if case .identified(let found)? = identity {
+            rebasing = note(found, of: &stream, reading: reading, lastCounts: accountant.lastCounts)
+        } else if case .notOffered(let why)? = identity, stream.provenance.notOfferedLogged != why {
+            stream.provenance.notOfferedLogged = why
+            let named = stream.identity?.configured == nil ? "its bus position" : "the configured serial"
+            logger.info("the meter offers no identity; its records name \(named)",
+                        metadata: ["meter": "\(sample.meter)", "reason": "\(why)"])
+        }
         let closed: [AccountedInterval]
         do {
-            closed = try accountant.add(reading)
+            closed = try accountant.add(reading, rebasing: rebasing)
             stream.accountant = .counter(accountant)
         } catch {
             logger.warning("reading refused by accounting", metadata: ["meter": "\(sample.meter)", "error": "\(error)"])
+            // The identity noted stays: the next reading of the new meter is the baseline instead.
+            if rebasing, var kept = streams[sample.meter] {
+                kept.provenance = stream.provenance
+                kept.provenance.pendingReplacement = nil
+                streams[sample.meter] = kept
+            }
             return
         }
         streams[sample.meter] = stream
@@ -330,12 +359,14 @@ public actor ReadingPipeline {
         }
         let clock = intervals.isEmpty ? ClockState.unknown : clockState()
         for interval in intervals {
-            let result = interval.result
+            var adjusted = interval.result
+            let source = sourceStatement(meter, for: &adjusted)
+            let result = adjusted
             staged.append(AppendRequest(meter: meter.rawValue, intervalEnd: result.endMillis, keyID: signer.keyID) { position in
-                let signed = try signer.sign(result: result, position: position, clock: clock)
+                let signed = try signer.sign(result: result, position: position, clock: clock, source: source)
                 return (signed.bytes, signed.hash)
             })
-            stagedIntervals.append((meter, interval))
+            stagedIntervals.append((meter, AccountedInterval(result: result, events: interval.events)))
             if result.quality != .measured {
                 logger.notice("interval \(result.quality.rawValue)", metadata: [
                     "meter": "\(meter)", "start": "\(result.startMillis)", "events": "\(interval.events.map { "\($0)" }.joined(separator: ","))",
@@ -365,6 +396,11 @@ public actor ReadingPipeline {
                 guard let stream = streams[id], let bytes = stream.accountant.encodedSnapshot else { continue }
                 state[Self.stateKey(id)] = bytes
             }
+            let savingProvenance = provenanceUnsaved.filter { !leftOut.contains($0.rawValue) }
+            for id in savingProvenance {
+                guard let bytes = streams[id]?.provenance.encoded else { continue }
+                state[Self.provenanceKey(id)] = bytes
+            }
             guard !requests.isEmpty || !state.isEmpty else { return }
             do {
                 let records = try await store.append(requests, saving: state)
@@ -373,6 +409,7 @@ public actor ReadingPipeline {
                 staged = kept.sorted().map { staged[$0] } + staged[taken...]
                 stagedIntervals = kept.sorted().map { stagedIntervals[$0] } + stagedIntervals[taken...]
                 unsaved.subtract(saving)
+                provenanceUnsaved.subtract(savingProvenance)
                 lastSave = .now
                 lastAppendError = nil
                 retryAt = nil

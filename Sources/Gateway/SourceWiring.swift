@@ -44,11 +44,11 @@ struct SourceWiring: Sendable {
         let pipeline = pipeline, live = live, liveness = liveness, loopBeat = loopBeat, sampleBeat = sampleBeat
         let pollCounter = Counter(label: "metergate_samples_total")
         var services: [any Service] = [
-            PollService(config: config, logger: Logger(label: "poll"), connections: connections, loopBeat: { loopBeat.beat() }) { sample in
+            PollService(config: config, logger: Logger(label: "poll"), connections: connections, loopBeat: { loopBeat.beat() }) { sample, identity in
                 sampleBeat.beat()
                 liveness.saw(sample.meter.rawValue)
                 pollCounter.increment()
-                pipeline.submit(sample)
+                pipeline.submit(sample, identity: identity)
                 live?.publish(sample)
             },
         ]

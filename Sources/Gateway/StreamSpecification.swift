@@ -16,17 +16,40 @@ public struct StreamSpecification: Sendable {
         case power(SourceSettings)
     }
 
+    /// How a source that can name itself is identified (Modbus meters): its make, and the serial commissioned.
+    public struct Identity: Sendable, Hashable {
+        public var manufacturer: String
+        public var model: String
+        /// The config's `serial:`: another serial answering is an alarm.
+        public var commissionedSerial: String?
+
+        public init(manufacturer: String, model: String, commissionedSerial: String?) {
+            self.manufacturer = manufacturer
+            self.model = model
+            self.commissionedSerial = commissionedSerial
+        }
+
+        /// The identity the config states, for records of a meter that names none itself.
+        public var configured: MeterIdentity? {
+            commissionedSerial.flatMap { MeterIdentity(manufacturer: manufacturer, model: model, serial: $0) }
+        }
+    }
+
     public var id: MeterID
-    /// What each record names as the stream's source (``RecordSigner``'s source id).
+    /// What each record names as the stream's source (``RecordSigner``'s source id) while no identity is known:
+    /// a bus position, a rail, an input.
     public var sourceID: String
     public var envelope: RecordEnvelope
     public var accounting: Accounting
+    /// Nil: the source cannot name itself; its records carry ``sourceID``.
+    public var identity: Identity?
 
-    public init(id: MeterID, sourceID: String, envelope: RecordEnvelope, accounting: Accounting) {
+    public init(id: MeterID, sourceID: String, envelope: RecordEnvelope, accounting: Accounting, identity: Identity? = nil) {
         self.id = id
         self.sourceID = sourceID
         self.envelope = envelope
         self.accounting = accounting
+        self.identity = identity
     }
 }
 
@@ -51,7 +74,8 @@ extension MeterConfig {
             settings: SourceSettings(meter: id, source: .modbus, grid: grid, maximumGapNanos: maximumGapNanos(poll: pollInterval)),
             scale: .milliwattHours, range: ReadingPipeline.range(of: field), hasExportCounter: profile.field(.energyExport) != nil,
             ratedPowerWatts: plausibleMaximumWatts)
-        return StreamSpecification(id: id, sourceID: "\(profile.id) unit \(unit) on \(bus)", envelope: envelope, accounting: .counter(accounting))
+        return StreamSpecification(id: id, sourceID: "\(profile.id) unit \(unit) on \(bus)", envelope: envelope, accounting: .counter(accounting),
+                                   identity: .init(manufacturer: profile.manufacturer, model: profile.model, commissionedSerial: serial))
     }
 }
 

@@ -9,13 +9,18 @@ public struct PolledMeter: Sendable {
     public var period: Duration
     /// The quantities to read (nil: every value in the profile).
     public var quantities: Set<Quantity>?
+    /// How often the meter's identity is read again while it answers (it is also read at the first answer, after
+    /// a failure, and when its import counter went backwards).
+    public var identityRefresh: Duration
 
-    public init(id: MeterID, unit: Int, profile: MeterProfile, period: Duration, quantities: Set<Quantity>? = nil) {
+    public init(id: MeterID, unit: Int, profile: MeterProfile, period: Duration, quantities: Set<Quantity>? = nil,
+                identityRefresh: Duration = .seconds(300)) {
         self.id = id
         self.unit = unit
         self.profile = profile
         self.period = period
         self.quantities = quantities
+        self.identityRefresh = identityRefresh
     }
 }
 
@@ -108,8 +113,8 @@ public struct PollSchedule: Sendable {
 
 /// What happened in one poll of one meter.
 public enum PollEvent: Sendable {
-    /// The meter answered: its sample, and how many requests it took.
-    case sample(Sample, unit: Int, requests: Int, refused: [ModbusError])
+    /// The meter answered: its sample, how many requests it took, and its identity when it was read in this poll.
+    case sample(Sample, unit: Int, requests: Int, refused: [ModbusError], identity: IdentityReading?)
     /// The meter did not answer (or a SunSpec model was not found); it waits `retryIn` before the next try.
     case failure(MeterID, unit: Int, error: MeterPollError, consecutive: Int, retryIn: Duration)
 }
@@ -127,6 +132,35 @@ public enum MeterPollError: Error, Sendable, CustomStringConvertible {
             return "no SunSpec model \(wanted) on the device (models found: \(found.isEmpty ? "none" : found.map(String.init).joined(separator: ", ")))"
         }
     }
+}
+
+/// When a meter's identity is read: at its first answer, after a failure (a reconnect, a run of timeouts), when
+/// its import counter went backwards, and every `refresh` while it answers.
+struct IdentityWatch {
+    let refresh: Duration
+    private var lastRead: ContinuousClock.Instant?
+    private var stale = true
+    private var lastImport: Double?
+
+    init(refresh: Duration) { self.refresh = refresh }
+
+    func isDue(now: ContinuousClock.Instant) -> Bool {
+        stale || lastRead.map { now - $0 >= refresh } ?? true
+    }
+
+    /// Whether `importValue` is below the last one seen (and remembers it).
+    mutating func wentBackwards(_ importValue: Double?) -> Bool {
+        defer { if let importValue { lastImport = importValue } }
+        guard let importValue, let lastImport else { return false }
+        return importValue < lastImport
+    }
+
+    mutating func read(at now: ContinuousClock.Instant) {
+        lastRead = now
+        stale = false
+    }
+
+    mutating func failed() { stale = true }
 }
 
 /// A task executor on a dispatch queue of its own: tasks that prefer it run their nonisolated code there,
@@ -248,6 +282,7 @@ public actor BusPoller {
         let clock = ContinuousClock()
         var schedule = PollSchedule(periods: meters.map(\.period), start: clock.now, maximumBackoff: timing.maximumBackoff)
         var readers: [MeterReader?] = meters.map { $0.profile.sunspecModel == nil ? MeterReader(profile: $0.profile, quantities: $0.quantities) : nil }
+        var identities = meters.map { IdentityWatch(refresh: $0.identityRefresh) }
         var lastUnit: Int?
         var batch = EventBatch(emit)
         defer { batch.flush() }
@@ -267,19 +302,30 @@ public actor BusPoller {
             lastUnit = meter.unit
             let stamp = time.now()
             do throws(MeterPollError) {
-                if readers[i] == nil { readers[i] = try await locate(meter) }
+                var identity: IdentityReading?
+                let identityDue = identities[i].isDue(now: clock.now)
+                // A SunSpec device names itself in its common model, read again with its discovery.
+                if meter.profile.sunspecModel != nil, identityDue { readers[i] = nil }
+                if readers[i] == nil { (readers[i], identity) = try await locate(meter) }
                 let pause = max(timing.interFrameDelay, timing.profileDelays ? meter.profile.interRequestDelay : .zero)
                 let readout: MeterReader.Readout
                 do {
                     readout = try await readers[i]!.read(unit: meter.unit, from: reader, pause: pause) { [self] in self.pause($0) }
                 } catch { throw .modbus(error) }
-                schedule.succeeded(i, now: clock.now)
                 // Stamped at the middle of the read, not its start: a request that waited for the bus or a busy
                 // machine would otherwise date its counter too early and shift energy between intervals.
                 let readAt = stamp.midpoint(to: time.now())
+                // A counter that went backwards may be another meter: its identity is read before the sample goes out.
+                let backwards = identities[i].wentBackwards(readout.values[.energyImport])
+                if identity == nil, meter.profile.offersIdentity, identityDue || backwards {
+                    identity = try await readIdentity(meter, reader: &readers[i], pause: pause)
+                }
+                if identity != nil { identities[i].read(at: clock.now) }
+                schedule.succeeded(i, now: clock.now)
                 batch.add(.sample(Sample(meter: meter.id, time: readAt, values: readout.values), unit: meter.unit,
-                                  requests: readout.requests, refused: readout.refused), now: clock.now)
+                                  requests: readout.requests, refused: readout.refused, identity: identity), now: clock.now)
             } catch {
+                identities[i].failed()
                 // A SunSpec device is discovered again after a failure: it may have been replaced.
                 if meter.profile.sunspecModel != nil { readers[i] = nil }
                 let wait = schedule.failed(i, now: clock.now)
@@ -297,14 +343,27 @@ public actor BusPoller {
         _ = wake.wait(timeout: .now() + .nanoseconds(Int(s) * 1_000_000_000 + Int(atto / 1_000_000_000)))
     }
 
-    /// Finds a SunSpec meter's model block and places the profile there.
-    private func locate(_ meter: PolledMeter) async throws(MeterPollError) -> MeterReader {
-        guard let wanted = meter.profile.sunspecModel else { return MeterReader(profile: meter.profile, quantities: meter.quantities) }
+    /// Finds a SunSpec meter's model block and places the profile there; the device's identity comes with it.
+    private func locate(_ meter: PolledMeter) async throws(MeterPollError) -> (MeterReader, IdentityReading?) {
+        guard let wanted = meter.profile.sunspecModel else { return (MeterReader(profile: meter.profile, quantities: meter.quantities), nil) }
         let device: SunSpecDevice?
         do { device = try await SunSpecDiscovery.discover(unit: meter.unit, reader: reader) } catch { throw .modbus(error) }
         guard let device, let model = device.models.first(where: { $0.id == wanted }) else {
             throw .sunspecModelMissing(wanted: wanted, found: device?.models.map(\.id) ?? [])
         }
-        return MeterReader(profile: meter.profile.located(at: model.address), quantities: meter.quantities)
+        return (MeterReader(profile: meter.profile.located(at: model.address), quantities: meter.quantities), device.identityReading)
+    }
+
+    /// Reads the meter's identity: its identity registers, or a SunSpec device's discovery again (which also
+    /// places its model block anew). A timeout fails the poll; the identity is then read at the next answer.
+    private func readIdentity(_ meter: PolledMeter, reader located: inout MeterReader?, pause pauseBetween: Duration) async throws(MeterPollError) -> IdentityReading? {
+        pause(pauseBetween)
+        if meter.profile.sunspecModel != nil {
+            let (found, identity) = try await locate(meter)
+            located = found
+            return identity
+        }
+        guard meter.profile.identity != nil else { return nil }
+        do { return try await meter.profile.readIdentity(unit: meter.unit, from: reader) } catch { throw .modbus(error) }
     }
 }

@@ -130,6 +130,8 @@ public struct MeterProfile: Sendable, Hashable {
     /// What no meter of this model can measure beyond (`limits:`), for the plausibility bound of a meter
     /// configured without `rated_power`.
     public var limits: PowerLimits?
+    /// Where the meter keeps its serial number (`identity:`); SunSpec meters name themselves in the common model.
+    public var identity: IdentityRegisters?
 
     public init(id: String, manufacturer: String, model: String, maxRegistersPerRequest: Int = 125, maxGap: Int = 0,
                 interRequestDelay: Duration = .zero, sunspecModel: Int? = nil, identification: [IdentificationCheck] = [],
@@ -260,12 +262,16 @@ extension MeterProfile {
                 throw node.error("max_current and nominal_voltage must be positive (and at most 1e6)")
             }
         }
+        let identity = try map.optional("identity").map { (node) throws(ConfigError) in
+            try IdentityRegisters.parse(node, defaultSpace: defaultSpace, defaultWordOrder: defaultWordOrder)
+        }
         try map.finish()
         if fields.isEmpty { throw root.error("values: the profile maps no registers") }
         var profile = MeterProfile(id: id, manufacturer: manufacturer, model: model, maxRegistersPerRequest: maxRegisters,
                                    maxGap: maxGap, interRequestDelay: delay, sunspecModel: sunspecModel,
                                    identification: identification, fields: fields)
         profile.limits = limits
+        profile.identity = identity
         return profile
     }
 

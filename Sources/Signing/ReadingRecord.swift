@@ -45,6 +45,11 @@ public struct ReadingRecord: Sendable, Hashable {
     public var storeLost: StoreLoss?
     /// The gateway's clock when it signed the record (`clock`); nil in records made before the member existed.
     public var clock: ClockState?
+    /// Where ``sourceID`` comes from (`source.identity`): read from the meter, configured, or a mismatch with the
+    /// configured serial. Nil: the id names a position or path (rails, S0 inputs, meters without identity).
+    public var sourceIdentity: SourceIdentityOrigin?
+    /// Set on the record of the interval in which the meter behind the stream was found replaced (`replaced`).
+    public var replacement: MeterReplacement?
 
     /// A record from its members; ``validate()`` says whether it may be signed.
     public init(
@@ -52,7 +57,8 @@ public struct ReadingRecord: Sendable, Hashable {
         startMillis: Int64, endMillis: Int64, importTotal: MilliwattHours, exportTotal: MilliwattHours,
         importDelta: MilliwattHours, exportDelta: MilliwattHours, averageMilliwatts: Int64, peakMilliwatts: Int64,
         sampleCount: Int64, quality: Quality, prev: [UInt8], keyID: String, previousKeyID: String? = nil,
-        storeLost: StoreLoss? = nil, clock: ClockState? = nil
+        storeLost: StoreLoss? = nil, clock: ClockState? = nil, sourceIdentity: SourceIdentityOrigin? = nil,
+        replacement: MeterReplacement? = nil
     ) {
         self.gateway = gateway
         self.meter = meter
@@ -75,6 +81,8 @@ public struct ReadingRecord: Sendable, Hashable {
         self.previousKeyID = previousKeyID
         self.storeLost = storeLost
         self.clock = clock
+        self.sourceIdentity = sourceIdentity
+        self.replacement = replacement
     }
 
     /// The stream this record belongs to.
@@ -86,7 +94,8 @@ public struct ReadingRecord: Sendable, Hashable {
             ("v", .integer(Self.version)),
             ("gateway", .string(gateway.rawValue)),
             ("meter", .string(meter.rawValue)),
-            ("source", .object([("kind", .string(sourceKind.rawValue)), ("id", .string(sourceID))])),
+            ("source", .object([("kind", .string(sourceKind.rawValue)), ("id", .string(sourceID))]
+                               + (sourceIdentity.map { [("identity", JSONValue.string($0.rawValue))] } ?? []))),
             ("epoch", .string(epoch)),
             ("seq", .integer(seq)),
             ("start_ms", .integer(startMillis)),
@@ -109,6 +118,15 @@ public struct ReadingRecord: Sendable, Hashable {
             // A damage statement keeps the member's first form, without `cause`.
             if storeLost.cause != .damage { statement.append(("cause", .string(storeLost.cause.rawValue))) }
             members.append(("store_lost", .object(statement)))
+        }
+        if let replacement {
+            var statement: [(String, JSONValue)] = [
+                ("old", .string(replacement.old)), ("new", .string(replacement.new)), ("at_ms", .integer(replacement.atMillis)),
+                ("old_import_mwh", .integer(replacement.oldImport.rawValue)), ("new_import_mwh", .integer(replacement.newImport.rawValue)),
+            ]
+            if let e = replacement.oldExport { statement.append(("old_export_mwh", .integer(e.rawValue))) }
+            if let e = replacement.newExport { statement.append(("new_export_mwh", .integer(e.rawValue))) }
+            members.append(("replaced", .object(statement)))
         }
         return .object(members)
     }
@@ -133,10 +151,22 @@ public struct ReadingRecord: Sendable, Hashable {
         out.member("prev", hex: prev)
         if let previousKeyID { out.member("prev_kid", string: previousKeyID) }
         out.member("quality", string: quality.rawValue)
+        if let replacement {
+            out.member("replaced") { r in
+                r.member("at_ms", integer: replacement.atMillis)
+                r.member("new", string: replacement.new)
+                if let e = replacement.newExport { r.member("new_export_mwh", integer: e.rawValue) }
+                r.member("new_import_mwh", integer: replacement.newImport.rawValue)
+                r.member("old", string: replacement.old)
+                if let e = replacement.oldExport { r.member("old_export_mwh", integer: e.rawValue) }
+                r.member("old_import_mwh", integer: replacement.oldImport.rawValue)
+            }
+        }
         out.member("samples", integer: sampleCount)
         out.member("seq", integer: seq)
         out.member("source") { source in
             source.member("id", string: sourceID)
+            if let sourceIdentity { source.member("identity", string: sourceIdentity.rawValue) }
             source.member("kind", string: sourceKind.rawValue)
         }
         out.member("start_ms", integer: startMillis)
@@ -167,6 +197,15 @@ public struct ReadingRecord: Sendable, Hashable {
         guard sampleCount >= 0 else { throw .invalid(field: "samples", reason: "must not be negative") }
         guard prev.count == 32 else { throw .invalid(field: "prev", reason: "must be 32 bytes (SHA-256), found \(prev.count)") }
         guard !keyID.isEmpty else { throw .invalid(field: "kid", reason: "must not be empty") }
+        if let r = replacement {
+            for (name, value) in [("old_import_mwh", Optional(r.oldImport)), ("new_import_mwh", r.newImport), ("old_export_mwh", r.oldExport),
+                                  ("new_export_mwh", r.newExport)] {
+                if let value, value.rawValue < 0 { throw .invalid(field: "replaced.\(name)", reason: "must not be negative (found \(value.rawValue))") }
+            }
+            guard !r.old.isEmpty, !r.new.isEmpty, r.old != r.new else {
+                throw .invalid(field: "replaced", reason: "must name two different meters (old '\(r.old)', new '\(r.new)')")
+            }
+        }
     }
 
     /// Why `epoch` is not a valid epoch id (1 to 64 of `A-Z a-z 0-9 - _`), or nil.
@@ -227,7 +266,7 @@ extension ReadingRecord {
     static let members: [String] = [
         "v", "gateway", "meter", "source", "epoch", "seq", "start_ms", "end_ms", "import_total_mwh", "export_total_mwh",
         "import_mwh", "export_mwh", "avg_mw", "peak_mw", "samples", "quality", "prev", "kid", "prev_kid",
-        "store_lost", "clock",
+        "store_lost", "clock", "replaced",
     ]
 
     /// Reads a version-1 record from its payload bytes. Strict: unknown members, missing members,
@@ -264,8 +303,16 @@ extension ReadingRecord {
         self.gateway = try identifier("gateway")
         self.meter = try identifier("meter")
         guard case .object(let source)? = map["source"] else { throw .invalid(field: "source", reason: "must be an object {kind, id}") }
-        guard source.count == 2, case .string(let kind)? = map["source"]?["kind"], case .string(let sourceID)? = map["source"]?["id"] else {
-            throw .invalid(field: "source", reason: "must be exactly {\"id\": string, \"kind\": string}")
+        let sourceForm = "must be {\"id\": string, \"kind\": string} with an optional \"identity\": read, configured or mismatch"
+        guard case .string(let kind)? = map["source"]?["kind"], case .string(let sourceID)? = map["source"]?["id"],
+              source.allSatisfy({ ["id", "kind", "identity"].contains($0.0) }) else {
+            throw .invalid(field: "source", reason: sourceForm)
+        }
+        if let origin = map["source"]?["identity"] {
+            guard case .string(let text) = origin, let parsed = SourceIdentityOrigin(rawValue: text) else { throw .invalid(field: "source.identity", reason: sourceForm) }
+            self.sourceIdentity = parsed
+        } else {
+            self.sourceIdentity = nil
         }
         guard let sourceKind = SourceKind(rawValue: kind) else {
             throw .invalid(field: "source.kind", reason: "'\(kind)' is not one of \(SourceKind.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -324,7 +371,30 @@ extension ReadingRecord {
         } else {
             self.storeLost = nil
         }
+        self.replacement = try map["replaced"].map { (statement) throws(RecordError) in try Self.replacement(statement) }
         try validate()
+    }
+}
+
+extension ReadingRecord {
+    /// Reads the `replaced` member: old and new source ids, when, and both meters' counters.
+    static func replacement(_ value: JSONValue) throws(RecordError) -> MeterReplacement {
+        let form = "must be {\"old\": string, \"new\": string, \"at_ms\": integer, \"old_import_mwh\": integer, \"new_import_mwh\": integer} "
+            + "with optional \"old_export_mwh\" and \"new_export_mwh\""
+        guard case .object(let members) = value,
+              members.allSatisfy({ ["old", "new", "at_ms", "old_import_mwh", "new_import_mwh", "old_export_mwh", "new_export_mwh"].contains($0.0) }),
+              case .string(let old)? = value["old"], case .string(let new)? = value["new"],
+              case .number(let at)? = value["at_ms"], let atMillis = Int64(at),
+              case .number(let oldImport)? = value["old_import_mwh"], let oi = Int64(oldImport),
+              case .number(let newImport)? = value["new_import_mwh"], let ni = Int64(newImport)
+        else { throw .invalid(field: "replaced", reason: form) }
+        func optional(_ key: String) throws(RecordError) -> MilliwattHours? {
+            guard let member = value[key] else { return nil }
+            guard case .number(let n) = member, let i = Int64(n) else { throw .invalid(field: "replaced.\(key)", reason: "must be an integer") }
+            return MilliwattHours(i)
+        }
+        return MeterReplacement(old: old, new: new, atMillis: atMillis, oldImport: MilliwattHours(oi), oldExport: try optional("old_export_mwh"),
+                                newImport: MilliwattHours(ni), newExport: try optional("new_export_mwh"))
     }
 }
 

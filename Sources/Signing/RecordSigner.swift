@@ -38,6 +38,21 @@ public struct SignedRecord: Sendable, Hashable {
     public var text: String { String(decoding: bytes, as: UTF8.self) }
 }
 
+/// What one record says about its source beyond the signer's fixed ``RecordSigner/sourceID``: the meter that
+/// answered (its identity, and where that comes from) and, once, that the meter was replaced.
+public struct SourceStatement: Sendable, Hashable {
+    /// The record's `source.id`; nil: the signer's.
+    public var id: String?
+    public var identity: SourceIdentityOrigin?
+    public var replacement: MeterReplacement?
+
+    public init(id: String? = nil, identity: SourceIdentityOrigin? = nil, replacement: MeterReplacement? = nil) {
+        self.id = id
+        self.identity = identity
+        self.replacement = replacement
+    }
+}
+
 /// Why a record could not be signed. Nothing is signed when this is thrown.
 public enum SigningError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The input does not make a valid record.
@@ -117,9 +132,11 @@ public struct RecordSigner: Sendable {
 
     /// Builds the record for `result` at `position`, signs it and returns the envelope and its chain hash.
     /// `clock`: the gateway's clock state to sign with the record (nil: the member is left out).
-    public func sign(result: IntervalResult, position: StreamPosition, clock: ClockState? = nil) throws(SigningError) -> SignedRecord {
+    /// `source`: the meter that answered, when it is not the signer's fixed ``sourceID``, and a replacement statement.
+    public func sign(result: IntervalResult, position: StreamPosition, clock: ClockState? = nil,
+                     source: SourceStatement = SourceStatement()) throws(SigningError) -> SignedRecord {
         guard result.meter == meter else { throw .wrongMeter(expected: meter, found: result.meter) }
-        let record = try makeRecord(result: result, position: position, clock: clock)
+        let record = try makeRecord(result: result, position: position, clock: clock, source: source)
         let payload = payloadBytes(for: record)
         let envelopeBytes: [UInt8]
         do {
@@ -146,7 +163,12 @@ public struct RecordSigner: Sendable {
         return SignedRecord(bytes: envelopeBytes, hash: Array(SHA256.hash(data: payload)), keyID: keyID, record: record)
     }
 
-    func makeRecord(result: IntervalResult, position: StreamPosition, clock: ClockState? = nil) throws(SigningError) -> ReadingRecord {
+    func makeRecord(result: IntervalResult, position: StreamPosition, clock: ClockState? = nil,
+                    source: SourceStatement = SourceStatement()) throws(SigningError) -> ReadingRecord {
+        let recordSourceID = source.id ?? sourceID
+        if envelope == .ocmf, source.id != nil, recordSourceID.isEmpty || !recordSourceID.utf8.allSatisfy({ (0x20...0x7E).contains($0) && $0 != UInt8(ascii: "|") }) {
+            throw .notOCMFSafe(field: "source id (OCMF MS)", value: recordSourceID)
+        }
         func milliwatts(_ watts: Double, _ field: String) throws(SigningError) -> Int64 {
             let mw = (watts * 1000).rounded(.toNearestOrAwayFromZero)
             guard mw.isFinite else { throw .invalidInput(.invalid(field: field, reason: "power \(watts) W is not a finite number")) }
@@ -157,14 +179,15 @@ public struct RecordSigner: Sendable {
         }
         let previousKeyID = position.previousKeyID.flatMap { $0 == keyID ? nil : $0 }
         let record = ReadingRecord(
-            gateway: gateway, meter: meter, sourceKind: result.source, sourceID: sourceID, epoch: position.epoch,
+            gateway: gateway, meter: meter, sourceKind: result.source, sourceID: recordSourceID, epoch: position.epoch,
             seq: position.seq, startMillis: result.startMillis, endMillis: result.endMillis,
             importTotal: result.importTotal, exportTotal: result.exportTotal,
             importDelta: result.importDelta, exportDelta: result.exportDelta,
             averageMilliwatts: try milliwatts(result.averagePowerWatts, "avg_mw"),
             peakMilliwatts: try milliwatts(result.peakPowerWatts, "peak_mw"),
             sampleCount: Int64(result.sampleCount), quality: result.quality, prev: position.prev,
-            keyID: keyID, previousKeyID: previousKeyID, storeLost: position.storeLost, clock: clock)
+            keyID: keyID, previousKeyID: previousKeyID, storeLost: position.storeLost, clock: clock,
+            sourceIdentity: source.identity, replacement: source.replacement)
         do { try record.validate() } catch { throw .invalidInput(error) }
         return record
     }

@@ -50,6 +50,16 @@ public final class SimulatedMeter: Sendable {
         }
     }
 
+    private func serialNumberNow() -> String { serialNumber }
+
+    /// The serial as a number, for profiles that keep it in an integer register: `SIM00042` → 42, and a replacement
+    /// meter (`…R`) adds 500000 per replacement.
+    func numericSerial(_ serial: String) -> String {
+        let replacements = serial.reversed().prefix { $0 == "R" }.count
+        let digits = serial.filter(\.isNumber)
+        return String((UInt64(digits) ?? 1) + UInt64(replacements) * 500_000)
+    }
+
     /// Seconds since the simulation started.
     public var elapsedSeconds: Double { state.withLock { Double(clock.now().monotonicNanos &- $0.startNanos) / 1e9 } }
 
@@ -174,6 +184,9 @@ public final class SimulatedMeter: Sendable {
             for (sfAddress, exponent) in sunspecScaleFactors(fields: fields, values: v) {
                 put(sfAddress, [UInt16(bitPattern: Int16(exponent))])
             }
+        }
+        if let identity = profile.identity, identity.space == space, let encoded = identity.registers(for: numericSerial(serialNumberNow())) {
+            put(identity.address, encoded)
         }
         for check in profile.identification where check.space == space {
             if case .oneOf(let codes) = check.expectation, let code = codes.first {

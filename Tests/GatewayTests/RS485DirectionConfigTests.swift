@@ -159,7 +159,7 @@ private struct EchoHandler: ModbusRequestHandler {
         let control = InMemoryRS485Direction()
         let connection = try ModbusConnection(bus.transport, responseTimeout: bus.responseTimeout, direction: control)
         let samples = Mutex<[Sample]>([])
-        let service = PollService(config: config, logger: Logger(label: "test"), connections: [bus.id: connection]) { sample in
+        let service = PollService(config: config, logger: Logger(label: "test"), connections: [bus.id: connection]) { sample, _ in
             samples.withLock { $0.append(sample) }
         }
         let running = Task { try await service.run() }

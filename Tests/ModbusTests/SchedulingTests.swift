@@ -77,7 +77,7 @@ let ETIMEDOUT_CODE = ETIMEDOUT
         task.cancel()
         await task.value
         let all = events.withLock { $0 }
-        let samples = { (id: String) in all.filter { if case .sample(let s, _, _, _) = $0 { s.meter.rawValue == id } else { false } } }
+        let samples = { (id: String) in all.filter { if case .sample(let s, _, _, _, _) = $0 { s.meter.rawValue == id } else { false } } }
         let failures = all.compactMap { if case .failure(_, let unit, _, let n, let wait) = $0 { (unit, n, wait) } else { nil } }
         let calls = reader.calls.withLock { $0 }
         print(String(format: "%.0f cycles of 20 ms: m1 %d polls, m3 %d polls, dead unit 2: %d attempts", cycles, samples("m1").count, samples("m3").count, failures.count)
@@ -94,7 +94,7 @@ let ETIMEDOUT_CODE = ETIMEDOUT
         // Three requests per poll; the poll under way at cancellation may have made up to three more whose
         // sample never reached the event stream (it ends with the cancelled task).
         #expect((0...3).contains(calls[1]! - samples("m1").count * 3), "m1: \(calls[1]!) requests for \(samples("m1").count) polls")
-        if case .sample(let s, _, let requests, _) = try #require(samples("m1").first) {
+        if case .sample(let s, _, let requests, _, _) = try #require(samples("m1").first) {
             #expect(requests == 3)
             #expect(s.values[.energyImport] == 10)
             #expect(s.time.wallNanos > 0 && s.time.monotonicNanos > 0)

@@ -86,7 +86,7 @@ func sunspecMap(base: Int, serial: String, models: [(Int, Int, [Int: UInt16])]) 
         let all = events.withLock { $0 }
         let missing = all.compactMap { if case .failure(_, 1, .sunspecModelMissing(let wanted, let found), _, _) = $0 { (wanted, found) } else { nil } }
         #expect(missing.first?.0 == 203 && missing.first?.1 == [1, 201])
-        let powers = all.compactMap { if case .sample(let s, 2, _, _) = $0 { s.values[.power] } else { nil } }
+        let powers = all.compactMap { if case .sample(let s, 2, _, _, _) = $0 { s.values[.power] } else { nil } }
         #expect(!powers.isEmpty && powers.allSatisfy { $0 == 700 })
     }
 

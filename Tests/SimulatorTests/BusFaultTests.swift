@@ -38,7 +38,7 @@ func meanPeriodMillis(_ samples: [Sample]) -> Double {
         let started = ContinuousClock.now
         let task = poller.start { event in
             switch event {
-            case .sample(let s, let unit, _, _): samples.withLock { $0[unit, default: []].append(s) }
+            case .sample(let s, let unit, _, _, _): samples.withLock { $0[unit, default: []].append(s) }
             case .failure(_, let unit, let error, _, _):
                 if case .modbus(let e) = error { failures.withLock { $0.append((unit, e.kind)) } } else { failures.withLock { $0.append((unit, nil)) } }
             }
