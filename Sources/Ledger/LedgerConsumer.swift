@@ -57,6 +57,8 @@ public actor LedgerConsumer {
         public var replayRequests: Int64 = 0
         /// Stored readings signed while their gateway's clock was not synchronised (`clock: unsynced`).
         public var unsyncedClock: Int64 = 0
+        /// Stored readings stating, signed, that the meter behind their stream was replaced (`replaced`).
+        public var meterReplacements: Int64 = 0
     }
 
     private enum Input: Sendable {
@@ -219,6 +221,16 @@ public actor LedgerConsumer {
                 counters.unsyncedClock += 1
                 logger.warning("a reading signed while the gateway's clock was not synchronised: its interval times are the gateway's word",
                                metadata: ["stream": "\(r.stream)", "seq": "\(r.seq)"])
+            }
+            if let replaced = r.replacement {
+                counters.meterReplacements += 1
+                logger.notice("the gateway states, signed, that the meter was replaced", metadata: [
+                    "stream": "\(r.stream)", "seq": "\(r.seq)", "old": "\(replaced.old)", "new": "\(replaced.new)",
+                    "old_import_mwh": "\(replaced.oldImport.rawValue)", "new_import_mwh": "\(replaced.newImport.rawValue)",
+                ])
+            }
+            if r.sourceIdentity == .mismatch {
+                logger.warning("a reading of a meter that is not the one commissioned", metadata: ["stream": "\(r.stream)", "seq": "\(r.seq)", "source": "\(r.sourceID)"])
             }
             counters.chainBreaks += Int64(problems.count)
             for problem in problems { logger.error("chain broken", metadata: ["stream": "\(r.stream)", "problem": "\(problem)"]) }

@@ -44,6 +44,10 @@ public struct StreamReport: Sendable, Hashable {
     /// Seqs signed while the gateway's clock was not synchronised (`clock: unsynced`): their interval times are
     /// the gateway's word only. Reported, not failing.
     public var unsyncedClock: [UInt64] = []
+    /// The signed statements that the meter behind the stream was replaced (`replaced`), by the seq that carries them.
+    public var replacements: [UInt64: MeterReplacement] = [:]
+    /// Seqs signed while another meter than the commissioned one answered (`source.identity: mismatch`). Reported.
+    public var identityMismatch: [UInt64] = []
     /// Duplicates and reordering are reported but do not fail the stream (a log of at-least-once
     /// deliveries and replays has both).
     public var toleratesRedelivery = false
@@ -118,6 +122,8 @@ public struct ChainAnalyzer: Sendable {
         var tampered: [LineIssue] = []
         var unknownKey: [LineIssue] = []
         var unsyncedClock: Set<UInt64> = []
+        var replacements: [UInt64: MeterReplacement] = [:]
+        var identityMismatch: Set<UInt64> = []
     }
 
     var streams: [StreamKey: StreamState] = [:]
@@ -151,6 +157,8 @@ public struct ChainAnalyzer: Sendable {
             streams[r.stream, default: StreamState()].entries.append(entry)
             if let lost = r.storeLost { streams[r.stream, default: StreamState()].statements[entry.hash] = LossStatement(statedBy: r.seq, seqs: lost.seqs, cause: lost.cause) }
             if r.clock == .unsynced { streams[r.stream, default: StreamState()].unsyncedClock.insert(r.seq) }
+            if let replaced = r.replacement { streams[r.stream, default: StreamState()].replacements[r.seq] = replaced }
+            if r.sourceIdentity == .mismatch { streams[r.stream, default: StreamState()].identityMismatch.insert(r.seq) }
         case .failure(let f):
             guard let claimed = f.claimed else {
                 malformed.append(LineIssue(line: line, seq: nil, reason: f.reason))
@@ -184,6 +192,8 @@ public struct ChainAnalyzer: Sendable {
                                   reordered: [], brokenLinks: [], keyRotations: [], keyProblems: [],
                                   tampered: state.tampered, unknownKey: state.unknownKey, unsyncedClock: state.unsyncedClock.sorted(),
                                   toleratesRedelivery: toleratesRedelivery)
+        report.replacements = state.replacements
+        report.identityMismatch = state.identityMismatch.sorted()
         // Arrival order: duplicates and reordering.
         var seen = Set<Digest>()
         var maxSeq: UInt64 = 0

@@ -24,6 +24,10 @@ extension VerificationReport {
             if !s.brokenLinks.isEmpty { lines.append("  broken chain (prev is not the previous record's hash): \(Self.seqList(s.brokenLinks))") }
             if !s.keyProblems.isEmpty { lines.append("  key changed without naming the previous key: \(Self.seqList(s.keyProblems))") }
             if !s.keyRotations.isEmpty { lines.append("  key rotations (new chain segment): \(Self.seqList(s.keyRotations))") }
+            for (seq, r) in s.replacements.sorted(by: { $0.key < $1.key }) {
+                lines.append("  seq \(seq) states, signed, that the meter was replaced: \(r.old) (import \(r.oldImport.rawValue) mWh) → \(r.new) (import \(r.newImport.rawValue) mWh)")
+            }
+            if !s.identityMismatch.isEmpty { lines.append("  signed while another meter than the commissioned one answered: \(Self.seqList(s.identityMismatch))") }
             if !s.unsyncedClock.isEmpty { lines.append("  signed with the clock not synchronised (times are the gateway's word): \(Self.seqList(s.unsyncedClock))") }
             if !s.tampered.isEmpty { lines.append("  tampered: \(s.tampered.count)"); lines += Self.issueLines(s.tampered) }
             if !s.unknownKey.isEmpty { lines.append("  unknown key: \(s.unknownKey.count)"); lines += Self.issueLines(s.unknownKey) }
@@ -64,6 +68,11 @@ extension VerificationReport {
                 ("duplicates", seqs(s.duplicates)), ("forks", seqs(s.forks)), ("reordered", seqs(s.reordered)),
                 ("broken_links", seqs(s.brokenLinks)), ("key_rotations", seqs(s.keyRotations)), ("key_problems", seqs(s.keyProblems)),
                 ("tampered", issues(s.tampered)), ("unknown_key", issues(s.unknownKey)), ("unsynced_clock", seqs(s.unsyncedClock)),
+                ("replacements", .array(s.replacements.sorted(by: { $0.key < $1.key }).map { seq, r in
+                    .object([("seq", .integer(seq)), ("old", .string(r.old)), ("new", .string(r.new)), ("at_ms", .integer(r.atMillis)),
+                             ("old_import_mwh", .integer(r.oldImport.rawValue)), ("new_import_mwh", .integer(r.newImport.rawValue))])
+                })),
+                ("identity_mismatch", seqs(s.identityMismatch)),
             ])
         }
         let value = JSONValue.object([

@@ -45,12 +45,13 @@ import Testing
             case 30: skipped = 10 * minute         // a gap
             case 35: shift = 9 * second            // wall clock forward
             case 45: shift = -30 * second          // and back
+            case 55: count = 40_000                // another meter (a replacement, known by its identity)
             default: count = (count + 97) % 65_536  // rolls over now and then
             }
             export += UInt64(step % 3)
             let offset = step * 20 * second + step * 1_234_567 + skipped
             events += try meter.add(.init(time: at(offset, wallShift: shift), importCount: count, exportCount: export,
-                                          powerWatts: step % 4 == 0 ? nil : 1000.0 / Double(step) + 0.1)).flatMap(\.events)
+                                          powerWatts: step % 4 == 0 ? nil : 1000.0 / Double(step) + 0.1), rebasing: step == 55).flatMap(\.events)
             try expectReadBack(meter.snapshot())
             if step == 50 {
                 meter = try CounterAccountant(configuration: configuration, restoring: meter.snapshot(), bootID: "another-boot")
@@ -61,7 +62,7 @@ import Testing
         try expectReadBack(meter.snapshot())
         // The run went through every kind of event the accounting records (so each was in some snapshot).
         let kinds = Set(events.map { "\($0)".prefix { $0 != "(" } })
-        #expect(kinds.isSuperset(of: ["rollover", "reset", "implausibleIncrease", "gap", "clockStep", "restart", "lateEnergy"]), "\(kinds)")
+        #expect(kinds.isSuperset(of: ["rollover", "reset", "implausibleIncrease", "gap", "clockStep", "restart", "lateEnergy", "meterReplaced"]), "\(kinds)")
     }
 
     @Test func powerSnapshotsReadBackInEveryState() throws {

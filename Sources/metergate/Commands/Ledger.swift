@@ -108,6 +108,7 @@ struct LedgerConsume: AsyncParsableCommand {
         logger.info("ledger stopped", metadata: [
             "received": "\(c.received)", "stored": "\(c.stored)", "duplicates": "\(c.duplicates)", "forks": "\(c.forks)",
             "chain_breaks": "\(c.chainBreaks)", "rejected": "\(c.rejected)", "replay_requests": "\(c.replayRequests)", "unsynced_clock": "\(c.unsyncedClock)",
+            "meter_replacements": "\(c.meterReplacements)",
             "ledger_rows": "\(counts?.readings ?? -1)",
             "stated_lost": "\(statedLost.map { "\($0.key): \($0.value.map { "\($0.lowerBound)...\($0.upperBound)" })" })", "open_gaps": "\(gaps.map { "\($0.key): \($0.value.map { "\($0.lowerBound)...\($0.upperBound)" })" })"])
     }

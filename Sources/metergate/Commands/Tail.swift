@@ -150,6 +150,11 @@ struct Tail: AsyncParsableCommand {
                 ]
                 if let problem = chain.problem { fields.append("\"chain\":\"\(problem)\"") }
                 if let clock = r.clock { fields.append("\"clock\":\"\(clock.rawValue)\"") }
+                fields.append("\"source\":\(String(decoding: JSONValue.string(r.sourceID).orderedBytes, as: UTF8.self))")
+                if let origin = r.sourceIdentity { fields.append("\"source_identity\":\"\(origin.rawValue)\"") }
+                if let replaced = r.replacement {
+                    fields.append("\"replaced\":{\"old\":\(String(decoding: JSONValue.string(replaced.old).orderedBytes, as: UTF8.self)),\"new\":\(String(decoding: JSONValue.string(replaced.new).orderedBytes, as: UTF8.self))}")
+                }
                 if let lost = r.storeLost {
                     fields.append("\"store_lost\":[\(lost.seqs.lowerBound),\(lost.seqs.upperBound)]")
                     fields.append("\"store_lost_cause\":\"\(lost.cause.rawValue)\"")
@@ -163,6 +168,8 @@ struct Tail: AsyncParsableCommand {
                 emit("\(Self.utc.string(from: end))  \(r.gateway)/\(r.meter)  seq \(r.seq)  \(numbers)  "
                      + "\(r.quality.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0)) \(mark)\(chain.duplicate ? " dup" : "")"
                      + (r.clock == .unsynced ? "  clock unsynced" : "")
+                     + (r.sourceIdentity == .mismatch ? "  NOT the commissioned meter (\(r.sourceID))" : "")
+                     + (r.replacement.map { "  meter replaced \($0.old) → \($0.new) (signed)" } ?? "")
                      + (r.storeLost.map { "  \($0.cause == .quota ? "quota dropped" : "store lost") seq \($0.seqs.lowerBound)…\($0.seqs.upperBound) (signed)" } ?? ""))
             }
             return ok
