@@ -23,7 +23,7 @@ import Testing
 
         let tcp = try metergate(["scan", "--tcp", "127.0.0.1:\(port)", "--units", "1-6", "--timeout", "100ms"])
         #expect(tcp.status == 0, "\(tcp.stderr)")
-        #expect(tcp.stdout.contains("unit 1: answers; matches eastron-sdm120, eastron-sdm630, eastron-sdm72"), "\(tcp.stdout)")
+        #expect(tcp.stdout.contains("unit 1: answers; matches eastron-sdm120, eastron-sdm630, eastron-sdm72; serial 1\n"), "\(tcp.stdout)")
         #expect(tcp.stdout.contains("unit 3: SunSpec MeterGate Simulated Model 203 SN SIM00003 at 40000, models 1, 203 → sunspec-203"), "\(tcp.stdout)")
         #expect(tcp.stdout.contains("unit 4: answers; matches abb-b23"), "\(tcp.stdout)")
         #expect(!tcp.stdout.contains("unit 2") && !tcp.stdout.contains("unit 5") && !tcp.stdout.contains("unit 6"), "silent units are not listed: \(tcp.stdout)")
@@ -36,6 +36,7 @@ import Testing
         #expect(read.status == 0, "\(read.stderr)")
         #expect(read.stdout.contains("unit 1: eastron-sdm630, 2 request(s)"), "\(read.stdout)")
         #expect(read.stdout.contains("power                1500 W"), "\(read.stdout)")
+        #expect(read.stdout.contains("identity             eastron:SDM630:1 (serial: \"1\")"), "\(read.stdout)")
         #expect(read.stdout.contains("frequency            50 Hz"), "\(read.stdout)")
         #expect(read.stdout.range(of: #"energy_import +42\d{3}(\.\d+)? Wh"#, options: .regularExpression) != nil, "\(read.stdout)")
 

@@ -195,6 +195,13 @@ struct Scan: AsyncParsableCommand {
             }
             let readout = try await MeterReader(profile: located).read(unit: unit, from: connection)
             print("unit \(unit): \(profile.id), \(readout.requests) request(s)")
+            // What records will name the meter by, and what `serial:` would pin.
+            if profile.identity != nil {
+                switch try await profile.readIdentity(unit: unit, from: connection) {
+                case .identified(let identity): print("  identity             \(identity.sourceID) (serial: \"\(identity.serial)\")")
+                case .notOffered(let why): print("  identity             none: \(why)")
+                }
+            }
             for field in profile.fields {
                 let value = readout.values[field.quantity].map { String(format: "%.6g", $0) } ?? "n/a"
                 print("  \(field.quantity.rawValue.padding(toLength: 20, withPad: " ", startingAt: 0)) \(value) \(field.unit.baseSymbol)")
@@ -236,7 +243,12 @@ struct Scan: AsyncParsableCommand {
                     }
                     if all { matches.append(profile.id) }
                 }
-                print("unit \(id): answers; " + (matches.isEmpty ? "no profile's identification matches" : "matches \(matches.joined(separator: ", "))"))
+                var serial = ""
+                if let first = matches.compactMap({ library[$0] }).first(where: { $0.identity != nil }),
+                   case .identified(let identity) = try await first.readIdentity(unit: id, from: connection) {
+                    serial = "; serial \(identity.serial)"
+                }
+                print("unit \(id): answers; " + (matches.isEmpty ? "no profile's identification matches" : "matches \(matches.joined(separator: ", "))") + serial)
             } catch {
                 switch error.kind {
                 case .timeout: continue   // silent: nothing at this id (one timeout spent)
