@@ -82,6 +82,8 @@ public struct CounterAccountant: Sendable {
         let scale: CounterScale
         let hasExportCounter: Bool
         let state: State?
+        /// Before the first reading: the next interval to close as a gap (``SilentStart``); nil in snapshots made before.
+        var awaiting: Int64? = nil
     }
 
     public let configuration: Configuration
@@ -89,6 +91,8 @@ public struct CounterAccountant: Sendable {
     private let ratedCountsPerNanosecond: Double?
     private let bootID: String?
     private var state: State?
+    /// While no reading has come: the intervals to close as gaps.
+    private var silent: SilentStart?
 
     /// A fresh stream. `bootID` is this boot's `/proc/sys/kernel/random/boot_id`, if known.
     public init(configuration: Configuration, bootID: String? = nil) {
@@ -122,11 +126,13 @@ public struct CounterAccountant: Sendable {
         self.bootID = bootID
         self.state = snapshot.state
         self.state?.clock.resume(bootID: bootID)
+        if snapshot.state == nil { self.silent = snapshot.awaiting.map(SilentStart.init(nextStartNanos:)) }
     }
 
     public func snapshot() -> Snapshot {
         Snapshot(meter: configuration.settings.meter, periodMillis: configuration.settings.periodMillis,
-                 scale: configuration.scale, hasExportCounter: configuration.hasExportCounter, state: state)
+                 scale: configuration.scale, hasExportCounter: configuration.hasExportCounter, state: state,
+                 awaiting: state == nil ? silent?.nextStartNanos : nil)
     }
 
     /// Cumulative import and export energy paid so far, exact.
@@ -151,8 +157,11 @@ public struct CounterAccountant: Sendable {
         }
         if let p = reading.powerWatts, !p.isFinite { throw .powerNotFinite(meter: settings.meter, value: p) }
         guard var state else {
-            start(reading)
-            return []
+            let silentIntervals = silent?.close(upTo: reading.time.wallNanos, settings: settings) ?? []
+            // Never placed before what the silent intervals closed (a wall clock that went back).
+            start(reading, labelNotBefore: silent?.nextStartNanos)
+            silent = nil
+            return silentIntervals
         }
         let step = try state.clock.step(to: reading.time, meter: settings.meter)
         // Nothing below throws. Dropping the stored copy keeps `state` uniquely referenced, so its arrays are
@@ -194,20 +203,21 @@ public struct CounterAccountant: Sendable {
 
     /// Closes intervals that ended while the source gave no readings for longer than the gap limit; they are
     /// emitted as gaps. Energy a counter later shows for that time is booked into the open interval.
+    /// A stream that has had no reading yet closes each interval that ended as a gap with no samples (``SilentStart``).
     public mutating func tick(now: Timestamp) -> [AccountedInterval] {
-        guard var state else { return [] }
+        guard var state else { return SilentStart.tick(&silent, now: now, settings: configuration.settings) }
         let closed = closeSilentIntervals(&state.assembler, clock: state.clock, now: now, settings: configuration.settings)
         self.state = state
         return closed
     }
 
-    private mutating func start(_ reading: Reading) {
+    private mutating func start(_ reading: Reading, labelNotBefore: Int64? = nil) {
         let settings = configuration.settings
         let importChannel = Channel(lastRaw: reading.importCount, paid: BigCount(UInt128(reading.importCount)))
         let exportChannel = reading.exportCount.map { Channel(lastRaw: $0, paid: BigCount(UInt128($0))) }
         var assembler = IntervalAssembler(
             meter: settings.meter, source: settings.source, periodMillis: settings.periodMillis,
-            boundaryToleranceNanos: settings.boundaryToleranceNanos, firstLabelNanos: reading.time.wallNanos,
+            boundaryToleranceNanos: settings.boundaryToleranceNanos, firstLabelNanos: max(reading.time.wallNanos, labelNotBefore ?? .min),
             initialTotals: ChannelEnergy(imported: configuration.scale.energy(ofCount: importChannel.paid.value),
                                          exported: exportChannel.map { configuration.scale.energy(ofCount: $0.paid.value) } ?? .zero))
         assembler.noteSample(powerWatts: reading.powerWatts)

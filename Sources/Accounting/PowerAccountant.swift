@@ -30,11 +30,15 @@ public struct PowerAccountant: Sendable {
         public let meter: MeterID
         let periodMillis: Int64
         let state: State?
+        /// Before the first reading: the next interval to close as a gap (``SilentStart``); nil in snapshots made before.
+        var awaiting: Int64? = nil
     }
 
     public let settings: SourceSettings
     private let bootID: String?
     private var state: State?
+    /// While no reading has come: the intervals to close as gaps.
+    private var silent: SilentStart?
 
     /// Power beyond this magnitude (W) is refused as malformed: it would overflow the µW arithmetic.
     public static let largestPowerWatts = 1e12
@@ -56,10 +60,11 @@ public struct PowerAccountant: Sendable {
         self.bootID = bootID
         self.state = snapshot.state
         self.state?.clock.resume(bootID: bootID)
+        if snapshot.state == nil { self.silent = snapshot.awaiting.map(SilentStart.init(nextStartNanos:)) }
     }
 
     public func snapshot() -> Snapshot {
-        Snapshot(meter: settings.meter, periodMillis: settings.periodMillis, state: state)
+        Snapshot(meter: settings.meter, periodMillis: settings.periodMillis, state: state, awaiting: state == nil ? silent?.nextStartNanos : nil)
     }
 
     /// Cumulative import and export energy integrated so far, exact.
@@ -75,14 +80,17 @@ public struct PowerAccountant: Sendable {
         }
         let microwatts = Int64((reading.powerWatts * 1_000_000).rounded())
         guard var state else {
+            let silentIntervals = silent?.close(upTo: reading.time.wallNanos, settings: settings) ?? []
+            // Never placed before what the silent intervals closed (a wall clock that went back).
             var assembler = IntervalAssembler(
                 meter: settings.meter, source: settings.source, periodMillis: settings.periodMillis,
-                boundaryToleranceNanos: settings.boundaryToleranceNanos, firstLabelNanos: reading.time.wallNanos,
+                boundaryToleranceNanos: settings.boundaryToleranceNanos, firstLabelNanos: max(reading.time.wallNanos, silent?.nextStartNanos ?? .min),
                 initialTotals: .zero)
             assembler.noteSample(powerWatts: Double(microwatts) / 1_000_000)
             state = State(clock: SampleClock(first: reading.time, bootID: bootID, stepToleranceNanos: settings.clockStepToleranceNanos),
                           assembler: assembler, lastMicrowatts: microwatts)
-            return []
+            silent = nil
+            return silentIntervals
         }
         let step = try state.clock.step(to: reading.time, meter: settings.meter)
         self.state = nil // nothing below throws; keeps `state` uniquely referenced (no array copies)
@@ -111,7 +119,7 @@ public struct PowerAccountant: Sendable {
 
     /// Closes the intervals that ended while the source was silent for longer than the gap limit, as gaps.
     public mutating func tick(now: Timestamp) -> [AccountedInterval] {
-        guard var state else { return [] }
+        guard var state else { return SilentStart.tick(&silent, now: now, settings: settings) }
         let closed = closeSilentIntervals(&state.assembler, clock: state.clock, now: now, settings: settings)
         self.state = state
         return closed

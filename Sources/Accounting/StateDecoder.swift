@@ -13,7 +13,7 @@ public enum AccountingState {
         "b": "bootID", "r": "resumed", "a": "assembler", "so": "source", "pn": "periodNanos", "bt": "boundaryToleranceNanos",
         "os": "openStartNanos", "cn": "committedNanos", "t": "totals", "ot": "openingTotals", "i": "imported", "e": "exported",
         "q": "quality", "n": "sampleCount", "pk": "peakWatts", "ev": "events", "ic": "importChannel", "ec": "exportChannel",
-        "lr": "lastRaw", "pd": "paid", "lm": "lastMicrowatts",
+        "lr": "lastRaw", "pd": "paid", "lm": "lastMicrowatts", "aw": "awaiting",
     ]
 
     /// A decoder for ``CounterAccountant/Snapshot`` and ``PowerAccountant/Snapshot``: reads the short names

@@ -163,12 +163,13 @@ extension StateJSONWriter {
     /// A snapshot: its meter and period, `members` (the source's own), then its state, if any: the clock, the
     /// assembler and `stateMembers`. Nil if a value cannot be written.
     static func snapshot(meter: MeterID, periodMillis: Int64, _ members: (inout StateJSONWriter) -> Void = { _ in },
-                         state: (clock: SampleClock, assembler: IntervalAssembler)?,
+                         state: (clock: SampleClock, assembler: IntervalAssembler)?, awaiting: Int64?,
                          _ stateMembers: (inout StateJSONWriter) -> Void) -> [UInt8]? {
         var w = StateJSONWriter()
         w.object { w in
             w.string("m", meter.rawValue)
             w.integer("p", periodMillis)
+            if let awaiting { w.integer("aw", awaiting) }
             members(&w)
             if let state {
                 w.object("s") { w in
@@ -189,7 +190,7 @@ extension CounterAccountant.Snapshot {
         StateJSONWriter.snapshot(meter: meter, periodMillis: periodMillis, { w in
             scale.write("sc", to: &w)
             w.bool("x", hasExportCounter)
-        }, state: state.map { ($0.clock, $0.assembler) }) { w in
+        }, state: state.map { ($0.clock, $0.assembler) }, awaiting: awaiting) { w in
             state?.importChannel.write("ic", to: &w)
             state?.exportChannel?.write("ec", to: &w)
         }
@@ -209,7 +210,7 @@ extension PowerAccountant.Snapshot {
     /// The snapshot as JSON that `JSONDecoder` reads back as this snapshot; nil if it holds a value JSON
     /// cannot carry (a non-finite power), as `JSONEncoder` would fail.
     public var jsonBytes: [UInt8]? {
-        StateJSONWriter.snapshot(meter: meter, periodMillis: periodMillis, state: state.map { ($0.clock, $0.assembler) }) { w in
+        StateJSONWriter.snapshot(meter: meter, periodMillis: periodMillis, state: state.map { ($0.clock, $0.assembler) }, awaiting: awaiting) { w in
             if let state { w.integer("lm", state.lastMicrowatts) }
         }
     }
