@@ -135,6 +135,31 @@ let fastReplays = ReplayPolicy(settleDelay: .milliseconds(300), retryInterval: .
         await watcher.shutdown()
     }
 
+    /// A signed meter replacement and readings of a stranger on a pinned position are stored like any reading,
+    /// and counted, so the ledger's summary shows them.
+    @Test func aMeterReplacementIsStoredAndCounted() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let broker = try MosquittoBroker()
+        let publisher = try await Publisher(broker)
+        let store = try await LedgerStore.open(path: dir.file("ledger.db"),
+                                               tariff: try TariffFile.parse("currency: EUR\nprecision: 4\nflat: 31.25\n", file: "flat.yaml"))
+        let consumer = LedgerConsumer(store: store, client: testClient(broker, "ledger"),
+                                      configuration: LedgerConsumerConfiguration(gateway: "gw-1", trust: trusting(key, for: "gw-1"), replay: fastReplays))
+        let running = Task { await consumer.run() }
+        defer { running.cancel() }
+        #expect(await eventually { await consumer.subscriptionsAcknowledged == 2 })
+        var stream = try SignedStream(key: key)
+        try stream.next(delta: 250_000, source: SourceStatement(id: "eastron:SDM630:1", identity: .read))
+        let swap = MeterReplacement(old: "eastron:SDM630:1", new: "eastron:SDM630:2", atMillis: stream.startMillis + 1_000,
+                                    oldImport: MilliwattHours(1_000_250_000), oldExport: nil, newImport: MilliwattHours(10_000), newExport: nil)
+        try stream.next(delta: 0, source: SourceStatement(id: "eastron:SDM630:2", identity: .mismatch, replacement: swap))
+        try stream.next(delta: 250_000, source: SourceStatement(id: "eastron:SDM630:2", identity: .mismatch))
+        for record in stream.records { try publisher.send(record) }
+        #expect(await eventually { await consumer.counters.stored == 3 })
+        #expect(await consumer.counters.meterReplacements == 1)
+    }
+
     @Test func unverifiableAndMisaddressedReadingsAreRejectedAndKept() async throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }

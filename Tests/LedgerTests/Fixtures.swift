@@ -23,14 +23,14 @@ struct SignedStream {
 
     /// Signs the next interval with `delta` mWh imported and advances the position as the outbox would.
     @discardableResult
-    mutating func next(delta: Int64 = 250_000, export: Int64 = 0) throws -> SignedRecord {
+    mutating func next(delta: Int64 = 250_000, export: Int64 = 0, source: SourceStatement = SourceStatement()) throws -> SignedRecord {
         importTotal += delta
         exportTotal += export
         let result = IntervalResult(meter: signer.meter, source: .modbus, startMillis: startMillis, endMillis: startMillis + 900_000,
                                     importTotal: MilliwattHours(importTotal), exportTotal: MilliwattHours(exportTotal),
                                     importDelta: MilliwattHours(delta), exportDelta: MilliwattHours(export),
                                     averagePowerWatts: Double(delta) * 4 / 1000, peakPowerWatts: 1500, sampleCount: 900, quality: .measured)
-        let signed = try signer.sign(result: result, position: position)
+        let signed = try signer.sign(result: result, position: position, source: source)
         startMillis += 900_000
         position = StreamPosition(epoch: position.epoch, seq: position.seq + 1, prev: signed.hash, previousKeyID: signed.keyID)
         records.append(signed)
