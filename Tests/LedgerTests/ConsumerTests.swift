@@ -71,6 +71,18 @@ let fastReplays = ReplayPolicy(settleDelay: .milliseconds(300), retryInterval: .
 @Suite(.serialized, .timeLimit(.minutes(5))) struct ConsumerTests {
     let key = SigningKey.generate(.eddsa)
 
+    /// A ledger on a flat tariff, consuming gw-1's readings (trusting ``key``) from `broker`, with its subscriptions
+    /// acknowledged, and its store; the caller cancels the task.
+    func startedConsumer(_ broker: MosquittoBroker, in dir: TemporaryDirectory) async throws -> (LedgerConsumer, Task<Void, Never>, LedgerStore) {
+        let store = try await LedgerStore.open(path: dir.file("ledger.db"),
+                                               tariff: try TariffFile.parse("currency: EUR\nprecision: 4\nflat: 31.25\n", file: "flat.yaml"))
+        let consumer = LedgerConsumer(store: store, client: testClient(broker, "ledger"),
+                                      configuration: LedgerConsumerConfiguration(gateway: "gw-1", trust: trusting(key, for: "gw-1"), replay: fastReplays))
+        let running = Task { await consumer.run() }
+        #expect(await eventually { await consumer.subscriptionsAcknowledged == 2 })
+        return (consumer, running, store)
+    }
+
     @Test func duplicatesAreDroppedAGapIsAskedForUntilTheReplayFillsIt() async throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
@@ -86,13 +98,8 @@ let fastReplays = ReplayPolicy(settleDelay: .milliseconds(300), retryInterval: .
         watcher.start()
         #expect(await eventually { requests.subscriptions == 1 })
 
-        let store = try await LedgerStore.open(path: dir.file("ledger.db"),
-                                               tariff: try TariffFile.parse("currency: EUR\nprecision: 4\nflat: 31.25\n", file: "flat.yaml"))
-        let consumer = LedgerConsumer(store: store, client: testClient(broker, "ledger"),
-                                      configuration: LedgerConsumerConfiguration(gateway: "gw-1", trust: trusting(key, for: "gw-1"), replay: fastReplays))
-        let running = Task { await consumer.run() }
+        let (consumer, running, store) = try await startedConsumer(broker, in: dir)
         defer { running.cancel() }
-        #expect(await eventually { await consumer.subscriptionsAcknowledged == 2 })
 
         var stream = try SignedStream(key: key)
         try stream.next(7)
@@ -142,13 +149,8 @@ let fastReplays = ReplayPolicy(settleDelay: .milliseconds(300), retryInterval: .
         defer { dir.cleanup() }
         let broker = try MosquittoBroker()
         let publisher = try await Publisher(broker)
-        let store = try await LedgerStore.open(path: dir.file("ledger.db"),
-                                               tariff: try TariffFile.parse("currency: EUR\nprecision: 4\nflat: 31.25\n", file: "flat.yaml"))
-        let consumer = LedgerConsumer(store: store, client: testClient(broker, "ledger"),
-                                      configuration: LedgerConsumerConfiguration(gateway: "gw-1", trust: trusting(key, for: "gw-1"), replay: fastReplays))
-        let running = Task { await consumer.run() }
+        let (consumer, running, _) = try await startedConsumer(broker, in: dir)
         defer { running.cancel() }
-        #expect(await eventually { await consumer.subscriptionsAcknowledged == 2 })
         var stream = try SignedStream(key: key)
         try stream.next(delta: 250_000, source: SourceStatement(id: "eastron:SDM630:1", identity: .read))
         let swap = MeterReplacement(old: "eastron:SDM630:1", new: "eastron:SDM630:2", atMillis: stream.startMillis + 1_000,
