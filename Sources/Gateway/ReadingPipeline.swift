@@ -57,7 +57,11 @@ public actor ReadingPipeline {
     private let clockState: @Sendable () -> ClockState
     /// Streams whose state changed since it was last saved.
     private var unsaved: Set<MeterID> = []
-    private var lastSave = ContinuousClock.now
+    private var lastSave: ContinuousClock.Instant
+    /// The monotonic clock of the save and retry timers (injected: tests step it instead of sleeping).
+    private let now: @Sendable () -> ContinuousClock.Instant
+    /// Inputs (samples, readings, counts, ticks) taken and handled by ``run()``, for tests that wait for them.
+    public private(set) var inputsHandled = 0
     /// Both clocks at the last tick, to notice wall-clock steps.
     private var lastTick: Timestamp?
     /// How often state is saved when no interval closed (`outbox.state_save`). A crash loses at most this much of
@@ -111,11 +115,12 @@ public actor ReadingPipeline {
     public init(config: GatewayConfig, key: SigningKey, store: any OutboxStore, bootID: String?, logger: Logger,
                 rails: [(source: RailsConfig.Source, rail: RailDescription)] = [], recoveries: [OutboxRecovery] = [],
                 clockState: @escaping @Sendable () -> ClockState = { KernelClock.state() },
+                now: @escaping @Sendable () -> ContinuousClock.Instant = { .now },
                 appended: @escaping @Sendable () -> Void) async throws {
         let grid = try IntervalGrid(periodMillis: Self.millis(config.interval))
         try await self.init(gateway: config.gateway, streams: config.streamSpecifications(grid: grid, rails: rails), key: key,
                             selfCheck: config.signing.selfCheck, stateSave: config.outbox.stateSave, store: store, bootID: bootID,
-                            logger: logger, recoveries: recoveries, clockState: clockState, appended: appended)
+                            logger: logger, recoveries: recoveries, clockState: clockState, now: now, appended: appended)
     }
 
     /// Builds one stream per specification, restoring saved accounting state where there is some that fits.
@@ -124,9 +129,12 @@ public actor ReadingPipeline {
     public init(gateway: GatewayID, streams specifications: [StreamSpecification], key: SigningKey, selfCheck: Bool, stateSave: Duration,
                 store: any OutboxStore, bootID: String?, logger: Logger, recoveries: [OutboxRecovery] = [],
                 clockState: @escaping @Sendable () -> ClockState = { KernelClock.state() },
+                now: @escaping @Sendable () -> ContinuousClock.Instant = { .now },
                 appended: @escaping @Sendable () -> Void) async throws {
         self.store = store
         self.clockState = clockState
+        self.now = now
+        self.lastSave = now()
         for recovery in recoveries {
             if let end = recovery.intervalEnd, let meter = try? MeterID(validating: recovery.meter) { publishedThrough[meter] = end }
         }
@@ -259,6 +267,7 @@ public actor ReadingPipeline {
     public func run() async {
         for await next in input {
             queued.subtract(1, ordering: .relaxed)
+            inputsHandled += 1
             switch next {
             case .sample(let sample, let identity): accept(sample, identity: identity)
             case .rail(let meter, let reading, let time): accept(rail: meter, reading: reading, at: time)
@@ -335,7 +344,7 @@ public actor ReadingPipeline {
                 stage(closed, of: meter)
             }
         }
-        if !staged.isEmpty || (!unsaved.isEmpty && ContinuousClock.now - lastSave >= saveInterval) { await commit() }
+        if !staged.isEmpty || (!unsaved.isEmpty && self.now() - lastSave >= saveInterval) { await commit() }
     }
 
     /// Saves every stream's state (at shutdown).
@@ -381,10 +390,10 @@ public actor ReadingPipeline {
     /// disk delays readings instead of losing them, and after a restart they are re-derived from the last saved
     /// state and the counters.
     func commit(force: Bool = false) async {
-        if !force, let retryAt, ContinuousClock.now < retryAt { return }
+        if !force, let retryAt, now() < retryAt { return }
         // Streams whose record could not be built are left out of the shared append (one meter never blocks the
         // others) and tried again with it every ``blockedRetryDelay``.
-        if let at = blockedRetryAt, ContinuousClock.now >= at { blockedRetryAt = nil; leftOut.removeAll() }
+        if let at = blockedRetryAt, now() >= at { blockedRetryAt = nil; leftOut.removeAll() }
         let taken = staged.count
         for _ in 0...blocked.count + 8 {
             let chosen = (0..<taken).filter { !leftOut.contains(stagedIntervals[$0].meter.rawValue) }
@@ -410,7 +419,7 @@ public actor ReadingPipeline {
                 stagedIntervals = kept.sorted().map { stagedIntervals[$0] } + stagedIntervals[taken...]
                 unsaved.subtract(saving)
                 provenanceUnsaved.subtract(savingProvenance)
-                lastSave = .now
+                lastSave = now()
                 lastAppendError = nil
                 retryAt = nil
                 for (meter, interval) in intervals {
@@ -429,12 +438,12 @@ public actor ReadingPipeline {
             } catch .recordBuilderFailed(let meter, let seq, let underlying) {
                 leftOut.insert(meter)
                 blocked[meter] = "seq \(seq): \(underlying)"
-                blockedRetryAt = blockedRetryAt ?? .now + Self.blockedRetryDelay
+                blockedRetryAt = blockedRetryAt ?? now() + Self.blockedRetryDelay
                 logger.error("a record of this stream cannot be signed; the stream waits (retried every \(Self.blockedRetryDelay)) and the others go on",
                              metadata: ["meter": "\(meter)", "seq": "\(seq)", "error": "\(underlying)"])
             } catch {
                 lastAppendError = "\(error)"
-                retryAt = .now + Self.retryDelay
+                retryAt = now() + Self.retryDelay
                 logger.error("could not store signed records; they wait in memory for the next append (after a restart they are produced again from the saved state)",
                              metadata: ["meters": "\(Set(intervals.map(\.meter)).sorted().map { "\($0)" }.joined(separator: ","))", "records": "\(requests.count)",
                                         "error": "\(error)"])

@@ -163,16 +163,22 @@ import Testing
         let store = try await SQLiteOutbox.open(path: dir.file("outbox.sqlite"), configuration: OutboxConfiguration())
         var logger = Logger(label: "pipeline")
         logger.logLevel = .warning
-        let pipeline = try await ReadingPipeline(config: config, key: .generate(.eddsa), store: store, bootID: nil, logger: logger) {}
+        // The pipeline's timers read this clock; the test steps it 600 ms per sample instead of sleeping.
+        let clock = Mutex(ContinuousClock.now)
+        let pipeline = try await ReadingPipeline(config: config, key: .generate(.eddsa), store: store, bootID: nil, logger: logger,
+                                                 now: { clock.withLock { $0 } }) {}
         let running = Task { await pipeline.run() }
         // Samples and ticks inside one hour-long interval: nothing closes, so only the periodic save stores state.
         let start: Int64 = 1_767_225_600_100_000_000
         for s in 0..<4 {
             let time = Timestamp(wallNanos: start + Int64(s) * 1_000_000_000, monotonicNanos: UInt64(5_000_000_000 + s * 1_000_000_000))
+            clock.withLock { $0 += .milliseconds(600) }
             pipeline.submit(Sample(meter: config.meters[0].id, time: time, values: [.energyImport: 1000 + Double(s), .energyExport: 0, .power: 3600]))
             pipeline.submitTick(time)
-            try await Task.sleep(for: .milliseconds(600))
+            let deadline = ContinuousClock.now + .seconds(20)
+            while await pipeline.inputsHandled < 2 * (s + 1), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
         }
+        #expect(await pipeline.inputsHandled == 8)
         let found = try await store.savedState("accounting/meter-1") != nil
         pipeline.finish()
         await running.value

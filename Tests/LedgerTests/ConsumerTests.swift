@@ -121,10 +121,15 @@ let fastReplays = ReplayPolicy(settleDelay: .milliseconds(300), retryInterval: .
         try publisher.send(stream.records[4])
         #expect(await eventually { let gaps = await consumer.openGaps; let c = await consumer.counters; return gaps.isEmpty && c.stored == 7 })
         #expect(await store.gaps(of: streamKey).isEmpty)
-        try await Task.sleep(for: .milliseconds(300))              // a request sent just before the gap closed lands
-        let askedBefore = requests.all.count
-        try await Task.sleep(for: .milliseconds(1_500))             // longer than the retry interval
-        #expect(requests.all.count == askedBefore)
+        // The requests stop: a request sent just before the gap closed may still land, then none for longer than the
+        // retry interval (1 s). Waits for that quiet spell, failing if requests keep coming for 15 s.
+        var count = requests.all.count, quietSince = ContinuousClock.now
+        let deadline = ContinuousClock.now + .seconds(15)
+        while ContinuousClock.now - quietSince < .milliseconds(1_500), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+            if requests.all.count != count { count = requests.all.count; quietSince = .now }
+        }
+        #expect(ContinuousClock.now - quietSince >= .milliseconds(1_500), "replay requests went on after the gap closed: \(requests.all.count)")
 
         // A fork of seq 2 is kept aside; the ledger row of seq 2 stays as it was.
         let rowsBefore = try await store.rows()

@@ -112,7 +112,8 @@ final class MutatingDevice: @unchecked Sendable {
         defer { close(fd) }
         let device = MutatingDevice(fd: fd, rtu: true, seed: 0xC0FFEE)
         defer { device.stop() }
-        let client = try ModbusConnection(.rtu(SerialSettings(device: pty.b, baud: 115_200)), responseTimeout: .milliseconds(60))
+        // A response timeout well above a busy machine's scheduling delays: a clean answer is never counted as rejected.
+        let client = try ModbusConnection(.rtu(SerialSettings(device: pty.b, baud: 115_200)), responseTimeout: .milliseconds(500))
         await client.setByteTimeout(.milliseconds(20))
         let (accepted, rejected) = try await fuzz(client: client, device: device, iterations: 160, allowUndetected: false)
         print("RTU fuzz: \(accepted) accepted, \(rejected) rejected; mutations \(summary(device))")
@@ -146,7 +147,7 @@ final class MutatingDevice: @unchecked Sendable {
             }
             acceptor.signal()
         }
-        let client = try ModbusConnection(.tcp(host: "127.0.0.1", port: port), responseTimeout: .milliseconds(60))
+        let client = try ModbusConnection(.tcp(host: "127.0.0.1", port: port), responseTimeout: .milliseconds(500))
         let (accepted, rejected) = try await fuzz(client: client, device: nil, iterations: 120, allowUndetected: true)
         stop.store(true, ordering: .releasing)
         acceptor.wait()

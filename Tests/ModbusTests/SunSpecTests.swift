@@ -80,7 +80,12 @@ func sunspecMap(base: Int, serial: String, models: [(Int, Int, [Int: UInt16])]) 
         ]
         let events = Mutex<[PollEvent]>([])
         let task = BusPoller(meters: meters, reader: reader, timing: BusTiming(maximumBackoff: .seconds(1))).start { e in events.withLock { $0.append(e) } }
-        try await Task.sleep(for: .milliseconds(300))
+        // Until the missing model is reported and the other unit has answered (with a deadline).
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline, !events.withLock({ all in
+            all.contains { if case .failure(_, 1, .sunspecModelMissing, _, _) = $0 { true } else { false } }
+                && all.contains { if case .sample(_, 2, _, _, _) = $0 { true } else { false } }
+        }) { try await Task.sleep(for: .milliseconds(10)) }
         task.cancel()
         await task.value
         let all = events.withLock { $0 }
@@ -97,7 +102,9 @@ func sunspecMap(base: Int, serial: String, models: [(Int, Int, [Int: UInt16])]) 
         let task = BusPoller(meters: [meter], reader: reader, timing: BusTiming()).start { e in
             if case .failure = e { failures.add(1, ordering: .relaxed) }
         }
-        try await Task.sleep(for: .milliseconds(200))
+        // Until the first attempt failed; the next one is 30 s away.
+        let deadline = ContinuousClock.now + .seconds(20)
+        while failures.load(ordering: .relaxed) == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
         let clock = ContinuousClock()
         let before = clock.now
         task.cancel()
