@@ -254,7 +254,8 @@ import Testing
         #expect(status == 0, "exit status \(status): \(gateway.log)")
         #expect(gateway.log.contains("stopped cleanly"))
         #expect(simulator.stop(signal: SIGINT) == 0)
-        usleep(300_000)
+        // The subscriber has written its last message whole (mosquitto_sub ends each with a newline).
+        #expect(waitUntil(timeout: 5) { ((try? String(contentsOfFile: received, encoding: .utf8)) ?? "\n").hasSuffix("\n") })
 
         // Everything received verifies: signatures, chains from seq 1, no gaps, both meters.
         let verify = try runProcess(try metergateBinary(), ["verify", "--key", keysFile, "--from-start", "--tolerate-redelivery", "--json", received])

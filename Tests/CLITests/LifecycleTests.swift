@@ -59,7 +59,8 @@ import Testing
         #expect(waitUntil(timeout: 60) { records().count >= beforeRestart + 4 }, "second run: \(records().count) records\n\(second.log)")
         #expect(second.log.contains("restored accounting state"), "\(second.log)")
         #expect(second.stop(signal: SIGTERM, timeout: 30) == 0, "\(second.log)")
-        usleep(300_000)
+        // The subscriber has written its last message whole (mosquitto_sub ends each with a newline).
+        #expect(waitUntil(timeout: 5) { ((try? String(contentsOfFile: received, encoding: .utf8)) ?? "\n").hasSuffix("\n") })
 
         // Everything received verifies from seq 1 with no gap; redelivery after a restart is allowed.
         let verify = try runProcess(try metergateBinary(), ["verify", "--key", key, "--from-start", "--tolerate-redelivery", "--json", received])
