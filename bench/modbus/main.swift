@@ -9,6 +9,7 @@ import Foundation
 import MeterCore
 import Modbus
 import Simulator
+import Synchronization
 
 struct Options {
     var cycles = 3
@@ -42,6 +43,62 @@ final class PTYPair {
     }
     // socat does not always exit on SIGTERM once a pty end has been closed: SIGKILL it.
     deinit { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+}
+
+/// A serial line between two pty pairs: bytes written by one side reach the other only after the time they take
+/// at `baud` (10 bits a character), one character after another, each direction a line of its own; and the
+/// device's side sees a frame only after the frame gap's silence, as a real RTU device waits for the frame to end.
+/// Unlike the simulator's `emulateWireTime`, which sleeps inside the answer, the time here passes on the path itself:
+/// the client's writes, libmodbus's reads and timeouts all meet the line's pace.
+final class PacedLink: @unchecked Sendable {
+    // Safe: the file descriptors are written once in init; each direction runs on its own thread.
+    let client: PTYPair, device: PTYPair
+    private let stop = Atomic<Bool>(false)
+    private var fds: [Int32] = []
+    private let done = DispatchGroup()
+
+    /// `deviceSilence`: how long the device waits after a frame's last byte before it takes the frame as ended.
+    init(baud: Int, deviceSilence: Duration) throws {
+        client = try PTYPair()
+        device = try PTYPair()
+        let toClient = open(client.a, O_RDWR | O_NOCTTY), toDevice = open(device.a, O_RDWR | O_NOCTTY)
+        guard toClient >= 0, toDevice >= 0 else { throw POSIXError(.ENOENT) }
+        fds = [toClient, toDevice]
+        let charNanos = UInt64(10_000_000_000 / baud)
+        let (seconds, attoseconds) = deviceSilence.components
+        relay(from: toClient, to: toDevice, charNanos: charNanos, silenceNanos: UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000))
+        relay(from: toDevice, to: toClient, charNanos: charNanos, silenceNanos: 0)
+    }
+
+    private func relay(from input: Int32, to output: Int32, charNanos: UInt64, silenceNanos: UInt64) {
+        done.enter()
+        Thread.detachNewThread { [self] in
+            var buffer = [UInt8](repeating: 0, count: 512)
+            var lineFreeAt: UInt64 = 0
+            while !stop.load(ordering: .relaxed) {
+                var p = pollfd(fd: input, events: Int16(POLLIN), revents: 0)
+                guard poll(&p, 1, 20) > 0 else { continue }
+                let n = buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
+                guard n > 0 else { continue }
+                // The characters leave one after another from when the line is free; the last arrives after all of them.
+                let arrived = max(DispatchTime.now().uptimeNanoseconds, lineFreeAt) + UInt64(n) * charNanos
+                lineFreeAt = arrived
+                let deliver = arrived + silenceNanos
+                while DispatchTime.now().uptimeNanoseconds < deliver {
+                    let left = deliver - DispatchTime.now().uptimeNanoseconds
+                    usleep(UInt32(min(left / 1000, 1_000_000)))
+                }
+                _ = buffer.withUnsafeBytes { write(output, $0.baseAddress, n) }
+            }
+            done.leave()
+        }
+    }
+
+    deinit {
+        stop.store(true, ordering: .relaxed)
+        done.wait()
+        for fd in fds { close(fd) }
+    }
 }
 
 func millis(_ d: Duration) -> Double { Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15 }
@@ -135,9 +192,31 @@ for baud in [9600, 115_200] {
     await client.close()
     server.stop()
 }
+
+// The same cycles over a line that really takes the time: a relay passes each byte on after its wire time.
+for baud in [9600, 115_200] {
+    let gap = RTUFraming.interFrameGap(SerialSettings(device: "", baud: baud))
+    let link = try PacedLink(baud: baud, deviceSilence: gap)
+    let settings = SerialSettings(device: link.device.b, baud: baud)
+    let server = try ModbusRTUServer(settings: settings, handler: bus)
+    let client = try ModbusConnection(.rtu(SerialSettings(device: link.client.b, baud: baud)), responseTimeout: .seconds(2))
+    out("")
+    out(String(format: "Modbus RTU at %d baud 8N1 over a paced link (a relay holds each byte for its wire time; %.2f ms frame gap)", baud, millis(gap)))
+    out("profile              planned ms  limit ms  ratio")
+    for (i, p) in profiles.enumerated() {
+        let plan = RequestPlan(profile: p)
+        let planned = try await measure(plan, profile: p, unit: i + 1, reader: client, pause: gap, cycles: options.cycles)
+        let pl = wireLimit(plan, settings)
+        out(pad(p.id) + String(format: " %10.1f  %8.1f  %5.2f", millis(planned), millis(pl), millis(planned) / millis(pl)))
+    }
+    await client.close()
+    server.stop()
+}
 out("")
 out("limit: per request, the request (8 bytes) and answer (5 + 2 × registers bytes) at 10 bits per character plus two")
 out("3.5-character gaps (the device's end-of-frame silence and ours before the next request), less the gap after the")
 out("cycle's last answer; device turnaround excluded.")
-out("The simulator emulates the frames and the device's gap; ratio = measured ÷ limit (1.00: nothing lost to our software).")
+out("Unpaced pty: the simulator sleeps the frames' and the device's gap's modelled time inside each answer, so its ratio is")
+out("software overhead beyond the modelled wire time. Paced link: the bytes themselves take their time on the path.")
+out("ratio = measured ÷ limit (1.00: nothing lost to our software).")
 out("Profile inter_request_delay pauses (e.g. 20 ms for Eastron) are not applied here; the poller adds them per request.")
