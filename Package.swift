@@ -135,7 +135,7 @@ let package = Package(
         .testTarget(name: "MQTTTests", dependencies: ["MQTT", "Delivery", "Outbox", "SQLite", "MeterGateTesting", "TestSupport", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "Modbus", "MeterCore", "TestSupport"]),
         .testTarget(name: "GatewayTests", dependencies: [
-            "Gateway", "ConfigFile", "MeterCore", "MeterGateTesting", "Modbus", "Delivery", "MQTT", "Outbox", "Pulse", "Signing", "TestSupport",
+            "Gateway", "Accounting", "ConfigFile", "MeterCore", "MeterGateTesting", "Modbus", "Delivery", "MQTT", "Outbox", "PowerRails", "Pulse", "Signing", "TestSupport",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "Metrics", package: "swift-metrics"),

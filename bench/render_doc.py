@@ -7,7 +7,7 @@ between `<!-- targets:begin -->` and `<!-- targets:end -->`. Nothing in either b
 
 A row is a target when its reference column says `target …`. Met: `target <= N` with no unit compares the
 ratio with N (the RTU rows' ratio is cycle ÷ wire time); `target <= N unit` compares the ratio (measured ÷
-target) with 1; `target N` with N below 10 compares the ratio with N (a ratio target, as 0.60 of the raw
+target) with 1; `target <= Nx …` compares the ratio with N; `target N` with N below 10 compares the ratio with N (a ratio target, as 0.60 of the raw
 signing rate), larger N compares measured ÷ target with 1.
 """
 import re
@@ -28,16 +28,16 @@ def rows(results):
 
 
 def met(reference, ratio):
-    m = re.match(r"target (<=)?\s*([0-9.]+)\s*(\S*)", reference)
+    m = re.match(r"target (<=)?\s*([0-9.]+)(x?)\s*(\S*)", reference)
     if not m or not ratio:
         return None
     try:
         r = float(ratio.rstrip("x"))
     except ValueError:
         return None
-    at_most, n, unit = m.group(1), float(m.group(2)), m.group(3)
+    at_most, n, times, unit = m.group(1), float(m.group(2)), m.group(3), m.group(4)
     if at_most:
-        return r <= (n if not unit else 1.0)
+        return r <= (n if times or not unit else 1.0)
     return r >= (n if n < 10 else 1.0)
 
 

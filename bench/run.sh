@@ -65,6 +65,8 @@ else
   # the default outbox.state_save (10 s, six saves in the window) and 1m (three saves).
   run disk-10s python3 bench/footprint/footprint.py --bin "$bin/metergate" --meters 100 --interval 15m --seconds 60
   run disk-1m python3 bench/footprint/footprint.py --bin "$bin/metergate" --meters 100 --interval 15m --seconds 180 --state-save 1m
+  # The records' own cost: a 1 min interval closes 100 records a minute; scaled to the 9,600 a day of 15 min.
+  run disk-records python3 bench/footprint/footprint.py --bin "$bin/metergate" --meters 100 --interval 1m --seconds 180
 fi
 
 # Key figures: area, figure, measured, reference, ratio.
@@ -139,6 +141,12 @@ summary() {
     /^rss trend/ { printf "%-11s %-58s %16s %26s %7s\n", "footprint", "RSS, second half of the window minus the first", bare($(NF-1)) " MiB", "flat", "" }
     /^outbox growth per day/ { printf "%-11s %-58s %16s %26s %7s\n", "footprint", "outbox growth per day, 100 meters at 15 min", $9 " MB", "", "" }
   ' "$raw/footprint.txt"
+  [ -f "$raw/disk-records.txt" ] && awk '
+    /^outbox +[0-9]+ records, [0-9]+ B of records/ { n=$2; bytes=$4 }
+    /^disk / { for (i = 1; i <= NF; i++) if ($(i+1) == "B" && $(i+2) == "per" && $(i+3) ~ /^record/) per=$i }
+    END { if (n && per) { day=per*9600/1e6; rec=bytes/n*9600/1e6
+      printf "%-11s %-58s %16s %26s %7.2f\n", "footprint", "disk writes a day, 100 meters at 15 min, vs the bytes of the records", sprintf("%.1f MB", day), sprintf("target <= 3x %.1f MB", rec), day/rec } }
+  ' "$raw/disk-records.txt"
   for f in footprint disk-10s disk-1m; do
     [ -f "$raw/$f.txt" ] && awk '
       /^disk / { for (i = 1; i <= NF; i++) { if ($i == "every") every = $(i + 1); if ($i == "interval" && at == "") at = $(i + 1); if ($i == "GB") gb = $(i - 1) }
@@ -148,7 +156,7 @@ summary() {
   done
   echo
   echo "Machine: shared and noisy (other builds may run at the same time); compare ratios, not absolute figures, across runs."
-  for f in signing modbus outbox accounting pipeline footprint disk-10s disk-1m; do
+  for f in signing modbus outbox accounting pipeline footprint disk-10s disk-1m disk-records; do
     [ -f "$raw/$f.txt" ] || continue
     echo; echo "---- $f"; cat "$raw/$f.txt"
   done

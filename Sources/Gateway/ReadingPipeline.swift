@@ -28,6 +28,9 @@ public actor ReadingPipeline {
             }
         }
 
+        /// Whether the stream's energy lives only in this state (integrated power), not in a counter it can read again.
+        var isIntegrating: Bool { if case .power = self { return true } else { return false } }
+
         /// The state as JSON for the outbox (read back with `JSONDecoder`); nil if it cannot be written.
         var encodedSnapshot: [UInt8]? {
             switch self {
@@ -64,11 +67,11 @@ public actor ReadingPipeline {
     public private(set) var inputsHandled = 0
     /// Both clocks at the last tick, to notice wall-clock steps.
     private var lastTick: Timestamp?
-    /// How often state is saved when no interval closed (`outbox.state_save`). A crash loses at most this much of
-    /// the open interval's detail; counters (meters, energy rails, the pulse store) keep its energy, and a gap
-    /// longer than the stream's gap limit flags the interval `gap`. Power rails integrated here lose up to this
-    /// much energy. Each save rewrites every stream's state, which is most of what a gateway at a 15 min
-    /// interval writes to flash (BENCHMARKS.md).
+    /// How often the state of streams whose energy lives only here (power rails integrated by the gateway) is saved
+    /// when no interval closed (`outbox.state_save`): a crash loses at most this much of their energy. A counter
+    /// stream's state is its counter (meters, energy rails, the pulse store): it is saved with its records and at
+    /// shutdown only, and a crash costs the open interval's detail, never energy (the restart's interval is
+    /// flagged). Rewriting every counter's state every few seconds was most of what a gateway wrote to flash.
     let saveInterval: Duration
 
     /// Per stream, the end (ms) of the last interval published before the outbox lost records it had already
@@ -344,7 +347,8 @@ public actor ReadingPipeline {
                 stage(closed, of: meter)
             }
         }
-        if !staged.isEmpty || (!unsaved.isEmpty && self.now() - lastSave >= saveInterval) { await commit() }
+        let integrating = unsaved.contains { streams[$0]?.accountant.isIntegrating == true }
+        if !staged.isEmpty || (integrating && self.now() - lastSave >= saveInterval) { await commit() }
     }
 
     /// Saves every stream's state (at shutdown).
@@ -400,7 +404,10 @@ public actor ReadingPipeline {
             let requests = chosen.map { staged[$0] }, intervals = chosen.map { stagedIntervals[$0] }
             var state: [String: [UInt8]] = [:]
             // A left-out stream's state is not saved without its records: a restart produces them again from the last save.
-            let saving = unsaved.filter { !leftOut.contains($0.rawValue) }
+            // Without records (a periodic save) only integrated streams' state is written: a counter's is its counter.
+            let saving = unsaved.filter {
+                !leftOut.contains($0.rawValue) && (force || !requests.isEmpty || streams[$0]?.accountant.isIntegrating == true)
+            }
             for id in saving {
                 guard let stream = streams[id], let bytes = stream.accountant.encodedSnapshot else { continue }
                 state[Self.stateKey(id)] = bytes
