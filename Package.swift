@@ -60,7 +60,7 @@ let package = Package(
         .target(name: "Signing", dependencies: ["MeterCore", .product(name: "Crypto", package: "swift-crypto")]),
         // SQLite files: the only importer of CSQLite (a connection, statements, errors, a versioned migrator).
         .target(name: "SQLite", dependencies: ["CSQLite"]),
-        .target(name: "Outbox", dependencies: ["MeterCore", "SQLite", .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "Outbox", dependencies: ["MeterCore", "ConfigFile", "SQLite", .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto")]),
         // Delivery: the outbox drained to a RecordSink (claims, window, flushes, replays); MQTT is one sink.
         .target(name: "Delivery", dependencies: ["Outbox", .product(name: "Logging", package: "swift-log")]),
         .target(name: "MQTT", dependencies: ["CMosquitto", "Delivery", .product(name: "Logging", package: "swift-log")]),

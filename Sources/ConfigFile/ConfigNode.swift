@@ -148,6 +148,29 @@ public struct ConfigNode: @unchecked Sendable {
         throw error("expected a duration such as 500ms, 15s, 15m or 1h, found '\(s)'")
     }
 
+    /// A duration that may also be given in days (`90d`, at most 100 years), e.g. a retention.
+    public func longDuration() throws(ConfigError) -> Duration {
+        let s = try string().trimmingCharacters(in: .whitespaces)
+        guard s.hasSuffix("d"), let days = Int(s.dropLast()), days >= 0 else { return try duration() }
+        guard days <= 36_500 else { throw error("\(days) days is more than 100 years") }
+        return .seconds(days * 86400)
+    }
+
+    /// A size such as 512MB, 2GB or a plain byte count.
+    public func byteSize() throws(ConfigError) -> Int64 {
+        let s = try string().trimmingCharacters(in: .whitespaces)
+        let units: [(String, Int64)] = [("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10), ("B", 1)]
+        for (suffix, factor) in units where s.hasSuffix(suffix) {
+            if let v = Int64(s.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), v > 0 {
+                let (product, overflow) = v.multipliedReportingOverflow(by: factor)
+                guard !overflow else { throw error("the size '\(s)' does not fit in 64 bits") }
+                return product
+            }
+        }
+        if let v = Int64(s), v > 0 { return v }
+        throw error("expected a size such as 64MB or 2GB, found '\(s)'")
+    }
+
     // MARK: Collections
 
     /// The node as a list of nodes, each with its index in the key path.

@@ -20,19 +20,4 @@ extension ConfigReader {
         try m.finish()
         return config
     }
-
-    /// A size such as 512MB, 2GB or a plain byte count.
-    static func bytes(_ node: ConfigNode) throws(ConfigError) -> Int64 {
-        let s = try node.string().trimmingCharacters(in: .whitespaces)
-        let units: [(String, Int64)] = [("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10), ("B", 1)]
-        for (suffix, factor) in units where s.hasSuffix(suffix) {
-            if let v = Int64(s.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), v > 0 {
-                let (product, overflow) = v.multipliedReportingOverflow(by: factor)
-                guard !overflow else { throw node.error("the size '\(s)' does not fit in 64 bits") }
-                return product
-            }
-        }
-        if let v = Int64(s), v > 0 { return v }
-        throw node.error("expected a size such as 64MB or 2GB, found '\(s)'")
-    }
 }

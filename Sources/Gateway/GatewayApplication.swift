@@ -81,7 +81,7 @@ public struct GatewayApplication: Sendable {
         }
         let store: SQLiteOutbox
         do {
-            store = try await SQLiteOutbox.open(path: config.outbox.path, configuration: config.outbox.storeConfiguration,
+            store = try await SQLiteOutbox.open(path: config.outbox.path, configuration: config.outbox,
                                                 logger: Logger(label: "outbox"))
         } catch {
             throw .run("cannot open the outbox \(config.outbox.path): \(error)")

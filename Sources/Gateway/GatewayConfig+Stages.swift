@@ -1,14 +1,6 @@
 import MQTT
-import Outbox
 
-/// The config's sections as the settings of the stages they configure: mapped here once, for every caller.
-extension OutboxConfig {
-    /// The store's retention and quota.
-    public var storeConfiguration: OutboxConfiguration {
-        OutboxConfiguration(retention: retention, quotaBytes: quotaBytes, quotaPolicy: quotaPolicy)
-    }
-}
-
+/// The config's MQTT section as the client's settings: mapped here once, for every caller.
 extension MQTTConfig {
     /// The client of a gateway: `status` online/offline (retained, and the last will), the retained `keys`
     /// document, TLS and credentials as configured. Reconnects back off up to 15 s: a backlog waits at most that

@@ -22,7 +22,7 @@ public struct GatewayConfig: Sendable {
     public var meters: [MeterConfig]
     public var mqtt: MQTTConfig
     public var signing: SigningConfig
-    public var outbox: OutboxConfig
+    public var outbox: OutboxConfiguration
     /// Directories searched for meter profiles, in order (later wins).
     public var profileDirectories: [String]
     public var profiles: ProfileLibrary
@@ -113,17 +113,6 @@ public struct SigningConfig: Sendable, Hashable {
     /// Whether every new signature is verified with the public key before its record is stored
     /// (``RecordSigner/selfCheck``). On unless the config says `self_check: false`.
     public var selfCheck: Bool = true
-}
-
-public struct OutboxConfig: Sendable, Hashable {
-    public var path: String
-    public var retention: Duration
-    public var quotaBytes: Int64
-    public var quotaPolicy: OutboxQuotaPolicy
-    /// How often the accounting state of the open intervals is saved when no interval closed (it is always saved
-    /// with the records of a closed interval, and at shutdown). Each save rewrites every stream's state: shorter
-    /// keeps more of an interval's detail through a crash, longer writes less to flash.
-    public var stateSave: Duration = .seconds(10)
 }
 
 extension GatewayConfig {
@@ -241,7 +230,7 @@ struct ConfigReader {
         let mqtt = attempt { () throws(ConfigError) in try Self.mqtt(map.optional("mqtt"), resolve: resolve) } ?? nil
         let stateDir = stateDirectory
         let signing = attempt { () throws(ConfigError) in try Self.signing(map.optional("signing"), stateDirectory: stateDir, resolve: resolve) } ?? nil
-        let outbox = attempt { () throws(ConfigError) in try Self.outbox(map.optional("outbox"), stateDirectory: stateDir, resolve: resolve) } ?? nil
+        let outbox = attempt { () throws(ConfigError) in try OutboxConfiguration.read(map.optional("outbox"), stateDirectory: stateDir, resolve: resolve) } ?? nil
         let metrics = attempt { () throws(ConfigError) in try Self.metrics(map.optional("metrics")) } ?? nil
         let rails = attempt { () throws(ConfigError) in try Self.rails(map.optional("rails"), resolve: resolve) } ?? nil
         var pulses: [PulseConfig] = []
@@ -378,33 +367,6 @@ struct ConfigReader {
             let path = resolve(try item.string())
             guard FileManager.default.isReadableFile(atPath: path) else { throw item.error("cannot read the rotation statement \(path)") }
             config.rotations.append(path)
-        }
-        try m.finish()
-        return config
-    }
-
-    static func outbox(_ node: ConfigNode?, stateDirectory: String, resolve: (String) -> String) throws(ConfigError) -> OutboxConfig {
-        var config = OutboxConfig(path: "\(stateDirectory)/outbox.sqlite", retention: .seconds(30 * 86400), quotaBytes: 1 << 30, quotaPolicy: .keep)
-        guard let node else { return config }
-        let m = try node.mapping()
-        if let p = try m.optional("path")?.string() { config.path = resolve(p) }
-        if let r = m.optional("retention") {
-            let s = try r.string()
-            if s.hasSuffix("d"), let days = Int(s.dropLast()), days >= 0 {
-                guard days <= 36_500 else { throw r.error("retention of \(days) days is more than 100 years") }
-                config.retention = .seconds(days * 86400)
-            } else {
-                config.retention = try r.duration()
-            }
-        }
-        if let q = m.optional("quota") { config.quotaBytes = try Self.bytes(q) }
-        config.quotaPolicy = try m.optional("quota_policy")?.oneOf(OutboxQuotaPolicy.self) ?? .keep
-        if let node = m.optional("state_save") {
-            let every = try node.duration()
-            guard every >= .seconds(1), every <= .seconds(3600) else {
-                throw node.error("expected how often the accounting state is saved, from 1s to 1h (default 10s)")
-            }
-            config.stateSave = every
         }
         try m.finish()
         return config

@@ -92,21 +92,6 @@ public enum OutboxQuotaPolicy: String, Sendable, Hashable, CaseIterable {
     case dropOldest = "drop-oldest"
 }
 
-/// How an outbox keeps and bounds its records.
-public struct OutboxConfiguration: Sendable, Hashable {
-    /// How long delivered records stay for replays.
-    public var retention: Duration
-    /// The byte quota over all records (see ``OutboxRecord/quotaBytes``).
-    public var quotaBytes: Int64
-    public var quotaPolicy: OutboxQuotaPolicy
-
-    public init(retention: Duration = .seconds(30 * 86_400), quotaBytes: Int64 = 1 << 30, quotaPolicy: OutboxQuotaPolicy = .keep) {
-        self.retention = retention
-        self.quotaBytes = quotaBytes
-        self.quotaPolicy = quotaPolicy
-    }
-}
-
 /// Counts for one meter stream.
 public struct StreamStats: Sendable, Hashable {
     public var meter: String

@@ -138,9 +138,7 @@ struct OutboxLocation: ParsableArguments {
     }
 
     func configuration() throws -> OutboxConfiguration {
-        guard let outbox = try gatewayConfig()?.outbox else { return OutboxConfiguration() }
-        return OutboxConfiguration(retention: outbox.retention, quotaBytes: outbox.quotaBytes,
-                                   quotaPolicy: outbox.quotaPolicy == .keep ? .keep : .dropOldest)
+        try gatewayConfig()?.outbox ?? OutboxConfiguration()
     }
 
     func open(inspectOnly: Bool = true) async throws -> SQLiteOutbox {
