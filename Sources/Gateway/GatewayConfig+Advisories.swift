@@ -1,3 +1,4 @@
+import MQTT
 import ConfigFile
 import Foundation
 import Modbus

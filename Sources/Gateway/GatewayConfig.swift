@@ -84,23 +84,6 @@ public struct BusConfig: Sendable, Hashable {
     public var rtsDelayMicroseconds: Int? = nil
 }
 
-public struct MQTTConfig: Sendable, Hashable {
-    /// nil: the demo starts a local broker on a free loopback port.
-    public var host: String?
-    public var port: Int
-    public var clientID: String?
-    public var username: String?
-    public var passwordFile: String?
-    public var caFile: String?
-    public var certFile: String?
-    public var keyFile: String?
-    public var keepalive: Duration
-    public var inflightWindow: Int
-    public var live: Bool
-    /// What `cmd/replay` requests may cost (`mqtt.replay`).
-    public var replay = ReplayLimits()
-}
-
 public struct SigningConfig: Sendable, Hashable {
     public var keyFile: String
     public var algorithm: SigningAlgorithm
@@ -227,7 +210,7 @@ struct ConfigReader {
             }
         }
 
-        let mqtt = attempt { () throws(ConfigError) in try Self.mqtt(map.optional("mqtt"), resolve: resolve) } ?? nil
+        let mqtt = attempt { () throws(ConfigError) in try MQTTConfig.read(map.optional("mqtt"), resolve: resolve) } ?? nil
         let stateDir = stateDirectory
         let signing = attempt { () throws(ConfigError) in try Self.signing(map.optional("signing"), stateDirectory: stateDir, resolve: resolve) } ?? nil
         let outbox = attempt { () throws(ConfigError) in try OutboxConfiguration.read(map.optional("outbox"), stateDirectory: stateDir, resolve: resolve) } ?? nil
@@ -325,30 +308,6 @@ struct ConfigReader {
         }
         try m.finish()
         return BusConfig(id: id, transport: transport, responseTimeout: timeout, timing: timing, directionLine: directionLine, rtsDelayMicroseconds: rtsDelay)
-    }
-
-    static func mqtt(_ node: ConfigNode?, resolve: (String) -> String) throws(ConfigError) -> MQTTConfig {
-        var config = MQTTConfig(host: nil, port: 1883, clientID: nil, username: nil, passwordFile: nil, caFile: nil, certFile: nil,
-                                keyFile: nil, keepalive: .seconds(30), inflightWindow: 64, live: false)
-        guard let node else { return config }
-        let m = try node.mapping()
-        config.host = try m.optional("host")?.string()
-        config.port = try m.optional("port")?.int(in: 1...65535) ?? (m.optional("ca_file") == nil ? 1883 : 8883)
-        config.clientID = try m.optional("client_id")?.string()
-        config.username = try m.optional("username")?.string()
-        if let p = try m.optional("password_file")?.string() { config.passwordFile = resolve(p) }
-        if let p = try m.optional("ca_file")?.string() { config.caFile = resolve(p) }
-        if let p = try m.optional("cert_file")?.string() { config.certFile = resolve(p) }
-        if let p = try m.optional("key_file")?.string() { config.keyFile = resolve(p) }
-        config.keepalive = try m.optional("keepalive")?.duration() ?? .seconds(30)
-        config.inflightWindow = try m.optional("inflight")?.int(in: 1...65535) ?? 64
-        config.live = try m.optional("live")?.bool() ?? false
-        if (config.certFile == nil) != (config.keyFile == nil) {
-            throw node.error("cert_file and key_file go together: give both for a client certificate, or neither")
-        }
-        config.replay = try Self.replayLimits(m.optional("replay"))
-        try m.finish()
-        return config
     }
 
     static func signing(_ node: ConfigNode?, stateDirectory: String, resolve: (String) -> String) throws(ConfigError) -> SigningConfig {

@@ -1,11 +1,9 @@
-import Delivery
 import ConfigFile
-import MQTT
 
-extension ConfigReader {
+extension ReplayLimits {
     /// `mqtt.replay`: `{ max_records: 10000, budget_per_minute: 60000, queue: 64 }`, the bounds on what requests
     /// arriving on `cmd/replay` may make the gateway re-publish.
-    static func replayLimits(_ node: ConfigNode?) throws(ConfigError) -> ReplayLimits {
+    public static func read(_ node: ConfigNode?) throws(ConfigError) -> ReplayLimits {
         var limits = ReplayLimits()
         guard let node else { return limits }
         let m = try node.mapping()
