@@ -14,6 +14,7 @@ import argparse
 import base64
 import json
 import os
+import pwd
 import random
 import re
 import shutil
@@ -110,8 +111,11 @@ class Broker:
         self.tls = tls
         listener = f"listener {self.port} 127.0.0.1\n"
         if tls:
-            # As root, mosquitto drops to its own user unless told otherwise, and could not read the test PKI.
-            listener += f"cafile {tls['ca']}\ncertfile {tls['cert']}\nkeyfile {tls['key']}\nuser root\n"
+            listener += f"cafile {tls['ca']}\ncertfile {tls['cert']}\nkeyfile {tls['key']}\n"
+        # Started as root, mosquitto drops to its own user unless told otherwise: it then could neither save its
+        # persistence file in our working directory (the subscriber's session would not survive a restart) nor
+        # read the test PKI. Run as whoever runs the suite (ignored when that is not root).
+        listener += f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"
         with open(self.config, "w") as f:
             f.write(f"{listener}allow_anonymous true\npersistence true\n"
                     f"persistence_location {self.dir}/\nautosave_interval 1\nautosave_on_changes true\n"
