@@ -144,9 +144,17 @@ struct IdentityWatch {
 
     init(refresh: Duration) { self.refresh = refresh }
 
+    /// After a failed identity read, not before this (a meter that answers values but not its identity costs one
+    /// extra request per ``identityRetry``, not per poll).
+    private var retryAt: ContinuousClock.Instant?
+    static let identityRetry = Duration.seconds(30)
+
     func isDue(now: ContinuousClock.Instant) -> Bool {
-        stale || lastRead.map { now - $0 >= refresh } ?? true
+        if let retryAt, now < retryAt { return false }
+        return stale || lastRead.map { now - $0 >= refresh } ?? true
     }
+
+    mutating func identityFailed(at now: ContinuousClock.Instant) { retryAt = now + Self.identityRetry }
 
     /// Whether `importValue` is below the last one seen (and remembers it).
     mutating func wentBackwards(_ importValue: Double?) -> Bool {
@@ -158,6 +166,7 @@ struct IdentityWatch {
     mutating func read(at now: ContinuousClock.Instant) {
         lastRead = now
         stale = false
+        retryAt = nil
     }
 
     mutating func failed() { stale = true }
@@ -318,7 +327,14 @@ public actor BusPoller {
                 // A counter that went backwards may be another meter: its identity is read before the sample goes out.
                 let backwards = identities[i].wentBackwards(readout.values[.energyImport])
                 if identity == nil, meter.profile.offersIdentity, identityDue || backwards {
-                    identity = try await readIdentity(meter, reader: &readers[i], pause: pause)
+                    // The values are good: a failed identity read costs this poll its identity, never its sample (the
+                    // accounting then judges a step as it would without identities); it is tried again shortly.
+                    do throws(MeterPollError) {
+                        identity = try await readIdentity(meter, reader: &readers[i], pause: pause)
+                    } catch {
+                        identities[i].identityFailed(at: clock.now)
+                        if meter.profile.sunspecModel != nil { readers[i] = nil }
+                    }
                 }
                 if identity != nil { identities[i].read(at: clock.now) }
                 schedule.succeeded(i, now: clock.now)

@@ -13,7 +13,10 @@ import Testing
 
     /// An SDM630 whose serial and import counter the test sets; it can refuse its serial register or fall silent.
     final class Meter: ModbusRequestHandler, Sendable {
-        struct State { var serial: UInt32 = 12_345_678; var importKWh: Float = 1000; var refuseSerial = false; var silent = false; var serialReads = 0 }
+        struct State {
+            var serial: UInt32 = 12_345_678; var importKWh: Float = 1000; var refuseSerial = false; var silent = false; var serialSilent = false
+            var serialReads = 0
+        }
         let state = Mutex(State())
 
         func respond(to request: ModbusServerRequest) -> ModbusServerResponse {
@@ -21,6 +24,7 @@ import Testing
                 if s.silent { return .noAnswer }
                 if request.functionCode == 3 && request.address == 0xFC00 {
                     s.serialReads += 1
+                    if s.serialSilent { return .noAnswer }
                     return s.refuseSerial ? .exception(.illegalDataAddress) : .values([UInt16(s.serial >> 16), UInt16(s.serial & 0xFFFF)])
                 }
                 guard request.functionCode == 4 else { return .exception(.illegalDataAddress) }
@@ -121,5 +125,23 @@ import Testing
         try await waitFor("an answer after the failure") { samples().count > count }
         #expect(samples()[count] != nil, "the first answer after a failure carries the identity")
         #expect(meter.state.withLock { $0.serialReads } == before + 1)
+    }
+
+    /// A meter that answers its values but not its serial register: its samples still go out (without identity),
+    /// and the register is not asked with every poll.
+    @Test func aMeterThatDoesNotAnswerItsSerialStillHasItsSamples() async throws {
+        let meter = Meter()
+        meter.state.withLock { $0.serialSilent = true }
+        let poller = BusPoller(meters: [PolledMeter(id: try MeterID(validating: "m1"), unit: 1, profile: Self.profile, period: .milliseconds(50),
+                                                    quantities: [.energyImport])],
+                               reader: InMemoryRegisterReader(meter), timing: BusTiming())
+        let samples = Atomic<Int>(0)
+        let task = poller.start { event in if case .sample = event { samples.add(1, ordering: .relaxed) } }
+        let deadline = ContinuousClock.now + .seconds(20)
+        while samples.load(ordering: .relaxed) < 10, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        task.cancel()
+        await task.value
+        #expect(samples.load(ordering: .relaxed) >= 10)
+        #expect(meter.state.withLock { $0.serialReads } == 1, "retried after 30 s, not with every poll")
     }
 }
