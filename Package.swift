@@ -30,6 +30,10 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        // The ledger's PostgreSQL storage (docs/ledger.md): the fleet's settlement side on a real database.
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.25.0"),
     ],
     targets: [
         // C libraries from Debian: one system-library target each, imported only by its wrapper module.
@@ -68,6 +72,11 @@ let package = Package(
         // The reference settlement consumer: verified readings into a per-meter, per-interval ledger with tariffs.
         .target(name: "Ledger", dependencies: ["MeterCore", "ConfigFile", "Signing", "SQLite", "Delivery", "MQTT", .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto")]),
 
+        // The ledger on PostgreSQL: the only importer of PostgresNIO.
+        .target(name: "LedgerPostgres", dependencies: [
+            "Ledger", "MeterCore", "Signing", .product(name: "PostgresNIO", package: "postgres-nio"), .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto")]),
+
         // Simulated meters and faults, served over real libmodbus.
         .target(name: "Simulator", dependencies: ["MeterCore", "Modbus", "ConfigFile", .product(name: "Logging", package: "swift-log")]),
 
@@ -81,7 +90,7 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .executableTarget(name: "metergate", dependencies: [
-            "CBuildInfo", "Gateway", "MeterCore", "ConfigFile", "Modbus", "PowerRails", "Pulse", "Signing", "Outbox", "Delivery", "MQTT", "Simulator", "Ledger",
+            "CBuildInfo", "Gateway", "MeterCore", "ConfigFile", "Modbus", "PowerRails", "Pulse", "Signing", "Outbox", "Delivery", "MQTT", "Simulator", "Ledger", "LedgerPostgres",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -142,7 +151,7 @@ let package = Package(
         ]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
         .testTarget(name: "FuzzTests", dependencies: ["FuzzTargets", "ConfigFile", "Gateway", "Modbus", "Signing", "TestSupport"]),
-        .testTarget(name: "LedgerTests", dependencies: ["Ledger", "ConfigFile", "Signing", "Delivery", "MQTT", "MeterCore", "TestSupport"]),
+        .testTarget(name: "LedgerTests", dependencies: ["Ledger", "LedgerPostgres", "ConfigFile", "Signing", "Delivery", "MQTT", "MeterCore", "TestSupport"]),
     ]
 )
 

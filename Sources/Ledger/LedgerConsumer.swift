@@ -21,9 +21,14 @@ public struct LedgerConsumerConfiguration: Sendable {
     public var replay: ReplayPolicy
     /// How often due replay requests are considered.
     public var tickInterval: Duration
+    /// This process's name in the database's replay claims: ledger processes sharing a database ask for a gap
+    /// once between them, whoever holds the claim.
+    public var claimant: String
 
     public init(gateway: String = "+", shareGroup: String? = nil, trust: TrustFollower, backfillFromFirstSeq: Bool = true,
-                replay: ReplayPolicy = ReplayPolicy(), tickInterval: Duration = .milliseconds(100), maximumClockSkew: Duration = .seconds(300)) {
+                replay: ReplayPolicy = ReplayPolicy(), tickInterval: Duration = .milliseconds(100), maximumClockSkew: Duration = .seconds(300),
+                claimant: String = "ledger-\(getpid())-\(UInt32.random(in: 0...UInt32.max))") {
+        self.claimant = claimant
         self.gateway = gateway
         self.shareGroup = shareGroup
         self.trust = trust
@@ -67,7 +72,7 @@ public actor LedgerConsumer {
     }
 
     public nonisolated let configuration: LedgerConsumerConfiguration
-    private let store: LedgerStore
+    private let store: any LedgerStorage
     private let client: MQTTClient
     private let logger: Logger
     private var trust: TrustFollower
@@ -80,12 +85,11 @@ public actor LedgerConsumer {
     private let started = ContinuousClock.now
     static let maximumWaiting = 10_000
     static let maximumWaitingBytes = 16 << 20
-    private var lastSharedRefresh: Duration?
     public private(set) var counters = Counters()
     /// SUBACKs received: the readings (and keys) filters are in place once this reaches the number of filters.
     public private(set) var subscriptionsAcknowledged = 0
 
-    public init(store: LedgerStore, client: MQTTClient, configuration: LedgerConsumerConfiguration,
+    public init(store: any LedgerStorage, client: MQTTClient, configuration: LedgerConsumerConfiguration,
                 logger: Logger = Logger(label: "metergate.ledger")) {
         self.store = store
         self.client = client
@@ -115,8 +119,7 @@ public actor LedgerConsumer {
                 switch next {
                 case .mqtt(let event): await handle(event)
                 case .tick:
-                    await refreshSharedGaps()
-                    sendDueReplays()
+                    await sendDueReplays()
                 }
             }
             group.cancelAll()
@@ -138,7 +141,11 @@ public actor LedgerConsumer {
         }
         for stream in streams where configuration.gateway == "+" || configuration.gateway == stream.gateway {
             currentEpoch["\(stream.gateway)/\(stream.meter)"] = stream.epoch
-            let gaps = await store.gaps(of: stream, fromFirstSeq: configuration.backfillFromFirstSeq)
+            let gaps: [ClosedRange<UInt64>]
+            do { gaps = try await store.gaps(of: stream, fromFirstSeq: configuration.backfillFromFirstSeq) } catch {
+                logger.error("could not read a stream's seqs; its gaps are asked for when its meter sends again", metadata: ["stream": "\(stream)", "error": "\(error)"])
+                continue
+            }
             if !gaps.isEmpty { logger.info("asking again for gaps left open", metadata: ["stream": "\(stream)", "gaps": "\(gaps)"]) }
             scheduler.update(stream: stream, gaps: gaps, now: elapsed)
         }
@@ -254,12 +261,13 @@ public actor LedgerConsumer {
             scheduler.remove(stream: old)
         }
         currentEpoch[key] = r.epoch
-        var gaps = await store.gaps(of: r.stream, fromFirstSeq: configuration.backfillFromFirstSeq)
-        if !gaps.isEmpty, configuration.shareGroup != nil {
-            // Another consumer of the group may have stored the missing seqs in the shared file.
-            gaps = (try? await store.refreshedGaps(of: r.stream, fromFirstSeq: configuration.backfillFromFirstSeq)) ?? gaps
+        // In a shared group this process sees part of each stream: the store also counts the stored neighbours of
+        // each record, and a gap is read again from the database before it is asked for (sendDueReplays).
+        do {
+            scheduler.update(stream: r.stream, gaps: try await store.gaps(of: r.stream, fromFirstSeq: configuration.backfillFromFirstSeq), now: elapsed)
+        } catch {
+            logger.error("could not read a stream's seqs; its gaps are looked at again with its next reading", metadata: ["stream": "\(r.stream)", "error": "\(error)"])
         }
-        scheduler.update(stream: r.stream, gaps: gaps, now: elapsed)
     }
 
     /// Holds a reading until its gateway's keys topic was read, within a bound in count and bytes: the oldest
@@ -284,21 +292,10 @@ public actor LedgerConsumer {
         }
     }
 
-    /// In a shared group, gaps may be filled by another consumer: read them again from the file once a second.
-    private func refreshSharedGaps() async {
-        guard configuration.shareGroup != nil else { return }
-        let now = elapsed
-        if let last = lastSharedRefresh, now - last < .seconds(1) { return }
-        lastSharedRefresh = now
-        for stream in scheduler.openGaps.keys {
-            guard let gaps = try? await store.refreshedGaps(of: stream, fromFirstSeq: configuration.backfillFromFirstSeq) else { continue }
-            scheduler.update(stream: stream, gaps: gaps, now: elapsed)
-        }
-    }
-
-    private func sendDueReplays() {
+    private func sendDueReplays() async {
         guard client.currentSession != nil else { return }
         while let due = scheduler.next(now: elapsed) {
+            if configuration.shareGroup != nil, !(await stillOpenAndClaimed(due)) { continue }
             let topic = MeterGateTopics(gateway: due.gateway).replayRequests
             do {
                 _ = try client.publish(MQTTMessage(topic: topic, payload: due.request.json, qos: .atLeastOnce))
@@ -308,6 +305,26 @@ public actor LedgerConsumer {
                 // Marked as sent anyway: it is asked for again after the retry interval.
                 logger.warning("could not send a replay request", metadata: ["request": "\(due.request)", "error": "\(error)"])
             }
+        }
+    }
+
+    /// In a shared group, before asking: the gap is read again from the database (another process may have stored
+    /// it), and asked for only by the process that takes its claim, held for one retry interval.
+    private func stillOpenAndClaimed(_ due: ScheduledReplay) async -> Bool {
+        do {
+            let gaps = try await store.refreshedGaps(of: due.stream, fromFirstSeq: configuration.backfillFromFirstSeq)
+            scheduler.update(stream: due.stream, gaps: gaps, now: elapsed)
+            guard gaps.contains(where: { $0.overlaps(due.request.seqs) }) else { return false }
+            let now = Int64((Date().timeIntervalSince1970 * 1000).rounded())
+            let hold = configuration.replay.retryInterval.components
+            let until = now + hold.seconds * 1000 + hold.attoseconds / 1_000_000_000_000_000
+            let claimed = try await store.claimReplay(of: due.stream, seqs: due.request.seqs, by: configuration.claimant, nowMillis: now, untilMillis: until)
+            if !claimed { logger.debug("another ledger process asked for this gap", metadata: ["stream": "\(due.stream)", "seqs": "\(due.request.seqs)"]) }
+            return claimed
+        } catch {
+            // Asked for anyway: a second request costs a replay, a missed one costs a reading.
+            logger.warning("could not read or claim a gap in the database; asking for it", metadata: ["stream": "\(due.stream)", "error": "\(error)"])
+            return true
         }
     }
 }

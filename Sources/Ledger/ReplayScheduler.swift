@@ -23,6 +23,8 @@ public struct ReplayPolicy: Sendable, Hashable {
 
 /// One request to send: the gateway whose `cmd/replay` topic gets it, and the request.
 public struct ScheduledReplay: Sendable, Hashable {
+    /// The stream whose gap this asks for (the request itself names no epoch).
+    public var stream: StreamKey
     public var gateway: String
     public var request: ReplayRequest
     /// How many times this gap has been asked for before (0 for the first request).
@@ -80,7 +82,7 @@ public struct ReplayScheduler: Sendable {
         guard let best else { return nil }
         var gap = gaps[best.stream]![best.index]
         let upper = min(gap.seqs.upperBound, gap.seqs.lowerBound + policy.maximumRange - 1)
-        let scheduled = ScheduledReplay(gateway: best.stream.gateway,
+        let scheduled = ScheduledReplay(stream: best.stream, gateway: best.stream.gateway,
                                         request: ReplayRequest(meter: best.stream.meter, seqs: gap.seqs.lowerBound...upper),
                                         attempt: gap.attempts)
         gap.lastRequest = now

@@ -73,8 +73,8 @@ let fastReplays = ReplayPolicy(settleDelay: .milliseconds(300), retryInterval: .
 
     /// A ledger on a flat tariff, consuming gw-1's readings (trusting ``key``) from `broker`, with its subscriptions
     /// acknowledged, and its store; the caller cancels the task.
-    func startedConsumer(_ broker: MosquittoBroker, in dir: TemporaryDirectory) async throws -> (LedgerConsumer, Task<Void, Never>, LedgerStore) {
-        let store = try await LedgerStore.open(path: dir.file("ledger.db"),
+    func startedConsumer(_ broker: MosquittoBroker, in dir: TemporaryDirectory) async throws -> (LedgerConsumer, Task<Void, Never>, SQLiteLedgerStore) {
+        let store = try await SQLiteLedgerStore.open(path: dir.file("ledger.db"),
                                                tariff: try TariffFile.parse("currency: EUR\nprecision: 4\nflat: 31.25\n", file: "flat.yaml"))
         let consumer = LedgerConsumer(store: store, client: testClient(broker, "ledger"),
                                       configuration: LedgerConsumerConfiguration(gateway: "gw-1", trust: trusting(key, for: "gw-1"), replay: fastReplays))
@@ -172,7 +172,7 @@ let fastReplays = ReplayPolicy(settleDelay: .milliseconds(300), retryInterval: .
         defer { dir.cleanup() }
         let broker = try MosquittoBroker()
         let publisher = try await Publisher(broker)
-        let store = try await LedgerStore.open(path: dir.file("ledger.db"))
+        let store = try await SQLiteLedgerStore.open(path: dir.file("ledger.db"))
         let consumer = LedgerConsumer(store: store, client: testClient(broker, "ledger"),
                                       configuration: LedgerConsumerConfiguration(trust: TrustFollower(store: TrustStore(), keys: KeySet([key.publicKey]), path: nil), replay: fastReplays))
         let running = Task { await consumer.run() }
@@ -209,7 +209,7 @@ let fastReplays = ReplayPolicy(settleDelay: .milliseconds(300), retryInterval: .
         var consumers: [LedgerConsumer] = []
         var tasks: [Task<Void, Never>] = []
         for name in ["a", "b"] {
-            let store = try await LedgerStore.open(path: path)                    // one file, two connections
+            let store = try await SQLiteLedgerStore.open(path: path)                    // one file, two connections
             let configuration = LedgerConsumerConfiguration(gateway: "gw-1", shareGroup: "settlement", trust: TrustFollower(store: TrustStore(), keys: KeySet([key.publicKey]), path: nil), replay: fastReplays)
             #expect(configuration.readingFilter == "$share/settlement/metergate/v1/gw-1/+/reading")
             let consumer = LedgerConsumer(store: store, client: testClient(broker, "ledger-\(name)"), configuration: configuration)
@@ -222,7 +222,7 @@ let fastReplays = ReplayPolicy(settleDelay: .milliseconds(300), retryInterval: .
         var stream = try SignedStream(key: key)
         try stream.next(40)
         for r in stream.records { try publisher.send(r) }
-        let reader = try await LedgerStore.open(path: path)
+        let reader = try await SQLiteLedgerStore.open(path: path)
         #expect(try await eventually { try await reader.counts().readings == 40 })
         let a = await consumers[0].counters, b = await consumers[1].counters
         // Each reading went to one consumer of the group: both got some, none got one twice.
@@ -245,7 +245,7 @@ let fastReplays = ReplayPolicy(settleDelay: .milliseconds(300), retryInterval: .
         try old.next(3)
         var stream = try SignedStream(key: key, epoch: "NEW")
         try stream.next(4)
-        let store = try await LedgerStore.open(path: dir.file("ledger.db"))
+        let store = try await SQLiteLedgerStore.open(path: dir.file("ledger.db"))
         // An old epoch with a gap (no longer reachable by cmd/replay), then the current one with seq 3 missing.
         for (i, r) in [old.records[0], old.records[2], stream.records[0], stream.records[1], stream.records[3]].enumerated() {
             _ = try await store.add(try verified(r, key: key), envelope: r.bytes, receivedMillis: Int64(i))

@@ -74,7 +74,7 @@ struct SplitMix64: RandomNumberGenerator {
         let early = ask(&s, 0.5)                                        // may still arrive out of order
         #expect(early == nil)
         let first = ask(&s, 1)
-        #expect(first == ScheduledReplay(gateway: "gw-1", request: ReplayRequest(meter: "main", seqs: 4...5), attempt: 0))
+        #expect(first == ScheduledReplay(stream: a, gateway: "gw-1", request: ReplayRequest(meter: "main", seqs: 4...5), attempt: 0))
         let waiting = ask(&s, 5)                                        // asked, waiting
         #expect(waiting == nil)
         let again = ask(&s, 11)                                         // still open: asked again

@@ -13,12 +13,12 @@ import TestSupport
     @Test func aRejectedPayloadIsKeptAsItsHashLengthAndAShortPrefix() async throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
-        let store = try await LedgerStore.open(path: dir.file("ledger.db"))
+        let store = try await SQLiteLedgerStore.open(path: dir.file("ledger.db"))
         let payload = [UInt8](repeating: 0x41, count: 5 << 20)
         try await store.reject(topic: "metergate/v1/gw/" + String(repeating: "t", count: 70_000), payload: payload, reason: "malformed", receivedMillis: 1)
         let kept = try await store.rejections()
         #expect(kept.count == 1)
-        #expect(kept[0].prefix.count == LedgerStore.rejectedPrefixBytes)
+        #expect(kept[0].prefix.count == LedgerRules.rejectedPrefixBytes)
         #expect(kept[0].payloadBytes == Int64(payload.count))
         #expect(kept[0].payloadSHA256 == Array(SHA256.hash(data: payload)))
         #expect(kept[0].topic.utf8.count <= 256)
@@ -32,7 +32,7 @@ import TestSupport
         defer { dir.cleanup() }
         // 9e15 mWh (9e12 kWh) at 31.25 per kWh, kept to 4 decimals: the amount does not fit in 64 bits.
         let tariff = try TariffFile.parse("currency: EUR\nprecision: 4\nflat: 31.25\n", file: "t.yaml")
-        let store = try await LedgerStore.open(path: dir.file("ledger.db"), tariff: tariff)
+        let store = try await SQLiteLedgerStore.open(path: dir.file("ledger.db"), tariff: tariff)
         var stream = try SignedStream(key: key)
         try stream.next()
         try stream.next(delta: 9_000_000_000_000_000)

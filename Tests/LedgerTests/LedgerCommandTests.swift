@@ -87,7 +87,7 @@ import TestSupport
         defer { dir.cleanup() }
         let tariff = try TariffFile.parse("currency: EUR\nprecision: 4\nflat: 31.25\nfeed_in: { flat: 8.20 }\n", file: "prosumer.yaml")
         let db = dir.file("ledger.db")
-        let store = try await LedgerStore.open(path: db, tariff: tariff)
+        let store = try await SQLiteLedgerStore.open(path: db, tariff: tariff)
         var stream = try SignedStream(key: key, start: "2026-03-29T10:00:00Z")
         // Morning: drawing 0.25 kWh; midday: feeding 1.2 kWh back and drawing nothing; then both in one interval.
         try stream.next(delta: 250_000)

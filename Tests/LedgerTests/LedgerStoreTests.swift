@@ -15,7 +15,7 @@ import TestSupport
         defer { dir.cleanup() }
         var stream = try SignedStream(key: key)
         try stream.next(3)
-        let store = try await LedgerStore.open(path: dir.file("ledger.db"), tariff: try flat())
+        let store = try await SQLiteLedgerStore.open(path: dir.file("ledger.db"), tariff: try flat())
         for r in stream.records {
             #expect(try await store.add(try verified(r, key: key), envelope: r.bytes, receivedMillis: 1) == .stored(chainProblems: []))
         }
@@ -38,7 +38,7 @@ import TestSupport
         var stream = try SignedStream(key: key, start: "2026-03-29T01:00:00Z")
         try stream.next(delta: 250_000)
         try stream.next(delta: 1_234_567)
-        let store = try await LedgerStore.open(path: dir.file("ledger.db"), tariff: try flat())
+        let store = try await SQLiteLedgerStore.open(path: dir.file("ledger.db"), tariff: try flat())
         for r in stream.records { _ = try await store.add(try verified(r, key: key), envelope: r.bytes, receivedMillis: 1) }
         let rows = try await store.rows()
         #expect(rows.map(\.importMilliwattHours) == [250_000, 1_234_567])
@@ -56,11 +56,11 @@ import TestSupport
         var stream = try SignedStream(key: key)
         try stream.next(6)
         do {
-            let store = try await LedgerStore.open(path: dir.file("ledger.db"))
+            let store = try await SQLiteLedgerStore.open(path: dir.file("ledger.db"))
             for i in [1, 2, 5] { _ = try await store.add(try verified(stream.records[i], key: key), envelope: stream.records[i].bytes, receivedMillis: 1) }
             #expect(await store.gaps(of: stream.records[0].record.stream) == [1...1, 4...5])
         }
-        let store = try await LedgerStore.open(path: dir.file("ledger.db"))
+        let store = try await SQLiteLedgerStore.open(path: dir.file("ledger.db"))
         let s = stream.records[0].record.stream
         #expect(await store.gaps(of: s) == [1...1, 4...5])
         #expect(await store.gaps(of: s, fromFirstSeq: false) == [4...5])
@@ -82,7 +82,7 @@ import TestSupport
         var stream = try SignedStream(key: p256, meter: "wallbox", envelope: .ocmf)
         try stream.next(3)
         #expect(stream.records.allSatisfy { $0.text.hasPrefix("OCMF|") })
-        let store = try await LedgerStore.open(path: dir.file("ledger.db"), tariff: try flat())
+        let store = try await SQLiteLedgerStore.open(path: dir.file("ledger.db"), tariff: try flat())
         for r in stream.records + [stream.records[0]] { _ = try await store.add(try verified(r, key: p256), envelope: r.bytes, receivedMillis: 1) }
         let rows = try await store.rows()
         #expect(rows.map(\.seq) == [1, 2, 3] && rows.allSatisfy { $0.meter == "wallbox" && $0.importMilliwattHours == 250_000 })
@@ -92,7 +92,7 @@ import TestSupport
     @Test func unverifiablePayloadsAreKeptWithTheReason() async throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
-        let store = try await LedgerStore.open(path: dir.file("ledger.db"))
+        let store = try await SQLiteLedgerStore.open(path: dir.file("ledger.db"))
         try await store.reject(topic: "metergate/v1/gw-1/main/reading", payload: Array("garbage".utf8), reason: "malformed: x", receivedMillis: 1)
         #expect(try await store.counts().rejected == 1)
     }
@@ -104,7 +104,7 @@ import TestSupport
         _ = try runProcess("/usr/bin/env", ["python3", "-c", "import sqlite3; c = sqlite3.connect('\(other)'); c.execute('create table outbox(x)'); c.commit()"])
         let before = try Data(contentsOf: URL(fileURLWithPath: other))
         do {
-            _ = try await LedgerStore.open(path: other, readOnly: true)
+            _ = try await SQLiteLedgerStore.open(path: other, readOnly: true)
             Issue.record("read a file without a ledger")
         } catch {
             #expect("\(error)".contains("holds no ledger"), "\(error)")
@@ -114,10 +114,10 @@ import TestSupport
         var stream = try SignedStream(key: key)
         try stream.next(2)
         do {
-            let store = try await LedgerStore.open(path: dir.file("ledger.db"))
+            let store = try await SQLiteLedgerStore.open(path: dir.file("ledger.db"))
             for r in stream.records { _ = try await store.add(try verified(r, key: key), envelope: r.bytes, receivedMillis: 1) }
         }
-        let reader = try await LedgerStore.open(path: dir.file("ledger.db"), readOnly: true)
+        let reader = try await SQLiteLedgerStore.open(path: dir.file("ledger.db"), readOnly: true)
         #expect(try await reader.rows().map(\.seq) == [1, 2])
     }
 
@@ -126,7 +126,7 @@ import TestSupport
         defer { dir.cleanup() }
         let path = dir.write("not.db", String(repeating: "not a database\n", count: 100))
         do {
-            _ = try await LedgerStore.open(path: path)
+            _ = try await SQLiteLedgerStore.open(path: path)
             Issue.record("opened a text file as a ledger")
         } catch {
             #expect("\(error)".contains("ledger database"))

@@ -23,7 +23,7 @@ import Testing
         return stream
     }
 
-    func add(_ store: LedgerStore, _ stream: SignedStream, seqs: [UInt64]) async throws {
+    func add(_ store: SQLiteLedgerStore, _ stream: SignedStream, seqs: [UInt64]) async throws {
         for seq in seqs {
             let r = stream.records[Int(seq - 1)]
             _ = try await store.add(try verified(r, key: key), envelope: r.bytes, receivedMillis: 1)
@@ -37,7 +37,7 @@ import Testing
         let s = stream.records[0].record.stream
         var scheduler = ReplayScheduler(policy: policy)
         do {
-            let store = try await LedgerStore.open(path: dir.file("ledger.db"))
+            let store = try await SQLiteLedgerStore.open(path: dir.file("ledger.db"))
             // Before the statement arrives, 6…10 is an ordinary gap and is asked for.
             try await add(store, stream, seqs: [1, 2, 3, 4, 5, 12])
             scheduler.update(stream: s, gaps: await store.gaps(of: s), now: .zero)
@@ -56,7 +56,7 @@ import Testing
             #expect(try await store.counts().chainBreaks == 0)
         }
         // The statement survives a reopen: a restarted ledger does not ask again either.
-        let store = try await LedgerStore.open(path: dir.file("ledger.db"))
+        let store = try await SQLiteLedgerStore.open(path: dir.file("ledger.db"))
         #expect(await store.gaps(of: s).isEmpty)
         #expect(await store.statedLostSeqs() == [s: [6...10]])
         // A stated seq that arrives after all (published before the loss) is stored as any other.
@@ -70,7 +70,7 @@ import Testing
         defer { dir.cleanup() }
         let stream = try recovered(lost: 8...10)
         let s = stream.records[0].record.stream
-        let store = try await LedgerStore.open(path: dir.file("ledger.db"))
+        let store = try await SQLiteLedgerStore.open(path: dir.file("ledger.db"))
         try await add(store, stream, seqs: [1, 2, 4, 5, 11, 12])
         #expect(await store.gaps(of: s) == [3...3, 6...7])
         var scheduler = ReplayScheduler(policy: policy)
@@ -89,7 +89,7 @@ import Testing
         stream.position.storeLost = StoreLoss(seqs: 6...9, cause: .damage)
         try stream.next()
         let s = stream.records[0].record.stream
-        let store = try await LedgerStore.open(path: dir.file("ledger.db"))
+        let store = try await SQLiteLedgerStore.open(path: dir.file("ledger.db"))
         try await add(store, stream, seqs: [1, 2, 3, 4, 5, 10, 11])
         #expect(await store.gaps(of: s) == [6...9])
         #expect(await store.statedLostSeqs().isEmpty)

@@ -76,10 +76,10 @@ import TestSupport
         // ledger: seq 9 is the real one, priced from the real energy; the forgery is rejected, not a fork.
         #expect(await eventually(30) { ledger.log.contains("the interval starts at") }, "\(ledger.log)")
         #expect(await eventually(30) {
-            ((try? await LedgerStore.open(path: db, readOnly: true).rows()) ?? []).count == 9
+            ((try? await SQLiteLedgerStore.open(path: db, readOnly: true).rows()) ?? []).count == 9
         }, "\(ledger.log)")
         #expect(ledger.stop() == 0, "\(ledger.log)")
-        let store = try await LedgerStore.open(path: db, readOnly: true)
+        let store = try await SQLiteLedgerStore.open(path: db, readOnly: true)
         let rows = try await store.rows()
         #expect(rows.map(\.seq) == Array(1...9))
         #expect(rows.allSatisfy { $0.importMilliwattHours == 250_000 })
@@ -119,7 +119,7 @@ import TestSupport
         let first = try startLedger("ledger-1.log")
         #expect(await eventually { first.log.components(separatedBy: "subscribed").count >= 3 }, "\(first.log)")
         for record in stream.records { try publisher.send(record) }
-        #expect(await eventually(30) { ((try? await LedgerStore.open(path: db, readOnly: true).rows()) ?? []).count == 6 }, "\(first.log)")
+        #expect(await eventually(30) { ((try? await SQLiteLedgerStore.open(path: db, readOnly: true).rows()) ?? []).count == 6 }, "\(first.log)")
         #expect(first.stop() == 0, "\(first.log)")
         #expect(first.log.contains("trusting a rotated key"), "\(first.log)")
 
@@ -135,9 +135,9 @@ import TestSupport
         #expect(await eventually { second.log.contains("subscribed") }, "\(second.log)")
         try stream.next()
         try publisher.send(stream.records[6])
-        #expect(await eventually(30) { ((try? await LedgerStore.open(path: db, readOnly: true).rows()) ?? []).count == 7 }, "\(second.log)")
+        #expect(await eventually(30) { ((try? await SQLiteLedgerStore.open(path: db, readOnly: true).rows()) ?? []).count == 7 }, "\(second.log)")
         #expect(second.stop() == 0, "\(second.log)")
-        let store = try await LedgerStore.open(path: db, readOnly: true)
+        let store = try await SQLiteLedgerStore.open(path: db, readOnly: true)
         #expect(try await store.rejections().isEmpty)
         #expect(try await store.counts().chainBreaks == 0)
         await publisher.client.shutdown()

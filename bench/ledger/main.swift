@@ -34,7 +34,7 @@ let directory = FileManager.default.temporaryDirectory.appendingPathComponent("l
 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
 defer { try? FileManager.default.removeItem(atPath: directory) }
 let tariff = try TariffFile.parse("currency: EUR\nprecision: 4\nflat: 31.25\n", file: "flat.yaml")
-let store = try await LedgerStore.open(path: "\(directory)/ledger.db", tariff: tariff)
+let store = try await SQLiteLedgerStore.open(path: "\(directory)/ledger.db", tariff: tariff)
 let storeStart = clock.now
 for (v, bytes) in zip(verified, envelopes) { _ = try await store.add(v, envelope: bytes, receivedMillis: 0) }
 let storeTime = clock.now - storeStart

@@ -2,6 +2,7 @@ import ArgumentParser
 import ConfigFile
 import Foundation
 import Ledger
+import LedgerPostgres
 import Logging
 import MQTT
 import MeterCore
@@ -28,15 +29,14 @@ struct LedgerConsume: AsyncParsableCommand {
             is kept aside as a fork, never overwriting. Missing seqs are asked for on metergate/v1/<gateway>/cmd/replay, \
             at most one request per --replay-spacing, again every --replay-retry while the gap stays open. With \
             --share GROUP the readings are taken through the MQTT v5 shared subscription $share/GROUP/..., so several \
-            consumers split the load; consumers of one group share one --db file (SQLite WAL, one machine), so \
-            duplicates and gaps are judged over everything the group received. Stops on SIGINT/SIGTERM; exit 2 on usage errors.
+            consumers split the load; consumers of one group share one --db (a PostgreSQL database, or a SQLite file on one \
+            machine), so duplicates and gaps are judged over everything the group received, and a gap is asked for by one of them. Stops on SIGINT/SIGTERM; exit 2 on usage errors.
             """)
 
     @OptionGroup var connection: BrokerOptions
     @OptionGroup var trusted: TrustOptions
 
-    @Option(help: "The ledger database (created when missing).")
-    var db: String
+    @OptionGroup var database: LedgerDatabaseOptions
 
     @Option(help: "The gateway id to follow (+ for all).")
     var gateway: String = "+"
@@ -79,8 +79,7 @@ struct LedgerConsume: AsyncParsableCommand {
         if let tariff {
             do { pricing = try TariffFile.load(path: tariff) } catch { throw Failure.usage("--tariff \(error)") }
         }
-        let store: LedgerStore
-        do { store = try await LedgerStore.open(path: db, tariff: pricing) } catch { throw Failure.run("--db \(db): \(error)") }
+        let store = try await database.open(tariff: pricing)
         let client = MQTTClient(configuration: clientConfiguration, logger: Logger(label: "metergate.mqtt"))
         let consumer = LedgerConsumer(store: store, client: client, configuration: LedgerConsumerConfiguration(
             gateway: gateway, shareGroup: share, trust: TrustFollower(store: trustStore, keys: keys, path: trusted.trust),
@@ -88,7 +87,7 @@ struct LedgerConsume: AsyncParsableCommand {
             replay: ReplayPolicy(retryInterval: .milliseconds(Int64(replayRetry * 1000)), minimumSpacing: .milliseconds(Int64(replaySpacing * 1000))),
             maximumClockSkew: .seconds(maxClockSkew)))
         let logger = Logger(label: "metergate.ledger")
-        logger.info("ledger started", metadata: ["db": "\(db)", "filter": "\(consumer.configuration.readingFilter)", "tariff": "\(pricing.name)"])
+        logger.info("ledger started", metadata: ["db": "\(store.location)", "filter": "\(consumer.configuration.readingFilter)", "tariff": "\(pricing.name)"])
 
         let work = Task { await consumer.run() }
         let limit = timeout
@@ -104,7 +103,8 @@ struct LedgerConsume: AsyncParsableCommand {
         let c = await consumer.counters
         let gaps = await consumer.openGaps
         let counts = try? await store.counts()
-        let statedLost = await store.statedLostSeqs()
+        let statedLost = (try? await store.statedLostSeqs()) ?? [:]
+        await store.close()
         logger.info("ledger stopped", metadata: [
             "received": "\(c.received)", "stored": "\(c.stored)", "duplicates": "\(c.duplicates)", "forks": "\(c.forks)",
             "chain_breaks": "\(c.chainBreaks)", "rejected": "\(c.rejected)", "replay_requests": "\(c.replayRequests)", "unsynced_clock": "\(c.unsyncedClock)",
@@ -125,8 +125,7 @@ struct LedgerExport: AsyncParsableCommand {
             --from and --to select intervals by start, [from, to), as 2026-03-29 or 2026-03-29T01:00:00Z.
             """)
 
-    @Option(help: "The ledger database.")
-    var db: String
+    @OptionGroup var database: LedgerDatabaseOptions
 
     @Option(help: "First interval start to include (UTC date or ISO 8601 time).")
     var from: String?
@@ -135,7 +134,6 @@ struct LedgerExport: AsyncParsableCommand {
     var to: String?
 
     func run() async throws {
-        guard FileManager.default.fileExists(atPath: db) else { throw Failure.usage("--db \(db): no such ledger") }
         func time(_ text: String?, _ name: String, _ fallback: Int64) throws -> Int64 {
             guard let text else { return fallback }
             guard let millis = LedgerCSV.parseTime(text) else { throw Failure.usage("--\(name) '\(text)': expected 2026-03-29 or 2026-03-29T01:00:00Z") }
@@ -144,11 +142,35 @@ struct LedgerExport: AsyncParsableCommand {
         let fromMillis = try time(from, "from", .min)
         let toMillis = try time(to, "to", .max)
         guard fromMillis < toMillis else { throw Failure.usage("--from must be before --to") }
+        let store = try await database.open(readOnly: true)
         let rows: [LedgerRow]
-        do {
-            let store = try await LedgerStore.open(path: db, readOnly: true)
-            rows = try await store.rows(fromMillis: fromMillis, toMillis: toMillis)
-        } catch { throw Failure.run("--db \(db): \(error)") }
+        do { rows = try await store.rows(fromMillis: fromMillis, toMillis: toMillis) } catch {
+            await store.close()
+            throw Failure.run("--db \(store.location): \(error)")
+        }
+        await store.close()
         FileHandle.standardOutput.write(Data(LedgerCSV.document(rows).utf8))
+    }
+}
+
+/// `--db`: a SQLite file, or a PostgreSQL URL shared by several ledger processes.
+struct LedgerDatabaseOptions: ParsableArguments {
+    @Option(help: "The ledger: a SQLite file (created when missing) or postgresql://USER@HOST:PORT/DATABASE[?sslmode=disable|prefer|require|verify-full&sslrootcert=FILE].")
+    var db: String
+
+    @Option(name: .customLong("db-password-file"), help: "A file holding the PostgreSQL password (mode 600); else PGPASSWORD, then PGPASSFILE or ~/.pgpass.")
+    var dbPasswordFile: String?
+
+    /// Opens the ledger `--db` names; usage errors for a bad URL or password file, run errors for a database that
+    /// cannot be reached or read.
+    func open(tariff: Tariff = .none, readOnly: Bool = false) async throws -> any LedgerStorage {
+        if PostgresLocation.isURL(db) {
+            let target: PostgresLocation
+            do { target = try PostgresLocation(url: db, passwordFile: dbPasswordFile) } catch { throw Failure.usage("--db: \(error)") }
+            do { return try await PostgresLedgerStore.open(target, tariff: tariff, readOnly: readOnly) } catch { throw Failure.run("--db \(target): \(error)") }
+        }
+        if dbPasswordFile != nil { throw Failure.usage("--db-password-file is for a PostgreSQL --db (postgresql://…)") }
+        if readOnly, !FileManager.default.fileExists(atPath: db) { throw Failure.usage("--db \(db): no such ledger") }
+        do { return try await SQLiteLedgerStore.open(path: db, tariff: tariff, readOnly: readOnly) } catch { throw Failure.run("--db \(db): \(error)") }
     }
 }

@@ -5,53 +5,24 @@ import MeterCore
 import SQLite
 import Signing
 
-/// Why the ledger could not do what was asked.
-public enum LedgerError: Error, Sendable, CustomStringConvertible {
-    case database(SQLiteError)
-    /// The ledger's schema could not be brought to this build's version, or is newer than it.
-    case schema(SQLiteMigrator.Failure)
-    /// Opened for reading, but the file holds no ledger (e.g. an outbox database given by mistake).
-    case notALedger(path: String)
-    /// Energy times price does not fit in 64 bits (a corrupt reading or a wrong tariff).
-    case amountOverflow(stream: StreamKey, seq: UInt64, milliwattHours: Int64, price: Price)
-
-    public var description: String {
-        switch self {
-        case .database(let error): return "ledger database: \(error)"
-        case .schema(let failure): return "ledger schema: \(failure)"
-        case .notALedger(let path): return "\(path) is an SQLite database but holds no ledger (no readings table); nothing was changed"
-        case .amountOverflow(let stream, let seq, let mwh, let price):
-            return "\(stream) seq \(seq): \(mwh) mWh at \(price) per kWh overflows 64-bit money; check the reading and the tariff"
-        }
-    }
-}
-
-/// What storing one verified record did.
-public enum LedgerOutcome: Sendable, Hashable {
-    /// A new record; `chainProblems` names broken links to its stored neighbours.
-    case stored(chainProblems: [String])
-    /// The same record again (at-least-once delivery, a replay): nothing changed.
-    case duplicate
-    /// A different record under a key already stored: recorded in `forks`, the stored one kept.
-    case fork(storedHash: [UInt8])
-}
-
 /// The settlement ledger in a SQLite file: one connection, owned by this actor, on its own serial queue.
 ///
 /// Keyed by (gateway, meter, epoch, seq), as DESIGN.md's dedupe rule says. The verified envelope is
 /// kept next to the row so any figure can be proven again with `metergate verify`.
-public actor LedgerStore {
+public actor SQLiteLedgerStore: LedgerStorage {
     private let executor: SerialQueueExecutor
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
     public nonisolated let path: String
-    public let tariff: Tariff
+    public nonisolated let tariff: Tariff
+    public nonisolated var location: String { path }
     private let db: SQLiteDatabase
     private let insertReading: SQLiteStatement
     private let findReading: SQLiteStatement
     private let insertFork: SQLiteStatement
     private let insertBreak: SQLiteStatement
     private let insertRejected: SQLiteStatement
+    private let claimReplayRange: SQLiteStatement
     /// Nil when opened read-only on a ledger written before `store_lost` existed (no `stated_lost` table).
     private let insertStatedLost: SQLiteStatement?
     /// Received seqs per stream, loaded at open, for gap detection.
@@ -104,19 +75,24 @@ public actor LedgerStore {
             try db.addColumn("export_amount_exact", to: "readings", definition: "INTEGER")
             try db.addColumn("export_amount_scale", to: "readings", definition: "INTEGER")
         },
+        .init(version: 2, name: "replay claims: one ledger process asks for a gap") { db throws(SQLiteError) in
+            try db.execute(replayClaimsSchema)
+        },
     ])
 
-    /// How much of a rejected payload is kept (with its length and SHA-256): enough to recognise it, never
-    /// megabytes of whatever a hostile publisher sent.
-    public static let rejectedPrefixBytes = 256
-    static let rejectedTopicBytes = 256
+    static let replayClaimsSchema = """
+        CREATE TABLE IF NOT EXISTS replay_claims(
+            gateway TEXT NOT NULL, meter TEXT NOT NULL, epoch TEXT NOT NULL, from_seq INTEGER NOT NULL, to_seq INTEGER NOT NULL,
+            claimed_by TEXT NOT NULL, until_ms INTEGER NOT NULL,
+            PRIMARY KEY (gateway, meter, epoch, from_seq)) WITHOUT ROWID;
+        """
 
     /// Opens (or creates) the ledger at `path` on a dispatch queue, never on Swift's cooperative pool.
-    public static func open(path: String, tariff: Tariff = .none, readOnly: Bool = false) async throws(LedgerError) -> LedgerStore {
-        let result: Result<LedgerStore, LedgerError> = await withCheckedContinuation { continuation in
+    public static func open(path: String, tariff: Tariff = .none, readOnly: Bool = false) async throws(LedgerError) -> SQLiteLedgerStore {
+        let result: Result<SQLiteLedgerStore, LedgerError> = await withCheckedContinuation { continuation in
             DispatchQueue(label: "metergate.ledger.open").async {
                 do throws(LedgerError) {
-                    continuation.resume(returning: .success(try LedgerStore(path: path, tariff: tariff, readOnly: readOnly)))
+                    continuation.resume(returning: .success(try SQLiteLedgerStore(path: path, tariff: tariff, readOnly: readOnly)))
                 } catch {
                     continuation.resume(returning: .failure(error))
                 }
@@ -158,6 +134,14 @@ public actor LedgerStore {
             insertBreak = try db.prepare("INSERT OR IGNORE INTO chain_breaks(gateway, meter, epoch, seq, reason, seen_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
             insertRejected = readOnly ? try db.prepare("SELECT 1", persistent: false) : try db.prepare(
                 "INSERT INTO rejected(topic, reason, payload, seen_ms, payload_bytes, payload_sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+            // Taken when free, expired, or already ours; RETURNING says whether the row is now ours.
+            claimReplayRange = readOnly ? try db.prepare("SELECT 1", persistent: false) : try db.prepare("""
+                INSERT INTO replay_claims(gateway, meter, epoch, from_seq, to_seq, claimed_by, until_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                ON CONFLICT (gateway, meter, epoch, from_seq) DO UPDATE SET to_seq = excluded.to_seq, claimed_by = excluded.claimed_by,
+                    until_ms = excluded.until_ms
+                WHERE replay_claims.until_ms <= ?8 OR replay_claims.claimed_by = excluded.claimed_by
+                RETURNING claimed_by
+                """)
             let hasStatedLost = try db.hasTable("stated_lost")
             insertStatedLost = hasStatedLost ? try db.prepare("""
                 INSERT OR IGNORE INTO stated_lost(gateway, meter, epoch, stated_by_seq, from_seq, to_seq, seen_ms)
@@ -184,37 +168,14 @@ public actor LedgerStore {
     public func add(_ verified: VerifiedRecord, envelope: [UInt8], receivedMillis: Int64) throws(LedgerError) -> LedgerOutcome {
         let r = verified.record
         let stream = r.stream
-        // A verified reading that cannot be priced is stored all the same, with the error: it was received (so
-        // it is never asked for again), and its amount is 0 with the reason beside it, for a person to settle.
-        var pricingError: String?
-        var priced: (price: Price, amount: Amount)
-        var earned: (price: Price, amount: Amount)
-        if let amount = tariff.amount(milliwattHours: r.importDelta.rawValue, startMillis: r.startMillis) {
-            priced = amount
-        } else {
-            let price = tariff.price(atMillis: r.startMillis)
-            pricingError = LedgerError.amountOverflow(stream: stream, seq: r.seq, milliwattHours: r.importDelta.rawValue, price: price).description
-            priced = (price, Amount(exact: 0, scale: price.precision))
-        }
-        if let amount = tariff.feedInAmount(milliwattHours: r.exportDelta.rawValue, startMillis: r.startMillis) {
-            earned = amount
-        } else {
-            let price = tariff.feedInPrice(atMillis: r.startMillis)
-            let problem = LedgerError.amountOverflow(stream: stream, seq: r.seq, milliwattHours: r.exportDelta.rawValue, price: price).description
-            pricingError = pricingError.map { "\($0); export: \(problem)" } ?? "export: \(problem)"
-            earned = (price, Amount(exact: 0, scale: price.precision))
-        }
-        if pricingError != nil {
-            // Neither amount is to be paid while one cannot be computed.
-            priced.amount = Amount(exact: 0, scale: priced.price.precision)
-            earned.amount = Amount(exact: 0, scale: earned.price.precision)
-        }
+        let priced = PricedReading(r, tariff: tariff)
         do throws(SQLiteError) {
             // The check and the insert in one write transaction: consumers of a shared group may write the same file.
             try db.execute("BEGIN IMMEDIATE")
             do throws(SQLiteError) {
                 let outcome: LedgerOutcome
                 var newlyStated: ClosedRange<UInt64>?
+                var neighbours: [UInt64] = []
                 if let stored = try lookup(stream, seq: r.seq) {
                     if stored.hash == verified.hash {
                         outcome = .duplicate
@@ -246,12 +207,13 @@ public actor LedgerStore {
                     try insertReading.bind(Int64(priced.amount.scale), at: 19)
                     try insertReading.bind(envelope, at: 20)
                     try insertReading.bind(receivedMillis, at: 21)
-                    if let pricingError { try insertReading.bind(pricingError, at: 22) } else { try insertReading.bindNull(at: 22) }
-                    try insertReading.bind(earned.price.scaled, at: 23)
-                    try insertReading.bind(earned.amount.exact, at: 24)
-                    try insertReading.bind(Int64(earned.amount.scale), at: 25)
+                    if let error = priced.pricingError { try insertReading.bind(error, at: 22) } else { try insertReading.bindNull(at: 22) }
+                    try insertReading.bind(priced.exportPrice.scaled, at: 23)
+                    try insertReading.bind(priced.exportAmount.exact, at: 24)
+                    try insertReading.bind(Int64(priced.exportAmount.scale), at: 25)
                     try run(insertReading)
                     let links = try checkLinks(verified, receivedMillis: receivedMillis)
+                    neighbours = links.neighbours
                     // A statement whose record does not link to the record before it explains nothing.
                     if let lost = r.storeLost, !links.prevBroken, let insert = insertStatedLost {
                         try bind(insert, stream, r.seq)
@@ -265,6 +227,9 @@ public actor LedgerStore {
                 }
                 try db.execute("COMMIT")
                 received[stream, default: SeqSet()].insert(r.seq)
+                // Stored seqs next to this one, whichever process stored them: another ledger process's work is
+                // known without reading the stream again.
+                for seq in neighbours { received[stream, default: SeqSet()].insert(seq) }
                 if let newlyStated { statedLost[stream, default: SeqSet()].insert(newlyStated) }
                 return outcome
             } catch {
@@ -277,19 +242,23 @@ public actor LedgerStore {
     }
 
     /// Checks the record's links to its stored neighbours and records breaks; `prevBroken` when the record's
-    /// own `prev` does not link to the stored record before it.
-    private func checkLinks(_ verified: VerifiedRecord, receivedMillis: Int64) throws(SQLiteError) -> (problems: [String], prevBroken: Bool) {
+    /// own `prev` does not link to the stored record before it; `neighbours`, the seqs beside it that are stored.
+    private func checkLinks(_ verified: VerifiedRecord, receivedMillis: Int64) throws(SQLiteError)
+        -> (problems: [String], prevBroken: Bool, neighbours: [UInt64]) {
         let r = verified.record
         var problems: [String] = []
+        var neighbours: [UInt64] = []
         if r.seq == 1, r.prev != StreamPosition.zeroHash {
-            problems.append("seq 1 does not start a chain: prev is not 32 zero bytes")
+            problems.append(LedgerRules.notAChainStart)
         }
-        if r.seq > 1, let before = try lookup(r.stream, seq: r.seq - 1), before.hash != r.prev {
-            problems.append("seq \(r.seq): prev does not match the hash of seq \(r.seq - 1)")
+        if r.seq > 1, let before = try lookup(r.stream, seq: r.seq - 1) {
+            neighbours.append(r.seq - 1)
+            if before.hash != r.prev { problems.append(LedgerRules.prevMismatch(seq: r.seq)) }
         }
         let prevBroken = !problems.isEmpty
-        if let after = try lookup(r.stream, seq: r.seq + 1), after.prev != verified.hash {
-            problems.append("seq \(r.seq + 1): prev does not match the hash of seq \(r.seq)")
+        if let after = try lookup(r.stream, seq: r.seq + 1) {
+            neighbours.append(r.seq + 1)
+            if after.prev != verified.hash { problems.append(LedgerRules.prevMismatch(seq: r.seq + 1)) }
         }
         for problem in problems {
             try bind(insertBreak, r.stream, r.seq)
@@ -297,16 +266,16 @@ public actor LedgerStore {
             try insertBreak.bind(receivedMillis, at: 6)
             try run(insertBreak)
         }
-        return (problems, prevBroken)
+        return (problems, prevBroken, neighbours)
     }
 
     /// Keeps what identifies a payload that could not be verified (its first bytes, length and SHA-256) with the
     /// reason: evidence of what arrived, bounded whatever its size.
     public func reject(topic: String, payload: [UInt8], reason: String, receivedMillis: Int64) throws(LedgerError) {
         do throws(SQLiteError) {
-            try insertRejected.bind(String(decoding: topic.utf8.prefix(Self.rejectedTopicBytes), as: UTF8.self), at: 1)
-            try insertRejected.bind(String(reason.prefix(1024)), at: 2)
-            try insertRejected.bind(Array(payload.prefix(Self.rejectedPrefixBytes)), at: 3)
+            try insertRejected.bind(LedgerRules.keptTopic(topic), at: 1)
+            try insertRejected.bind(LedgerRules.keptReason(reason), at: 2)
+            try insertRejected.bind(Array(payload.prefix(LedgerRules.rejectedPrefixBytes)), at: 3)
             try insertRejected.bind(receivedMillis, at: 4)
             try insertRejected.bind(Int64(payload.count), at: 5)
             try insertRejected.bind(Array(SHA256.hash(data: payload)), at: 6)
@@ -366,6 +335,19 @@ public actor LedgerStore {
         } catch { throw .database(error) }
     }
 
+    public func claimReplay(of stream: StreamKey, seqs: ClosedRange<UInt64>, by claimant: String, nowMillis: Int64,
+                            untilMillis: Int64) throws(LedgerError) -> Bool {
+        do throws(SQLiteError) {
+            try bind(claimReplayRange, stream, seqs.lowerBound)
+            try claimReplayRange.bind(Int64(bitPattern: seqs.upperBound), at: 5)
+            try claimReplayRange.bind(claimant, at: 6)
+            try claimReplayRange.bind(untilMillis, at: 7)
+            try claimReplayRange.bind(nowMillis, at: 8)
+            defer { claimReplayRange.reset() }
+            return try claimReplayRange.step()
+        } catch { throw .database(error) }
+    }
+
     /// The newest epoch of each (gateway, meter), by the last record received: the one a `cmd/replay` reaches.
     public func latestStreams() throws(LedgerError) -> [StreamKey] {
         do throws(SQLiteError) {
@@ -410,22 +392,13 @@ public actor LedgerStore {
         } catch { throw .database(error) }
     }
 
-    /// One kept rejection: the first bytes of the payload, its whole length and SHA-256, and why.
-    public struct Rejection: Sendable, Hashable {
-        public var topic: String
-        public var reason: String
-        public var prefix: [UInt8]
-        public var payloadBytes: Int64?
-        public var payloadSHA256: [UInt8]?
-    }
-
     /// Every rejected payload kept, oldest first.
-    public func rejections() throws(LedgerError) -> [Rejection] {
+    public func rejections() throws(LedgerError) -> [LedgerRejection] {
         do throws(SQLiteError) {
             let s = try db.prepare("SELECT topic, reason, payload, payload_bytes, payload_sha256 FROM rejected ORDER BY id", persistent: false)
-            var result: [Rejection] = []
+            var result: [LedgerRejection] = []
             while try s.step() {
-                result.append(Rejection(topic: s.text(0) ?? "", reason: s.text(1) ?? "", prefix: s.blob(2),
+                result.append(LedgerRejection(topic: s.text(0) ?? "", reason: s.text(1) ?? "", prefix: s.blob(2),
                                         payloadBytes: s.isNull(3) ? nil : s.int64(3), payloadSHA256: s.isNull(4) ? nil : s.blob(4)))
             }
             return result
@@ -446,12 +419,16 @@ public actor LedgerStore {
     }
 
     /// Counts of the ledger's tables: readings, forks, chain breaks, rejected payloads.
-    public func counts() throws(LedgerError) -> (readings: Int64, forks: Int64, chainBreaks: Int64, rejected: Int64) {
+    public func counts() throws(LedgerError) -> LedgerCounts {
         do throws(SQLiteError) {
-            return (try db.scalarInt("SELECT count(*) FROM readings") ?? 0, try db.scalarInt("SELECT count(*) FROM forks") ?? 0,
-                    try db.scalarInt("SELECT count(*) FROM chain_breaks") ?? 0, try db.scalarInt("SELECT count(*) FROM rejected") ?? 0)
+            return LedgerCounts(readings: try db.scalarInt("SELECT count(*) FROM readings") ?? 0, forks: try db.scalarInt("SELECT count(*) FROM forks") ?? 0,
+                                chainBreaks: try db.scalarInt("SELECT count(*) FROM chain_breaks") ?? 0,
+                                rejected: try db.scalarInt("SELECT count(*) FROM rejected") ?? 0)
         } catch { throw .database(error) }
     }
+
+    /// The connection closes when the store is released.
+    public func close() {}
 
     // MARK: Statement helpers
 

@@ -1,0 +1,261 @@
+import Crypto
+import Foundation
+import Ledger
+import Logging
+import MeterCore
+import NIOCore
+import NIOSSL
+import PostgresNIO
+import Signing
+
+/// The settlement ledger in a PostgreSQL database, which several ledger processes may share.
+///
+/// The same tables, keys and guarantees as ``SQLiteLedgerStore``: each reading stored once per (gateway, meter,
+/// epoch, seq) whichever process received it, forks kept aside, chain links checked under a per-stream lock.
+/// A dropped connection is retried (a new one is opened) for up to `reconnectWindow` before a call fails.
+public actor PostgresLedgerStore: LedgerStorage {
+    public nonisolated let tariff: Tariff
+    public nonisolated let location: String
+    let client: PostgresClient
+    private let runner: Task<Void, Never>
+    let logger: Logger
+    let reconnectWindow: Duration
+    /// Received seqs of the streams this process has touched, read from the database on first use.
+    private var received: [StreamKey: SeqSet] = [:]
+    private var statedLost: [StreamKey: SeqSet] = [:]
+
+    /// Connects, then creates or upgrades the schema (or, `readOnly`, checks that the database holds a ledger).
+    public static func open(_ target: PostgresLocation, tariff: Tariff = .none, readOnly: Bool = false,
+                            reconnectWindow: Duration = .seconds(60),
+                            logger: Logger = Logger(label: "metergate.ledger.postgres")) async throws(LedgerError) -> PostgresLedgerStore {
+        let store = try PostgresLedgerStore(target, tariff: tariff, reconnectWindow: reconnectWindow, logger: logger)
+        do {
+            try await store.prepareSchema(readOnly: readOnly)
+        } catch {
+            await store.close()
+            throw error
+        }
+        return store
+    }
+
+    private init(_ target: PostgresLocation, tariff: Tariff, reconnectWindow: Duration, logger: Logger) throws(LedgerError) {
+        self.tariff = tariff
+        self.location = target.description
+        self.logger = logger
+        self.reconnectWindow = reconnectWindow
+        var configuration = PostgresClient.Configuration(host: target.host, port: target.port, username: target.user, password: target.password,
+                                                         database: target.database, tls: try Self.tls(target))
+        configuration.options.connectTimeout = .seconds(10)
+        configuration.options.maximumConnections = 4
+        var quiet = logger
+        quiet.logLevel = .critical   // the pool's own retries; failures reach the caller as errors
+        client = PostgresClient(configuration: configuration, backgroundLogger: quiet)
+        let client = self.client
+        runner = Task { await client.run() }
+    }
+
+    private static func tls(_ target: PostgresLocation) throws(LedgerError) -> PostgresClient.Configuration.TLS {
+        var unverified = TLSConfiguration.makeClientConfiguration()
+        unverified.certificateVerification = .none   // libpq's prefer and require encrypt without checking who answers
+        switch target.tls {
+        case .disable: return .disable
+        case .prefer: return .prefer(unverified)
+        case .require: return .require(unverified)
+        case .verifyFull:
+            var verified = TLSConfiguration.makeClientConfiguration()
+            if let file = target.rootCertificate {
+                do { verified.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(file)) } catch {
+                    throw .postgres(operation: "sslrootcert \(file)", detail: "\(error)")
+                }
+            }
+            return .require(verified)
+        }
+    }
+
+    public func close() async {
+        runner.cancel()
+        await runner.value
+    }
+
+    // MARK: Schema
+
+    private func prepareSchema(readOnly: Bool) async throws(LedgerError) {
+        let known = PostgresLedgerSchema.known
+        let location = self.location
+        // No retries here: a wrong URL, password or database is reported at once.
+        let found: Int
+        do {
+            found = try await client.withTransaction(logger: logger) { connection in
+                try await connection.query("SELECT pg_advisory_xact_lock(\(PostgresLedgerSchema.migrationLock))", logger: self.logger)
+                let hasTable = try await Self.exists(connection, table: "metergate_ledger_schema", logger: self.logger)
+                if !hasTable, readOnly { return -1 }
+                if !hasTable { try await connection.query(PostgresQuery(unsafeSQL: PostgresLedgerSchema.versionTable), logger: self.logger) }
+                var version = 0
+                for try await (v) in try await connection.query("SELECT coalesce(max(version), 0)::bigint FROM metergate_ledger_schema",
+                                                                logger: self.logger).decode(Int64.self) { version = Int(v) }
+                if version > known || readOnly { return version }
+                for step in PostgresLedgerSchema.steps where step.version > version {
+                    for statement in step.statements { try await connection.query(PostgresQuery(unsafeSQL: statement), logger: self.logger) }
+                    try await connection.query("INSERT INTO metergate_ledger_schema(version, name) VALUES (\(step.version), \(step.name))", logger: self.logger)
+                    self.logger.info("ledger schema step applied", metadata: ["version": "\(step.version)", "name": "\(step.name)", "db": "\(location)"])
+                }
+                return known
+            }
+        } catch {
+            throw .postgres(operation: "opening \(location)", detail: Self.describe(error))
+        }
+        if found < 0 || (readOnly && found == 0) { throw .notALedger(path: location) }
+        if found > known { throw .newerSchema(location: location, found: found, known: known) }
+    }
+
+    private static func exists(_ connection: PostgresConnection, table: String, logger: Logger) async throws -> Bool {
+        var result = false
+        for try await (name) in try await connection.query("SELECT to_regclass(\(table))::text", logger: logger).decode(String?.self) {
+            result = name != nil
+        }
+        return result
+    }
+
+    // MARK: Readings
+
+    public func add(_ verified: VerifiedRecord, envelope: [UInt8], receivedMillis: Int64) async throws(LedgerError) -> LedgerOutcome {
+        let r = verified.record
+        let stream = r.stream
+        if received[stream] == nil { try await load(stream) }
+        let p = PricedReading(r, tariff: tariff)
+        let seq = Int64(bitPattern: r.seq)
+        let lostFrom = r.storeLost.map { Int64(bitPattern: $0.seqs.lowerBound) }
+        let lostTo = r.storeLost.map { Int64(bitPattern: $0.seqs.upperBound) }
+        let hash = ByteBuffer(bytes: verified.hash)
+        let prev = ByteBuffer(bytes: r.prev)
+        let record = ByteBuffer(bytes: envelope)
+        let nextMismatch = r.seq < UInt64.max ? LedgerRules.prevMismatch(seq: r.seq + 1) : ""
+        let query: PostgresQuery = """
+            SELECT outcome, stored_hash, problems, before_stored, after_stored, stated FROM metergate_add_reading(
+                \(stream.gateway), \(stream.meter), \(stream.epoch), \(seq), \(hash), \(prev), \(r.keyID), \(verified.envelope.rawValue),
+                \(r.startMillis), \(r.endMillis), \(r.importDelta.rawValue), \(r.exportDelta.rawValue), \(r.quality.rawValue),
+                \(tariff.name), \(tariff.currency), \(p.price.scaled), \(Int64(p.price.precision)), \(p.amount.exact), \(Int64(p.amount.scale)),
+                \(record), \(receivedMillis), \(p.pricingError), \(p.exportPrice.scaled), \(p.exportAmount.exact), \(Int64(p.exportAmount.scale)),
+                \(lostFrom), \(lostTo), \(LedgerRules.notAChainStart), \(r.seq > 1 ? LedgerRules.prevMismatch(seq: r.seq) : ""), \(nextMismatch))
+            """
+        let result = try await attempt("storing \(stream) seq \(r.seq)") {
+            var row: (String, ByteBuffer?, [String], Bool, Bool, Bool)?
+            for try await decoded in try await self.client.query(query, logger: self.logger)
+                .decode((String, ByteBuffer?, [String], Bool, Bool, Bool).self) { row = decoded }
+            return row
+        }
+        guard let (outcome, storedHash, problems, before, after, stated) = result else {
+            throw .postgres(operation: "storing \(stream) seq \(r.seq)", detail: "metergate_add_reading returned no row")
+        }
+        switch outcome {
+        case "duplicate": return .duplicate
+        case "fork": return .fork(storedHash: storedHash.map { Array($0.readableBytesView) } ?? [])
+        default:
+            received[stream, default: SeqSet()].insert(r.seq)
+            // Stored seqs next to this one, whichever process stored them.
+            if before { received[stream, default: SeqSet()].insert(r.seq - 1) }
+            if after { received[stream, default: SeqSet()].insert(r.seq + 1) }
+            if stated, let lost = r.storeLost { statedLost[stream, default: SeqSet()].insert(lost.seqs) }
+            return .stored(chainProblems: problems)
+        }
+    }
+
+    public func reject(topic: String, payload: [UInt8], reason: String, receivedMillis: Int64) async throws(LedgerError) {
+        let prefix = ByteBuffer(bytes: payload.prefix(LedgerRules.rejectedPrefixBytes))
+        let digest = ByteBuffer(bytes: Array(SHA256.hash(data: payload)))
+        let query: PostgresQuery = """
+            INSERT INTO rejected(topic, reason, payload, seen_ms, payload_bytes, payload_sha256)
+            VALUES (\(LedgerRules.keptTopic(topic)), \(LedgerRules.keptReason(reason)), \(prefix), \(receivedMillis), \(Int64(payload.count)), \(digest))
+            """
+        try await attempt("keeping a rejected payload") { try await self.client.query(query, logger: self.logger) }
+    }
+
+    // MARK: Gaps
+
+    public func gaps(of stream: StreamKey, fromFirstSeq: Bool) async throws(LedgerError) -> [ClosedRange<UInt64>] {
+        if received[stream] == nil { try await load(stream) }
+        return received[stream]?.gaps(fromFirstSeq: fromFirstSeq, excluding: statedLost[stream] ?? SeqSet()) ?? []
+    }
+
+    public func refreshedGaps(of stream: StreamKey, fromFirstSeq: Bool) async throws(LedgerError) -> [ClosedRange<UInt64>] {
+        try await load(stream)
+        return try await gaps(of: stream, fromFirstSeq: fromFirstSeq)
+    }
+
+    /// Reads a stream's received seqs (as ranges, computed by the database) and its stated losses.
+    private func load(_ stream: StreamKey) async throws(LedgerError) {
+        let ranges: PostgresQuery = """
+            SELECT min(seq), max(seq) FROM (
+                SELECT seq, seq - row_number() OVER (ORDER BY seq) AS run FROM readings
+                WHERE gateway = \(stream.gateway) AND meter = \(stream.meter) AND epoch = \(stream.epoch)) AS s
+            GROUP BY run
+            """
+        let lost: PostgresQuery = """
+            SELECT from_seq, to_seq FROM stated_lost WHERE gateway = \(stream.gateway) AND meter = \(stream.meter) AND epoch = \(stream.epoch)
+            """
+        let (seqs, stated) = try await attempt("reading the seqs of \(stream)") {
+            var seqs = SeqSet()
+            for try await (low, high) in try await self.client.query(ranges, logger: self.logger).decode((Int64, Int64).self) {
+                seqs.insert(UInt64(bitPattern: low)...UInt64(bitPattern: high))
+            }
+            var stated = SeqSet()
+            for try await (low, high) in try await self.client.query(lost, logger: self.logger).decode((Int64, Int64).self) where low <= high {
+                stated.insert(UInt64(bitPattern: low)...UInt64(bitPattern: high))
+            }
+            return (seqs, stated)
+        }
+        received[stream] = seqs
+        statedLost[stream] = stated.ranges.isEmpty ? nil : stated
+    }
+
+    public func claimReplay(of stream: StreamKey, seqs: ClosedRange<UInt64>, by claimant: String, nowMillis: Int64,
+                            untilMillis: Int64) async throws(LedgerError) -> Bool {
+        let query: PostgresQuery = """
+            INSERT INTO replay_claims(gateway, meter, epoch, from_seq, to_seq, claimed_by, until_ms)
+            VALUES (\(stream.gateway), \(stream.meter), \(stream.epoch), \(Int64(bitPattern: seqs.lowerBound)), \(Int64(bitPattern: seqs.upperBound)),
+                    \(claimant), \(untilMillis))
+            ON CONFLICT (gateway, meter, epoch, from_seq) DO UPDATE SET to_seq = excluded.to_seq, claimed_by = excluded.claimed_by,
+                until_ms = excluded.until_ms
+            WHERE replay_claims.until_ms <= \(nowMillis) OR replay_claims.claimed_by = excluded.claimed_by
+            RETURNING claimed_by
+            """
+        return try await attempt("claiming a replay of \(stream)") {
+            var claimed = false
+            for try await _ in try await self.client.query(query, logger: self.logger) { claimed = true }
+            return claimed
+        }
+    }
+
+    public func latestStreams() async throws(LedgerError) -> [StreamKey] {
+        let query: PostgresQuery = """
+            SELECT gateway, meter, epoch FROM (
+                SELECT gateway, meter, epoch, row_number() OVER (PARTITION BY gateway, meter ORDER BY max(received_ms) DESC, epoch) AS n
+                FROM readings GROUP BY gateway, meter, epoch) AS s
+            WHERE n = 1 ORDER BY gateway, meter
+            """
+        return try await attempt("reading the latest streams") {
+            var result: [StreamKey] = []
+            for try await (g, m, e) in try await self.client.query(query, logger: self.logger).decode((String, String, String).self) {
+                result.append(StreamKey(gateway: g, meter: m, epoch: e))
+            }
+            return result
+        }
+    }
+
+    public func statedLostSeqs() async throws(LedgerError) -> [StreamKey: [ClosedRange<UInt64>]] {
+        let streams: [StreamKey] = try await attempt("reading stated losses") {
+            var result: [StreamKey] = []
+            for try await (g, m, e) in try await self.client.query("SELECT DISTINCT gateway, meter, epoch FROM stated_lost", logger: self.logger)
+                .decode((String, String, String).self) { result.append(StreamKey(gateway: g, meter: m, epoch: e)) }
+            return result
+        }
+        var result: [StreamKey: [ClosedRange<UInt64>]] = [:]
+        for stream in streams {
+            try await load(stream)
+            let have = received[stream] ?? SeqSet()
+            let missing = (statedLost[stream]?.ranges ?? []).flatMap { have.missing(in: $0) }
+            if !missing.isEmpty { result[stream] = missing }
+        }
+        return result
+    }
+}
