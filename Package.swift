@@ -115,6 +115,9 @@ let package = Package(
         .executableTarget(name: "modbus-bench", dependencies: ["Modbus", "Simulator", "MeterCore"], path: "bench/modbus", exclude: ["run.sh", "README.md"]),
         // Benchmarks (not tests): swift run -c release ledger-bench [COUNT].
         .executableTarget(name: "ledger-bench", dependencies: ["Ledger", "Signing", "MeterCore"], path: "bench/ledger"),
+        // A simulated fleet (not shipped): K gateways' signed readings to a broker, for the ledger's tests and benchmarks.
+        .executableTarget(name: "fleet-load", dependencies: ["Signing", "MeterCore", "MQTT", "Delivery", .product(name: "Logging", package: "swift-log"),
+                                                            .product(name: "ArgumentParser", package: "swift-argument-parser")], path: "bench/fleet"),
         // Benchmarks (not tests): swift run -c release OutboxBench.
         .executableTarget(name: "OutboxBench", dependencies: ["BenchSupport", "Outbox", "Delivery", "MQTT", "MeterCore"], path: "bench/outbox", exclude: ["README.md"]),
 
