@@ -75,12 +75,12 @@ extension PostgresLedgerStore {
 
     /// Runs `body`, again on a new connection after a dropped one, for up to the reconnect window; every other
     /// failure (and the last dropped connection) becomes a ``LedgerError`` naming `operation` and the server's words.
-    func attempt<T: Sendable>(_ operation: String, _ body: () async throws -> T) async throws(LedgerError) -> T {
+    func attempt<T: Sendable>(_ operation: String, _ body: @escaping @Sendable () async throws -> T) async throws(LedgerError) -> T {
         let deadline = ContinuousClock.now + reconnectWindow
         var delay = Duration.milliseconds(100)
         while true {
             do {
-                return try await body()
+                return try await Self.within(deadline, body)
             } catch {
                 guard Self.isConnectionLoss(error), ContinuousClock.now + delay < deadline, !Task.isCancelled else {
                     throw .postgres(operation: operation, detail: Self.describe(error))
@@ -92,8 +92,29 @@ extension PostgresLedgerStore {
         }
     }
 
+    /// No answer by the end of the reconnect window: the pool was still waiting for a connection.
+    struct NoConnection: Error, CustomStringConvertible {
+        var description: String { "no connection to the database could be made within the reconnect window" }
+    }
+
+    /// `body`, or ``NoConnection`` once `deadline` passes (the pool waits for a connection for as long as it is asked to).
+    static func within<T: Sendable>(_ deadline: ContinuousClock.Instant, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try await Task.sleep(until: deadline)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let value = first else { throw NoConnection() }
+            return value
+        }
+    }
+
     /// A connection that broke or could not be made (the server restarting, a network cut), not a refused query.
     static func isConnectionLoss(_ error: any Error) -> Bool {
+        // The pool's own error type lives in a module PostgresNIO does not export: it says no connection could be made.
+        if String(reflecting: type(of: error)).contains("ConnectionPoolError") { return true }
         guard let error = error as? PSQLError else { return false }
         switch error.code {
         case .connectionError, .serverClosedConnection, .uncleanShutdown: return true

@@ -28,14 +28,10 @@ public actor PostgresLedgerStore: LedgerStorage {
     public static func open(_ target: PostgresLocation, tariff: Tariff = .none, readOnly: Bool = false,
                             reconnectWindow: Duration = .seconds(60),
                             logger: Logger = Logger(label: "metergate.ledger.postgres")) async throws(LedgerError) -> PostgresLedgerStore {
-        let store = try PostgresLedgerStore(target, tariff: tariff, reconnectWindow: reconnectWindow, logger: logger)
-        do {
-            try await store.prepareSchema(readOnly: readOnly)
-        } catch {
-            await store.close()
-            throw error
-        }
-        return store
+        // One connection of its own first: a wrong URL, password or database, or no server, is reported at once in the
+        // server's words (the pool would retry quietly), and the schema is made ready before the pool starts.
+        try await prepareSchema(target, readOnly: readOnly, logger: logger)
+        return try PostgresLedgerStore(target, tariff: tariff, reconnectWindow: reconnectWindow, logger: logger)
     }
 
     private init(_ target: PostgresLocation, tariff: Tariff, reconnectWindow: Duration, logger: Logger) throws(LedgerError) {
@@ -44,7 +40,7 @@ public actor PostgresLedgerStore: LedgerStorage {
         self.logger = logger
         self.reconnectWindow = reconnectWindow
         var configuration = PostgresClient.Configuration(host: target.host, port: target.port, username: target.user, password: target.password,
-                                                         database: target.database, tls: try Self.tls(target))
+                                                         database: target.database, tls: try Self.clientTLS(target))
         configuration.options.connectTimeout = .seconds(10)
         configuration.options.maximumConnections = 4
         var quiet = logger
@@ -54,7 +50,19 @@ public actor PostgresLedgerStore: LedgerStorage {
         runner = Task { await client.run() }
     }
 
-    private static func tls(_ target: PostgresLocation) throws(LedgerError) -> PostgresClient.Configuration.TLS {
+    private enum TLSChoice {
+        case disable, prefer(TLSConfiguration), require(TLSConfiguration)
+    }
+
+    private static func clientTLS(_ target: PostgresLocation) throws(LedgerError) -> PostgresClient.Configuration.TLS {
+        switch try tls(target) {
+        case .disable: return .disable
+        case .prefer(let c): return .prefer(c)
+        case .require(let c): return .require(c)
+        }
+    }
+
+    private static func tls(_ target: PostgresLocation) throws(LedgerError) -> TLSChoice {
         var unverified = TLSConfiguration.makeClientConfiguration()
         unverified.certificateVerification = .none   // libpq's prefer and require encrypt without checking who answers
         switch target.tls {
@@ -79,28 +87,39 @@ public actor PostgresLedgerStore: LedgerStorage {
 
     // MARK: Schema
 
-    private func prepareSchema(readOnly: Bool) async throws(LedgerError) {
+    private static func prepareSchema(_ target: PostgresLocation, readOnly: Bool, logger: Logger) async throws(LedgerError) {
         let known = PostgresLedgerSchema.known
-        let location = self.location
-        // No retries here: a wrong URL, password or database is reported at once.
+        let location = target.description
         let found: Int
         do {
-            found = try await client.withTransaction(logger: logger) { connection in
-                try await connection.query("SELECT pg_advisory_xact_lock(\(PostgresLedgerSchema.migrationLock))", logger: self.logger)
-                let hasTable = try await Self.exists(connection, table: "metergate_ledger_schema", logger: self.logger)
+            let tls: PostgresConnection.Configuration.TLS = switch try Self.tls(target) {
+            case .disable: .disable
+            case .prefer(let c): .prefer(try NIOSSLContext(configuration: c))
+            case .require(let c): .require(try NIOSSLContext(configuration: c))
+            }
+            var configuration = PostgresConnection.Configuration(host: target.host, port: target.port, username: target.user, password: target.password,
+                                                                 database: target.database, tls: tls)
+            configuration.options.connectTimeout = .seconds(10)
+            let connection = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
+            defer { Task { try? await connection.close() } }
+            found = try await connection.withTransaction(logger: logger) { connection in
+                try await connection.query("SELECT pg_advisory_xact_lock(\(PostgresLedgerSchema.migrationLock))", logger: logger)
+                let hasTable = try await Self.exists(connection, table: "metergate_ledger_schema", logger: logger)
                 if !hasTable, readOnly { return -1 }
-                if !hasTable { try await connection.query(PostgresQuery(unsafeSQL: PostgresLedgerSchema.versionTable), logger: self.logger) }
+                if !hasTable { try await connection.query(PostgresQuery(unsafeSQL: PostgresLedgerSchema.versionTable), logger: logger) }
                 var version = 0
                 for try await (v) in try await connection.query("SELECT coalesce(max(version), 0)::bigint FROM metergate_ledger_schema",
-                                                                logger: self.logger).decode(Int64.self) { version = Int(v) }
+                                                                logger: logger).decode(Int64.self) { version = Int(v) }
                 if version > known || readOnly { return version }
                 for step in PostgresLedgerSchema.steps where step.version > version {
-                    for statement in step.statements { try await connection.query(PostgresQuery(unsafeSQL: statement), logger: self.logger) }
-                    try await connection.query("INSERT INTO metergate_ledger_schema(version, name) VALUES (\(step.version), \(step.name))", logger: self.logger)
-                    self.logger.info("ledger schema step applied", metadata: ["version": "\(step.version)", "name": "\(step.name)", "db": "\(location)"])
+                    for statement in step.statements { try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger) }
+                    try await connection.query("INSERT INTO metergate_ledger_schema(version, name) VALUES (\(step.version), \(step.name))", logger: logger)
+                    logger.info("ledger schema step applied", metadata: ["version": "\(step.version)", "name": "\(step.name)", "db": "\(location)"])
                 }
                 return known
             }
+        } catch let error as LedgerError {
+            throw error
         } catch {
             throw .postgres(operation: "opening \(location)", detail: Self.describe(error))
         }
