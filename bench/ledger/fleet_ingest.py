@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Ledger ingest on a fleet's traffic: verified readings stored per CPU-second of the ledger processes, against
+swift-crypto's raw Ed25519 verify rate measured in the same run, and the ingest rate with one and two
+`metergate ledger --share` processes on one PostgreSQL, with SQLite on the same traffic as a third row.
+
+Everything is real and on loopback: a mosquitto, a PostgreSQL started here (initdb as the postgres user when
+run as root, default durability: fsync and synchronous_commit on), bench/fleet's fleet-load publishing
+K gateways x M meters x N intervals of signed records (each gateway its own key) as fast as the broker
+acknowledges, and the release `metergate ledger` processes.
+
+    python3 bench/ledger/fleet_ingest.py --bin .build/release [--gateways 100 --meters 10 --intervals 20]
+"""
+import argparse, os, pwd, shutil, signal, socket, sqlite3, subprocess, sys, tempfile, time
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pids):
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / TICKS
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            pass
+    return total
+
+
+def children(parent):
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == parent:
+                        out.append(int(entry))
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+    return out
+
+
+def wait(condition, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"fleet_ingest: timed out waiting for {what}")
+
+
+class Postgres:
+    def __init__(self, root, settings):
+        versions = sorted(int(v) for v in os.listdir("/usr/lib/postgresql") if v.isdigit())
+        self.bin = f"/usr/lib/postgresql/{versions[-1]}/bin"
+        self.dir = tempfile.mkdtemp(prefix="ledger-bench-pg-", dir=root)
+        self.as_postgres = os.getuid() == 0
+        self.password = "bench-" + os.urandom(6).hex()
+        self.password_file = os.path.join(root, "pg-password")
+        with open(self.password_file, "w") as f:
+            f.write(self.password)
+        os.chmod(self.password_file, 0o600)
+        init_pw = os.path.join(self.dir, "pw")
+        with open(init_pw, "w") as f:
+            f.write(self.password)
+        if self.as_postgres:
+            pw = pwd.getpwnam("postgres")
+            for path in (self.dir, init_pw):
+                os.chown(path, pw.pw_uid, pw.pw_gid)
+        self.run([f"{self.bin}/initdb", "-D", f"{self.dir}/data", "-U", "metergate", f"--pwfile={init_pw}", "--auth-local=trust",
+                  "--auth-host=scram-sha-256", "-E", "UTF8", "--no-instructions"])
+        self.port = free_port()
+        args = [f"{self.bin}/postgres", "-D", f"{self.dir}/data", "-p", str(self.port), "-c", "listen_addresses=127.0.0.1",
+                "-k", self.dir, "-c", "max_connections=100"] + [a for s in settings for a in ("-c", s)]
+        self.log = open(os.path.join(self.dir, "server.log"), "w")
+        self.proc = subprocess.Popen((["runuser", "-u", "postgres", "--"] if self.as_postgres else []) + args, stdout=self.log, stderr=self.log)
+        wait(lambda: "ready to accept connections" in open(os.path.join(self.dir, "server.log")).read(), 60, "PostgreSQL")
+        with open(f"{self.dir}/data/postmaster.pid") as f:
+            self.postmaster = int(f.readline())
+
+    def run(self, cmd):
+        subprocess.run((["runuser", "-u", "postgres", "--"] if self.as_postgres else []) + cmd, check=True, capture_output=True)
+
+    def psql(self, sql, db="postgres"):
+        out = subprocess.run([f"{self.bin}/psql", "-h", self.dir, "-p", str(self.port), "-U", "metergate", "-d", db, "-X", "-q", "-A", "-t",
+                              "-v", "ON_ERROR_STOP=1", "-c", sql], check=True, capture_output=True, text=True)
+        return out.stdout.strip()
+
+    def cpu(self):
+        return cpu_seconds([self.postmaster] + children(self.postmaster))
+
+    def stop(self):
+        os.kill(self.postmaster, signal.SIGQUIT)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--bin", required=True)
+    p.add_argument("--gateways", type=int, default=100)
+    p.add_argument("--meters", type=int, default=10)
+    p.add_argument("--intervals", type=int, default=20)
+    p.add_argument("--pg-setting", action="append", default=[], help="extra PostgreSQL setting, name=value")
+    a = p.parse_args()
+    total = a.gateways * a.meters * a.intervals
+    root = tempfile.mkdtemp(prefix="ledger-bench-")
+    os.chmod(root, 0o755)
+    procs = []
+    try:
+        raw = subprocess.run([f"{a.bin}/signing-bench", "--records", "2000"], check=True, capture_output=True, text=True).stdout
+        line = next(l for l in raw.splitlines() if l.startswith("swift-crypto raw verify/CPU-s"))
+        raw_ed = float(line.split("Ed25519")[1].split(",")[0].replace(",", "").strip())
+        print(f"raw Ed25519 verify/CPU-s (swift-crypto, this run): {raw_ed:.0f}")
+        broker_port = free_port()
+        conf = os.path.join(root, "mosquitto.conf")
+        with open(conf, "w") as f:
+            f.write(f"listener {broker_port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 0\nmax_queued_messages 0\n")
+        broker = subprocess.Popen(["mosquitto", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(broker)
+        pg = Postgres(root, a.pg_setting)
+        settings = ", ".join(a.pg_setting) or "defaults (fsync on, synchronous_commit on)"
+        print(f"traffic: {a.gateways} gateways x {a.meters} meters x {a.intervals} intervals = {total} signed records (JWS EdDSA), "
+              f"QoS 1; PostgreSQL {pg.psql('SHOW server_version')}, {settings}")
+        rates = {}
+        for name, count in (("sqlite", 1), ("postgresql", 1), ("postgresql", 2)):
+            tag = f"{name}-{count}"
+            work = os.path.join(root, tag)
+            os.makedirs(work)
+            if name == "sqlite":
+                db, extra = os.path.join(work, "ledger.db"), []
+            else:
+                pg.psql(f"CREATE DATABASE ledger_{count}")
+                db, extra = f"postgresql://metergate@127.0.0.1:{pg.port}/ledger_{count}", ["--db-password-file", pg.password_file]
+            trust, go = os.path.join(work, "trust.json"), os.path.join(work, "go")
+            load = subprocess.Popen([f"{a.bin}/fleet-load", "--broker", f"127.0.0.1:{broker_port}", "--gateways", str(a.gateways),
+                                     "--meters", str(a.meters), "--intervals", str(a.intervals), "--trust-out", trust,
+                                     "--wait-file", go, "--linger", "3600"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            procs.append(load)
+            wait(lambda: os.path.exists(trust), 300, "fleet-load's trust store")
+            ledgers, logs = [], []
+            for n in range(count):
+                log = os.path.join(work, f"ledger-{n}.log")
+                logs.append(log)
+                ledgers.append(subprocess.Popen([f"{a.bin}/metergate", "ledger", "--broker", f"mqtt://127.0.0.1:{broker_port}", "--trust", trust,
+                                                 "--db", db, "--share", "bench"] + extra, stdout=open(log, "w"), stderr=subprocess.STDOUT))
+            procs.extend(ledgers)
+            for log in logs:
+                wait(lambda: "count=2" in open(log).read(), 60, f"{log} to subscribe")
+            if name == "sqlite":
+                def stored():
+                    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as c:
+                        return c.execute("SELECT count(*) FROM readings").fetchone()[0]
+            else:
+                def stored():
+                    return int(pg.psql("SELECT count(*) FROM readings", f"ledger_{count}"))
+            pids = [l.pid for l in ledgers]
+            before = (cpu_seconds(pids), pg.cpu(), cpu_seconds([broker.pid]), cpu_seconds([load.pid]))
+            t0 = time.time()
+            open(go, "w").close()
+            wait(lambda: stored() >= total, 1800, f"{tag} to store {total} readings")
+            wall = time.time() - t0
+            after = (cpu_seconds(pids), pg.cpu(), cpu_seconds([broker.pid]), cpu_seconds([load.pid]))
+            ledger_cpu, pg_cpu, broker_cpu, load_cpu = (x - y for x, y in zip(after, before))
+            got = stored()
+            for l in ledgers:
+                l.send_signal(signal.SIGTERM)
+            for l in ledgers:
+                l.wait(30)
+            load.send_signal(signal.SIGTERM)
+            load.wait(30)
+            rates[tag] = total / wall
+            per_cpu = total / ledger_cpu
+            print(f"ingest {name} x{count}: {got} records stored (each once: {got == total}) in {wall:.2f} s wall = {total / wall:.0f} records/s; "
+                  f"ledger CPU {ledger_cpu:.2f} s = {per_cpu:.0f} records/CPU-s = {per_cpu / raw_ed:.2f} of raw; "
+                  f"postgres CPU {pg_cpu:.2f} s, broker CPU {broker_cpu:.2f} s, fleet-load CPU {load_cpu:.2f} s")
+        print(f"scaling postgresql x2 / x1: {rates['postgresql-2'] / rates['postgresql-1']:.2f} "
+              f"({rates['postgresql-2']:.0f} vs {rates['postgresql-1']:.0f} records/s)")
+        pg.stop()
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
