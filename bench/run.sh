@@ -25,8 +25,8 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-if [ "$quick" = 1 ]; then backlog=100000; records=20000; verify_n=20000; fp_seconds=60; cycles=3; intervals=100
-else backlog=1000000; records=50000; verify_n=50000; fp_seconds=600; cycles=5; intervals=300; fi
+if [ "$quick" = 1 ]; then backlog=100000; records=20000; verify_n=20000; fp_seconds=60; cycles=3; intervals=100; fleet_gateways=50
+else backlog=1000000; records=50000; verify_n=50000; fp_seconds=600; cycles=5; intervals=300; fleet_gateways=100; fi
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out="${out:-.build/bench/results-$stamp.txt}"
 mkdir -p "$(dirname "$out")"
@@ -38,7 +38,7 @@ else
   echo "building release (swift build -c release)…" >&2
   swift build -c release 2>&1 | grep -E "error|warning:" >&2 || true
   bin="$(swift build -c release --show-bin-path)"
-  for p in metergate signing-bench modbus-bench OutboxBench pipeline-bench; do
+  for p in metergate signing-bench modbus-bench OutboxBench pipeline-bench fleet-load; do
     [ -x "$bin/$p" ] || { echo "bench/run.sh: $bin/$p was not built" >&2; exit 1; }
   done
 
@@ -54,6 +54,7 @@ else
   run modbus "$bin/modbus-bench" --profiles profiles --cycles "$cycles"
   run outbox "$bin/OutboxBench" --backlog "$backlog" --records "$records" --window 256 --size 512
   run accounting bash bench/accounting/run.sh
+  run ledger python3 bench/ledger/fleet_ingest.py --bin "$bin" --gateways "$fleet_gateways"
   # One core: the benchmark and its mosquitto (a child, so pinned alike) share CPU 0.
   pin=(); command -v taskset >/dev/null && pin=(taskset -c 0)
   run pipeline "${pin[@]}" "$bin/pipeline-bench" --meters 100 --intervals "$intervals"
@@ -132,6 +133,20 @@ summary() {
       printf "%-11s %-58s %16s %26s %7s\n", "gateway", "ceiling (" $1 ") if " change ", store+send µs", $(last-2) "+" $(last-1), "was 0.60 (withdrawn)", $last
     }
   ' "$raw/pipeline.txt"
+  [ -f "$raw/ledger.txt" ] && awk '
+    /^raw Ed25519 verify/ { raw=$NF }
+    /^ingest / {
+      store = $2 == "sqlite" ? "SQLite" : "PostgreSQL"; n = substr($3, 2, 1); n = n + 0; sub(/:$/, "", n)
+      for (i = 1; i <= NF; i++) { if ($(i+1) == "records/s;") rate=$i; if ($(i+1) == "records/CPU-s") per=$i }
+      label = "ingest on " store ", " n " process" (n > 1 ? "es" : "") ": verified records per ledger CPU-s"
+      ref = store == "SQLite" ? raw " raw Ed25519 verify" : "target 0.6 of " raw " raw Ed25519"
+      printf "%-11s %-58s %16s %26s %7.2f\n", "ledger", label, per, ref, per/raw
+      if (store == "SQLite") printf "%-11s %-58s %16s %26s %7s\n", "ledger", "ingest rate on SQLite, 1 process (records/s)", rate, "", ""
+      if (store == "PostgreSQL" && n == 1) one=rate
+      if (store == "PostgreSQL" && n == 2) two=rate
+    }
+    END { if (one && two) printf "%-11s %-58s %16s %26s %7.2f\n", "ledger", "ingest rate, 2 processes vs 1 on one PostgreSQL (records/s)", two, "target 1.6x " one "/s", two/one }
+  ' "$raw/ledger.txt"
   awk '
     /^counter sample:/ { printf "%-11s %-58s %16s %26s %7s\n", "accounting", "one counter sample (ns)", $3, "", "" }
     /^state save/ { printf "%-11s %-58s %16s %26s %7s\n", "accounting", "one state save, the shipped jsonBytes (ns)", $4, "", "" }
@@ -160,7 +175,7 @@ summary() {
   done
   echo
   echo "Machine: shared and noisy (other builds may run at the same time); compare ratios, not absolute figures, across runs."
-  for f in signing modbus outbox accounting pipeline footprint disk-10s disk-1m disk-records; do
+  for f in signing modbus outbox accounting ledger pipeline footprint disk-10s disk-1m disk-records; do
     [ -f "$raw/$f.txt" ] || continue
     echo; echo "---- $f"; cat "$raw/$f.txt"
   done

@@ -86,6 +86,10 @@ public actor LedgerConsumer {
     static let maximumWaiting = 10_000
     static let maximumWaitingBytes = 16 << 20
     public private(set) var counters = Counters()
+    /// Verified readings waiting to be stored together in one transaction: at most ``batchLimit``, at most one
+    /// tick old. What the broker delivered was acknowledged on arrival either way.
+    private var pending: [LedgerEntry] = []
+    static let batchLimit = 256
     /// SUBACKs received: the readings (and keys) filters are in place once this reaches the number of filters.
     public private(set) var subscriptionsAcknowledged = 0
 
@@ -119,11 +123,13 @@ public actor LedgerConsumer {
                 switch next {
                 case .mqtt(let event): await handle(event)
                 case .tick:
+                    await flush()
                     await sendDueReplays()
                 }
             }
             group.cancelAll()
         }
+        await flush()
         await client.shutdown()
         // Readings still waiting for a key are kept; the seqs they held show up as gaps on the next run.
         let now = Int64(Date().timeIntervalSince1970 * 1000)
@@ -211,49 +217,67 @@ public actor LedgerConsumer {
             await reject(message, reason: "the record is for \(r.gateway)/\(r.meter) but arrived on \(message.topic)", now: now)
             return
         }
-        let outcome: LedgerOutcome
-        do { outcome = try await store.add(verified, envelope: message.payload, receivedMillis: now) } catch {
-            logger.error("could not store a verified reading; it will be asked for again as a gap", metadata: ["stream": "\(r.stream)", "seq": "\(r.seq)", "error": "\(error)"])
-            return
-        }
-        switch outcome {
-        case .duplicate:
-            counters.duplicates += 1
-        case .fork:
-            counters.forks += 1
-            logger.error("fork: a different record under a stored key; the stored one is kept", metadata: ["stream": "\(r.stream)", "seq": "\(r.seq)"])
-        case .stored(let problems):
-            counters.stored += 1
-            if r.clock == .unsynced {
-                counters.unsyncedClock += 1
-                logger.warning("a reading signed while the gateway's clock was not synchronised: its interval times are the gateway's word",
-                               metadata: ["stream": "\(r.stream)", "seq": "\(r.seq)"])
-            }
-            if let replaced = r.replacement {
-                counters.meterReplacements += 1
-                logger.notice("the gateway states, signed, that the meter was replaced", metadata: [
-                    "stream": "\(r.stream)", "seq": "\(r.seq)", "old": "\(replaced.old)", "new": "\(replaced.new)",
-                    "old_import_mwh": "\(replaced.oldImport.rawValue)", "new_import_mwh": "\(replaced.newImport.rawValue)",
-                ])
-            }
-            if r.sourceIdentity == .mismatch {
-                logger.warning("a reading of a meter that is not the one commissioned", metadata: ["stream": "\(r.stream)", "seq": "\(r.seq)", "source": "\(r.sourceID)"])
-            }
-            counters.chainBreaks += Int64(problems.count)
-            for problem in problems { logger.error("chain broken", metadata: ["stream": "\(r.stream)", "problem": "\(problem)"]) }
-            if let lost = r.storeLost {
-                // Kept in the ledger's stated_lost table (unless the record's link is broken); never asked for again.
-                logger.warning("the gateway states, signed, that its store lost these seqs; they are not asked for",
-                               metadata: ["stream": "\(r.stream)", "seq": "\(r.seq)", "store_lost": "\(lost)"])
-            }
-            await updateGaps(after: r)
-        }
+        pending.append(LedgerEntry(verified, envelope: message.payload, receivedMillis: now))
+        if pending.count >= Self.batchLimit { await flush() }
     }
 
-    private func updateGaps(after r: ReadingRecord) async {
+    /// Stores the pending readings in one transaction, then counts, logs and updates the gaps of their streams.
+    private func flush() async {
+        guard !pending.isEmpty else { return }
+        let batch = pending
+        pending.removeAll(keepingCapacity: true)
+        let outcomes: [LedgerOutcome]
+        do { outcomes = try await store.add(batch) } catch {
+            for entry in batch {
+                let r = entry.verified.record
+                logger.error("could not store a verified reading; it will be asked for again as a gap", metadata: ["stream": "\(r.stream)", "seq": "\(r.seq)", "error": "\(error)"])
+            }
+            return
+        }
+        var touched = Set<StreamKey>()
+        for (entry, outcome) in zip(batch, outcomes) {
+            let r = entry.verified.record
+            switch outcome {
+            case .duplicate:
+                counters.duplicates += 1
+            case .fork:
+                counters.forks += 1
+                logger.error("fork: a different record under a stored key; the stored one is kept", metadata: ["stream": "\(r.stream)", "seq": "\(r.seq)"])
+            case .stored(let problems):
+                counters.stored += 1
+                if r.clock == .unsynced {
+                    counters.unsyncedClock += 1
+                    logger.warning("a reading signed while the gateway's clock was not synchronised: its interval times are the gateway's word",
+                                   metadata: ["stream": "\(r.stream)", "seq": "\(r.seq)"])
+                }
+                if let replaced = r.replacement {
+                    counters.meterReplacements += 1
+                    logger.notice("the gateway states, signed, that the meter was replaced", metadata: [
+                        "stream": "\(r.stream)", "seq": "\(r.seq)", "old": "\(replaced.old)", "new": "\(replaced.new)",
+                        "old_import_mwh": "\(replaced.oldImport.rawValue)", "new_import_mwh": "\(replaced.newImport.rawValue)",
+                    ])
+                }
+                if r.sourceIdentity == .mismatch {
+                    logger.warning("a reading of a meter that is not the one commissioned", metadata: ["stream": "\(r.stream)", "seq": "\(r.seq)", "source": "\(r.sourceID)"])
+                }
+                counters.chainBreaks += Int64(problems.count)
+                for problem in problems { logger.error("chain broken", metadata: ["stream": "\(r.stream)", "problem": "\(problem)"]) }
+                if let lost = r.storeLost {
+                    // Kept in the ledger's stated_lost table (unless the record's link is broken); never asked for again.
+                    logger.warning("the gateway states, signed, that its store lost these seqs; they are not asked for",
+                                   metadata: ["stream": "\(r.stream)", "seq": "\(r.seq)", "store_lost": "\(lost)"])
+                }
+                noteEpoch(of: r)
+                touched.insert(r.stream)
+            }
+        }
+        await updateGaps(of: touched)
+    }
+
+    /// A new epoch of a meter: the gateway's store was replaced, and its old epoch's gaps can no longer be asked for.
+    private func noteEpoch(of r: ReadingRecord) {
         let key = "\(r.gateway)/\(r.meter)"
         if let current = currentEpoch[key], current != r.epoch {
-            // A new epoch: the gateway's store was replaced. Its old epoch's gaps can no longer be asked for.
             let old = StreamKey(gateway: r.gateway.rawValue, meter: r.meter.rawValue, epoch: current)
             if let gaps = scheduler.openGaps[old] {
                 logger.error("meter moved to a new epoch with gaps left in the old one", metadata: ["stream": "\(old)", "gaps": "\(gaps)"])
@@ -261,12 +285,18 @@ public actor LedgerConsumer {
             scheduler.remove(stream: old)
         }
         currentEpoch[key] = r.epoch
-        // In a shared group this process sees part of each stream: the store also counts the stored neighbours of
-        // each record, and a gap is read again from the database before it is asked for (sendDueReplays).
+    }
+
+    /// In a shared group this process sees part of each stream: the store also counts the stored neighbours of
+    /// each record, and a gap is read again from the database before it is asked for (sendDueReplays).
+    private func updateGaps(of streams: Set<StreamKey>) async {
+        let current = streams.filter { currentEpoch["\($0.gateway)/\($0.meter)"] == $0.epoch }
         do {
-            scheduler.update(stream: r.stream, gaps: try await store.gaps(of: r.stream, fromFirstSeq: configuration.backfillFromFirstSeq), now: elapsed)
+            for (stream, gaps) in try await store.gaps(of: current, fromFirstSeq: configuration.backfillFromFirstSeq) {
+                scheduler.update(stream: stream, gaps: gaps, now: elapsed)
+            }
         } catch {
-            logger.error("could not read a stream's seqs; its gaps are looked at again with its next reading", metadata: ["stream": "\(r.stream)", "error": "\(error)"])
+            logger.error("could not read the streams' seqs; their gaps are looked at again with their next readings", metadata: ["error": "\(error)"])
         }
     }
 

@@ -14,8 +14,9 @@ public protocol LedgerStorage: Actor {
     /// Where the ledger lives, for logs (a path, or a URL without its password).
     nonisolated var location: String { get }
 
-    /// Stores one verified record (idempotent); `envelope` is the exact bytes received.
-    func add(_ verified: VerifiedRecord, envelope: [UInt8], receivedMillis: Int64) async throws(LedgerError) -> LedgerOutcome
+    /// Stores verified records, each idempotently, in one transaction (one sync to disk, one round trip where the
+    /// database allows); the outcomes in the batch's order.
+    func add(_ batch: [LedgerEntry]) async throws(LedgerError) -> [LedgerOutcome]
     /// Keeps what identifies a payload that could not be verified (its first bytes, length and SHA-256) with the reason.
     func reject(topic: String, payload: [UInt8], reason: String, receivedMillis: Int64) async throws(LedgerError)
     /// The missing seq ranges of `stream` below the highest received, as this process knows them, less the seqs
@@ -45,7 +46,33 @@ public protocol LedgerStorage: Actor {
 }
 
 extension LedgerStorage {
+    /// Stores one verified record (idempotent); `envelope` is the exact bytes received.
+    public func add(_ verified: VerifiedRecord, envelope: [UInt8], receivedMillis: Int64) async throws(LedgerError) -> LedgerOutcome {
+        let outcomes = try await add([LedgerEntry(verified, envelope: envelope, receivedMillis: receivedMillis)])
+        return outcomes[0]
+    }
+
+    /// The gaps of several streams, as ``gaps(of:fromFirstSeq:)`` gives them.
+    public func gaps(of streams: Set<StreamKey>, fromFirstSeq: Bool) async throws(LedgerError) -> [StreamKey: [ClosedRange<UInt64>]] {
+        var result: [StreamKey: [ClosedRange<UInt64>]] = [:]
+        for stream in streams { result[stream] = try await gaps(of: stream, fromFirstSeq: fromFirstSeq) }
+        return result
+    }
+
     public func rows() async throws(LedgerError) -> [LedgerRow] { try await rows(fromMillis: .min, toMillis: .max) }
+}
+
+/// One verified record to store: the exact bytes received, and when.
+public struct LedgerEntry: Sendable {
+    public var verified: VerifiedRecord
+    public var envelope: [UInt8]
+    public var receivedMillis: Int64
+
+    public init(_ verified: VerifiedRecord, envelope: [UInt8], receivedMillis: Int64) {
+        self.verified = verified
+        self.envelope = envelope
+        self.receivedMillis = receivedMillis
+    }
 }
 
 /// What storing one verified record did.

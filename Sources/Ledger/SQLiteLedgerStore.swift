@@ -165,73 +165,28 @@ public actor SQLiteLedgerStore: LedgerStorage {
     }
 
     /// Stores one verified record (idempotent); `envelope` is the exact bytes received.
-    public func add(_ verified: VerifiedRecord, envelope: [UInt8], receivedMillis: Int64) throws(LedgerError) -> LedgerOutcome {
-        let r = verified.record
-        let stream = r.stream
-        let priced = PricedReading(r, tariff: tariff)
+    /// Stores a batch of verified records in one write transaction (one sync to disk for all of them), each
+    /// idempotently; the outcomes in the batch's order.
+    public func add(_ batch: [LedgerEntry]) throws(LedgerError) -> [LedgerOutcome] {
+        guard !batch.isEmpty else { return [] }
         do throws(SQLiteError) {
-            // The check and the insert in one write transaction: consumers of a shared group may write the same file.
+            // The checks and the inserts in one write transaction: processes of a shared group may write the same file.
             try db.execute("BEGIN IMMEDIATE")
             do throws(SQLiteError) {
-                let outcome: LedgerOutcome
-                var newlyStated: ClosedRange<UInt64>?
-                var neighbours: [UInt64] = []
-                if let stored = try lookup(stream, seq: r.seq) {
-                    if stored.hash == verified.hash {
-                        outcome = .duplicate
-                    } else {
-                        try bind(insertFork, stream, r.seq)
-                        try insertFork.bind(stored.hash, at: 5)
-                        try insertFork.bind(verified.hash, at: 6)
-                        try insertFork.bind(envelope, at: 7)
-                        try insertFork.bind(receivedMillis, at: 8)
-                        try run(insertFork)
-                        outcome = .fork(storedHash: stored.hash)
-                    }
-                } else {
-                    try bind(insertReading, stream, r.seq)
-                    try insertReading.bind(verified.hash, at: 5)
-                    try insertReading.bind(r.prev, at: 6)
-                    try insertReading.bind(r.keyID, at: 7)
-                    try insertReading.bind(verified.envelope.rawValue, at: 8)
-                    try insertReading.bind(r.startMillis, at: 9)
-                    try insertReading.bind(r.endMillis, at: 10)
-                    try insertReading.bind(r.importDelta.rawValue, at: 11)
-                    try insertReading.bind(r.exportDelta.rawValue, at: 12)
-                    try insertReading.bind(r.quality.rawValue, at: 13)
-                    try insertReading.bind(tariff.name, at: 14)
-                    try insertReading.bind(tariff.currency, at: 15)
-                    try insertReading.bind(priced.price.scaled, at: 16)
-                    try insertReading.bind(Int64(priced.price.precision), at: 17)
-                    try insertReading.bind(priced.amount.exact, at: 18)
-                    try insertReading.bind(Int64(priced.amount.scale), at: 19)
-                    try insertReading.bind(envelope, at: 20)
-                    try insertReading.bind(receivedMillis, at: 21)
-                    if let error = priced.pricingError { try insertReading.bind(error, at: 22) } else { try insertReading.bindNull(at: 22) }
-                    try insertReading.bind(priced.exportPrice.scaled, at: 23)
-                    try insertReading.bind(priced.exportAmount.exact, at: 24)
-                    try insertReading.bind(Int64(priced.exportAmount.scale), at: 25)
-                    try run(insertReading)
-                    let links = try checkLinks(verified, receivedMillis: receivedMillis)
-                    neighbours = links.neighbours
-                    // A statement whose record does not link to the record before it explains nothing.
-                    if let lost = r.storeLost, !links.prevBroken, let insert = insertStatedLost {
-                        try bind(insert, stream, r.seq)
-                        try insert.bind(Int64(bitPattern: lost.seqs.lowerBound), at: 5)
-                        try insert.bind(Int64(bitPattern: lost.seqs.upperBound), at: 6)
-                        try insert.bind(receivedMillis, at: 7)
-                        try run(insert)
-                        newlyStated = lost.seqs
-                    }
-                    outcome = .stored(chainProblems: links.problems)
+                var results: [(outcome: LedgerOutcome, stream: StreamKey, seq: UInt64, neighbours: [UInt64], stated: ClosedRange<UInt64>?)] = []
+                for entry in batch {
+                    let (outcome, neighbours, stated) = try store(entry.verified, envelope: entry.envelope, receivedMillis: entry.receivedMillis)
+                    results.append((outcome, entry.verified.record.stream, entry.verified.record.seq, neighbours, stated))
                 }
                 try db.execute("COMMIT")
-                received[stream, default: SeqSet()].insert(r.seq)
-                // Stored seqs next to this one, whichever process stored them: another ledger process's work is
-                // known without reading the stream again.
-                for seq in neighbours { received[stream, default: SeqSet()].insert(seq) }
-                if let newlyStated { statedLost[stream, default: SeqSet()].insert(newlyStated) }
-                return outcome
+                for result in results {
+                    received[result.stream, default: SeqSet()].insert(result.seq)
+                    // Stored seqs next to this one, whichever process stored them: another ledger process's work is
+                    // known without reading the stream again.
+                    for seq in result.neighbours { received[result.stream, default: SeqSet()].insert(seq) }
+                    if let stated = result.stated { statedLost[result.stream, default: SeqSet()].insert(stated) }
+                }
+                return results.map(\.outcome)
             } catch {
                 if !db.isAutocommit { try? db.execute("ROLLBACK") }
                 throw error
@@ -239,6 +194,67 @@ public actor SQLiteLedgerStore: LedgerStorage {
         } catch {
             throw .database(error)
         }
+    }
+
+    /// One record, inside the caller's transaction.
+    private func store(_ verified: VerifiedRecord, envelope: [UInt8], receivedMillis: Int64) throws(SQLiteError)
+        -> (LedgerOutcome, neighbours: [UInt64], stated: ClosedRange<UInt64>?) {
+        let r = verified.record
+        let stream = r.stream
+        let priced = PricedReading(r, tariff: tariff)
+        let outcome: LedgerOutcome
+        var newlyStated: ClosedRange<UInt64>?
+        var neighbours: [UInt64] = []
+        if let stored = try lookup(stream, seq: r.seq) {
+            if stored.hash == verified.hash {
+                outcome = .duplicate
+            } else {
+                try bind(insertFork, stream, r.seq)
+                try insertFork.bind(stored.hash, at: 5)
+                try insertFork.bind(verified.hash, at: 6)
+                try insertFork.bind(envelope, at: 7)
+                try insertFork.bind(receivedMillis, at: 8)
+                try run(insertFork)
+                outcome = .fork(storedHash: stored.hash)
+            }
+        } else {
+            try bind(insertReading, stream, r.seq)
+            try insertReading.bind(verified.hash, at: 5)
+            try insertReading.bind(r.prev, at: 6)
+            try insertReading.bind(r.keyID, at: 7)
+            try insertReading.bind(verified.envelope.rawValue, at: 8)
+            try insertReading.bind(r.startMillis, at: 9)
+            try insertReading.bind(r.endMillis, at: 10)
+            try insertReading.bind(r.importDelta.rawValue, at: 11)
+            try insertReading.bind(r.exportDelta.rawValue, at: 12)
+            try insertReading.bind(r.quality.rawValue, at: 13)
+            try insertReading.bind(tariff.name, at: 14)
+            try insertReading.bind(tariff.currency, at: 15)
+            try insertReading.bind(priced.price.scaled, at: 16)
+            try insertReading.bind(Int64(priced.price.precision), at: 17)
+            try insertReading.bind(priced.amount.exact, at: 18)
+            try insertReading.bind(Int64(priced.amount.scale), at: 19)
+            try insertReading.bind(envelope, at: 20)
+            try insertReading.bind(receivedMillis, at: 21)
+            if let error = priced.pricingError { try insertReading.bind(error, at: 22) } else { try insertReading.bindNull(at: 22) }
+            try insertReading.bind(priced.exportPrice.scaled, at: 23)
+            try insertReading.bind(priced.exportAmount.exact, at: 24)
+            try insertReading.bind(Int64(priced.exportAmount.scale), at: 25)
+            try run(insertReading)
+            let links = try checkLinks(verified, receivedMillis: receivedMillis)
+            neighbours = links.neighbours
+            // A statement whose record does not link to the record before it explains nothing.
+            if let lost = r.storeLost, !links.prevBroken, let insert = insertStatedLost {
+                try bind(insert, stream, r.seq)
+                try insert.bind(Int64(bitPattern: lost.seqs.lowerBound), at: 5)
+                try insert.bind(Int64(bitPattern: lost.seqs.upperBound), at: 6)
+                try insert.bind(receivedMillis, at: 7)
+                try run(insert)
+                newlyStated = lost.seqs
+            }
+            outcome = .stored(chainProblems: links.problems)
+        }
+        return (outcome, neighbours, newlyStated)
     }
 
     /// Checks the record's links to its stored neighbours and records breaks; `prevBroken` when the record's

@@ -137,46 +137,54 @@ public actor PostgresLedgerStore: LedgerStorage {
 
     // MARK: Readings
 
-    public func add(_ verified: VerifiedRecord, envelope: [UInt8], receivedMillis: Int64) async throws(LedgerError) -> LedgerOutcome {
-        let r = verified.record
-        let stream = r.stream
-        if received[stream] == nil { try await load(stream) }
-        let p = PricedReading(r, tariff: tariff)
-        let seq = Int64(bitPattern: r.seq)
-        let lostFrom = r.storeLost.map { Int64(bitPattern: $0.seqs.lowerBound) }
-        let lostTo = r.storeLost.map { Int64(bitPattern: $0.seqs.upperBound) }
-        let hash = ByteBuffer(bytes: verified.hash)
-        let prev = ByteBuffer(bytes: r.prev)
-        let record = ByteBuffer(bytes: envelope)
-        let nextMismatch = r.seq < UInt64.max ? LedgerRules.prevMismatch(seq: r.seq + 1) : ""
+    /// The batch in one statement, so one round trip and one commit: `metergate_add_reading` once per entry, in the
+    /// order of their streams, so two processes take the per-stream locks in the same order and never deadlock.
+    public func add(_ batch: [LedgerEntry]) async throws(LedgerError) -> [LedgerOutcome] {
+        guard !batch.isEmpty else { return [] }
+        for stream in Set(batch.map(\.verified.record.stream)) where received[stream] == nil { try await load(stream) }
+        let order = batch.indices.sorted { (batch[$0].verified.record.stream, batch[$0].verified.record.seq) < (batch[$1].verified.record.stream, batch[$1].verified.record.seq) }
+        var c = AddReadingColumns()
+        for i in order { c.append(batch[i], tariff: tariff) }
         let query: PostgresQuery = """
-            SELECT outcome, stored_hash, problems, before_stored, after_stored, stated FROM metergate_add_reading(
-                \(stream.gateway), \(stream.meter), \(stream.epoch), \(seq), \(hash), \(prev), \(r.keyID), \(verified.envelope.rawValue),
-                \(r.startMillis), \(r.endMillis), \(r.importDelta.rawValue), \(r.exportDelta.rawValue), \(r.quality.rawValue),
-                \(tariff.name), \(tariff.currency), \(p.price.scaled), \(Int64(p.price.precision)), \(p.amount.exact), \(Int64(p.amount.scale)),
-                \(record), \(receivedMillis), \(p.pricingError), \(p.exportPrice.scaled), \(p.exportAmount.exact), \(Int64(p.exportAmount.scale)),
-                \(lostFrom), \(lostTo), \(LedgerRules.notAChainStart), \(r.seq > 1 ? LedgerRules.prevMismatch(seq: r.seq) : ""), \(nextMismatch))
+            SELECT r.outcome, r.stored_hash, r.problems, r.before_stored, r.after_stored, r.stated
+            FROM unnest(\(c.gateway), \(c.meter), \(c.epoch), \(c.seq), \(c.hash), \(c.prev), \(c.keyID), \(c.envelope), \(c.start), \(c.end),
+                        \(c.imported), \(c.exported), \(c.quality), \(c.tariff), \(c.currency), \(c.priceScaled), \(c.pricePrecision),
+                        \(c.amountExact), \(c.amountScale), \(c.record), \(c.receivedMillis), \(c.pricingError), \(c.exportPriceScaled),
+                        \(c.exportAmountExact), \(c.exportAmountScale), \(c.lostFrom), \(c.lostTo), \(c.notAChainStart), \(c.prevMismatch),
+                        \(c.nextMismatch))
+                 WITH ORDINALITY AS i(g, m, e, seq, hash, prev, kid, env, s, t, imp, exp, q, tar, cur, ps, pp, ae, ascale, rec, rcv, perr,
+                                      eps, eae, eas, lf, lt, m1, m2, m3, n)
+            CROSS JOIN LATERAL metergate_add_reading(i.g, i.m, i.e, i.seq, i.hash, i.prev, i.kid, i.env, i.s, i.t, i.imp, i.exp, i.q,
+                 i.tar, i.cur, i.ps, i.pp, i.ae, i.ascale, i.rec, i.rcv, NULLIF(i.perr, ''), i.eps, i.eae, i.eas, NULLIF(i.lf, -1),
+                 NULLIF(i.lt, -1), i.m1, NULLIF(i.m2, ''), NULLIF(i.m3, '')) AS r
+            ORDER BY i.n
             """
-        let result = try await attempt("storing \(stream) seq \(r.seq)") {
-            var row: (String, ByteBuffer?, [String], Bool, Bool, Bool)?
-            for try await decoded in try await self.client.query(query, logger: self.logger)
-                .decode((String, ByteBuffer?, [String], Bool, Bool, Bool).self) { row = decoded }
-            return row
+        let rows = try await attempt("storing \(batch.count) readings") {
+            var rows: [(String, ByteBuffer?, [String], Bool, Bool, Bool)] = []
+            for try await row in try await self.client.query(query, logger: self.logger)
+                .decode((String, ByteBuffer?, [String], Bool, Bool, Bool).self) { rows.append(row) }
+            return rows
         }
-        guard let (outcome, storedHash, problems, before, after, stated) = result else {
-            throw .postgres(operation: "storing \(stream) seq \(r.seq)", detail: "metergate_add_reading returned no row")
+        guard rows.count == batch.count else {
+            throw .postgres(operation: "storing \(batch.count) readings", detail: "metergate_add_reading returned \(rows.count) rows")
         }
-        switch outcome {
-        case "duplicate": return .duplicate
-        case "fork": return .fork(storedHash: storedHash.map { Array($0.readableBytesView) } ?? [])
-        default:
-            received[stream, default: SeqSet()].insert(r.seq)
-            // Stored seqs next to this one, whichever process stored them.
-            if before { received[stream, default: SeqSet()].insert(r.seq - 1) }
-            if after { received[stream, default: SeqSet()].insert(r.seq + 1) }
-            if stated, let lost = r.storeLost { statedLost[stream, default: SeqSet()].insert(lost.seqs) }
-            return .stored(chainProblems: problems)
+        var outcomes = [LedgerOutcome](repeating: .duplicate, count: batch.count)
+        for (row, i) in zip(rows, order) {
+            let (outcome, storedHash, problems, before, after, stated) = row
+            let r = batch[i].verified.record
+            received[r.stream, default: SeqSet()].insert(r.seq)
+            switch outcome {
+            case "duplicate": outcomes[i] = .duplicate
+            case "fork": outcomes[i] = .fork(storedHash: storedHash.map { Array($0.readableBytesView) } ?? [])
+            default:
+                // Stored seqs next to this one, whichever process stored them.
+                if before { received[r.stream, default: SeqSet()].insert(r.seq - 1) }
+                if after { received[r.stream, default: SeqSet()].insert(r.seq + 1) }
+                if stated, let lost = r.storeLost { statedLost[r.stream, default: SeqSet()].insert(lost.seqs) }
+                outcomes[i] = .stored(chainProblems: problems)
+            }
         }
+        return outcomes
     }
 
     public func reject(topic: String, payload: [UInt8], reason: String, receivedMillis: Int64) async throws(LedgerError) {
@@ -276,5 +284,36 @@ public actor PostgresLedgerStore: LedgerStorage {
             if !missing.isEmpty { result[stream] = missing }
         }
         return result
+    }
+}
+
+/// `metergate_add_reading`'s arguments for a batch, one array per parameter (`unnest` turns them back into rows).
+/// Arrays hold no NULLs here: '' and -1 stand for none and the query turns them back into NULL.
+struct AddReadingColumns {
+    var gateway: [String] = [], meter: [String] = [], epoch: [String] = [], seq: [Int64] = []
+    var hash: [ByteBuffer] = [], prev: [ByteBuffer] = [], keyID: [String] = [], envelope: [String] = []
+    var start: [Int64] = [], end: [Int64] = [], imported: [Int64] = [], exported: [Int64] = [], quality: [String] = []
+    var tariff: [String] = [], currency: [String] = [], priceScaled: [Int64] = [], pricePrecision: [Int64] = []
+    var amountExact: [Int64] = [], amountScale: [Int64] = [], record: [ByteBuffer] = [], receivedMillis: [Int64] = []
+    var pricingError: [String] = [], exportPriceScaled: [Int64] = [], exportAmountExact: [Int64] = [], exportAmountScale: [Int64] = []
+    var lostFrom: [Int64] = [], lostTo: [Int64] = [], notAChainStart: [String] = [], prevMismatch: [String] = [], nextMismatch: [String] = []
+
+    mutating func append(_ entry: LedgerEntry, tariff t: Tariff) {
+        let r = entry.verified.record
+        let p = PricedReading(r, tariff: t)
+        gateway.append(r.stream.gateway); meter.append(r.stream.meter); epoch.append(r.stream.epoch); seq.append(Int64(bitPattern: r.seq))
+        hash.append(ByteBuffer(bytes: entry.verified.hash)); prev.append(ByteBuffer(bytes: r.prev)); keyID.append(r.keyID)
+        envelope.append(entry.verified.envelope.rawValue)
+        start.append(r.startMillis); end.append(r.endMillis); imported.append(r.importDelta.rawValue); exported.append(r.exportDelta.rawValue)
+        quality.append(r.quality.rawValue); tariff.append(t.name); currency.append(t.currency)
+        priceScaled.append(p.price.scaled); pricePrecision.append(Int64(p.price.precision))
+        amountExact.append(p.amount.exact); amountScale.append(Int64(p.amount.scale))
+        record.append(ByteBuffer(bytes: entry.envelope)); receivedMillis.append(entry.receivedMillis); pricingError.append(p.pricingError ?? "")
+        exportPriceScaled.append(p.exportPrice.scaled); exportAmountExact.append(p.exportAmount.exact); exportAmountScale.append(Int64(p.exportAmount.scale))
+        lostFrom.append(r.storeLost.map { Int64(bitPattern: $0.seqs.lowerBound) } ?? -1)
+        lostTo.append(r.storeLost.map { Int64(bitPattern: $0.seqs.upperBound) } ?? -1)
+        notAChainStart.append(LedgerRules.notAChainStart)
+        prevMismatch.append(r.seq > 1 ? LedgerRules.prevMismatch(seq: r.seq) : "")
+        nextMismatch.append(r.seq < UInt64.max ? LedgerRules.prevMismatch(seq: r.seq + 1) : "")
     }
 }

@@ -58,6 +58,29 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
         await store.close()
     }
 
+    /// A batch (one transaction, one round trip) stores exactly what its records stored one by one would: across
+    /// streams, out of order, with a repeat and a fork inside the batch.
+    @Test(arguments: Backend.allCases) func aBatchStoresWhatItsRecordsOneByOneWould(_ backend: Backend) async throws {
+        let (store, _, cleanup) = try await backend.fresh()
+        defer { cleanup() }
+        var a = try SignedStream(key: key, meter: "a")
+        try a.next(3)
+        var b = try SignedStream(key: key, meter: "b")
+        try b.next(2)
+        let fork = try a.fork(of: 2)
+        let batch = try [b.records[1], a.records[2], a.records[0], a.records[1], b.records[0], a.records[1], fork].map {
+            LedgerEntry(try verified($0, key: key), envelope: $0.bytes, receivedMillis: 1)
+        }
+        let outcomes = try await store.add(batch)
+        #expect(outcomes == [.stored(chainProblems: []), .stored(chainProblems: []), .stored(chainProblems: []), .stored(chainProblems: []),
+                             .stored(chainProblems: []), .duplicate, .fork(storedHash: a.records[1].hash)])
+        #expect(try await store.counts() == LedgerCounts(readings: 5, forks: 1, chainBreaks: 0, rejected: 0))
+        let gaps = try await store.gaps(of: [a.records[0].record.stream, b.records[0].record.stream], fromFirstSeq: true)
+        #expect(gaps.values.allSatisfy(\.isEmpty) && gaps.count == 2)
+        #expect(try await store.add([]).isEmpty)
+        await store.close()
+    }
+
     @Test(arguments: Backend.allCases) func rowsCarryTheEnergyAndTheExactAmount(_ backend: Backend) async throws {
         let tariff = try TariffFile.parse("currency: EUR\nprecision: 4\nflat: 31.25\nfeed_in: { flat: 8.2 }\n", file: "t.yaml")
         let (store, _, cleanup) = try await backend.fresh(tariff: tariff)
