@@ -179,6 +179,9 @@ def main():
             load.send_signal(signal.SIGTERM)
             load.wait(30)
             rates[tag] = total / wall
+            if tag == "postgresql-1":
+                size = int(pg.psql("SELECT pg_total_relation_size('readings')", f"ledger_{count}"))
+                print(f"postgresql readings table with its indexes: {size / total:.0f} bytes per reading")
             per_cpu = total / ledger_cpu
             print(f"ingest {name} x{count}: {got} records stored (each once: {got == total}) in {wall:.2f} s wall = {total / wall:.0f} records/s; "
                   f"ledger CPU {ledger_cpu:.2f} s = {per_cpu:.0f} records/CPU-s = {per_cpu / raw_ed:.2f} of raw; "
