@@ -123,3 +123,39 @@ import TestSupport
         await short.close()
     }
 }
+
+/// TLS as the server asks: `prefer` and `require` encrypt, `verify-full` also checks the server's certificate
+/// against the CA given, and a server signed by another CA is refused with the reason.
+@Suite(.serialized, .timeLimit(.minutes(5))) struct PostgresTLSTests {
+    @Test func theLedgerSpeaksTLSAndChecksTheServerWhenAsked() async throws {
+        let pki = try TestPKI()
+        defer { pki.dir.cleanup() }
+        // The server's key must belong to the server's user and be private: copies in a directory it owns.
+        let files = TemporaryDirectory("pg-tls")
+        defer { files.cleanup() }
+        for name in ["server.crt", "server.key"] {
+            try FileManager.default.copyItem(atPath: pki.dir.file(name), toPath: files.file(name))
+            chmod(files.file(name), 0o600)
+        }
+        if getuid() == 0 { _ = try runProcess("/bin/chown", ["-R", "postgres:postgres", files.path]) }
+        chmod(files.path, 0o755)
+        let server = try PostgresServer(settings: ["ssl=on", "ssl_cert_file=\(files.file("server.crt"))", "ssl_key_file=\(files.file("server.key"))"])
+        _ = try server.createDatabase("ledger")
+        func open(_ query: String) async throws -> PostgresLedgerStore {
+            try await PostgresLedgerStore.open(try PostgresLocation(url: server.url(database: "ledger") + query, passwordFile: server.passwordFile,
+                                                                    environment: [:]))
+        }
+        let sessions = "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.datname = 'ledger' AND "
+        for query in ["?sslmode=require", "", "?sslmode=verify-full&sslrootcert=\(pki.ca)"] {
+            let store = try await open(query)
+            #expect(try await store.counts().readings == 0)
+            // The pool's session is still open: the server lists it as encrypted, and none as plain.
+            #expect((Int(try server.psql(sessions + "s.ssl")) ?? 0) >= 1, "\(query)")
+            #expect(try server.psql(sessions + "NOT s.ssl") == "0", "\(query)")
+            await store.close()
+        }
+        await #expect { _ = try await open("?sslmode=verify-full&sslrootcert=\(pki.otherCA)") } throws: {
+            "\($0)".contains("opening") && "\($0)".lowercased().contains("certificate")
+        }
+    }
+}

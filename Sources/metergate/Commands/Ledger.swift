@@ -12,7 +12,7 @@ import UnixSignals
 /// `metergate ledger`: the reference settlement consumer, and `metergate ledger export` for its CSV.
 struct Ledger: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "The reference settlement consumer: verified readings into a per-meter, per-interval ledger (SQLite), exported as CSV.",
+        abstract: "The reference settlement consumer: verified readings into a per-meter, per-interval ledger (SQLite or PostgreSQL), exported as CSV.",
         subcommands: [LedgerConsume.self, LedgerExport.self],
         defaultSubcommand: LedgerConsume.self)
 }
