@@ -138,14 +138,14 @@ summary() {
     /^ingest / {
       store = $2 == "sqlite" ? "SQLite" : "PostgreSQL"; n = substr($3, 2, 1); n = n + 0; sub(/:$/, "", n)
       for (i = 1; i <= NF; i++) { if ($(i+1) == "records/s;") rate=$i; if ($(i+1) == "records/CPU-s") per=$i }
-      label = "ingest on " store ", " n " process" (n > 1 ? "es" : "") ": verified records per ledger CPU-s"
-      ref = store == "SQLite" ? raw " raw Ed25519 verify" : "target 0.6 of " raw " raw Ed25519"
+      label = "ingest, " store ", " n " process" (n > 1 ? "es" : "") ": verified records/ledger CPU-s"
+      ref = store == "SQLite" ? raw " raw Ed25519 verify" : "target 0.6 of raw " raw
       printf "%-11s %-58s %16s %26s %7.2f\n", "ledger", label, per, ref, per/raw
-      if (store == "SQLite") printf "%-11s %-58s %16s %26s %7s\n", "ledger", "ingest rate on SQLite, 1 process (records/s)", rate, "", ""
+      if (store == "SQLite") printf "%-11s %-58s %16s %26s %7s\n", "ledger", "ingest rate, SQLite, 1 process (records/s)", rate, "", ""
       if (store == "PostgreSQL" && n == 1) one=rate
       if (store == "PostgreSQL" && n == 2) two=rate
     }
-    END { if (one && two) printf "%-11s %-58s %16s %26s %7.2f\n", "ledger", "ingest rate, 2 processes vs 1 on one PostgreSQL (records/s)", two, "target 1.6x " one "/s", two/one }
+    END { if (one && two) printf "%-11s %-58s %16s %26s %7.2f\n", "ledger", "ingest rate, 2 processes vs 1, one PostgreSQL (records/s)", two, "target 1.6x " one "/s", two/one }
   ' "$raw/ledger.txt"
   awk '
     /^counter sample:/ { printf "%-11s %-58s %16s %26s %7s\n", "accounting", "one counter sample (ns)", $3, "", "" }
