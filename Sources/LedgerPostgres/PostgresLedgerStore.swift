@@ -101,8 +101,9 @@ public actor PostgresLedgerStore: LedgerStorage {
                                                                  database: target.database, tls: tls)
             configuration.options.connectTimeout = .seconds(10)
             let connection = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
-            defer { Task { try? await connection.close() } }
-            found = try await connection.withTransaction(logger: logger) { connection in
+            // Closed before returning, whatever the transaction did: the pool opens its own connections.
+            let outcome: Result<Int, any Error>
+            do { outcome = .success(try await connection.withTransaction(logger: logger) { connection in
                 try await connection.query("SELECT pg_advisory_xact_lock(\(PostgresLedgerSchema.migrationLock))", logger: logger)
                 let hasTable = try await Self.exists(connection, table: "metergate_ledger_schema", logger: logger)
                 if !hasTable, readOnly { return -1 }
@@ -117,7 +118,9 @@ public actor PostgresLedgerStore: LedgerStorage {
                     logger.info("ledger schema step applied", metadata: ["version": "\(step.version)", "name": "\(step.name)", "db": "\(location)"])
                 }
                 return known
-            }
+            }) } catch { outcome = .failure(error) }
+            try? await connection.close()
+            found = try outcome.get()
         } catch let error as LedgerError {
             throw error
         } catch {
