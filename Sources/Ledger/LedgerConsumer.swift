@@ -90,6 +90,9 @@ public actor LedgerConsumer {
     /// tick old. What the broker delivered was acknowledged on arrival either way.
     private var pending: [LedgerEntry] = []
     static let batchLimit = 256
+    /// The batch being stored while the next one is verified: at most one at a time, so batches reach the
+    /// database in the order they were received.
+    private var storing: Task<Void, Never>?
     /// SUBACKs received: the readings (and keys) filters are in place once this reaches the number of filters.
     public private(set) var subscriptionsAcknowledged = 0
 
@@ -113,23 +116,28 @@ public actor LedgerConsumer {
         client.subscribe(configuration.readingFilter, qos: .atLeastOnce)
         await resumeGaps()
         client.start()
-        let (input, continuation) = AsyncStream.makeStream(of: Input.self)
+        let inbox = BatchInbox<Input>()
         let client = self.client
         let tick = configuration.tickInterval
         await withTaskGroup(of: Void.self) { group in
-            client.feed(continuation, in: &group, events: { .mqtt($0) }, tick: .tick, every: tick)
-            for await next in input {
-                if Task.isCancelled { break }
-                switch next {
-                case .mqtt(let event): await handle(event)
-                case .tick:
-                    await flush()
-                    await sendDueReplays()
+            client.feed(inbox, in: &group, events: { .mqtt($0) }, tick: .tick, every: tick)
+            receiving: while true {
+                let batch = await inbox.next()
+                if batch.isEmpty || Task.isCancelled { break }
+                for next in batch {
+                    switch next {
+                    case .mqtt(let event): await handle(event)
+                    case .tick:
+                        await flush()
+                        await sendDueReplays()
+                    }
+                    if Task.isCancelled { break receiving }
                 }
             }
             group.cancelAll()
         }
         await flush()
+        await storing?.value
         await client.shutdown()
         // Readings still waiting for a key are kept; the seqs they held show up as gaps on the next run.
         let now = Int64(Date().timeIntervalSince1970 * 1000)
@@ -221,11 +229,18 @@ public actor LedgerConsumer {
         if pending.count >= Self.batchLimit { await flush() }
     }
 
-    /// Stores the pending readings in one transaction, then counts, logs and updates the gaps of their streams.
+    /// Hands the pending readings to the store, once the batch before them is stored; returns without waiting,
+    /// so that verification goes on while the database commits.
     private func flush() async {
         guard !pending.isEmpty else { return }
         let batch = pending
         pending.removeAll(keepingCapacity: true)
+        await storing?.value
+        storing = Task { await self.save(batch) }
+    }
+
+    /// Stores readings in one transaction, then counts, logs and updates the gaps of their streams.
+    private func save(_ batch: [LedgerEntry]) async {
         let outcomes: [LedgerOutcome]
         do { outcomes = try await store.add(batch) } catch {
             for entry in batch {
@@ -323,7 +338,9 @@ public actor LedgerConsumer {
     }
 
     private func sendDueReplays() async {
-        guard client.currentSession != nil else { return }
+        guard client.currentSession != nil, scheduler.hasDue(now: elapsed) else { return }
+        // A gap may be filled by the batch being stored.
+        await storing?.value
         while let due = scheduler.next(now: elapsed) {
             if configuration.shareGroup != nil, !(await stillOpenAndClaimed(due)) { continue }
             let topic = MeterGateTopics(gateway: due.gateway).replayRequests

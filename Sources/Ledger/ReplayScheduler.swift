@@ -69,17 +69,7 @@ public struct ReplayScheduler: Sendable {
 
     /// The next request to send at `now`, if any is due and the rate limit allows; marks it sent.
     public mutating func next(now: Duration) -> ScheduledReplay? {
-        if let lastSent, now - lastSent < policy.minimumSpacing { return nil }
-        // The most overdue gap first, so one busy stream cannot starve the others.
-        var best: (stream: StreamKey, index: Int, dueAt: Duration)?
-        for (stream, list) in gaps {
-            for (i, gap) in list.enumerated() {
-                let dueAt = gap.lastRequest.map { $0 + policy.retryInterval } ?? gap.firstSeen + policy.settleDelay
-                guard dueAt <= now else { continue }
-                if best == nil || dueAt < best!.dueAt || (dueAt == best!.dueAt && stream < best!.stream) { best = (stream, i, dueAt) }
-            }
-        }
-        guard let best else { return nil }
+        guard let best = mostOverdue(now: now) else { return nil }
         var gap = gaps[best.stream]![best.index]
         let upper = min(gap.seqs.upperBound, gap.seqs.lowerBound + policy.maximumRange - 1)
         let scheduled = ScheduledReplay(stream: best.stream, gateway: best.stream.gateway,
@@ -90,5 +80,22 @@ public struct ReplayScheduler: Sendable {
         gaps[best.stream]![best.index] = gap
         lastSent = now
         return scheduled
+    }
+
+    /// Whether ``next(now:)`` would give a request now.
+    public func hasDue(now: Duration) -> Bool { mostOverdue(now: now) != nil }
+
+    /// The most overdue gap first, so one busy stream cannot starve the others; none while the rate limit holds.
+    private func mostOverdue(now: Duration) -> (stream: StreamKey, index: Int, dueAt: Duration)? {
+        if let lastSent, now - lastSent < policy.minimumSpacing { return nil }
+        var best: (stream: StreamKey, index: Int, dueAt: Duration)?
+        for (stream, list) in gaps {
+            for (i, gap) in list.enumerated() {
+                let dueAt = gap.lastRequest.map { $0 + policy.retryInterval } ?? gap.firstSeen + policy.settleDelay
+                guard dueAt <= now else { continue }
+                if best == nil || dueAt < best!.dueAt || (dueAt == best!.dueAt && stream < best!.stream) { best = (stream, i, dueAt) }
+            }
+        }
+        return best
     }
 }

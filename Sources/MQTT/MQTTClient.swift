@@ -1,4 +1,5 @@
 internal import CMosquitto
+import Delivery
 import Dispatch
 import Foundation
 import Logging
@@ -446,20 +447,31 @@ extension MQTTClient {
     /// forwards ``events``.
     public func feed<Input: Sendable>(_ continuation: AsyncStream<Input>.Continuation, in group: inout TaskGroup<Void>,
                                       events wrap: @escaping @Sendable (MQTTEvent) -> Input, tick: Input, every interval: Duration) {
-        let direct = shared.state.withLock { state in
-            !state.started && outlet.redirect(EventOutlet.Sink(yield: { continuation.yield(wrap($0)) }, finish: { continuation.finish() }))
-        }
+        feed(EventOutlet.Sink(yield: { continuation.yield(wrap($0)) }, finish: { continuation.finish() }), in: &group,
+             tick: { continuation.yield(tick) }, every: interval)
+    }
+
+    /// As ``feed(_:in:events:tick:every:)``, into a ``BatchInbox``: the consumer takes at once whatever arrived
+    /// while it was busy, so a broker's burst costs one wake-up per batch instead of one per message.
+    public func feed<Input: Sendable>(_ inbox: BatchInbox<Input>, in group: inout TaskGroup<Void>,
+                                      events wrap: @escaping @Sendable (MQTTEvent) -> Input, tick: Input, every interval: Duration) {
+        feed(EventOutlet.Sink(yield: { inbox.append(wrap($0)) }, finish: { inbox.finish() }), in: &group,
+             tick: { inbox.append(tick) }, every: interval)
+    }
+
+    private func feed(_ sink: EventOutlet.Sink, in group: inout TaskGroup<Void>, tick: @escaping @Sendable () -> Void, every interval: Duration) {
+        let direct = shared.state.withLock { state in !state.started && outlet.redirect(sink) }
         if !direct {
             let events = self.events
             group.addTask {
-                for await event in events { continuation.yield(wrap(event)) }
-                continuation.finish()
+                for await event in events { sink.yield(event) }
+                sink.finish()
             }
         }
         group.addTask {
             while !Task.isCancelled {
                 try? await Task.sleep(for: interval)
-                continuation.yield(tick)
+                tick()
             }
         }
     }

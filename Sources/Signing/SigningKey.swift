@@ -98,6 +98,9 @@ public struct VerifyingKey: Sendable, Hashable {
         case p256(P256.Signing.PublicKey)
     }
     let storage: Storage
+    /// The key id: the RFC 7638 JWK thumbprint (base64url SHA-256 of the canonical JWK), computed once because
+    /// every verification looks its key up by it.
+    public let keyID: String
 
     public var algorithm: SigningAlgorithm {
         switch storage {
@@ -123,21 +126,26 @@ public struct VerifyingKey: Sendable, Hashable {
     public init(spkiDER der: [UInt8]) throws(KeyFileError) {
         if der.count == 44, Array(der.prefix(12)) == Self.ed25519SPKIPrefix,
            let k = try? Curve25519.Signing.PublicKey(rawRepresentation: der.suffix(32)) {
-            self.storage = .ed25519(k)
+            self.init(storage: .ed25519(k))
         } else if let k = try? P256.Signing.PublicKey(derRepresentation: der) {
-            self.storage = .p256(k)
+            self.init(storage: .p256(k))
         } else {
             throw .unsupportedKey("SubjectPublicKeyInfo of \(der.count) bytes is neither Ed25519 nor P-256")
         }
     }
 
-    init(storage: Storage) { self.storage = storage }
+    init(storage: Storage) {
+        self.storage = storage
+        self.keyID = Self.thumbprint(Self.jwkRequiredMembers(storage))
+    }
 
     /// The public key as a PEM "PUBLIC KEY" block.
     public var pemRepresentation: String { PEM.encode(label: "PUBLIC KEY", der: spkiDER) }
 
     /// The members of the JWK (RFC 7517) that identify the key, in the lexicographic order RFC 7638 needs.
-    var jwkRequiredMembers: [(String, String)] {
+    var jwkRequiredMembers: [(String, String)] { Self.jwkRequiredMembers(storage) }
+
+    static func jwkRequiredMembers(_ storage: Storage) -> [(String, String)] {
         switch storage {
         case .ed25519(let k):
             return [("crv", "Ed25519"), ("kty", "OKP"), ("x", Base64URL.encode(k.rawRepresentation))]
@@ -147,9 +155,8 @@ public struct VerifyingKey: Sendable, Hashable {
         }
     }
 
-    /// The key id: the RFC 7638 JWK thumbprint (base64url SHA-256 of the canonical JWK).
-    public var keyID: String {
-        let canonical = "{" + jwkRequiredMembers.map { "\"\($0.0)\":\"\($0.1)\"" }.joined(separator: ",") + "}"
+    static func thumbprint(_ members: [(String, String)]) -> String {
+        let canonical = "{" + members.map { "\"\($0.0)\":\"\($0.1)\"" }.joined(separator: ",") + "}"
         return Base64URL.encode(SHA256.hash(data: Array(canonical.utf8)))
     }
 
