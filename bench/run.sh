@@ -134,18 +134,20 @@ summary() {
     }
   ' "$raw/pipeline.txt"
   [ -f "$raw/ledger.txt" ] && awk '
-    /^raw Ed25519 verify/ { raw=$NF }
     /^ingest / {
-      store = $2 == "sqlite" ? "SQLite" : "PostgreSQL"; n = substr($3, 2, 1); n = n + 0; sub(/:$/, "", n)
-      for (i = 1; i <= NF; i++) { if ($(i+1) == "records/s;") rate=$i; if ($(i+1) == "records/CPU-s") per=$i }
-      label = "ingest, " store ", " n " process" (n > 1 ? "es" : "") ": verified records/ledger CPU-s"
+      store = $2 == "sqlite" ? "SQLite" : "PostgreSQL"; n = substr($3, 2, 1) + 0; mode = $4; sub(/:$/, "", mode)
+      for (i = 1; i <= NF; i++) {
+        if ($(i+1) == "records/s;") rate = $i
+        if ($(i+1) == "records/CPU-s") per = $i
+        if ($i == "raw" && $(i-1) == "of") raw = $(i+1)
+      }
+      label = "ingest " mode ", " store ", " n " process" (n > 1 ? "es" : "") ": records/ledger CPU-s"
       ref = store == "SQLite" ? raw " raw Ed25519 verify" : "target 0.6 of raw " raw
       printf "%-11s %-58s %16s %26s %7.2f\n", "ledger", label, per, ref, per/raw
-      if (store == "SQLite") printf "%-11s %-58s %16s %26s %7s\n", "ledger", "ingest rate, SQLite, 1 process (records/s)", rate, "", ""
-      if (store == "PostgreSQL" && n == 1) one=rate
-      if (store == "PostgreSQL" && n == 2) two=rate
+      if (store == "SQLite") printf "%-11s %-58s %16s %26s %7s\n", "ledger", "ingest " mode " rate, SQLite, 1 process (records/s)", rate, "", ""
+      if (store == "PostgreSQL" && n == 1) one[mode] = rate
+      if (store == "PostgreSQL" && n == 2) printf "%-11s %-58s %16s %26s %7.2f\n", "ledger", "ingest " mode " rate, 2 processes vs 1, one PostgreSQL (records/s)", rate, "target 1.6x " one[mode] "/s", rate/one[mode]
     }
-    END { if (one && two) printf "%-11s %-58s %16s %26s %7.2f\n", "ledger", "ingest rate, 2 processes vs 1, one PostgreSQL (records/s)", two, "target 1.6x " one "/s", two/one }
   ' "$raw/ledger.txt"
   awk '
     /^counter sample:/ { printf "%-11s %-58s %16s %26s %7s\n", "accounting", "one counter sample (ns)", $3, "", "" }

@@ -142,14 +142,24 @@ public actor PostgresLedgerStore: LedgerStorage {
 
     /// The batch in one statement, so one round trip and one commit: `metergate_add_reading` once per entry, in the
     /// order of their streams, so two processes take the per-stream locks in the same order and never deadlock.
+    /// Between a reading's chain problems in the batch result: a control character no problem text holds.
+    static let problemSeparator = "\u{1F}"
+
     public func add(_ batch: [LedgerEntry]) async throws(LedgerError) -> [LedgerOutcome] {
         guard !batch.isEmpty else { return [] }
         for stream in Set(batch.map(\.verified.record.stream)) where received[stream] == nil { try await load(stream) }
         let order = batch.indices.sorted { (batch[$0].verified.record.stream, batch[$0].verified.record.seq) < (batch[$1].verified.record.stream, batch[$1].verified.record.seq) }
         var c = AddReadingColumns()
         for i in order { c.append(batch[i], tariff: tariff) }
+        // One result row for the whole batch: an outcome code per reading, and the forks and chain problems
+        // (rare) by position. A row per reading cost more to decode than the readings cost to store.
         let query: PostgresQuery = """
-            SELECT r.outcome, r.stored_hash, r.problems, r.before_stored, r.after_stored, r.stated
+            SELECT array_agg((CASE r.outcome WHEN 'duplicate' THEN 1 WHEN 'fork' THEN 2 ELSE 0 END
+                              + CASE WHEN r.before_stored THEN 4 ELSE 0 END + CASE WHEN r.after_stored THEN 8 ELSE 0 END
+                              + CASE WHEN r.stated THEN 16 ELSE 0 END)::int8 ORDER BY i.n),
+                   array_agg(i.n ORDER BY i.n) FILTER (WHERE r.outcome = 'fork' OR cardinality(r.problems) > 0),
+                   array_agg(coalesce(r.stored_hash, ''::bytea) ORDER BY i.n) FILTER (WHERE r.outcome = 'fork' OR cardinality(r.problems) > 0),
+                   array_agg(array_to_string(r.problems, \(Self.problemSeparator)) ORDER BY i.n) FILTER (WHERE r.outcome = 'fork' OR cardinality(r.problems) > 0)
             FROM unnest(\(c.gateway), \(c.meter), \(c.epoch), \(c.seq), \(c.hash), \(c.prev), \(c.keyID), \(c.envelope), \(c.start), \(c.end),
                         \(c.imported), \(c.exported), \(c.quality), \(c.tariff), \(c.currency), \(c.priceScaled), \(c.pricePrecision),
                         \(c.amountExact), \(c.amountScale), \(c.record), \(c.receivedMillis), \(c.pricingError), \(c.exportPriceScaled),
@@ -160,31 +170,37 @@ public actor PostgresLedgerStore: LedgerStorage {
             CROSS JOIN LATERAL metergate_add_reading(i.g, i.m, i.e, i.seq, i.hash, i.prev, i.kid, i.env, i.s, i.t, i.imp, i.exp, i.q,
                  i.tar, i.cur, i.ps, i.pp, i.ae, i.ascale, i.rec, i.rcv, NULLIF(i.perr, ''), i.eps, i.eae, i.eas, NULLIF(i.lf, -1),
                  NULLIF(i.lt, -1), i.m1, NULLIF(i.m2, ''), NULLIF(i.m3, '')) AS r
-            ORDER BY i.n
             """
-        let rows = try await attempt("storing \(batch.count) readings") {
-            var rows: [(String, ByteBuffer?, [String], Bool, Bool, Bool)] = []
-            for try await row in try await self.client.query(query, logger: self.logger)
-                .decode((String, ByteBuffer?, [String], Bool, Bool, Bool).self) { rows.append(row) }
-            return rows
+        typealias Result = ([Int64]?, [Int64]?, [ByteBuffer]?, [String]?)
+        let result: Result? = try await attempt("storing \(batch.count) readings") {
+            var first: Result?
+            for try await row in try await self.client.query(query, logger: self.logger).decode(Result.self) where first == nil { first = row }
+            return first
         }
-        guard rows.count == batch.count else {
-            throw .postgres(operation: "storing \(batch.count) readings", detail: "metergate_add_reading returned \(rows.count) rows")
+        let codes = result?.0 ?? []
+        guard codes.count == batch.count else {
+            throw .postgres(operation: "storing \(batch.count) readings", detail: "metergate_add_reading returned \(codes.count) outcomes")
+        }
+        var unusual: [Int: (storedHash: [UInt8], problems: [String])] = [:]
+        if let positions = result?.1, let hashes = result?.2, let problems = result?.3, positions.count == hashes.count, positions.count == problems.count {
+            for (k, n) in positions.enumerated() {
+                unusual[Int(n) - 1] = (Array(hashes[k].readableBytesView), problems[k].isEmpty ? [] : problems[k].components(separatedBy: Self.problemSeparator))
+            }
         }
         var outcomes = [LedgerOutcome](repeating: .duplicate, count: batch.count)
-        for (row, i) in zip(rows, order) {
-            let (outcome, storedHash, problems, before, after, stated) = row
+        for (k, i) in order.enumerated() {
+            let code = codes[k]
             let r = batch[i].verified.record
             received[r.stream, default: SeqSet()].insert(r.seq)
-            switch outcome {
-            case "duplicate": outcomes[i] = .duplicate
-            case "fork": outcomes[i] = .fork(storedHash: storedHash.map { Array($0.readableBytesView) } ?? [])
+            switch code & 3 {
+            case 1: outcomes[i] = .duplicate
+            case 2: outcomes[i] = .fork(storedHash: unusual[k]?.storedHash ?? [])
             default:
                 // Stored seqs next to this one, whichever process stored them.
-                if before { received[r.stream, default: SeqSet()].insert(r.seq - 1) }
-                if after { received[r.stream, default: SeqSet()].insert(r.seq + 1) }
-                if stated, let lost = r.storeLost { statedLost[r.stream, default: SeqSet()].insert(lost.seqs) }
-                outcomes[i] = .stored(chainProblems: problems)
+                if code & 4 != 0 { received[r.stream, default: SeqSet()].insert(r.seq - 1) }
+                if code & 8 != 0 { received[r.stream, default: SeqSet()].insert(r.seq + 1) }
+                if code & 16 != 0, let lost = r.storeLost { statedLost[r.stream, default: SeqSet()].insert(lost.seqs) }
+                outcomes[i] = .stored(chainProblems: unusual[k]?.problems ?? [])
             }
         }
         return outcomes

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Ledger ingest on a fleet's traffic: verified readings stored per CPU-second of the ledger processes, against
-swift-crypto's raw Ed25519 verify rate measured in the same run, and the ingest rate with one and two
-`metergate ledger --share` processes on one PostgreSQL, with SQLite on the same traffic as a third row.
+swift-crypto's raw Ed25519 verify rate measured just before and just after each run (the machine's speed drifts
+between minutes), and the ingest rate with one and two `metergate ledger --share` processes on one PostgreSQL,
+with SQLite on the same traffic as a third row. Each row runs in two modes, live (the ledger ingests while the
+fleet publishes) and queued (the broker holds the whole fleet's readings first, as at an interval boundary), and
+--repeats times; the run with the median ratio is reported.
 
 Everything is real and on loopback: a mosquitto, a PostgreSQL started here (initdb as the postgres user when
 run as root, default durability: fsync and synchronous_commit on), bench/fleet's fleet-load publishing
@@ -104,23 +107,31 @@ class Postgres:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def raw_verify(bin_dir):
+    out = subprocess.run([f"{bin_dir}/signing-bench", "--raw-verify-only"], check=True, capture_output=True, text=True).stdout
+    return float(out.split("Ed25519")[1].strip().replace(",", ""))
+
+
+def median(values):
+    v = sorted(values)
+    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--bin", required=True)
     p.add_argument("--gateways", type=int, default=100)
     p.add_argument("--meters", type=int, default=10)
     p.add_argument("--intervals", type=int, default=20)
+    p.add_argument("--repeats", type=int, default=3, help="runs of each row; the median is reported")
     p.add_argument("--pg-setting", action="append", default=[], help="extra PostgreSQL setting, name=value")
     a = p.parse_args()
     total = a.gateways * a.meters * a.intervals
     root = tempfile.mkdtemp(prefix="ledger-bench-")
     os.chmod(root, 0o755)
     procs = []
+    pg = None
     try:
-        raw = subprocess.run([f"{a.bin}/signing-bench", "--records", "2000"], check=True, capture_output=True, text=True).stdout
-        line = next(l for l in raw.splitlines() if l.startswith("swift-crypto raw verify/CPU-s"))
-        raw_ed = float(line.split("Ed25519")[1].split(",")[0].replace(",", "").strip())
-        print(f"raw Ed25519 verify/CPU-s (swift-crypto, this run): {raw_ed:.0f}")
         broker_port = free_port()
         conf = os.path.join(root, "mosquitto.conf")
         with open(conf, "w") as f:
@@ -130,17 +141,20 @@ def main():
         pg = Postgres(root, a.pg_setting)
         settings = ", ".join(a.pg_setting) or "defaults (fsync on, synchronous_commit on)"
         print(f"traffic: {a.gateways} gateways x {a.meters} meters x {a.intervals} intervals = {total} signed records (JWS EdDSA), "
-              f"QoS 1; PostgreSQL {pg.psql('SHOW server_version')}, {settings}")
-        rates = {}
-        for name, count in (("sqlite", 1), ("postgresql", 1), ("postgresql", 2)):
-            tag = f"{name}-{count}"
+              f"QoS 1; PostgreSQL {pg.psql('SHOW server_version')}, {settings}; each row {a.repeats} runs, median reported")
+        print("modes: live = the ledger runs while the fleet publishes (publisher, broker and ledger share the cores); "
+              "queued = the fleet publishes into the broker's queue first, then the ledger drains it (an interval boundary)")
+
+        def run_once(name, count, mode, n):
+            tag = f"{name}-{count}-{mode}-{n}"
             work = os.path.join(root, tag)
             os.makedirs(work)
             if name == "sqlite":
                 db, extra = os.path.join(work, "ledger.db"), []
             else:
-                pg.psql(f"CREATE DATABASE ledger_{count}")
-                db, extra = f"postgresql://metergate@127.0.0.1:{pg.port}/ledger_{count}", ["--db-password-file", pg.password_file]
+                dbname = tag.replace("-", "_")
+                pg.psql(f"CREATE DATABASE {dbname}")
+                db, extra = f"postgresql://metergate@127.0.0.1:{pg.port}/{dbname}", ["--db-password-file", pg.password_file]
             trust, go = os.path.join(work, "trust.json"), os.path.join(work, "go")
             load = subprocess.Popen([f"{a.bin}/fleet-load", "--broker", f"127.0.0.1:{broker_port}", "--gateways", str(a.gateways),
                                      "--meters", str(a.meters), "--intervals", str(a.intervals), "--trust-out", trust,
@@ -148,8 +162,8 @@ def main():
             procs.append(load)
             wait(lambda: os.path.exists(trust), 300, "fleet-load's trust store")
             ledgers, logs = [], []
-            for n in range(count):
-                log = os.path.join(work, f"ledger-{n}.log")
+            for k in range(count):
+                log = os.path.join(work, f"ledger-{k}.log")
                 logs.append(log)
                 ledgers.append(subprocess.Popen([f"{a.bin}/metergate", "ledger", "--broker", f"mqtt://127.0.0.1:{broker_port}", "--trust", trust,
                                                  "--db", db, "--share", "bench"] + extra, stdout=open(log, "w"), stderr=subprocess.STDOUT))
@@ -162,11 +176,23 @@ def main():
                         return c.execute("SELECT count(*) FROM readings").fetchone()[0]
             else:
                 def stored():
-                    return int(pg.psql("SELECT count(*) FROM readings", f"ledger_{count}"))
+                    return int(pg.psql("SELECT count(*) FROM readings", dbname))
             pids = [l.pid for l in ledgers]
+            raw_before = raw_verify(a.bin)
+            if mode == "queued":
+                for l in ledgers:
+                    l.send_signal(signal.SIGSTOP)
+                open(go, "w").close()
+                published = load.stdout.readline()
+                if '"published"' not in published:
+                    raise SystemExit(f"fleet_ingest: fleet-load did not publish: {published!r}")
             before = (cpu_seconds(pids), pg.cpu(), cpu_seconds([broker.pid]), cpu_seconds([load.pid]))
             t0 = time.time()
-            open(go, "w").close()
+            if mode == "queued":
+                for l in ledgers:
+                    l.send_signal(signal.SIGCONT)
+            else:
+                open(go, "w").close()
             wait(lambda: stored() >= total, 1800, f"{tag} to store {total} readings")
             wall = time.time() - t0
             after = (cpu_seconds(pids), pg.cpu(), cpu_seconds([broker.pid]), cpu_seconds([load.pid]))
@@ -178,18 +204,34 @@ def main():
                 l.wait(30)
             load.send_signal(signal.SIGTERM)
             load.wait(30)
-            rates[tag] = total / wall
-            if tag == "postgresql-1":
-                size = int(pg.psql("SELECT pg_total_relation_size('readings')", f"ledger_{count}"))
-                print(f"postgresql readings table with its indexes: {size / total:.0f} bytes per reading")
-            per_cpu = total / ledger_cpu
-            print(f"ingest {name} x{count}: {got} records stored (each once: {got == total}) in {wall:.2f} s wall = {total / wall:.0f} records/s; "
-                  f"ledger CPU {ledger_cpu:.2f} s = {per_cpu:.0f} records/CPU-s = {per_cpu / raw_ed:.2f} of raw; "
-                  f"postgres CPU {pg_cpu:.2f} s, broker CPU {broker_cpu:.2f} s, fleet-load CPU {load_cpu:.2f} s")
-        print(f"scaling postgresql x2 / x1: {rates['postgresql-2'] / rates['postgresql-1']:.2f} "
-              f"({rates['postgresql-2']:.0f} vs {rates['postgresql-1']:.0f} records/s)")
-        pg.stop()
+            raw = (raw_before + raw_verify(a.bin)) / 2
+            size = int(pg.psql("SELECT pg_total_relation_size('readings')", dbname)) if name == "postgresql" else 0
+            if name == "postgresql" and n + 1 < a.repeats:
+                pg.psql(f"DROP DATABASE {dbname}")
+            shutil.rmtree(work, ignore_errors=True)
+            return dict(got=got, wall=wall, ledger_cpu=ledger_cpu, pg_cpu=pg_cpu, broker_cpu=broker_cpu, load_cpu=load_cpu, raw=raw, size=size)
+
+        rates = {}
+        for mode in ("live", "queued"):
+            for name, count in (("sqlite", 1), ("postgresql", 1), ("postgresql", 2)):
+                runs = [run_once(name, count, mode, n) for n in range(a.repeats)]
+                for r in runs:
+                    r["ratio"] = total / r["ledger_cpu"] / r["raw"]
+                m = sorted(runs, key=lambda r: r["ratio"])[len(runs) // 2]
+                rates[(name, count, mode)] = median([total / r["wall"] for r in runs])
+                if name == "postgresql" and count == 1 and mode == "live":
+                    print(f"postgresql readings table with its indexes: {m['size'] / total:.0f} bytes per reading")
+                each = ", ".join(f"{r['ratio']:.2f}" for r in runs)
+                print(f"ingest {name} x{count} {mode}: {min(r['got'] for r in runs)} records stored (each once: {all(r['got'] == total for r in runs)}) "
+                      f"in {m['wall']:.2f} s wall = {rates[(name, count, mode)]:.0f} records/s; ledger CPU {m['ledger_cpu']:.2f} s = "
+                      f"{total / m['ledger_cpu']:.0f} records/CPU-s = {m['ratio']:.2f} of raw {m['raw']:.0f} (runs: "
+                      f"{each}); "
+                      f"postgres CPU {m['pg_cpu']:.2f} s, broker CPU {m['broker_cpu']:.2f} s, fleet-load CPU {m['load_cpu']:.2f} s")
+            one, two = rates[("postgresql", 1, mode)], rates[("postgresql", 2, mode)]
+            print(f"scaling postgresql x2 / x1 {mode}: {two / one:.2f} ({two:.0f} vs {one:.0f} records/s)")
     finally:
+        if pg:
+            pg.stop()
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()

@@ -1,7 +1,7 @@
 // Signing benchmark: signatures/s per envelope and algorithm, and verify records/s, each next to
 // swift-crypto's raw rate for the same key type measured in the same run (so the ratios hold on any machine).
 //
-//   swift run -c release signing-bench [--seconds S] [--records N] [--write-records FILE]
+//   swift run -c release signing-bench [--seconds S] [--records N] [--write-records FILE] [--raw-verify-only]
 //
 // --write-records writes N JWS/EdDSA records and their key (FILE.jwk) so `metergate verify` can be timed
 // end to end (bench/signing/run.sh does that).
@@ -19,6 +19,8 @@ struct Options {
     var seconds = 1.0
     var records = 20_000
     var writeRecords: String?
+    /// Only the raw Ed25519 verify rate, for benchmarks that measure it next to each of their runs.
+    var rawVerifyOnly = false
 
     init(_ args: [String]) {
         var i = 0
@@ -27,6 +29,7 @@ struct Options {
             case "--seconds": seconds = Double(args[i + 1]) ?? seconds; i += 1
             case "--records": records = Int(args[i + 1]) ?? records; i += 1
             case "--write-records": writeRecords = args[i + 1]; i += 1
+            case "--raw-verify-only": rawVerifyOnly = true
             default: FileHandle.standardError.write(Data("unknown argument \(args[i])\n".utf8)); exit(2)
             }
             i += 1
@@ -82,6 +85,12 @@ let message = Array(sample.text.utf8.prefix(600))
 
 // swift-crypto, raw.
 let rawEdKey = Curve25519.Signing.PrivateKey(), rawP256Key = P256.Signing.PrivateKey()
+if options.rawVerifyOnly {
+    let edSig = try rawEdKey.signature(for: message)
+    let rawEdVerify = rate(seconds: options.seconds) { _ = rawEdKey.publicKey.isValidSignature(edSig, for: message) }
+    print("swift-crypto raw verify/CPU-s: Ed25519 \(format(rawEdVerify))")
+    exit(0)
+}
 let rawEdSign = try rawSignRate(.ed25519, message: message, seconds: options.seconds)
 let rawP256Sign = try rawSignRate(.p256, message: message, seconds: options.seconds)
 let edSig = try rawEdKey.signature(for: message), p256Sig = try rawP256Key.signature(for: message)
