@@ -35,19 +35,19 @@ public final class InMemorySink: RecordSink {
         self.acknowledgesAtOnce = acknowledgesAtOnce
     }
 
-    public func feed<Input: Sendable>(_ continuation: AsyncStream<Input>.Continuation, in group: inout TaskGroup<Void>,
+    public func feed<Input: Sendable>(_ inbox: BatchInbox<Input>, in group: inout TaskGroup<Void>,
                                       events: @escaping @Sendable (SinkEvent) -> Input, tick: Input, every interval: Duration) {
         let early = state.withLock { state -> [SinkEvent] in
-            state.output = { continuation.yield(events($0)) }
-            state.finish = { continuation.finish() }
+            state.output = { inbox.append(events($0)) }
+            state.finish = { inbox.finish() }
             defer { state.early.removeAll() }
             return state.early
         }
-        for event in early { continuation.yield(events(event)) }
+        for event in early { inbox.append(events(event)) }
         group.addTask {
             while !Task.isCancelled {
                 try? await Task.sleep(for: interval)
-                continuation.yield(tick)
+                inbox.append(tick)
             }
         }
     }

@@ -104,8 +104,8 @@ public actor OutboxPublisher {
     let sink: any RecordSink
     let configuration: Configuration
     let logger: Logger
-    private let input: AsyncStream<Input>
-    private let inputContinuation: AsyncStream<Input>.Continuation
+    /// Sink events, appends, replay requests and ticks, taken a batch at a time.
+    private let inbox = BatchInbox<Input>()
 
     private var session: SinkSession?
     private var window: Int
@@ -116,7 +116,7 @@ public actor OutboxPublisher {
     private var claimed: [OutboxRecord] = []
     private var claimedHead = 0
     private var claimedCount: Int { claimed.count - claimedHead }
-    /// Sink events yielded to ``input`` and not yet handled. A window is refilled from the claimed records when
+    /// Sink events appended to ``inbox`` and not yet handled. A window is refilled from the claimed records when
     /// the last PUBACK of a burst (one read of libmosquitto's) is handled, or once it is half empty: a burst is
     /// answered with one batch of publishes, and no PUBACK waits unanswered, which would let TCP's delayed ACK
     /// hold the broker's next PUBACKs (40 ms) under Nagle's algorithm with a small window.
@@ -151,17 +151,16 @@ public actor OutboxPublisher {
         self.window = min(configuration.window, sink.maxInflight)
         self.replays = ReplayQueue(limits: configuration.replayLimits, now: .now)
         self.replyLimiter = RateLimiter(perSecond: configuration.replayLimits.repliesPerSecond, now: .now)
-        (input, inputContinuation) = AsyncStream.makeStream(of: Input.self, bufferingPolicy: .unbounded)
     }
 
     /// Tells the publisher that records were appended (cheap; call after every append).
     public nonisolated func recordsAppended() {
-        inputContinuation.yield(.appended)
+        inbox.append(.appended)
     }
 
     /// Queues a replay of `request`'s delivered records.
     public nonisolated func requestReplay(_ request: ReplayRequest) {
-        inputContinuation.yield(.replay(request))
+        inbox.append(.replay(request))
     }
 
     /// Where the replays stand.
@@ -179,21 +178,25 @@ public actor OutboxPublisher {
         if configuration.drainPending { try await returnToPending([]) }
         if configuration.acceptReplayRequests { sink.acceptReplayRequests() }
         let sink = self.sink
-        let continuation = inputContinuation
+        let inbox = self.inbox
         let flushInterval = configuration.flushInterval
         await withTaskGroup(of: Void.self) { group in
             // Fed before it starts: the sink's callbacks yield straight into this publisher's input.
             let unhandled = unhandledEvents
-            sink.feed(continuation, in: &group, events: { event in
+            sink.feed(inbox, in: &group, events: { event in
                 unhandled.value.add(1, ordering: .relaxed)
                 return .sink(event)
             }, tick: .tick, every: flushInterval)
             sink.start()
             defer { group.cancelAll() }
-            for await next in input {
-                if Task.isCancelled { break }
-                do { try await handle(next) } catch {
-                    logger.error("publisher step failed; retrying on the next tick", metadata: ["error": "\(error)"])
+            receiving: while true {
+                let batch = await inbox.next()
+                if batch.isEmpty || Task.isCancelled { break }
+                for next in batch {
+                    do { try await handle(next) } catch {
+                        logger.error("publisher step failed; retrying on the next tick", metadata: ["error": "\(error)"])
+                    }
+                    if Task.isCancelled { break receiving }
                 }
             }
         }

@@ -10,9 +10,9 @@ public protocol RecordSink: AnyObject, Sendable {
     var maxInflight: Int { get }
 
     /// Adds the feeders of the publisher's loop to `group`: every sink event, mapped by `events`, goes into
-    /// `continuation` (which finishes when the sink's events end), and `tick` every `interval`. Called before
+    /// `inbox` (which finishes when the sink's events end), and `tick` every `interval`. Called before
     /// ``start()``.
-    func feed<Input: Sendable>(_ continuation: AsyncStream<Input>.Continuation, in group: inout TaskGroup<Void>,
+    func feed<Input: Sendable>(_ inbox: BatchInbox<Input>, in group: inout TaskGroup<Void>,
                                events: @escaping @Sendable (SinkEvent) -> Input, tick: Input, every interval: Duration)
     /// Connects (and keeps reconnecting) until ``shutdown()``.
     func start()

@@ -17,10 +17,10 @@ public final class MQTTSink: RecordSink {
         self.topics = topics
     }
 
-    public func feed<Input: Sendable>(_ continuation: AsyncStream<Input>.Continuation, in group: inout TaskGroup<Void>,
+    public func feed<Input: Sendable>(_ inbox: BatchInbox<Input>, in group: inout TaskGroup<Void>,
                                       events: @escaping @Sendable (SinkEvent) -> Input, tick: Input, every interval: Duration) {
         let replayTopic = topics.replayRequests
-        client.feed(continuation, in: &group, events: { events(Self.sinkEvent($0, replayTopic: replayTopic)) }, tick: tick, every: interval)
+        client.feed(inbox, in: &group, events: { events(Self.sinkEvent($0, replayTopic: replayTopic)) }, tick: tick, every: interval)
     }
 
     public func start() { client.start() }

@@ -81,10 +81,16 @@ import Testing
     static func check(_ harness: any Harness) async throws {
         let sink = harness.sink
         let events = Events()
-        let (stream, continuation) = AsyncStream.makeStream(of: SinkEvent?.self)
-        let reader = Task { for await event in stream { if let event { events.all.withLock { $0.append(event) } } } }
+        let inbox = BatchInbox<SinkEvent?>()
+        let reader = Task {
+            while true {
+                let batch = await inbox.next()
+                if batch.isEmpty { break }
+                for case let event? in batch { events.all.withLock { $0.append(event) } }
+            }
+        }
         await withTaskGroup(of: Void.self) { group in
-            sink.feed(continuation, in: &group, events: { $0 }, tick: nil, every: .milliseconds(50))
+            sink.feed(inbox, in: &group, events: { $0 }, tick: nil, every: .milliseconds(50))
             #expect(throws: (any Error).self, "nothing is taken before a session") { try sink.send(meter: "m", bytes: [1]) }
             sink.acceptReplayRequests()
             sink.start()
@@ -111,7 +117,7 @@ import Testing
             try! harness.sendReplayRequest(request)
             #expect(await eventually(timeout: 10) { events.replayRequests == [request] }, "\(sink.name): a replay request is reported")
             await sink.shutdown()
-            continuation.finish()
+            inbox.finish()
             group.cancelAll()
         }
         await reader.value
