@@ -125,6 +125,8 @@ def main():
     p.add_argument("--intervals", type=int, default=20)
     p.add_argument("--repeats", type=int, default=3, help="runs of each row; the median is reported")
     p.add_argument("--pg-setting", action="append", default=[], help="extra PostgreSQL setting, name=value")
+    p.add_argument("--perf", metavar="DIR", help="record each run's ledger processes with `perf record --call-graph dwarf` into DIR "
+                   "(slows them; figures from such a run are not comparable); bench/ledger/profile_split.py reads the files")
     a = p.parse_args()
     total = a.gateways * a.meters * a.intervals
     root = tempfile.mkdtemp(prefix="ledger-bench-")
@@ -186,6 +188,12 @@ def main():
                 published = load.stdout.readline()
                 if '"published"' not in published:
                     raise SystemExit(f"fleet_ingest: fleet-load did not publish: {published!r}")
+            perf = None
+            if a.perf:
+                os.makedirs(a.perf, exist_ok=True)
+                perf = subprocess.Popen(["perf", "record", "-F", "499", "--call-graph", "dwarf,32768", "-o", os.path.join(a.perf, f"{tag}.data"),
+                                         "-p", ",".join(map(str, pids))], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(1)
             before = (cpu_seconds(pids), pg.cpu(), cpu_seconds([broker.pid]), cpu_seconds([load.pid]))
             t0 = time.time()
             if mode == "queued":
@@ -198,6 +206,9 @@ def main():
             after = (cpu_seconds(pids), pg.cpu(), cpu_seconds([broker.pid]), cpu_seconds([load.pid]))
             ledger_cpu, pg_cpu, broker_cpu, load_cpu = (x - y for x, y in zip(after, before))
             got = stored()
+            if perf:
+                perf.send_signal(signal.SIGINT)
+                perf.wait(120)
             for l in ledgers:
                 l.send_signal(signal.SIGTERM)
             for l in ledgers:
