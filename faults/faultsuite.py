@@ -82,10 +82,38 @@ CLOSE_ALLOWANCE_MS = 500       # plus three poll periods
 # Processes
 # --------------------------------------------------------------------------------------------------
 
+def _port_range():
+    """METERGATE_TEST_PORTS=LOW-HIGH (scripts/test.sh gives each concurrent step its own), else None."""
+    text = os.environ.get("METERGATE_TEST_PORTS")
+    if not text:
+        return None
+    low, _, high = text.partition("-")
+    if not (low.isdigit() and high.isdigit() and 1024 <= int(low) < int(high) <= 65535):
+        raise SystemExit(f"METERGATE_TEST_PORTS must read LOW-HIGH (1024..65535), not {text!r}")
+    return range(int(low), int(high) + 1)
+
+
+_PORTS = _port_range()
+_next_port = [_PORTS.start] if _PORTS else None
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port on 127.0.0.1 free a moment ago; from METERGATE_TEST_PORTS when set, each handed out once, so
+    two fault suites running side by side never pick the same one."""
+    if _PORTS is None:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    while _next_port[0] in _PORTS:
+        port = _next_port[0]
+        _next_port[0] += 1
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise SystemExit(f"no free port left in METERGATE_TEST_PORTS={os.environ['METERGATE_TEST_PORTS']}")
 
 
 def wait_until(condition, timeout, interval=0.05):
@@ -2070,7 +2098,8 @@ def table(opts, results, interrupted=None):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bin", required=True)
+    ap.add_argument("--bin", help="the metergate binary under test (required unless --list)")
+    ap.add_argument("--list", action="store_true", help="print every scenario's name, one a line, and exit")
     ap.add_argument("--mode", choices=["ci", "full"], default="ci")
     ap.add_argument("--only", action="append", help="run only this scenario (repeatable)")
     ap.add_argument("--kills", type=int)
@@ -2080,6 +2109,11 @@ def main():
     ap.add_argument("--report", help="also write the table to this file")
     ap.add_argument("--verbose", action="store_true")
     opts = ap.parse_args()
+    if opts.list:
+        print("\n".join(n for n, _ in SCENARIOS))
+        return 0
+    if not opts.bin:
+        ap.error("--bin is required")
     # SIGTERM (a CI timeout) ends the run through the normal path, so every child process is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(124))
     full = opts.mode == "full"

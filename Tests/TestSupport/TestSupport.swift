@@ -34,30 +34,53 @@ public struct TemporaryDirectory: Sendable {
     public func cleanup() { try? FileManager.default.removeItem(atPath: path) }
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago (bind to 0, read the port, close).
+/// A TCP port on 127.0.0.1 that was free a moment ago, from this process's range (`testPortRange`).
 public func freeLoopbackPort() -> Int {
     // Never the same port twice in this process: two servers of one test run cannot be handed one port, even
-    // when the first has not bound it yet.
-    while true {
-        let port = kernelChosenPort()
-        if handedOutPorts.withLock({ $0.insert(port).inserted }) { return port }
+    // when the first has not bound it yet. The range lies below the kernel's ephemeral ports, so no client
+    // socket takes a port between choosing and binding it, and the concurrent test steps of scripts/test.sh
+    // each get a range of their own.
+    let range = testPortRange
+    for _ in 0..<range.count {
+        let port = nextPortCursor.withLock { cursor -> Int in
+            defer { cursor = cursor + 1 == range.upperBound ? range.lowerBound : cursor + 1 }
+            return cursor
+        }
+        guard handedOutPorts.withLock({ $0.insert(port).inserted }) else { continue }
+        if canBindLoopback(port: port) { return port }
     }
+    fatalError("no free port left in \(range) (METERGATE_TEST_PORTS)")
 }
 
-private let handedOutPorts = Mutex<Set<Int>>([])
+/// The ports this process hands out: `METERGATE_TEST_PORTS=LOW-HIGH` (scripts/test.sh gives each concurrent step
+/// its own), else 20000–32767, below Linux's ephemeral range (32768–60999).
+public let testPortRange: Range<Int> = {
+    let fallback = 20000..<32768
+    guard let text = ProcessInfo.processInfo.environment["METERGATE_TEST_PORTS"] else { return fallback }
+    let bounds = text.split(separator: "-").compactMap { Int($0) }
+    guard bounds.count == 2, 1024 <= bounds[0], bounds[0] < bounds[1], bounds[1] <= 65535 else {
+        fatalError("METERGATE_TEST_PORTS must read LOW-HIGH (1024…65535), not '\(text)'")
+    }
+    return bounds[0]..<(bounds[1] + 1)
+}()
 
-/// A port the kernel picks for a bind to 127.0.0.1:0, released again at once.
-private func kernelChosenPort() -> Int {
+private let handedOutPorts = Mutex<Set<Int>>([])
+// Starts at a random place, so two test processes run by hand without a range of their own seldom meet.
+private let nextPortCursor = Mutex<Int>(Int.random(in: testPortRange))
+
+/// Whether 127.0.0.1:`port` can be bound now (closed again at once). Without SO_REUSEADDR, so a port still held
+/// by a closed connection (TIME_WAIT) counts as taken: a server without that option could not bind it either.
+private func canBindLoopback(port: Int) -> Bool {
     let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard s >= 0 else { return false }
     defer { close(s) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, length) } }
-    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &length) } }
-    return Int(UInt16(bigEndian: address.sin_port))
+    address.sin_port = UInt16(port).bigEndian
+    return withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+    }
 }
 
 /// Finds an executable on PATH (or in the usual sbin directories, where mosquitto lives).
