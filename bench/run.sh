@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every MeterGate benchmark in one command: builds release, runs the per-area benchmarks (signing, Modbus,
-# outbox, accounting), the whole gateway end to end in one process (pinned to CPU 0 with taskset) and the
-# gateway footprint with its disk writes (also at a 15 min interval, state saved every 10 s and 1 min: about
-# 4 minutes more), prints one table of key figures (each next to its limit or reference as a ratio measured
+# outbox, accounting), the whole gateway end to end in one process (pinned to CPU 0 with taskset), the
+# gateway footprint, its polling cost against a C libmodbus loop, and its disk writes (also at a 15 min
+# interval, state saved every 10 s and 1 min: about 4 minutes more), prints one table of key figures (each next to its limit or reference as a ratio measured
 # in the same run), then each benchmark's own table, and writes all of it to a file. Figures are comparable
 # only within one run on one machine.
 #   bash bench/run.sh [--quick] [--out FILE]
@@ -25,8 +25,8 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-if [ "$quick" = 1 ]; then backlog=100000; records=20000; verify_n=20000; fp_seconds=60; cycles=3; intervals=100; fleet_gateways=50
-else backlog=1000000; records=50000; verify_n=50000; fp_seconds=600; cycles=5; intervals=300; fleet_gateways=100; fi
+if [ "$quick" = 1 ]; then backlog=100000; records=20000; verify_n=20000; fp_seconds=60; cycles=3; intervals=100; fleet_gateways=50; poll_seconds=30
+else backlog=1000000; records=50000; verify_n=50000; fp_seconds=600; cycles=5; intervals=300; fleet_gateways=100; poll_seconds=60; fi
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out="${out:-.build/bench/results-$stamp.txt}"
 mkdir -p "$(dirname "$out")"
@@ -62,6 +62,8 @@ else
   echo "relinking metergate with the static Swift runtime, as installed…" >&2
   swift build -c release --static-swift-stdlib --product metergate 2>&1 | grep -E "error|warning:" >&2 || true
   run footprint python3 bench/footprint/footprint.py --bin "$bin/metergate" --meters 100 --seconds "$fp_seconds"
+  # Polling alone against a plain C libmodbus loop making the same requests to the same pymodbus servers.
+  run polling python3 bench/polling/polling.py --bin "$bin" --meters 100 --seconds "$poll_seconds"
   # Flash wear at the usual 15 min settlement, where the open intervals' state saves are most of the writes:
   # the default outbox.state_save (10 s, six saves in the window) and 1m (three saves).
   run disk-10s python3 bench/footprint/footprint.py --bin "$bin/metergate" --meters 100 --interval 15m --seconds 60
@@ -162,6 +164,11 @@ summary() {
     /^rss trend/ { printf "%-11s %-58s %16s %26s %7s\n", "footprint", "RSS, second half of the window minus the first", bare($(NF-1)) " MiB", "flat", "" }
     /^outbox growth per day/ { printf "%-11s %-58s %16s %26s %7s\n", "footprint", "outbox growth per day, 100 meters at 15 min", $9 " MB", "", "" }
   ' "$raw/footprint.txt"
+  [ -f "$raw/polling.txt" ] && awk '
+    /^c loop/ { for (i = 1; i <= NF; i++) if ($(i + 1) == "us") c = $i }
+    /^gateway/ { for (i = 1; i <= NF; i++) if ($(i + 1) == "us") g = $i }
+    END { if (c && g) printf "%-11s %-58s %16s %26s %7.2f\n", "polling", "gateway CPU per Modbus request, 100 meters at 1 Hz", g " us", "target <= 1.3x C " c " us", g / c }
+  ' "$raw/polling.txt"
   [ -f "$raw/disk-records.txt" ] && awk '
     /^outbox +[0-9]+ records, [0-9]+ B of records/ { n=$2; bytes=$4 }
     /^disk / { for (i = 1; i <= NF; i++) if ($(i+1) == "B" && $(i+2) == "per" && $(i+3) ~ /^record/) per=$i }
@@ -177,7 +184,7 @@ summary() {
   done
   echo
   echo "Machine: shared and noisy (other builds may run at the same time); compare ratios, not absolute figures, across runs."
-  for f in signing modbus outbox accounting ledger pipeline footprint disk-10s disk-1m disk-records; do
+  for f in signing modbus outbox accounting ledger pipeline footprint polling disk-10s disk-1m disk-records; do
     [ -f "$raw/$f.txt" ] || continue
     echo; echo "---- $f"; cat "$raw/$f.txt"
   done

@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""Polling cost: `metergate run` polling N eastron-sdm630 meters once a second over Modbus TCP (PORTS pymodbus
+servers of N/PORTS units each, never MeterGate's simulator), interval 15 minutes so no record closes, against a
+plain C loop over libmodbus (bench/polling/c_loop.c) making the same requests to the same servers in the same
+run. Prints CPU per Modbus request of each and their ratio (target <= 1.3).
+
+The register image the servers answer with is read once from `metergate simulate` (plausible SDM630 values),
+then served by pymodbus. The requests are the gateway's own plan (`metergate scan --plan`). The gateway's
+requests are counted from its metrics (polls answered and failed, times the plan's requests); the identity
+read (at the first answer, then every 5 minutes) falls in the warm-up.
+
+    python3 bench/polling/polling.py --bin .build/release [--meters 100] [--ports 1] [--seconds 60]
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+TICKS = os.sysconf("SC_CLK_TCK")
+PROFILE = "eastron-sdm630"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(condition, timeout):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def peer_python():
+    """The Python with pymodbus: $METERGATE_PEER_PYTHON or the checkout's .venv (scripts/setup.sh)."""
+    for python in (os.environ.get("METERGATE_PEER_PYTHON"), os.path.join(REPO, ".venv", "bin", "python")):
+        if python and os.path.exists(python) and subprocess.run([python, "-c", "import pymodbus"], capture_output=True).returncode == 0:
+            return python
+    sys.exit("polling: no Python with pymodbus (run bash scripts/setup.sh, or set METERGATE_PEER_PYTHON)")
+
+
+def plan_requests(binary):
+    """The gateway's requests for one meter, as (function code, address, count), from `metergate scan --plan`."""
+    out = subprocess.run([binary, "scan", "--plan", PROFILE, "--profiles", f"{REPO}/profiles"], capture_output=True, text=True,
+                         check=True).stdout
+    found = [(int(fc), int(address), int(count)) for fc, address, count in re.findall(r"FC(\d+) @(\d+) \(0x[0-9A-F]+\) ×(\d+)", out)]
+    if not found:
+        sys.exit(f"polling: no requests in the plan:\n{out}")
+    return found
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", required=True, help="directory holding metergate (e.g. .build/release)")
+    ap.add_argument("--meters", type=int, default=100)
+    ap.add_argument("--ports", type=int, default=1, help="Modbus TCP servers (buses), the meters split among them")
+    ap.add_argument("--seconds", type=int, default=60, help="measured window after the warm-up")
+    ap.add_argument("--warmup", type=int, default=15)
+    ap.add_argument("--cc", default=shutil.which("cc") or "clang")
+    ap.add_argument("--perf", help="record the gateway's window with `perf record -e cpu-clock -g` into this file")
+    o = ap.parse_args()
+    if o.meters % o.ports:
+        sys.exit("polling: --meters must split evenly among --ports")
+    binary = os.path.join(o.bin, "metergate")
+    python = peer_python()
+    work = tempfile.mkdtemp(prefix="metergate-polling-")
+    procs = []
+
+    def spawn(argv, log, **kw):
+        p = subprocess.Popen(argv, stdout=open(os.path.join(work, log), "wb"), stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, cwd=REPO, **kw)
+        procs.append(p)
+        return p
+
+    try:
+        requests = plan_requests(binary)
+        c_loop = os.path.join(work, "c_loop")
+        subprocess.run([o.cc, "-O2", "-o", c_loop, os.path.join(HERE, "c_loop.c"), "-lmodbus", "-lpthread",
+                        "-I/usr/include/modbus"], check=True)
+
+        # The register image: one SDM630 of MeterGate's simulator, read with pymodbus.
+        sport = free_port()
+        sim = spawn([binary, "simulate", "--tcp", f"127.0.0.1:{sport}", "--meter", f"1={PROFILE}:3000"], "simulator.log")
+        if not wait_until(lambda: "listening tcp" in open(f"{work}/simulator.log").read(), 30):
+            sys.exit("polling: the simulator did not start")
+        image_path = os.path.join(work, "image.json")
+        reader = f"""
+import json, sys
+from pymodbus.client import ModbusTcpClient
+c = ModbusTcpClient("127.0.0.1", port={sport}); c.connect()
+image = {{"input": {{}}, "holding": {{}}}}
+for fc, address, count in {json.dumps(requests + [(3, 0xFC00, 2)])}:
+    r = (c.read_holding_registers if fc == 3 else c.read_input_registers)(address, count=count, device_id=1)
+    if not r.isError():
+        image["holding" if fc == 3 else "input"].update({{str(address + i): w for i, w in enumerate(r.registers)}})
+json.dump(image, open({image_path!r}, "w"))
+"""
+        subprocess.run([python, "-c", reader], check=True)
+        sim.kill()
+        sim.wait()
+
+        ports = [free_port() for _ in range(o.ports)]
+        per_port = o.meters // o.ports
+        for i, port in enumerate(ports):
+            spawn([python, os.path.join(HERE, "register_server.py"), str(port), str(per_port), image_path], f"server-{i}.log")
+        for i, port in enumerate(ports):
+            if not wait_until(lambda: "listening" in open(f"{work}/server-{i}.log").read() and
+                              subprocess.run(["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}"], capture_output=True).returncode == 0, 30):
+                sys.exit(f"polling: pymodbus server {i} did not start: " + open(f"{work}/server-{i}.log").read()[-1000:])
+
+        # The reference, alone on the machine with the servers.
+        spec = [f"{fc}:{address}:{count}" for fc, address, count in requests]
+        ref = subprocess.run([c_loop, str(o.warmup), str(o.seconds), str(per_port), ",".join(map(str, ports))] + spec,
+                             capture_output=True, text=True)
+        if ref.returncode != 0:
+            sys.exit(f"polling: c_loop failed: {ref.stderr}")
+        c = {k: float(v) for k, v in (line.split() for line in ref.stdout.split("\n") if line)}
+
+        # The gateway, on the same servers.
+        bport, mport = free_port(), free_port()
+        with open(f"{work}/mosquitto.conf", "w") as f:
+            f.write(f"listener {bport} 127.0.0.1\nallow_anonymous true\n")
+        spawn(["mosquitto", "-c", f"{work}/mosquitto.conf"], "mosquitto.log")
+        subprocess.run([binary, "keygen", "--out", f"{work}/k.key"], check=True, capture_output=True)
+        lines = [f"gateway: {{ id: poll-gw, board: sim, state_dir: {work}/state, interval: 15m }}",
+                 f"metrics: {{ listen: 127.0.0.1:{mport} }}", "buses:"]
+        lines += [f"  - {{ id: b{i}, tcp: {{ host: 127.0.0.1, port: {port} }}, timeout: 1s }}" for i, port in enumerate(ports)]
+        lines.append("meters:")
+        lines += [f"  - {{ id: m{i}-{u}, bus: b{i}, unit: {u}, profile: {PROFILE}, poll: 1s }}"
+                  for i in range(o.ports) for u in range(1, per_port + 1)]
+        lines += [f"mqtt: {{ host: 127.0.0.1, port: {bport} }}", f"signing: {{ key: {work}/k.key }}"]
+        with open(f"{work}/gw.yaml", "w") as f:
+            f.write("\n".join(lines) + "\n")
+        gw = spawn([binary, "run", "--config", f"{work}/gw.yaml", "--boards", f"{REPO}/boards", "--profiles", f"{REPO}/profiles"],
+                   "gateway.log")
+
+        def polls():
+            text = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read().decode()
+            total = {"ok": 0.0, "error": 0.0}
+            for result, value in re.findall(r'^metergate_polls_total\{[^}]*result="(ok|error)"[^}]*\}\s+([0-9.e+]+)', text, re.M):
+                total[result] += float(value)
+            return total
+
+        time.sleep(o.warmup)
+        if gw.poll() is not None:
+            sys.exit("polling: the gateway exited: " + open(f"{work}/gateway.log").read()[-2000:])
+        perf = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-g", "-o", o.perf, "-p", str(gw.pid)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if o.perf else None
+        p0, c0, t0 = polls(), cpu_seconds(gw.pid), time.monotonic()
+        time.sleep(o.seconds)
+        p1, c1, t1 = polls(), cpu_seconds(gw.pid), time.monotonic()
+        if perf:
+            perf.send_signal(signal.SIGINT)
+            perf.wait(60)
+        gw.send_signal(signal.SIGTERM)
+        gw.wait(60)
+
+        answered = (p1["ok"] - p0["ok"]) * len(requests)
+        failed = p1["error"] - p0["error"]
+        gw_us = (c1 - c0) / max(1, answered) * 1e6
+        c_us = c["cpu_seconds"] / max(1, c["answered"]) * 1e6
+        expected = o.meters * len(requests) * o.seconds
+        print(f"polling: {o.meters} {PROFILE} meters on {o.ports} pymodbus server(s), polled at 1 Hz, interval 15 min, "
+              f"{len(requests)} requests a poll ({', '.join(spec)}), {o.warmup} s warm-up, {o.seconds} s measured")
+        print(f"c loop   {c['answered']:.0f} requests answered ({c['failed']:.0f} failed) in {c['wall_seconds']:.1f} s, "
+              f"{c['cpu_seconds']:.3f} CPU-s: {c_us:.1f} us a request")
+        print(f"gateway  {answered:.0f} requests answered in polls ({failed:.0f} polls failed) in {t1 - t0:.1f} s, {c1 - c0:.3f} CPU-s: "
+              f"{gw_us:.1f} us a request, {(c1 - c0) / (t1 - t0) * 100:.2f} % of a core ({expected} requests expected)")
+        print(f"ratio    gateway / C loop CPU per request: {gw_us / c_us:.2f} (target <= 1.3)")
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
