@@ -64,6 +64,8 @@ else
   run footprint python3 bench/footprint/footprint.py --bin "$bin/metergate" --meters 100 --seconds "$fp_seconds"
   # Polling alone against a plain C libmodbus loop making the same requests to the same pymodbus servers.
   run polling python3 bench/polling/polling.py --bin "$bin" --meters 100 --seconds "$poll_seconds"
+  # 1,000 meters on ten servers, a 15 s interval: every record of the window measured, and the CPU share.
+  run polling-1000 python3 bench/polling/polling.py --bin "$bin" --meters 1000 --ports 10 --interval 15s --no-reference --seconds "$poll_seconds"
   # Flash wear at the usual 15 min settlement, where the open intervals' state saves are most of the writes:
   # the default outbox.state_save (10 s, six saves in the window) and 1m (three saves).
   run disk-10s python3 bench/footprint/footprint.py --bin "$bin/metergate" --meters 100 --interval 15m --seconds 60
@@ -169,6 +171,12 @@ summary() {
     /^gateway/ { for (i = 1; i <= NF; i++) if ($(i + 1) == "us") g = $i }
     END { if (c && g) printf "%-11s %-58s %16s %26s %7.2f\n", "polling", "gateway CPU per Modbus request, 100 meters at 1 Hz", g " us", "target <= 1.3x C " c " us", g / c }
   ' "$raw/polling.txt"
+  [ -f "$raw/polling-1000.txt" ] && awk '
+    /^gateway/ { for (i = 1; i <= NF; i++) if ($i == "%") share = $(i - 1) }
+    /^records/ { for (i = 1; i <= NF; i++) if ($i == "measured" && $(i + 2) == "of") { m = $(i + 1); n = $(i + 3) } }
+    END { if (share != "") printf "%-11s %-58s %16s %26s %7s\n", "polling", "gateway CPU share of one core, 1000 meters at 1 Hz", share " %", "", ""
+          if (n) printf "%-11s %-58s %16s %26s %7.4f\n", "polling", "1000 meters at 1 Hz, 15 s interval: records measured", m "/" n, "target 1 (all)", int(m / n * 10000) / 10000 }
+  ' "$raw/polling-1000.txt"
   [ -f "$raw/disk-records.txt" ] && awk '
     /^outbox +[0-9]+ records, [0-9]+ B of records/ { n=$2; bytes=$4 }
     /^disk / { for (i = 1; i <= NF; i++) if ($(i+1) == "B" && $(i+2) == "per" && $(i+3) ~ /^record/) per=$i }
@@ -184,7 +192,7 @@ summary() {
   done
   echo
   echo "Machine: shared and noisy (other builds may run at the same time); compare ratios, not absolute figures, across runs."
-  for f in signing modbus outbox accounting ledger pipeline footprint polling disk-10s disk-1m disk-records; do
+  for f in signing modbus outbox accounting ledger pipeline footprint polling polling-1000 disk-10s disk-1m disk-records; do
     [ -f "$raw/$f.txt" ] || continue
     echo; echo "---- $f"; cat "$raw/$f.txt"
   done
