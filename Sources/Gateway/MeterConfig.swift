@@ -19,6 +19,12 @@ public struct MeterConfig: Sendable {
     /// The serial number commissioned for this position (`serial:`): another meter answering is an alarm, and a
     /// meter without identity registers is named by it.
     public var serial: String? = nil
+
+    /// How the bus poller reads this meter: only the values its records are made of
+    /// (``ReadingPipeline/sampledQuantities``), so a poll asks for a few registers, not the profile's every value.
+    public var polled: PolledMeter {
+        PolledMeter(id: id, unit: unit, profile: profile, period: pollInterval, quantities: ReadingPipeline.sampledQuantities)
+    }
 }
 
 extension ConfigReader {

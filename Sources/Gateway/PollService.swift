@@ -72,7 +72,7 @@ public struct PollService: Service {
         logger[metadataKey: "bus"] = "\(bus.id)"
         let direction = connection.direction.map { ", RS-485 direction on \($0.description)" } ?? ""
         logger.info("polling \(meters.count) meter(s) on \(bus.transport)\(direction)")
-        let polled = meters.map { PolledMeter(id: $0.id, unit: $0.unit, profile: $0.profile, period: $0.pollInterval) }
+        let polled = meters.map(\.polled)
         let poller = BusPoller(meters: polled, reader: connection, timing: bus.timing, time: time, executor: connection.serialExecutor)
         let sink = sink, loopBeat = loopBeat
         // Each meter's first answer (and first after a failure) is logged at info, the rest at debug:

@@ -282,6 +282,10 @@ public actor ReadingPipeline {
         await flush()
     }
 
+    /// The values of a meter's sample that records are made of, and so all that a poll reads (``MeterConfig/polled``):
+    /// the counters and the power. Voltages, currents and the rest would cost bus time and decoding for nothing.
+    public static let sampledQuantities: Set<Quantity> = [.energyImport, .energyExport, .power]
+
     /// Feeds one poll's sample; stages the records of any interval it closed. A new identity is noted first: a
     /// different meter's first reading becomes the new baseline, with a signed replacement statement.
     func accept(_ sample: Sample, identity: IdentityReading? = nil) {

@@ -68,6 +68,19 @@ import Testing
         #expect(c.meters[0].pollInterval == .seconds(1))
     }
 
+    /// A meter is polled for the values its records are made of only: for an SDM630, the power and the two
+    /// counters (6 registers in 2 requests) instead of all 32 values (92 registers).
+    @Test func aMeterIsPolledForTheValuesRecordsNeed() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let meter = try load(dir.write("c.yaml", Self.valid)).meters[0]
+        #expect(meter.polled.quantities == [.energyImport, .energyExport, .power])
+        #expect(meter.polled.period == meter.pollInterval && meter.polled.unit == 1 && meter.polled.id == meter.id)
+        let plan = RequestPlan(profile: meter.profile, quantities: meter.polled.quantities)
+        #expect(plan.requests.map(\.registers) == [52..<54, 72..<76], "\(plan.requests)")
+        #expect(RequestPlan(profile: meter.profile).registerCount == 92)
+    }
+
     /// `check` warns of plaintext MQTT to another machine and of a password file others can read; the replay
     /// bounds are read from `mqtt.replay`.
     @Test func insecureMQTTSettingsAreAdvisedAndReplayBoundsRead() throws {

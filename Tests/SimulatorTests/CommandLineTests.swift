@@ -55,6 +55,10 @@ import Testing
         #expect(plan.status == 0)
         #expect(plan.stdout.contains("32 values in 2 requests"), "\(plan.stdout)")
         #expect(plan.stdout.contains("1. FC04 @0 (0x0000) ×76"), "\(plan.stdout)")
+        // What `run` reads: the values records are made of.
+        let run = plan.stdout.components(separatedBy: "what metergate run reads").last ?? ""
+        #expect(run.contains("energy_export, energy_import, power): 2 requests, 6 registers"), "\(plan.stdout)")
+        #expect(run.contains("1. FC04 @52 (0x0034) ×2  power") && run.contains("2. FC04 @72 (0x0048) ×4  energy_import, energy_export"), "\(plan.stdout)")
         let sunspec = try metergate(["scan", "--plan", "sunspec-203"])
         #expect(sunspec.stdout.contains("1 request,") && sunspec.stdout.contains("SunSpec model 203"), "\(sunspec.stdout)")
         for (args, needle) in [

@@ -47,9 +47,13 @@ def peer_python():
 
 
 def plan_requests(binary):
-    """The gateway's requests for one meter, as (function code, address, count), from `metergate scan --plan`."""
+    """The gateway's requests for one meter, as (function code, address, count): the part of `metergate scan --plan`
+    that says what `metergate run` reads."""
     out = subprocess.run([binary, "scan", "--plan", PROFILE, "--profiles", f"{REPO}/profiles"], capture_output=True, text=True,
                          check=True).stdout
+    if "what metergate run reads" not in out:
+        sys.exit(f"polling: `scan --plan` does not say what run reads:\n{out}")
+    out = out.split("what metergate run reads", 1)[1]
     found = [(int(fc), int(address), int(count)) for fc, address, count in re.findall(r"FC(\d+) @(\d+) \(0x[0-9A-F]+\) ×(\d+)", out)]
     if not found:
         sys.exit(f"polling: no requests in the plan:\n{out}")

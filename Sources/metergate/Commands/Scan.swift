@@ -177,6 +177,11 @@ struct Scan: AsyncParsableCommand {
             out += "  addresses are offsets into SunSpec model \(model), found on the device from the SunS marker\n"
         }
         for (i, r) in plan.requests.enumerated() { out += "  \(i + 1). \(r)\n" }
+        let polled = RequestPlan(profile: profile, quantities: ReadingPipeline.sampledQuantities)
+        let names = ReadingPipeline.sampledQuantities.map(\.rawValue).sorted().joined(separator: ", ")
+        out += "what metergate run reads, the values records are made of (\(names)): "
+        out += "\(polled.requests.count) request\(polled.requests.count == 1 ? "" : "s"), \(polled.registerCount) registers\n"
+        for (i, r) in polled.requests.enumerated() { out += "  \(i + 1). \(r)\n" }
         return out
     }
 
