@@ -205,6 +205,8 @@ public actor BusPoller {
     public nonisolated let timing: BusTiming
     private let reader: any RegisterReader
     private let time: any TimeSource
+    /// When meters are due, back-off, identity refreshes and event batching: the loop's own clock.
+    private let clock: any PollClock
     private let executor: SerialQueueExecutor
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
     /// Signalled to cut a sleep short when the poll loop is cancelled.
@@ -213,12 +215,14 @@ public actor BusPoller {
     /// - Parameter executor: the queue to run the poll loop on; pass the connection's
     ///   (``ModbusConnection/serialExecutor``) so that each request needs no thread switch. Nil: a queue of
     ///   the poller's own.
+    /// - Parameter clock: when meters are due and how the loop waits (a test steps a manual one); `time` stamps samples.
     public init(meters: [PolledMeter], reader: any RegisterReader, timing: BusTiming, time: any TimeSource = SystemTimeSource(),
-                executor: SerialQueueExecutor? = nil) {
+                clock: any PollClock = SystemPollClock(), executor: SerialQueueExecutor? = nil) {
         self.meters = meters
         self.reader = reader
         self.timing = timing
         self.time = time
+        self.clock = clock
         self.executor = executor ?? SerialQueueExecutor(label: "metergate.modbus.poller")
     }
 
@@ -288,7 +292,6 @@ public actor BusPoller {
     }
 
     private func loop(shouldStop: @Sendable () -> Bool, emit: AsyncStream<[PollEvent]>.Continuation) async {
-        let clock = ContinuousClock()
         var schedule = PollSchedule(periods: meters.map(\.period), start: clock.now, maximumBackoff: timing.maximumBackoff)
         var readers: [MeterReader?] = meters.map { $0.profile.sunspecModel == nil ? MeterReader(profile: $0.profile, quantities: $0.quantities) : nil }
         var identities = meters.map { IdentityWatch(refresh: $0.identityRefresh) }
@@ -299,7 +302,7 @@ public actor BusPoller {
             guard let (i, due) = schedule.next() else { return }
             if due > clock.now {
                 batch.flush()
-                pause(due - clock.now)
+                pause(until: due)
             }
             if Task.isCancelled || shouldStop() { break }
             let meter = meters[i]
@@ -354,9 +357,13 @@ public actor BusPoller {
     /// Waits on the poller's own queue: blocking here holds this bus's thread only, never a cooperative-pool
     /// thread, and the wake-up needs no pool thread either. Cancellation signals `wake` to end it early.
     private func pause(_ d: Duration) {
-        guard d > .zero, !Task.isCancelled else { return }
-        let (s, atto) = d.components
-        _ = wake.wait(timeout: .now() + .nanoseconds(Int(s) * 1_000_000_000 + Int(atto / 1_000_000_000)))
+        guard d > .zero else { return }
+        pause(until: clock.now + d)
+    }
+
+    private func pause(until deadline: ContinuousClock.Instant) {
+        guard !Task.isCancelled else { return }
+        clock.wait(until: deadline, wake: wake)
     }
 
     /// Finds a SunSpec meter's model block and places the profile there; the device's identity comes with it.

@@ -1,5 +1,6 @@
 import Foundation
 import MeterCore
+import MeterGateTesting
 import Modbus
 import Synchronization
 import Testing
@@ -63,37 +64,31 @@ let ETIMEDOUT_CODE = ETIMEDOUT
         RegisterField(quantity: .energyExport, space: .holding, address: 20, type: .u16, unit: .wattHour),
     ])
 
+    /// On a clock the test steps (no real waiting): over 990 ms of 20 ms periods, the two live units are polled
+    /// at every slot, 50 times, three requests each; the dead unit is tried at 0, 20, 60, 140, 300, 460, 620,
+    /// 780 and 940 ms (back-off 20, 40, 80, then the 160 ms cap), one request per attempt.
     @Test func aDeadUnitCostsOneRequestPerAttemptAndIsBackedOff() async throws {
         let reader = ScriptedReader(dead: [2])
         let meters = (1...3).map { PolledMeter(id: try! MeterID(validating: "m\($0)"), unit: $0, profile: Self.threeRequests, period: .milliseconds(20)) }
-        let poller = BusPoller(meters: meters, reader: reader, timing: BusTiming(maximumBackoff: .milliseconds(160)))
+        let clock = ManualPollClock()
+        let poller = BusPoller(meters: meters, reader: reader, timing: BusTiming(maximumBackoff: .milliseconds(160)), clock: clock)
         let events = Mutex<[PollEvent]>([])
-        let started = ContinuousClock.now
         let task = poller.start { event in events.withLock { $0.append(event) } }
-        try await Task.sleep(for: .milliseconds(1000))
-        // Other tests may hold the cooperative pool, so this test's own sleep can last longer: count cycles
-        // from the time that really passed (the poller itself does not depend on the pool).
-        let cycles = (ContinuousClock.now - started) / .milliseconds(20)
+        // 990 ms, not 1 s: the run ends with the loop asleep until the 1000 ms slot, so cancelling cuts no poll short.
+        try await clock.run(for: .milliseconds(990))
         task.cancel()
         await task.value
         let all = events.withLock { $0 }
         let samples = { (id: String) in all.filter { if case .sample(let s, _, _, _, _) = $0 { s.meter.rawValue == id } else { false } } }
         let failures = all.compactMap { if case .failure(_, let unit, _, let n, let wait) = $0 { (unit, n, wait) } else { nil } }
         let calls = reader.calls.withLock { $0 }
-        print(String(format: "%.0f cycles of 20 ms: m1 %d polls, m3 %d polls, dead unit 2: %d attempts", cycles, samples("m1").count, samples("m3").count, failures.count)
-              + ", waits \(failures.prefix(6).map(\.2))…")
-        // Each attempt on the dead unit is one request, not three.
-        // (cancellation may cut one attempt short, after its request but before its event)
-        #expect((0...1).contains(calls[2]! - failures.count), "dead unit: \(calls[2]!) requests, \(failures.count) failures")
+        #expect(samples("m1").count == 50 && samples("m3").count == 50, "m1 \(samples("m1").count), m3 \(samples("m3").count)")
+        #expect(calls[1] == 150 && calls[3] == 150, "\(calls)")
         #expect(failures.allSatisfy { $0.0 == 2 })
-        // Back-off: 20, 40, 80, 160, 160 … ms: at most 4 + one per 8 periods, far fewer than one per period.
-        #expect(Double(failures.count) <= 5 + cycles / 8)
-        #expect(try #require(failures.last).2 == .milliseconds(160))
-        // The live units keep polling (generous bound: at least a fifth of their periods).
-        #expect(Double(samples("m1").count) >= cycles / 5 && Double(samples("m3").count) >= cycles / 5)
-        // Three requests per poll; the poll under way at cancellation may have made up to three more whose
-        // sample never reached the event stream (it ends with the cancelled task).
-        #expect((0...3).contains(calls[1]! - samples("m1").count * 3), "m1: \(calls[1]!) requests for \(samples("m1").count) polls")
+        #expect(failures.map(\.1) == Array(1...9))
+        #expect(failures.map(\.2) == [20, 40, 80, 160, 160, 160, 160, 160, 160].map { Duration.milliseconds($0) }, "\(failures.map(\.2))")
+        // Each attempt on the dead unit is one request, not three.
+        #expect(calls[2] == 9, "\(calls)")
         if case .sample(let s, _, let requests, _, _) = try #require(samples("m1").first) {
             #expect(requests == 3)
             #expect(s.values[.energyImport] == 10)
