@@ -66,7 +66,7 @@ let package = Package(
         .target(name: "SQLite", dependencies: ["CSQLite"]),
         .target(name: "Outbox", dependencies: ["MeterCore", "ConfigFile", "SQLite", .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto")]),
         // Delivery: the outbox drained to a RecordSink (claims, window, flushes, replays); MQTT is one sink.
-        .target(name: "Delivery", dependencies: ["Outbox", "ConfigFile", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Delivery", dependencies: ["Outbox", "MeterCore", "ConfigFile", .product(name: "Logging", package: "swift-log")]),
         .target(name: "MQTT", dependencies: ["CMosquitto", "ConfigFile", "Delivery", .product(name: "Logging", package: "swift-log")]),
 
         // The reference settlement consumer: verified readings into a per-meter, per-interval ledger with tariffs.

@@ -20,6 +20,7 @@ public final class InMemorySink: RecordSink {
         var acceptsReplays = false
         var output: (@Sendable (SinkEvent) -> Void)?
         var finish: (@Sendable () -> Void)?
+        var tick: (@Sendable () -> Void)?
         var early: [SinkEvent] = []
     }
 
@@ -27,12 +28,20 @@ public final class InMemorySink: RecordSink {
     public let maxInflight: Int
     /// Whether every record is acknowledged as soon as it is sent.
     public let acknowledgesAtOnce: Bool
+    /// Whether the consumer's ticks come only from ``tick()`` (a test that steps its clock), not every interval.
+    public let ticksByHand: Bool
     private let state = Mutex(State())
 
-    public init(name: String = "memory", maxInflight: Int = 64, acknowledgesAtOnce: Bool = false) {
+    public init(name: String = "memory", maxInflight: Int = 64, acknowledgesAtOnce: Bool = false, ticksByHand: Bool = false) {
         self.name = name
         self.maxInflight = maxInflight
         self.acknowledgesAtOnce = acknowledgesAtOnce
+        self.ticksByHand = ticksByHand
+    }
+
+    /// Hands the consumer one tick now (what the interval timer does when the sink was not made `ticksByHand`).
+    public func tick() {
+        state.withLock { $0.tick }?()
     }
 
     public func feed<Input: Sendable>(_ inbox: BatchInbox<Input>, in group: inout TaskGroup<Void>,
@@ -40,10 +49,12 @@ public final class InMemorySink: RecordSink {
         let early = state.withLock { state -> [SinkEvent] in
             state.output = { inbox.append(events($0)) }
             state.finish = { inbox.finish() }
+            state.tick = { inbox.append(tick) }
             defer { state.early.removeAll() }
             return state.early
         }
         for event in early { inbox.append(events(event)) }
+        guard !ticksByHand else { return }
         group.addTask {
             while !Task.isCancelled {
                 try? await Task.sleep(for: interval)

@@ -1,4 +1,5 @@
 import Logging
+import MeterCore
 
 /// Replay requests that arrive through the sink (`cmd/replay` on MQTT): what each gets, and the answer
 /// (`replay/result` on MQTT).
@@ -13,7 +14,7 @@ extension OutboxPublisher {
             decision = ReplayDecision(outcome: .refused, reason: "a retained command is ignored: send it without the retain flag")
         } else {
             do {
-                decision = replays.admit(try ReplayRequest(json: payload), knownMeters: configuration.knownMeters, now: .now)
+                decision = replays.admit(try ReplayRequest(json: payload), knownMeters: configuration.knownMeters, now: clock.now)
             } catch {
                 counters.badReplayRequests += 1
                 decision = ReplayDecision(outcome: .refused, reason: error.description)
@@ -31,7 +32,7 @@ extension OutboxPublisher {
     /// Logs the decision and sends it back through the sink (outside the records' window), at most
     /// ``ReplayLimits/repliesPerSecond``: a flood of requests does not become a flood of replies or log lines.
     func reply(_ decision: ReplayDecision, payload: [UInt8]) {
-        let (allowed, suppressed) = replyLimiter.allow(now: .now)
+        let (allowed, suppressed) = replyLimiter.allow(now: clock.now)
         guard allowed else {
             counters.replayRepliesSuppressed += 1
             return

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MeterCore
 import Outbox
 import Synchronization
 
@@ -71,6 +72,8 @@ public actor OutboxPublisher {
         public var replayRepliesSuppressed: Int64 = 0
         /// The most records that were ever unacknowledged at once (never more than the window).
         public var maxInflight: Int = 0
+        /// Ticks handled to the end (the flush and fill of each): the loop is alive, and a test knows a tick is done.
+        public var ticks: Int64 = 0
         /// Connections the broker accepted (the first, then every reconnect).
         public var connections: Int64 = 0
     }
@@ -138,19 +141,24 @@ public actor OutboxPublisher {
     /// and every return to pending, cleared when a claim comes back short. A tick claims only while it is set
     /// (or once a second, as a safety net): an idle gateway does not query the outbox twenty times a second.
     private var pendingMayWait = true
-    private var lastClaim = ContinuousClock.now
+    private var lastClaim: ContinuousClock.Instant
+    /// What the refusal pause, the idle claim, the replay budget and the reply rate are measured by.
+    let clock: any MonotonicClock
     static let idleClaimInterval = Duration.seconds(1)
     public internal(set) var counters = Counters()
 
+    /// - Parameter clock: the monotonic clock pauses and rates are measured by (a test steps a manual one).
     public init(store: any OutboxStore, sink: any RecordSink, configuration: Configuration = Configuration(),
-                logger: Logger = Logger(label: "metergate.publisher")) {
+                clock: any MonotonicClock = SystemMonotonicClock(), logger: Logger = Logger(label: "metergate.publisher")) {
         self.store = store
+        self.clock = clock
+        self.lastClaim = clock.now
         self.sink = sink
         self.configuration = configuration
         self.logger = logger
         self.window = min(configuration.window, sink.maxInflight)
-        self.replays = ReplayQueue(limits: configuration.replayLimits, now: .now)
-        self.replyLimiter = RateLimiter(perSecond: configuration.replayLimits.repliesPerSecond, now: .now)
+        self.replays = ReplayQueue(limits: configuration.replayLimits, now: clock.now)
+        self.replyLimiter = RateLimiter(perSecond: configuration.replayLimits.repliesPerSecond, now: clock.now)
     }
 
     /// Tells the publisher that records were appended (cheap; call after every append).
@@ -252,7 +260,7 @@ public actor OutboxPublisher {
                 try await returnToPending([entry.recordID])
                 // The records claimed after it wait in the store, so that it goes first again after the pause.
                 try await returnClaimed()
-                refusedUntil = .now + configuration.refusalPause
+                refusedUntil = clock.now + configuration.refusalPause
             } else {
                 acknowledged.append(entry.recordID)
             }
@@ -286,12 +294,13 @@ public actor OutboxPublisher {
             try await fill()
         case .tick:
             // A burst of requests whose replies were held back is reported once it has passed, even if none follows.
-            if replyLimiter.suppressed > 0, case (true, let held) = replyLimiter.allow(now: .now), held > 0 {
+            if replyLimiter.suppressed > 0, case (true, let held) = replyLimiter.allow(now: clock.now), held > 0 {
                 logger.warning("replay requests came faster than replies may go out; these got none",
                                metadata: ["replies_suppressed_before": "\(held)"])
             }
             try await flush()
-            if pendingMayWait || claimedCount > 0 || !replays.isEmpty || ContinuousClock.now - lastClaim >= Self.idleClaimInterval { try await fill() }
+            if pendingMayWait || claimedCount > 0 || !replays.isEmpty || clock.now - lastClaim >= Self.idleClaimInterval { try await fill() }
+            counters.ticks += 1
         }
     }
 
@@ -321,7 +330,7 @@ public actor OutboxPublisher {
         }
         let batch = acknowledged
         acknowledged.removeAll(keepingCapacity: true)
-        lastClaim = .now
+        lastClaim = clock.now
         let claimSize = max(limit, configuration.claimBatch)
         let outcome: DeliveredAndClaimed
         do {
@@ -345,7 +354,7 @@ public actor OutboxPublisher {
         guard session != nil, configuration.drainPending else { return nil }
         let room = window - inflight.count
         guard room > 0 else { return nil }
-        if let until = refusedUntil, until > .now { return nil }
+        if let until = refusedUntil, until > clock.now { return nil }
         let limit = room - (replaysReady ? max(1, room / 2) : 0)
         return limit > 0 ? limit : nil
     }
@@ -360,12 +369,12 @@ public actor OutboxPublisher {
         var room = window - inflight.count
         guard room > 0 else { return }
         let replayShare = replaysReady ? max(1, room / 2) : 0
-        if let until = refusedUntil, until > .now { return }
+        if let until = refusedUntil, until > clock.now { return }
         refusedUntil = nil
         if configuration.drainPending {
             let limit = room - replayShare
             if limit > 0 && claimedCount == 0 && claimingPending {
-                lastClaim = .now
+                lastClaim = clock.now
                 let claimSize = max(limit, configuration.claimBatch)
                 claimed = try await store.claimPending(limit: claimSize)
                 claimedHead = 0
@@ -377,7 +386,7 @@ public actor OutboxPublisher {
             }
         }
         while room > 0, let cursor = replays.first, session != nil {
-            let allowed = replays.allowance(room, now: .now)
+            let allowed = replays.allowance(room, now: clock.now)
             guard allowed > 0 else {
                 if !replayBudgetSpent {
                     logger.warning("replay budget reached: replays continue as it refills",
@@ -387,7 +396,7 @@ public actor OutboxPublisher {
                 break
             }
             replayBudgetSpent = false
-            guard let range = cursor.remaining else { replays.finishFirst(now: .now); continue }
+            guard let range = cursor.remaining else { replays.finishFirst(now: clock.now); continue }
             let records = try await store.records(meter: cursor.request.meter, seqs: range, limit: allowed)
             let delivered = records.filter { $0.state == .delivered }
             replays.spend(delivered.count)
@@ -398,10 +407,10 @@ public actor OutboxPublisher {
             try await hand(delivered, isReplay: true)
             let finished: Bool
             if records.isEmpty {
-                replays.finishFirst(now: .now)
+                replays.finishFirst(now: clock.now)
                 finished = true
             } else {
-                finished = replays.advanceFirst(past: end, now: .now)
+                finished = replays.advanceFirst(past: end, now: clock.now)
             }
             if finished { logger.info("replay handed to \(sink.name)", metadata: ["request": "\(cursor.request)", "skipped_total": "\(replaySkipped)"]) }
             room = window - inflight.count

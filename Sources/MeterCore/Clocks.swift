@@ -9,6 +9,18 @@ public protocol TimeSource: Sendable {
     func now() -> Timestamp
 }
 
+/// The monotonic clock a component schedules by (when a meter is due, how long a refusal pauses delivery):
+/// ``SystemMonotonicClock``, or one a test steps instead of waiting (MeterGateTesting's `ManualClock`).
+public protocol MonotonicClock: Sendable {
+    var now: ContinuousClock.Instant { get }
+}
+
+/// The machine's monotonic clock (`ContinuousClock`, CLOCK_MONOTONIC on Linux).
+public struct SystemMonotonicClock: MonotonicClock {
+    public init() {}
+    public var now: ContinuousClock.Instant { .now }
+}
+
 /// The system clocks: CLOCK_REALTIME and CLOCK_MONOTONIC.
 public struct SystemTimeSource: TimeSource {
     public init() {}

@@ -1,11 +1,11 @@
 import Dispatch
+import MeterCore
 
 /// The time a bus poller keeps: what time it is, and a wait that blocks the poll loop's own thread (never a
 /// cooperative-pool thread) until a deadline. ``SystemPollClock`` is the machine's monotonic clock; a test steps
-/// a manual one (MeterGateTesting's `ManualPollClock`) so the schedule, back-off and batching are checked
+/// a manual one (MeterGateTesting's `ManualClock`) so the schedule, back-off and batching are checked
 /// without waiting in real time.
-public protocol PollClock: Sendable {
-    var now: ContinuousClock.Instant { get }
+public protocol PollClock: MonotonicClock {
     /// Blocks the calling thread until `deadline`, or until `wake` is signalled (the loop is being cancelled);
     /// returns at once for a deadline already passed.
     func wait(until deadline: ContinuousClock.Instant, wake: DispatchSemaphore)

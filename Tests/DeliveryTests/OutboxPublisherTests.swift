@@ -71,16 +71,31 @@ import Testing
         try await run.value
     }
 
+    /// On a clock the test steps, with ticks by hand: the refused record is not sent again before the refusal pause
+    /// has passed, however often the publisher ticks, and goes first once it has.
     @Test func aRefusedRecordStaysPendingAndGoesFirstAfterThePause() async throws {
         try await appendRecords(3, meters: 1)
-        let sink = InMemorySink(maxInflight: 8)
+        let sink = InMemorySink(maxInflight: 8, ticksByHand: true)
+        let clock = ManualClock()
         let publisher = OutboxPublisher(store: store, sink: sink,
-                                        configuration: .init(window: 8, flushInterval: .milliseconds(10), refusalPause: .milliseconds(100)))
+                                        configuration: .init(window: 8, flushInterval: .milliseconds(10), refusalPause: .milliseconds(100)),
+                                        clock: clock)
         let run = Task { try await publisher.run() }
         sink.connect()
         try await until("three were sent") { sink.sent.count == 3 }
         sink.acknowledge([sink.sent[0].ticket], refusal: "quota exceeded")
         sink.acknowledge(sink.sent[1...].map(\.ticket))
+        try await until("the refusal was handled") { await publisher.counters.refused == 1 }
+        // Ticks inside the pause: the two acknowledged ones are committed, the refused one waits.
+        for _ in 0..<5 {
+            clock.advance(by: .milliseconds(19))
+            sink.tick()
+        }
+        try await until("five ticks handled") { await publisher.counters.ticks == 5 }
+        #expect(try await store.stats().delivered == 2)
+        #expect(sink.sent.count == 3, "sent again \(clock.elapsed) after the refusal, before its 100 ms pause had passed")
+        clock.advance(by: .milliseconds(5))
+        sink.tick()
         try await until("the refused one was sent again") { sink.sent.count == 4 }
         #expect(sink.sent[3].bytes == sink.sent[0].bytes)
         #expect(await publisher.counters.refused == 1)

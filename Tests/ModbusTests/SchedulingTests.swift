@@ -70,7 +70,7 @@ let ETIMEDOUT_CODE = ETIMEDOUT
     @Test func aDeadUnitCostsOneRequestPerAttemptAndIsBackedOff() async throws {
         let reader = ScriptedReader(dead: [2])
         let meters = (1...3).map { PolledMeter(id: try! MeterID(validating: "m\($0)"), unit: $0, profile: Self.threeRequests, period: .milliseconds(20)) }
-        let clock = ManualPollClock()
+        let clock = ManualClock()
         let poller = BusPoller(meters: meters, reader: reader, timing: BusTiming(maximumBackoff: .milliseconds(160)), clock: clock)
         let events = Mutex<[PollEvent]>([])
         let task = poller.start { event in events.withLock { $0.append(event) } }

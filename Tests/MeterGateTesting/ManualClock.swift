@@ -1,11 +1,13 @@
 import Dispatch
+import MeterCore
 import Modbus
 import Synchronization
 
-/// A ``PollClock`` that stands still until the test moves it: the poll loop's waits block until the test has
-/// advanced past their deadline (or the loop is cancelled). ``nextSleep(after:timeout:)`` says when the loop
-/// waits, so a test can step it deadline by deadline, and every count it checks is exact.
-public final class ManualPollClock: PollClock, Sendable {
+/// A clock that stands still until the test moves it. As a ``PollClock``, the poll loop's waits block until the
+/// test has advanced past their deadline (or the loop is cancelled); ``nextSleep(after:timeout:)`` says when the
+/// loop waits, so a test can step it deadline by deadline, and every count it checks is exact. As a
+/// ``MonotonicClock``, it is what the publisher's pauses are measured by.
+public final class ManualClock: PollClock, Sendable {
     /// The state the loop and the test share: how far the clock has moved, and the loop's waits so far.
     private struct State {
         var elapsed: Duration = .zero
@@ -49,7 +51,7 @@ public final class ManualPollClock: PollClock, Sendable {
     }
 
     /// Waits (in real time, up to `timeout`) until the loop has begun a wait after its `sleeps`-th one, and returns
-    /// its number and deadline. A loop that never waits again fails the test with `ManualPollClock.NoSleep`.
+    /// its number and deadline. A loop that never waits again fails the test with `ManualClock.NoSleep`.
     public func nextSleep(after sleeps: Int, timeout: Duration = .seconds(10)) async throws -> (number: Int, deadline: ContinuousClock.Instant) {
         let giveUp = ContinuousClock.now + timeout
         while ContinuousClock.now < giveUp {
