@@ -32,8 +32,11 @@ public struct BackoffPolicy: Sendable, Hashable {
 ///   up to `jitter` of it at random.
 /// - A connection that was accepted resets the back-off.
 /// - A broker that refuses MQTT 5 with "unsupported protocol version" is asked again at once with 3.1.1,
-///   which is then kept for this client. A connection that gets no CONNACK at all alternates the version
-///   for the next attempt (some 3.1.1-only brokers never answer an MQTT 5 CONNECT); the version a broker
+///   which is then kept for this client.
+/// - Attempts that get no CONNACK at all switch the version only after ``attemptsBeforeSwitching`` in a row
+///   (some 3.1.1-only brokers never answer an MQTT 5 CONNECT), and never once a broker has accepted MQTT 5:
+///   a busy broker answers late, and MQTT 3.1.1 would cost the refusals (a broker that drops a publish its
+///   ACL denies still acknowledges it there, so the record would count as delivered). The version a broker
 ///   accepted is kept.
 public struct ReconnectStateMachine: Sendable {
     public enum State: Sendable, Hashable {
@@ -67,6 +70,12 @@ public struct ReconnectStateMachine: Sendable {
 
     public private(set) var state: State = .idle
     public private(set) var protocolVersion: MQTTProtocolVersion
+    /// Whether a broker accepted an MQTT 5 connection from this client: it speaks MQTT 5, whatever comes later.
+    public private(set) var acceptedMQTT5 = false
+    /// Attempts in a row that got no CONNACK with the current version.
+    private var withoutConnack = 0
+    /// How many attempts in a row must get no CONNACK before the other version is tried.
+    public static let attemptsBeforeSwitching = 3
     /// Failures since the last accepted connection.
     public private(set) var consecutiveFailures = 0
     public let policy: BackoffPolicy
@@ -89,6 +98,8 @@ public struct ReconnectStateMachine: Sendable {
         guard case .connecting = state else { return .none }
         state = .connected
         consecutiveFailures = 0
+        withoutConnack = 0
+        if protocolVersion == .v5 { acceptedMQTT5 = true }
         return .none
     }
 
@@ -100,10 +111,16 @@ public struct ReconnectStateMachine: Sendable {
             state = .connecting(attempt: attempt + 1)
             return .connect(.v311)
         }
-        if failure == .noConnack {
-            // Try the other version next time: a broker that does not answer an MQTT 5 CONNECT may answer
+        if failure == .noConnack, !acceptedMQTT5 {
+            // After a few in a row, the other version: a broker that does not answer an MQTT 5 CONNECT may answer
             // 3.1.1, and one that fails 3.1.1 this way is asked with MQTT 5 again.
-            protocolVersion = protocolVersion == .v5 ? .v311 : .v5
+            withoutConnack += 1
+            if withoutConnack >= Self.attemptsBeforeSwitching {
+                protocolVersion = protocolVersion == .v5 ? .v311 : .v5
+                withoutConnack = 0
+            }
+        } else if failure != .noConnack {
+            withoutConnack = 0
         }
         return backOff(using: &random)
     }

@@ -73,15 +73,20 @@ struct FixedGenerator: RandomNumberGenerator {
         #expect(machine.timerFired() == .connect(.v311))
     }
 
-    @Test func noConnackAlternatesTheVersionAndAnAcceptedVersionIsKept() {
+    /// Three attempts in a row without a CONNACK switch the version (a 3.1.1-only broker that never answers MQTT 5);
+    /// fewer do not (a busy broker); the version a broker accepted is kept.
+    @Test func noConnackSwitchesTheVersionAfterThreeInARowAndAnAcceptedVersionIsKept() {
         var machine = ReconnectStateMachine(policy: policy)
         var noJitter = FixedGenerator(value: 0)
         _ = machine.start()
         #expect(machine.attemptFailed(.noConnack, using: &noJitter) == .wait(.milliseconds(500)))
-        #expect(machine.timerFired() == .connect(.v311))
+        #expect(machine.timerFired() == .connect(.v5), "one late CONNACK is a busy broker")
         #expect(machine.attemptFailed(.noConnack, using: &noJitter) == .wait(.seconds(1)))
         #expect(machine.timerFired() == .connect(.v5))
         #expect(machine.attemptFailed(.noConnack, using: &noJitter) == .wait(.seconds(2)))
+        #expect(machine.timerFired() == .connect(.v311), "three in a row: the other version")
+        #expect(machine.attemptFailed(.noConnack, using: &noJitter) == .wait(.seconds(4)))
+        #expect(machine.attemptFailed(.transport, using: &noJitter) == .none, "not connecting: ignored")
         #expect(machine.timerFired() == .connect(.v311))
         _ = machine.connected()
         #expect(machine.connectionLost(using: &noJitter) == .wait(.milliseconds(500)))
@@ -89,6 +94,23 @@ struct FixedGenerator: RandomNumberGenerator {
         // Plain transport failures (refused TCP, TLS) keep the version.
         #expect(machine.attemptFailed(.transport, using: &noJitter) == .wait(.seconds(1)))
         #expect(machine.timerFired() == .connect(.v311))
+    }
+
+    /// Once a broker has accepted MQTT 5, no run of missing CONNACKs turns the client to 3.1.1: only a refusal of
+    /// the version does.
+    @Test func aBrokerThatAcceptedMQTT5IsNeverAskedWith311ForWantOfACONNACK() {
+        var machine = ReconnectStateMachine(policy: policy)
+        var noJitter = FixedGenerator(value: 0)
+        _ = machine.start()
+        _ = machine.connected()
+        #expect(machine.acceptedMQTT5)
+        _ = machine.connectionLost(using: &noJitter)
+        for _ in 0..<10 {
+            #expect(machine.timerFired() == .connect(.v5))
+            _ = machine.attemptFailed(.noConnack, using: &noJitter)
+        }
+        #expect(machine.timerFired() == .connect(.v5))
+        #expect(machine.attemptFailed(.refused(code: 0x84), using: &noJitter) == .connect(.v311), "an explicit refusal still switches")
     }
 
     @Test func stopEndsEverything() {
