@@ -94,7 +94,10 @@ def _port_range():
 
 
 _PORTS = _port_range()
-_next_port = [_PORTS.start] if _PORTS else None
+# From a random place in the range, as the Swift tests do: a process left over from an earlier run (a subscriber
+# with the same client id) is unlikely to sit on the port this run takes first.
+_next_port = [random.randrange(len(_PORTS))] if _PORTS else None
+_handed_out = set()
 
 
 def free_port():
@@ -104,9 +107,12 @@ def free_port():
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind(("127.0.0.1", 0))
             return s.getsockname()[1]
-    while _next_port[0] in _PORTS:
-        port = _next_port[0]
+    for _ in range(len(_PORTS)):
+        port = _PORTS[_next_port[0] % len(_PORTS)]
         _next_port[0] += 1
+        if port in _handed_out:
+            continue
+        _handed_out.add(port)
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind(("127.0.0.1", port))
