@@ -13,13 +13,14 @@ store (a damaged one moved aside) opens a new span; the time between is covered 
 [S, T] and the config's interval length L (intervals aligned to UTC), the interval [a, a + L) of every meter
 must exist when
 
-    a     >= S + 1.5 s + two poll periods       (start allowance)
-    a + L <= T - (0.5 s + three poll periods)   (close allowance)
+    a     >= S + 1.5 s + two poll periods                       (start allowance)
+    a + L <= T - (0.5 s + four poll periods + two bus timeouts)   (close allowance)
 
 Start: the process starts, opens outbox and bus, and opens a meter's first interval at its first answer.
 Close: an interval is signed at the first answer after its end; one that ended just before SIGTERM is saved as
 accounting state for the next run instead. Both allow a meter two failed polls in a row (the faulty units of
-the meters scenario fail two polls in three). So the first and last intervals, partial
+the meters scenario fail two polls in three): at the close, the first poll after the interval's end comes within
+a period, each failure costs the bus timeout, and the gateway's back-off then waits one period, then two. So the first and last intervals, partial
 or near the edges, never must exist; where they do exist they are checked like any other record. Under the
 clock scenario's libfaketime, S and T are read on the gateway's wall clock: S plus the offset then in force,
 and the latest time that clock showed by T (a step back revisits time already signed; the hour a step
@@ -75,7 +76,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Close: an interval is signed at the first answer after its end; one that ended just before SIGTERM is saved
 # as accounting state for the next run instead. Each allows a meter two failed polls in a row.
 START_ALLOWANCE_MS = 1500      # plus two poll periods
-CLOSE_ALLOWANCE_MS = 500       # plus three poll periods
+CLOSE_ALLOWANCE_MS = 500       # plus four poll periods and two bus timeouts
+DEFAULT_BUS_TIMEOUT_MS = 500   # the gateway's, for a bus that names none
 
 
 # --------------------------------------------------------------------------------------------------
@@ -277,7 +279,7 @@ class Scenario:
         # The ground truth, from this scenario's own clock: one entry per gateway run, {"start", "stop" (time.time()),
         # "new_store"}; the interval and poll period of its config; why the scenario ends with readings unsent, if it does.
         self.runs = []
-        self.interval_ms = self.poll_ms = None
+        self.interval_ms = self.poll_ms = self.timeout_ms = None
         self.outage = None
         # (real time, the gateway's wall-clock offset in s from then on): the clock scenario's libfaketime steps.
         self.clock_offsets = [(0.0, 0.0)]
@@ -383,6 +385,8 @@ class Scenario:
         self.config_path = path
         self.meter_ids = [m[0] for m in meters]
         self.interval_ms, self.poll_ms = duration_ms(interval), duration_ms(poll)
+        timeout = re.search(r"timeout: (\d+(?:ms|s|m|h))", bus)
+        self.timeout_ms = duration_ms(timeout.group(1)) if timeout else DEFAULT_BUS_TIMEOUT_MS
         return path
 
     def gateway_args(self):
@@ -647,7 +651,7 @@ class Scenario:
         starts = []
         for s, t in self.spans():
             first = -(-int(self.wall(s) * 1000 + start_allowance_ms(self.poll_ms)) // period) * period
-            end = int(self.wall_max(s, t) * 1000 - close_allowance_ms(self.poll_ms)) // period * period
+            end = int(self.wall_max(s, t) * 1000 - close_allowance_ms(self.poll_ms, self.timeout_ms)) // period * period
             starts += range(first, end - period + 1, period)
         return {m: starts for m in self.meter_ids}
 
@@ -689,7 +693,7 @@ class Scenario:
         window = f", {utc(starts[0])} to {utc(starts[-1] + self.interval_ms)}" if starts else ""
         self.notes.append(f"must exist: {len(starts)} intervals per meter{window} ({len(spans)} span(s) over "
                           f"{len(self.runs)} gateway run(s); allowances: start {start_allowance_ms(self.poll_ms) / 1000:g} s, "
-                          f"close {close_allowance_ms(self.poll_ms) / 1000:g} s)")
+                          f"close {close_allowance_ms(self.poll_ms, self.timeout_ms) / 1000:g} s)")
         if late:
             # Where these come near the allowances (plus up to one interval of rounding), the allowances are what
             # passes the scenario. Negative: the gateway signed beyond the edge (it polls on while it stops).
@@ -898,9 +902,9 @@ def start_allowance_ms(poll_ms):
     return START_ALLOWANCE_MS + 2 * poll_ms
 
 
-def close_allowance_ms(poll_ms):
+def close_allowance_ms(poll_ms, timeout_ms):
     """From the end of the last interval that must exist to the stop (module docstring)."""
-    return CLOSE_ALLOWANCE_MS + 3 * poll_ms
+    return CLOSE_ALLOWANCE_MS + 4 * poll_ms + 2 * timeout_ms
 
 
 def utc(ms):
