@@ -35,6 +35,8 @@ if [ -n "$from" ]; then
 else
   raw=$(mktemp -d)
   trap 'rm -rf "$raw"' EXIT
+  # What the benchmarks need (mosquitto, PostgreSQL, libmodbus, the Python peers in .venv: pymodbus for polling).
+  bash scripts/setup.sh >&2
   echo "building release (swift build -c release)…" >&2
   swift build -c release 2>&1 | grep -E "error|warning:" >&2 || true
   bin="$(swift build -c release --show-bin-path)"
