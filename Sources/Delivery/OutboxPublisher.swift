@@ -254,13 +254,14 @@ public actor OutboxPublisher {
             if entry.isReplay {
                 counters.replayAcknowledged += 1
             } else if let refusal {
-                counters.refused += 1
+                // The pause runs from the refusal's arrival, not from the end of the store calls below.
+                refusedUntil = clock.now + configuration.refusalPause
                 logger.warning("\(sink.name) refused a record; it stays pending",
                                metadata: ["record": "\(entry.recordID)", "refusal": "\(refusal)"])
                 try await returnToPending([entry.recordID])
                 // The records claimed after it wait in the store, so that it goes first again after the pause.
                 try await returnClaimed()
-                refusedUntil = clock.now + configuration.refusalPause
+                counters.refused += 1
             } else {
                 acknowledged.append(entry.recordID)
             }

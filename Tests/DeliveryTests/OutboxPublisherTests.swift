@@ -14,13 +14,15 @@ import Testing
         for i in 0..<count { _ = try await store.append(meter: "m\(i % meters)", chainedRecord("m\(i % meters)")) }
     }
 
-    /// Polls until `condition` holds (the publisher runs on its own task).
+    /// Polls until `condition` holds (the publisher runs on its own task); throws after 20 s, so that the checks
+    /// after it never index what did not come.
     func until(_ what: String, _ condition: () async throws -> Bool) async throws {
-        for _ in 0..<500 {
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline {
             if try await condition() { return }
             try? await Task.sleep(for: .milliseconds(10))
         }
-        Issue.record("timed out waiting until \(what)")
+        throw TimedOut(what: what)
     }
 
     @Test func recordsGoOutInStoreOrderNeverMoreThanTheWindowAndAreDeliveredWhenAcknowledged() async throws {

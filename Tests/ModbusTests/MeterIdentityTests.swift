@@ -102,7 +102,7 @@ import Testing
         func waitFor(_ what: String, _ condition: () -> Bool) async throws {
             let deadline = ContinuousClock.now + .seconds(20)
             while !condition() {
-                guard ContinuousClock.now < deadline else { Issue.record("timed out waiting for \(what)"); return }
+                guard ContinuousClock.now < deadline else { throw TimedOut(what: what) }
                 try await Task.sleep(for: .milliseconds(20))
             }
         }

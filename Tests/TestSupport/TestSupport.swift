@@ -166,6 +166,14 @@ public final class BackgroundProcess: @unchecked Sendable {
     deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
 }
 
+/// Thrown by a test's wait that ran out of time: the test stops there rather than checking (or indexing) what
+/// never came.
+public struct TimedOut: Error, CustomStringConvertible {
+    public let what: String
+    public init(what: String) { self.what = what }
+    public var description: String { "timed out waiting until \(what)" }
+}
+
 /// Waits until `condition` holds or `timeout` seconds pass; returns whether it held.
 public func waitUntil(timeout: Double, interval: Double = 0.05, _ condition: () -> Bool) -> Bool {
     let deadline = Date().addingTimeInterval(timeout)
