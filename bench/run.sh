@@ -25,8 +25,8 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-if [ "$quick" = 1 ]; then backlog=100000; records=20000; verify_n=20000; fp_seconds=60; cycles=3; intervals=100; fleet_gateways=50; poll_seconds=30
-else backlog=1000000; records=50000; verify_n=50000; fp_seconds=600; cycles=5; intervals=300; fleet_gateways=100; poll_seconds=60; fi
+if [ "$quick" = 1 ]; then backlog=100000; records=20000; verify_n=20000; fp_seconds=60; cycles=3; intervals=100; fleet_gateways=50; poll_seconds=30; flash_kept=300
+else backlog=1000000; records=50000; verify_n=50000; fp_seconds=600; cycles=5; intervals=300; fleet_gateways=100; poll_seconds=60; flash_kept=2880; fi
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out="${out:-.build/bench/results-$stamp.txt}"
 mkdir -p "$(dirname "$out")"
@@ -74,6 +74,8 @@ else
   run disk-1m python3 bench/footprint/footprint.py --bin "$bin/metergate" --meters 100 --interval 15m --seconds 180 --state-save 1m
   # The records' own cost: a 1 min interval closes 100 records a minute; scaled to the 9,600 a day of 15 min.
   run disk-records python3 bench/footprint/footprint.py --bin "$bin/metergate" --meters 100 --interval 1m --seconds 180
+  # The outbox alone in its steady state: already holding the default 30 days of 100 meters at 15 min (2,880 intervals).
+  run flash "$bin/OutboxBench" --flash-kept "$flash_kept" --flash-intervals 100
 fi
 
 # Key figures: area, figure, measured, reference, ratio.
@@ -88,7 +90,7 @@ summary() {
   cat "$raw/header.txt"
   echo
   printf '%-11s %-58s %16s %26s %7s\n' area figure measured reference ratio
-  awk -v OFS='\t' '
+  [ -f "$raw/signing.txt" ] && awk -v OFS='\t' '
     /^JWS EdDSA  / && !s1 { s1=1; printf "%-11s %-58s %16s %26s %7s\n", "signing", "JWS EdDSA records/CPU-s vs swift-crypto raw Ed25519 sign", $3, $4 " raw", $5 }
     /^JWS ES256  / && !s2 { s2=1; printf "%-11s %-58s %16s %26s %7s\n", "signing", "JWS ES256 records/CPU-s vs swift-crypto raw P-256 sign", $3, $4 " raw", $5 }
     /^OCMF ES256  / && !s3 { s3=1; printf "%-11s %-58s %16s %26s %7s\n", "signing", "OCMF ES256 records/CPU-s vs raw P-256 sign", $3, $4 " raw", $5 }
@@ -96,7 +98,7 @@ summary() {
     /records\/s wall clock, / { w=$1; c=$5 }
     END { if (w) printf "%-11s %-58s %16s %26s %7.2f\n", "verify", "metergate verify end to end, records per CPU-s (JWS EdDSA)", c, edv " raw Ed25519 verify", c/edv }
   ' "$raw/signing.txt"
-  awk '
+  [ -f "$raw/modbus.txt" ] && awk '
     /^Modbus RTU at/ { baud=$4; paced = /paced link/ }
     baud && !paced && NF==8 && $4+0>0 { if ($4+0>worst[baud]) { worst[baud]=$4+0; wp[baud]=$1 }; if ($7+0>nworst[baud]) nworst[baud]=$7+0 }
     baud && paced && NF==4 && $4+0>0 { if ($4+0>pworst[baud]) { pworst[baud]=$4+0; pp[baud]=$1 } }
@@ -109,7 +111,7 @@ summary() {
       for (b in pworst) printf "%-11s %-58s %16s %26s %7.2f\n", "modbus", "RTU " b " baud over a link paced at the baud rate: worst cycle / wire time (" pp[b] ")", "", "target <= 1.20", pworst[b]
     }
   ' "$raw/modbus.txt"
-  awk '
+  [ -f "$raw/outbox.txt" ] && awk '
     function paren(x) { gsub(/[()]/, "", x); return x }
     /^baseline/ { base=$(NF-2) }
     /^append +1 record/ { printf "%-11s %-58s %16s %26s %7s\n", "outbox", "append, 1 record per fsynced transaction (records/s)", $(NF-2), base " mosquitto loop", paren($NF) }
@@ -155,12 +157,12 @@ summary() {
       if (store == "PostgreSQL" && n == 2) printf "%-11s %-58s %16s %26s %7.2f\n", "ledger", "ingest " mode " rate, 2 processes vs 1, one PostgreSQL (records/s)", rate, "target 1.6x " one[mode] "/s", rate/one[mode]
     }
   ' "$raw/ledger.txt"
-  awk '
+  [ -f "$raw/accounting.txt" ] && awk '
     /^counter sample:/ { printf "%-11s %-58s %16s %26s %7s\n", "accounting", "one counter sample (ns)", $3, "", "" }
     /^state save/ { printf "%-11s %-58s %16s %26s %7s\n", "accounting", "one state save, the shipped jsonBytes (ns)", $4, "", "" }
     /^sources one core keeps up/ { printf "%-11s %-58s %16s %26s %7s\n", "accounting", "sources one core keeps up with at 1 Hz, saving every sample", $NF, "", "" }
   ' "$raw/accounting.txt"
-  awk '
+  [ -f "$raw/footprint.txt" ] && awk '
     function bare(x) { gsub(/[()]/, "", x); return x }
     /^cpu / { printf "%-11s %-58s %16s %26s %7s\n", "footprint", "metergate run, 100 meters at 1 Hz: CPU share of one core", $2 " %", "target <= 2 %", bare($NF) }
     /^rss +peak/ { printf "%-11s %-58s %16s %26s %7s\n", "footprint", "peak RSS (final " $6 " MiB)", $3 " MiB", "target <= 25 MiB", bare($NF) }
@@ -183,8 +185,13 @@ summary() {
     /^outbox +[0-9]+ records, [0-9]+ B of records/ { n=$2; bytes=$4 }
     /^disk / { for (i = 1; i <= NF; i++) if ($(i+1) == "B" && $(i+2) == "per" && $(i+3) ~ /^record/) per=$i }
     END { if (n && per) { day=per*9600/1e6; rec=bytes/n*9600/1e6
-      printf "%-11s %-58s %16s %26s %7.2f\n", "footprint", "disk writes a day, 100 meters at 15 min, vs the bytes of the records", sprintf("%.1f MB", day), sprintf("target <= 3x %.1f MB", rec), day/rec } }
+      printf "%-11s %-58s %16s %26s %7.2f\n", "footprint", "gateway disk writes a day, 100 meters at 15 min, a new outbox", sprintf("%.1f MB", day), sprintf("records %.1f MB", rec), day/rec } }
   ' "$raw/disk-records.txt"
+  [ -f "$raw/flash.txt" ] && awk '
+    /^flash / { for (i = 1; i <= NF; i++) { if ($(i + 1) == "B" && $(i + 2) == "written") w = $i; if ($i == "records") r = $(i + 1); if ($(i + 1) == "intervals" && $(i + 2) == "kept,") k = $i }
+                x = $NF; sub(/x$/, "", x)
+                printf "%-11s %-58s %16s %26s %7.2f\n", "footprint", "outbox writes per record, holding " k " intervals of 100 meters", w " B", "target <= 3x " r " B", x }
+  ' "$raw/flash.txt"
   for f in footprint disk-10s disk-1m; do
     [ -f "$raw/$f.txt" ] && awk '
       /^disk / { for (i = 1; i <= NF; i++) { if ($i == "every") every = $(i + 1); if ($i == "interval" && at == "") at = $(i + 1); if ($i == "GB") gb = $(i - 1) }
@@ -194,7 +201,7 @@ summary() {
   done
   echo
   echo "Machine: shared and noisy (other builds may run at the same time); compare ratios, not absolute figures, across runs."
-  for f in signing modbus outbox accounting ledger pipeline footprint polling polling-1000 disk-10s disk-1m disk-records; do
+  for f in signing modbus outbox accounting ledger pipeline footprint polling polling-1000 disk-10s disk-1m disk-records flash; do
     [ -f "$raw/$f.txt" ] || continue
     echo; echo "---- $f"; cat "$raw/$f.txt"
   done

@@ -13,8 +13,37 @@ extension SQLiteOutbox {
             try db.addColumn("interval_end", to: "records", definition: "INTEGER")
             try db.addColumn("last_kid", to: "streams", definition: "TEXT")
         },
+        .init(version: 2, name: "records keyed by (seq, meter)") { db throws(SQLiteError) in
+            try db.execute(rekeyRecords)
+        },
     ])
 
+    /// A commit holds one record of each meter, all at about the same seq: keyed (meter, seq), the key index took
+    /// one leaf page per meter into every commit, and those pages went through the WAL and back at each
+    /// checkpoint. Keyed (seq, meter), a commit's keys sit side by side. A UNIQUE constraint cannot be dropped, so
+    /// the table is made again, ids kept.
+    static let rekeyRecords = """
+        CREATE TABLE records_rekeyed(
+            id INTEGER PRIMARY KEY,
+            meter TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            state INTEGER NOT NULL,
+            appended_at INTEGER NOT NULL,
+            delivered_at INTEGER,
+            size INTEGER NOT NULL,
+            hash BLOB NOT NULL,
+            bytes BLOB NOT NULL,
+            digest BLOB,
+            interval_end INTEGER,
+            UNIQUE(seq, meter));
+        INSERT INTO records_rekeyed(id, meter, seq, state, appended_at, delivered_at, size, hash, bytes, digest, interval_end)
+            SELECT id, meter, seq, state, appended_at, delivered_at, size, hash, bytes, digest, interval_end FROM records ORDER BY id;
+        DROP TABLE records;
+        ALTER TABLE records_rekeyed RENAME TO records;
+        CREATE INDEX records_by_state ON records(state, id);
+        """
+
+    /// The tables as step 1 makes them (step 2 keys the records again).
     static let schema = """
         CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
         CREATE TABLE IF NOT EXISTS streams(meter TEXT PRIMARY KEY, last_seq INTEGER NOT NULL, last_hash BLOB NOT NULL, last_kid TEXT) WITHOUT ROWID;

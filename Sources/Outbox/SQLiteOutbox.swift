@@ -144,7 +144,7 @@ public actor SQLiteOutbox: OutboxStore {
         do throws(SQLiteError) {
             try db.execute("PRAGMA synchronous=FULL")
             try db.execute("PRAGMA cache_size=-\(max(options.cacheKiB, 64))")
-            // A commit of every meter's records (100 meters: about 150 pages: records, the (meter, seq) index,
+            // A commit of every meter's records (100 meters: about 150 pages: records, the record keys,
             // saved states) dirties more pages than the capped cache holds; SQLite then wrote dirty pages to the WAL
             // mid-transaction and again at the commit (0.6 page writes a record). Dirty pages stay in memory up to
             // 1024 pages (4 MiB) of one transaction; past that (a large prune) they spill as before.

@@ -43,9 +43,63 @@ import Testing
         expectChain(records)
         await store.close()
         let peek = try SQLiteDatabase(path: path, readOnly: true)
-        #expect(try peek.userVersion() == 1)
+        #expect(try peek.userVersion() == 2)
         #expect(try peek.hasColumn("digest", in: "records") && peek.hasColumn("last_kid", in: "streams"))
         #expect(try peek.scalarInt("SELECT count(*) FROM records WHERE digest IS NULL") == 1, "the old row keeps no digest")
+    }
+
+    /// Step 2 keys the records by (seq, meter), so that one commit of every meter's record touches a few key pages
+    /// rather than one per meter: a store of step 1 keeps every row, id, state and byte, and its streams go on.
+    @Test func aStoreOfStepOneIsKeyedAgainAndKeepsEveryRow() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanup() }
+        let path = dir.file("outbox.sqlite")
+        let made = try await SQLiteOutbox.open(path: path, configuration: OutboxConfiguration())
+        for _ in 0..<3 { _ = try await made.append(["a", "b"].map { AppendRequest(meter: $0, build: chainedRecord($0)) }) }
+        let claimed = try await made.claimPending(limit: 2)
+        try await made.markDelivered(claimed.map(\.id), at: Date())
+        await made.close()
+        // The records table as step 1 made it, and the file at version 1.
+        let old = try SQLiteDatabase(path: path)
+        let rowsSQL = "SELECT id, meter, seq, state, appended_at, delivered_at, size, hex(hash), hex(bytes), hex(digest), interval_end FROM records ORDER BY id"
+        func rows(_ db: SQLiteDatabase) throws -> [String] {
+            let select = try db.prepare(rowsSQL, persistent: false)
+            var out: [String] = []
+            while try select.step() { out.append((Int32(0)..<11).map { select.isNull($0) ? "NULL" : select.text($0) ?? "" }.joined(separator: "|")) }
+            return out
+        }
+        try old.execute("""
+            BEGIN;
+            CREATE TABLE records_v1(id INTEGER PRIMARY KEY, meter TEXT NOT NULL, seq INTEGER NOT NULL, state INTEGER NOT NULL,
+                appended_at INTEGER NOT NULL, delivered_at INTEGER, size INTEGER NOT NULL, hash BLOB NOT NULL, bytes BLOB NOT NULL,
+                digest BLOB, interval_end INTEGER, UNIQUE(meter, seq));
+            INSERT INTO records_v1 SELECT * FROM records;
+            DROP TABLE records;
+            ALTER TABLE records_v1 RENAME TO records;
+            CREATE INDEX records_by_state ON records(state, id);
+            PRAGMA user_version = 1;
+            COMMIT;
+            """)
+        let before = try rows(old)
+        #expect(before.count == 6)
+
+        let store = try await SQLiteOutbox.open(path: path, configuration: OutboxConfiguration())
+        let stats = try await store.stats()
+        #expect(stats.delivered == 2 && stats.pending == 4)
+        _ = try await store.append(meter: "a", chainedRecord("a"))
+        expectChain(try await store.records(meter: "a", seqs: 1...9, limit: 9))
+        await store.close()
+        let peek = try SQLiteDatabase(path: path, readOnly: true)
+        #expect(try peek.userVersion() == 2)
+        #expect(try Array(rows(peek).prefix(6)) == before, "every row as it was, ids included")
+        let keyed = try peek.scalarText("SELECT sql FROM sqlite_master WHERE name = 'records'") ?? ""
+        #expect(keyed.contains("UNIQUE(seq, meter)"), "\(keyed)")
+        #expect(try peek.scalarInt("SELECT count(*) FROM sqlite_master WHERE name = 'records_by_state'") == 1)
+        // The key still refuses a second record under one (meter, seq).
+        let twice = try SQLiteDatabase(path: path)
+        #expect(throws: SQLiteError.self) {
+            try twice.execute("INSERT INTO records(meter, seq, state, appended_at, size, hash, bytes) VALUES ('a', 1, 0, 0, 1, x'00', x'00')")
+        }
     }
 
     @Test func aStoreWrittenByANewerBuildIsRefusedAndLeftWhereItIs() async throws {

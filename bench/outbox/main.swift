@@ -2,6 +2,7 @@
 // each as a ratio to a plain mosquitto_pub | mosquitto_sub loop measured in the same run on the same broker.
 //
 //   swift run -c release OutboxBench [--backlog 1000000] [--records 20000] [--window 256] [--size 512]
+//   swift run -c release OutboxBench --flash-kept 2880 [--flash-meters 100] [--flash-intervals 100]
 //
 // Needs mosquitto, mosquitto_pub and mosquitto_sub on PATH (scripts/apt-packages.txt).
 import Delivery
@@ -17,6 +18,10 @@ struct Options {
     var records = 20_000
     var window = 256
     var size = 512
+    /// With a value above 0: the flash benchmark only (Flash.swift), an outbox already holding this many intervals.
+    var flashKept = 0
+    var flashMeters = 100
+    var flashIntervals = 100
 
     init(_ arguments: [String]) {
         var i = 1
@@ -27,6 +32,9 @@ struct Options {
             case "--records": records = value
             case "--window": window = value
             case "--size": size = value
+            case "--flash-kept": flashKept = value
+            case "--flash-meters": flashMeters = value
+            case "--flash-intervals": flashIntervals = value
             default: fatalError("unknown option \(arguments[i])")
             }
             i += 2
@@ -35,6 +43,10 @@ struct Options {
 }
 
 let options = Options(CommandLine.arguments)
+if options.flashKept > 0 {
+    try await flashBenchmark(meters: options.flashMeters, kept: options.flashKept, intervals: options.flashIntervals)
+    exit(0)
+}
 let payload = String(repeating: "r", count: max(0, options.size - 80))
 
 /// Any bytes with any 32-byte hash (the benchmark measures storage and transport, not signing).
