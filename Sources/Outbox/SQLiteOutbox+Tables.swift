@@ -23,19 +23,7 @@ extension SQLiteOutbox {
     /// checkpoint. Keyed (seq, meter), a commit's keys sit side by side. A UNIQUE constraint cannot be dropped, so
     /// the table is made again, ids kept.
     static let rekeyRecords = """
-        CREATE TABLE records_rekeyed(
-            id INTEGER PRIMARY KEY,
-            meter TEXT NOT NULL,
-            seq INTEGER NOT NULL,
-            state INTEGER NOT NULL,
-            appended_at INTEGER NOT NULL,
-            delivered_at INTEGER,
-            size INTEGER NOT NULL,
-            hash BLOB NOT NULL,
-            bytes BLOB NOT NULL,
-            digest BLOB,
-            interval_end INTEGER,
-            UNIQUE(seq, meter));
+        CREATE TABLE records_rekeyed(\(recordColumns), UNIQUE(seq, meter));
         INSERT INTO records_rekeyed(id, meter, seq, state, appended_at, delivered_at, size, hash, bytes, digest, interval_end)
             SELECT id, meter, seq, state, appended_at, delivered_at, size, hash, bytes, digest, interval_end FROM records ORDER BY id;
         DROP TABLE records;
@@ -43,23 +31,17 @@ extension SQLiteOutbox {
         CREATE INDEX records_by_state ON records(state, id);
         """
 
+    /// The records' columns as step 1 made them; step 2 keeps them. Frozen, like the steps that use them.
+    static let recordColumns = """
+        id INTEGER PRIMARY KEY, meter TEXT NOT NULL, seq INTEGER NOT NULL, state INTEGER NOT NULL, appended_at INTEGER NOT NULL, \
+        delivered_at INTEGER, size INTEGER NOT NULL, hash BLOB NOT NULL, bytes BLOB NOT NULL, digest BLOB, interval_end INTEGER
+        """
+
     /// The tables as step 1 makes them (step 2 keys the records again).
     static let schema = """
         CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
         CREATE TABLE IF NOT EXISTS streams(meter TEXT PRIMARY KEY, last_seq INTEGER NOT NULL, last_hash BLOB NOT NULL, last_kid TEXT) WITHOUT ROWID;
-        CREATE TABLE IF NOT EXISTS records(
-            id INTEGER PRIMARY KEY,
-            meter TEXT NOT NULL,
-            seq INTEGER NOT NULL,
-            state INTEGER NOT NULL,
-            appended_at INTEGER NOT NULL,
-            delivered_at INTEGER,
-            size INTEGER NOT NULL,
-            hash BLOB NOT NULL,
-            bytes BLOB NOT NULL,
-            digest BLOB,
-            interval_end INTEGER,
-            UNIQUE(meter, seq));
+        CREATE TABLE IF NOT EXISTS records(\(recordColumns), UNIQUE(meter, seq));
         CREATE INDEX IF NOT EXISTS records_by_state ON records(state, id);
         CREATE TABLE IF NOT EXISTS saved_state(key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
         CREATE TABLE IF NOT EXISTS loss_statements(
