@@ -15,7 +15,7 @@ import Testing
         let r = try runProcess(analyze, ["verify", path])
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
         #expect(!r.stderr.contains("metergate.service:"), "systemd-analyze complained: \(r.stderr)")
-        for required in ["Type=notify", "WatchdogSec=", "Restart=on-failure", "StateDirectory=metergate", "NoNewPrivileges=yes",
+        for required in ["Type=notify", "TimeoutStartSec=10min", "WatchdogSec=", "Restart=on-failure", "StateDirectory=metergate", "NoNewPrivileges=yes",
                          "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "RestrictAddressFamilies=", "CapabilityBoundingSet=\n",
                          "SystemCallFilter=~@privileged @resources", "SystemCallErrorNumber=EPERM", "ProtectProc=invisible", "PrivateMounts=yes",
                          "RemoveIPC=yes", "DevicePolicy=closed", "DeviceAllow=char-ttyS rw", "DeviceAllow=char-ttyAMA rw",
