@@ -24,19 +24,23 @@ func flashRecord(_ meter: String) -> RecordBuilder {
 
 /// Flash wear in the steady state: the outbox already holds `kept` intervals of `meters` meters (30 days at 15 min
 /// is 2,880: the default retention), then `intervals` more are appended as the gateway does (each meter's record
-/// and its accounting state, about 500 bytes, in one transaction), claimed and marked delivered in one call.
+/// and its accounting state, `stateBytes` (a gateway's is about 500), in one transaction), claimed and marked delivered in one call.
 /// What the process made the kernel write over those intervals, checkpoint into the database file included, is
 /// set against the bytes of the records themselves.
-func flashBenchmark(meters: Int, kept: Int, intervals: Int) async throws {
+func flashBenchmark(meters: Int, kept: Int, intervals: Int, stateBytes: Int) async throws {
     let work = NSTemporaryDirectory() + "outbox-flash-\(getpid())"
     try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: work) }
     let path = "\(work)/outbox.sqlite"
     let configuration = OutboxConfiguration(path: path, quotaBytes: 1 << 40)
     let names = (0..<meters).map { String(format: "meter-%03d", $0) }
-    let state = [UInt8](repeating: 0x7b, count: 500)
+    var closed = 0
 
     func interval(_ store: SQLiteOutbox) async throws -> Int {
+        // A state that changes with every interval, as a gateway's does: SQLite skips rewriting a row whose new
+        // value equals the stored one, so a constant state would cost nothing here.
+        closed += 1
+        let state = [UInt8]("\(closed)".utf8) + [UInt8](repeating: 0x7b, count: max(0, stateBytes - 8))
         var saving: [String: [UInt8]] = [:]
         for name in names { saving["accounting/\(name)"] = state }
         let appended = try await store.append(names.map { AppendRequest(meter: $0, build: flashRecord($0)) }, saving: saving)
@@ -55,7 +59,7 @@ func flashBenchmark(meters: Int, kept: Int, intervals: Int) async throws {
     await store.close()   // what is still in the WAL would be checkpointed later: counted here
     let written = bytesWritten() - before
     let records = meters * intervals
-    print(String(format: "flash     %d meters, %d intervals kept, %d appended: %.0f B written per record, records %.0f B: %.2fx",
-                 meters, kept, intervals, Double(written) / Double(records), Double(recordBytes) / Double(records),
+    print(String(format: "flash     %d meters, %d intervals kept, %d appended, state %d B: %.0f B written per record, records %.0f B: %.2fx",
+                 meters, kept, intervals, stateBytes, Double(written) / Double(records), Double(recordBytes) / Double(records),
                  Double(written) / Double(recordBytes)))
 }

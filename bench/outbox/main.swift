@@ -22,6 +22,7 @@ struct Options {
     var flashKept = 0
     var flashMeters = 100
     var flashIntervals = 100
+    var flashStateBytes = 500
 
     init(_ arguments: [String]) {
         var i = 1
@@ -35,6 +36,7 @@ struct Options {
             case "--flash-kept": flashKept = value
             case "--flash-meters": flashMeters = value
             case "--flash-intervals": flashIntervals = value
+            case "--flash-state-bytes": flashStateBytes = value
             default: fatalError("unknown option \(arguments[i])")
             }
             i += 2
@@ -44,7 +46,7 @@ struct Options {
 
 let options = Options(CommandLine.arguments)
 if options.flashKept > 0 {
-    try await flashBenchmark(meters: options.flashMeters, kept: options.flashKept, intervals: options.flashIntervals)
+    try await flashBenchmark(meters: options.flashMeters, kept: options.flashKept, intervals: options.flashIntervals, stateBytes: options.flashStateBytes)
     exit(0)
 }
 let payload = String(repeating: "r", count: max(0, options.size - 80))
