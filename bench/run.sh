@@ -61,19 +61,23 @@ else
   pin=(); command -v taskset >/dev/null && pin=(taskset -c 0)
   run pipeline "${pin[@]}" "$bin/pipeline-bench" --meters 100 --intervals "$intervals"
   # The footprint is measured on the binary as installed (scripts/install.sh): Swift runtime linked statically.
-  echo "relinking metergate with the static Swift runtime, as installed…" >&2
-  swift build -c release --static-swift-stdlib --product metergate 2>&1 | grep -E "error|warning:" >&2 || true
-  run footprint python3 bench/footprint/footprint.py --bin "$bin/metergate" --meters 100 --seconds "$fp_seconds"
+  # Built in a scratch path of its own: in the same one, the two builds undid each other (every module
+  # rebuilt at each switch).
+  echo "building metergate with the static Swift runtime, as installed…" >&2
+  static=(-c release --static-swift-stdlib --scratch-path .build/static)
+  swift build "${static[@]}" --product metergate 2>&1 | grep -E "error|warning:" >&2 || true
+  sbin="$(swift build "${static[@]}" --show-bin-path)"
+  run footprint python3 bench/footprint/footprint.py --bin "$sbin/metergate" --meters 100 --seconds "$fp_seconds"
   # Polling alone against a plain C libmodbus loop making the same requests to the same pymodbus servers.
-  run polling python3 bench/polling/polling.py --bin "$bin" --meters 100 --seconds "$poll_seconds"
+  run polling python3 bench/polling/polling.py --bin "$sbin" --meters 100 --seconds "$poll_seconds"
   # 1,000 meters on ten servers, a 15 s interval: every record of the window measured, and the CPU share.
-  run polling-1000 python3 bench/polling/polling.py --bin "$bin" --meters 1000 --ports 10 --interval 15s --no-reference --seconds "$poll_seconds"
+  run polling-1000 python3 bench/polling/polling.py --bin "$sbin" --meters 1000 --ports 10 --interval 15s --no-reference --seconds "$poll_seconds"
   # Flash wear at the usual 15 min settlement, where the open intervals' state saves are most of the writes:
   # the default outbox.state_save (10 s, six saves in the window) and 1m (three saves).
-  run disk-10s python3 bench/footprint/footprint.py --bin "$bin/metergate" --meters 100 --interval 15m --seconds 60
-  run disk-1m python3 bench/footprint/footprint.py --bin "$bin/metergate" --meters 100 --interval 15m --seconds 180 --state-save 1m
+  run disk-10s python3 bench/footprint/footprint.py --bin "$sbin/metergate" --meters 100 --interval 15m --seconds 60
+  run disk-1m python3 bench/footprint/footprint.py --bin "$sbin/metergate" --meters 100 --interval 15m --seconds 180 --state-save 1m
   # The records' own cost: a 1 min interval closes 100 records a minute; scaled to the 9,600 a day of 15 min.
-  run disk-records python3 bench/footprint/footprint.py --bin "$bin/metergate" --meters 100 --interval 1m --seconds 180
+  run disk-records python3 bench/footprint/footprint.py --bin "$sbin/metergate" --meters 100 --interval 1m --seconds 180
   # The outbox alone in its steady state: already holding the default 30 days of 100 meters at 15 min (2,880 intervals).
   run flash "$bin/OutboxBench" --flash-kept "$flash_kept" --flash-intervals 100
 fi

@@ -34,6 +34,7 @@ import Testing
               - { id: rtu-sdm, bus: rtu, unit: 1, profile: eastron-sdm630, poll: 250ms, serial: "1" }
             mqtt: { host: 127.0.0.1, port: \(broker.port) }
             signing: { key: \(key) }
+            metrics: { enabled: false }
             """)
         let gateway = try BackgroundProcess(bin, ["run", "--config", config, "--boards", "\(repositoryRoot)/boards", "--profiles", "\(repositoryRoot)/profiles"],
                                             logPath: dir.file("gw.log"))

@@ -26,6 +26,7 @@ import TestSupport
               - { id: a, bus: sim, unit: 1, profile: eastron-sdm630, poll: 200ms }
             mqtt: { host: 127.0.0.1, port: \(broker.port) }
             signing: { key: \(key) }
+            metrics: { enabled: false }
             """)
         let gateway = try BackgroundProcess(try metergateBinary(), ["run", "--config", config, "--boards", "\(repositoryRoot)/boards",
                                                                     "--profiles", "\(repositoryRoot)/profiles"], logPath: dir.file("gw.log"))
