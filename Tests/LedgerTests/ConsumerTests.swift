@@ -191,7 +191,8 @@ let fastReplays = ReplayPolicy(settleDelay: .milliseconds(300), retryInterval: .
         try publisher.send(tampered)                                               // signature broken
         try publisher.send(stranger.records[0])                                    // unknown key
         try publisher.send(stream.records[1], topic: "metergate/v1/gw-1/other/reading")   // wrong topic
-        #expect(await eventually { await consumer.counters.received == 4 })
+        // Received counts at arrival; stored counts once the batch is committed (at the next tick), so wait for both.
+        #expect(await eventually { let c = await consumer.counters; return c.received == 4 && c.stored + c.rejected == 4 })
         let c = await consumer.counters
         #expect(c.stored == 1 && c.rejected == 3)
         let counts = try await store.counts()
@@ -225,6 +226,8 @@ let fastReplays = ReplayPolicy(settleDelay: .milliseconds(300), retryInterval: .
         for r in stream.records { try publisher.send(r) }
         let reader = try await SQLiteLedgerStore.open(path: path)
         #expect(try await eventually { try await reader.counts().readings == 40 })
+        // A consumer counts a batch once its commit has returned: a moment after the rows are there.
+        #expect(await eventually { let a = await consumers[0].counters, b = await consumers[1].counters; return a.stored + b.stored + a.duplicates + b.duplicates >= 40 })
         let a = await consumers[0].counters, b = await consumers[1].counters
         // Each reading went to one consumer of the group: both got some, none got one twice.
         #expect(a.received > 0 && b.received > 0, "a: \(a), b: \(b)")

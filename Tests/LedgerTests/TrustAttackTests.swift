@@ -50,6 +50,8 @@ import TestSupport
                                          logPath: dir.file("tail.log"))
         defer { _ = tail.stop() }
         #expect(await eventually { ledger.log.components(separatedBy: "subscribed").count >= 3 }, "\(ledger.log)")
+        // Non-retained readings reach tail only once its subscription is in place.
+        #expect(await eventually { tail.log.contains("listening on metergate/v1/+/+/reading") }, "\(tail.log)")
 
         var stream = try SignedStream(key: key)
         try stream.next(8)

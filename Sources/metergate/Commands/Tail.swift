@@ -56,8 +56,11 @@ struct Tail: AsyncParsableCommand {
         // Keys first: the broker sends a subscription's retained messages before it reads the next SUBSCRIBE, so a
         // rotation announced there is known before the readings signed with the new key.
         if trust.followsAnnouncements { client.subscribe("metergate/v1/\(gateway)/keys") }
-        client.subscribe("metergate/v1/\(gateway)/\(meter)/reading")
+        let readings = "metergate/v1/\(gateway)/\(meter)/reading"
+        client.subscribe(readings)
         client.start()
+        let filters = trust.followsAnnouncements ? 2 : 1
+        var acknowledged = 0
 
         var tracker = ChainTracker()
         var seen = 0
@@ -96,6 +99,14 @@ struct Tail: AsyncParsableCommand {
             case .connected:
                 if down { FileHandle.standardError.write(Data("metergate tail: connected again\n".utf8)) }
                 down = false
+            case .subscribed(_, _, let granted):
+                // Readings published before this line are not delivered to tail (no stored session): say when it listens.
+                acknowledged += 1
+                if granted.contains(where: { $0 >= 0x80 }) {
+                    FileHandle.standardError.write(Data("metergate tail: the broker refused a subscription (reason code \(granted)); check its ACL\n".utf8))
+                } else if acknowledged == filters {
+                    FileHandle.standardError.write(Data("metergate tail: listening on \(readings)\n".utf8))
+                }
             case .message(let message) where message.topic.hasSuffix("/keys"):
                 let parts = message.topic.split(separator: "/")
                 guard parts.count == 4 else { continue }
