@@ -66,7 +66,17 @@ import Testing
         let only = scenarios.flatMap { ["--only", $0] }
         let r = try runProcess("/usr/bin/timeout", ["900", "bash", "faults/run.sh", "--ci", "--bin", try metergateBinary(), "--report", report] + only,
                                currentDirectory: repositoryRoot)
-        let output = String(r.stdout.suffix(8000)) + String(r.stderr.suffix(2000))
+        // The failure lines of every scenario first (they may lie far above the end), then the end of the output.
+        var failures: [Substring] = [], scenario: Substring?
+        for line in r.stdout.split(separator: "\n") {
+            let trimmed = line.drop { $0 == " " }
+            if trimmed.hasPrefix("== ") { scenario = line; continue }
+            guard trimmed.hasPrefix("failure:") || trimmed.hasPrefix("expected failure:") else { continue }
+            if let header = scenario { failures.append(header); scenario = nil }
+            failures.append(line)
+        }
+        let output = (failures.isEmpty ? "" : "failures:\n" + failures.joined(separator: "\n") + "\n…\n")
+            + String(r.stdout.suffix(8000)) + String(r.stderr.suffix(2000))
         let table = (try? String(contentsOfFile: report, encoding: .utf8)) ?? ""
         // CI keeps what it proved: the table and the seed go into the log on a pass as well.
         print(table.isEmpty ? "fault suite wrote no table:\n\(output)" : table)
