@@ -457,7 +457,8 @@ class Scenario:
         return status
 
     def outbox_states(self):
-        """(meter, seq) → state (0 pending, 1 inflight, 2 delivered), read with Python's own sqlite3."""
+        """(meter, seq) → state (0 pending, 2 delivered), read with Python's own sqlite3: a record is pending while a sink
+        still owes it (a row of `pending`; a claim in the gateway's memory writes nothing)."""
         if not os.path.exists(self.db):
             return {}
         # Read again while the file is locked: a locked outbox must never count as an empty (drained) one.
@@ -465,7 +466,9 @@ class Scenario:
         while True:
             con = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10)
             try:
-                return {(m, s): st for (m, s, st) in con.execute("SELECT meter, seq, state FROM records")}
+                return {(m, s): st for (m, s, st) in con.execute(
+                    "SELECT r.meter, r.seq, CASE WHEN EXISTS(SELECT 1 FROM pending p WHERE p.record_id = r.id) THEN 0 ELSE 2 END "
+                    "FROM records r")}
             except sqlite3.Error as error:
                 if "locked" not in str(error) and "busy" not in str(error):
                     return {}   # not made yet (no table), or a file a scenario damaged on purpose

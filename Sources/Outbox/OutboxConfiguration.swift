@@ -12,14 +12,18 @@ public struct OutboxConfiguration: Sendable, Hashable {
     /// How often the gateway saves into the outbox the state of streams whose energy lives only there (power rails
     /// it integrates) when no interval closed (`state_save`); counters are saved with their records.
     public var stateSave: Duration
+    /// The sink whose delivery state the store's claims and delivered marks keep (`pending` and `deliveries` rows);
+    /// every record appended is owed to it. Not read from the config: the gateway has one sink, MQTT.
+    public var sink: String
 
     public init(path: String = "outbox.sqlite", retention: Duration = .seconds(30 * 86_400), quotaBytes: Int64 = 1 << 30,
-                quotaPolicy: OutboxQuotaPolicy = .keep, stateSave: Duration = .seconds(10)) {
+                quotaPolicy: OutboxQuotaPolicy = .keep, stateSave: Duration = .seconds(10), sink: String = "mqtt") {
         self.path = path
         self.retention = retention
         self.quotaBytes = quotaBytes
         self.quotaPolicy = quotaPolicy
         self.stateSave = stateSave
+        self.sink = sink
     }
 
     /// Reads the `outbox:` section (`path`, `retention`, `quota`, `quota_policy`, `state_save`); absent keys keep

@@ -46,7 +46,13 @@ extension SQLiteOutbox {
                 try insert.bind(Self.digest(hash: built.hash, bytes: built.bytes), at: 7)
                 if let end = request.intervalEnd { try insert.bind(end, at: 8) } else { try insert.bindNull(at: 8) }
                 try insert.step()
-                return s.database.lastInsertRowID
+                let id = s.database.lastInsertRowID
+                let owed = s.insertPending
+                defer { owed.reset() }
+                try owed.bind(id, at: 1)
+                try owed.bind(s.sink, at: 2)
+                try owed.step()
+                return id
             }
             if id <= claimCursor { released.insert(id) }
             records.append(OutboxRecord(id: id, meter: request.meter, epoch: epoch, seq: position.seq, bytes: built.bytes,

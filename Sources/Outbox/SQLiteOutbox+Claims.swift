@@ -72,6 +72,7 @@ extension SQLiteOutbox {
                 defer { select.reset() }
                 claim.usedReleased.append(id)
                 try select.bind(id, at: 1)
+                try select.bind(s.sink, at: 2)
                 if try select.step() { take(select) }
             }
         }
@@ -80,6 +81,7 @@ extension SQLiteOutbox {
             defer { select.reset() }
             try select.bind(claimCursor, at: 1)
             try select.bind(Int64(limit - claim.records.count), at: 2)
+            try select.bind(s.sink, at: 3)
             while try select.step() {
                 take(select)
                 claim.cursor = select.int64(0)
@@ -114,21 +116,25 @@ extension SQLiteOutbox {
         markText = text
     }
 
-    /// Marks inflight records delivered (inside the caller's transaction); returns the ids that changed and their
-    /// size. Ids not inflight are ignored. They stay in ``claimed`` until ``countDelivered(_:)``, after the commit.
+    /// Marks inflight records delivered (inside the caller's transaction): the sink's `pending` row goes, a `deliveries`
+    /// row comes. Returns the ids that changed and their size; ids not inflight are ignored. They stay in ``claimed``
+    /// until ``countDelivered(_:)``, after the commit. With one sink per store, its delivery is the record's last.
     func deliverRows(_ s: Statements, _ ids: [Int64], millis: Int64) throws(SQLiteError) -> (ids: [Int64], bytes: Int64) {
         var changed: [Int64] = []
         var bytes: Int64 = 0
-        let update = s.markDelivered
+        let owed = s.deletePending, delivered = s.insertDelivery
         for id in ids where claimed[id] != nil {
-            defer { update.reset() }
-            try update.bind(millis, at: 1)
-            try update.bind(id, at: 2)
-            if try update.step() {
-                changed.append(id)
-                bytes += update.int64(0)
-                while try update.step() {}
-            }
+            defer { owed.reset(); delivered.reset() }
+            try owed.bind(id, at: 1)
+            try owed.bind(s.sink, at: 2)
+            guard try owed.step() else { continue }
+            bytes += owed.int64(0)
+            while try owed.step() {}
+            try delivered.bind(id, at: 1)
+            try delivered.bind(s.sink, at: 2)
+            try delivered.bind(millis, at: 3)
+            try delivered.step()
+            changed.append(id)
         }
         return (changed, bytes)
     }

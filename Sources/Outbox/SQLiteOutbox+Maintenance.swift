@@ -15,10 +15,11 @@ extension SQLiteOutbox {
             try select.bind(Int64(clamping: seqs.lowerBound), at: 2)
             try select.bind(Int64(clamping: seqs.upperBound), at: 3)
             try select.bind(Int64(limit), at: 4)
+            try select.bind(s.sink, at: 5)
             var records: [OutboxRecord] = []
             while try select.step() {
                 records.append(OutboxRecord(id: select.int64(0), meter: meter, epoch: epoch, seq: UInt64(select.int64(1)),
-                                            bytes: select.blob(5), hash: select.blob(4), state: RecordState(rawValue: select.int64(2)) ?? .pending,
+                                            bytes: select.blob(5), hash: select.blob(4), state: select.int64(2) == 1 ? .pending : .delivered,
                                             appendedAt: Self.date(millis: select.int64(3))))
             }
             return records
@@ -34,11 +35,15 @@ extension SQLiteOutbox {
                 stream.lastSeq = head.lastSeq
                 byMeter[meter] = stream
             }
-            let counts = try s.database.prepare("SELECT meter, state, count(*), min(seq) FROM records GROUP BY meter, state", persistent: false)
+            // Owed: to any sink (one per store for now).
+            let counts = try s.database.prepare("""
+                SELECT r.meter, EXISTS(SELECT 1 FROM pending p WHERE p.record_id = r.id) AS owed, count(*), min(r.seq)
+                FROM records r GROUP BY r.meter, owed
+                """, persistent: false)
             var totals: [RecordState: Int64] = [:]
             while try counts.step() {
                 let meter = counts.text(0) ?? ""
-                let state = RecordState(rawValue: counts.int64(1)) ?? .pending
+                let state: RecordState = counts.int64(1) == 1 ? .pending : .delivered
                 let n = counts.int64(2)
                 let first = UInt64(counts.int64(3))
                 var stream = byMeter[meter] ?? StreamStats(meter: meter)
@@ -57,13 +62,9 @@ extension SQLiteOutbox {
             }
             totals[.pending, default: 0] -= Int64(claimed.count)
             totals[.inflight, default: 0] += Int64(claimed.count)
-            var oldest: Date?
-            for state in [RecordState.pending, .inflight] {
-                if let millis = try s.database.scalarInt("SELECT appended_at FROM records WHERE state = \(state.rawValue) ORDER BY id LIMIT 1") {
-                    let date = Self.date(millis: millis)
-                    oldest = min(oldest ?? date, date)
-                }
-            }
+            let oldest = try s.database.scalarInt("""
+                SELECT r.appended_at FROM pending p CROSS JOIN records r ON r.id = p.record_id ORDER BY p.record_id LIMIT 1
+                """).map(Self.date(millis:))
             let fileBytes = Self.fileSize(path) + Self.fileSize(path + "-wal")
             return OutboxStats(epoch: epoch, streams: byMeter.values.sorted { $0.meter < $1.meter },
                                pending: totals[.pending] ?? 0, inflight: totals[.inflight] ?? 0, delivered: totals[.delivered] ?? 0,
@@ -130,6 +131,7 @@ extension SQLiteOutbox {
                 var ids: [Int64] = []
                 var ranges: [DroppedRange] = []
                 let scan = s.scanPending
+                try scan.bind(s.sink, at: 1)
                 while freed < excess, try scan.step() {
                     // Inflight records are on their way: dropping them would state as lost what may arrive.
                     guard claimed[scan.int64(0)] == nil else { continue }

@@ -16,7 +16,29 @@ extension SQLiteOutbox {
         .init(version: 2, name: "records keyed by (seq, meter)") { db throws(SQLiteError) in
             try db.execute(rekeyRecords)
         },
+        .init(version: 3, name: "delivery state per sink in tables of its own") { db throws(SQLiteError) in
+            try db.execute(deliveryTables)
+        },
     ])
+
+    /// A record's row no longer changes once written: what each sink still owes is a row of `pending`, what it delivered
+    /// a row of `deliveries`. A delivered mark then writes two small rows rather than the record's page again, and a
+    /// second sink needs no change of the records. Every record so far was owed to the one sink there was, MQTT.
+    static let deliveryTables = """
+        CREATE TABLE pending(record_id INTEGER NOT NULL, sink TEXT NOT NULL, PRIMARY KEY(record_id, sink)) WITHOUT ROWID;
+        CREATE TABLE deliveries(record_id INTEGER NOT NULL, sink TEXT NOT NULL, delivered_at INTEGER NOT NULL,
+            PRIMARY KEY(record_id, sink)) WITHOUT ROWID;
+        INSERT INTO pending(record_id, sink) SELECT id, 'mqtt' FROM records WHERE state <> 2 ORDER BY id;
+        INSERT INTO deliveries(record_id, sink, delivered_at)
+            SELECT id, 'mqtt', coalesce(delivered_at, appended_at) FROM records WHERE state = 2 ORDER BY id;
+        DROP INDEX records_by_state;
+        ALTER TABLE records DROP COLUMN state;
+        ALTER TABLE records DROP COLUMN delivered_at;
+        CREATE TRIGGER records_deleted AFTER DELETE ON records BEGIN
+            DELETE FROM pending WHERE record_id = old.id;
+            DELETE FROM deliveries WHERE record_id = old.id;
+        END;
+        """
 
     /// A commit holds one record of each meter, all at about the same seq: keyed (meter, seq), the key index took
     /// one leaf page per meter into every commit, and those pages went through the WAL and back at each
@@ -37,7 +59,7 @@ extension SQLiteOutbox {
         delivered_at INTEGER, size INTEGER NOT NULL, hash BLOB NOT NULL, bytes BLOB NOT NULL, digest BLOB, interval_end INTEGER
         """
 
-    /// The tables as step 1 makes them (step 2 keys the records again).
+    /// The tables as step 1 makes them (step 2 keys the records again, step 3 moves their delivery state out).
     static let schema = """
         CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
         CREATE TABLE IF NOT EXISTS streams(meter TEXT PRIMARY KEY, last_seq INTEGER NOT NULL, last_hash BLOB NOT NULL, last_kid TEXT) WITHOUT ROWID;
@@ -52,18 +74,21 @@ extension SQLiteOutbox {
             carried_by INTEGER);
         """
 
-    /// The prepared statements, made once.
+    /// The prepared statements, made once. Those about delivery serve one sink (``OutboxConfiguration/sink``), bound
+    /// as their last parameter; a record is unsent while any sink still owes it (a row in `pending`).
     final class Statements {
         let database: SQLiteDatabase
+        let sink: String
         let begin, commit, syncNormal, syncFull: SQLiteStatement
-        let insert, upsertStream: SQLiteStatement
+        let insert, insertPending, upsertStream: SQLiteStatement
         let saveState, selectState: SQLiteStatement
-        let selectPendingAbove, selectPendingByID, markDelivered, selectRange: SQLiteStatement
+        let selectPendingAbove, selectPendingByID, deletePending, insertDelivery, selectRange: SQLiteStatement
         let expireDelivered, scanDelivered, pruneDeliveredUpTo, scanPending, dropPending: SQLiteStatement
         let deleteLossStatements, insertLossStatement, selectUnsentSeq: SQLiteStatement
 
-        init(_ db: SQLiteDatabase) throws(SQLiteError) {
+        init(_ db: SQLiteDatabase, sink: String) throws(SQLiteError) {
             database = db
+            self.sink = sink
             begin = try db.prepare("BEGIN IMMEDIATE")
             commit = try db.prepare("COMMIT")
             syncNormal = try db.prepare("PRAGMA synchronous=NORMAL")
@@ -71,30 +96,42 @@ extension SQLiteOutbox {
             saveState = try db.prepare("INSERT INTO saved_state(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
             selectState = try db.prepare("SELECT value FROM saved_state WHERE key = ?1")
             insert = try db.prepare("""
-                INSERT INTO records(meter, seq, state, appended_at, size, hash, bytes, digest, interval_end)
-                VALUES(?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8)
+                INSERT INTO records(meter, seq, appended_at, size, hash, bytes, digest, interval_end) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                 """)
+            insertPending = try db.prepare("INSERT INTO pending(record_id, sink) VALUES(?1, ?2)")
             upsertStream = try db.prepare("""
                 INSERT INTO streams(meter, last_seq, last_hash, last_kid) VALUES(?1, ?2, ?3, ?4)
                 ON CONFLICT(meter) DO UPDATE SET last_seq = excluded.last_seq, last_hash = excluded.last_hash, last_kid = excluded.last_kid
                 """)
+            // CROSS JOIN keeps `pending` the outer loop: its key is the claim order.
             selectPendingAbove = try db.prepare("""
-                SELECT id, meter, seq, appended_at, hash, bytes, interval_end FROM records WHERE state = 0 AND id > ?1 ORDER BY id LIMIT ?2
+                SELECT r.id, r.meter, r.seq, r.appended_at, r.hash, r.bytes, r.interval_end FROM pending p CROSS JOIN records r ON r.id = p.record_id
+                WHERE p.record_id > ?1 AND p.sink = ?3 ORDER BY p.record_id LIMIT ?2
                 """)
-            selectPendingByID = try db.prepare("SELECT id, meter, seq, appended_at, hash, bytes, interval_end FROM records WHERE id = ?1 AND state = 0")
-            markDelivered = try db.prepare("UPDATE records SET state = 2, delivered_at = ?1 WHERE id = ?2 AND state = 0 RETURNING size")
+            selectPendingByID = try db.prepare("""
+                SELECT r.id, r.meter, r.seq, r.appended_at, r.hash, r.bytes, r.interval_end FROM pending p CROSS JOIN records r ON r.id = p.record_id
+                WHERE p.record_id = ?1 AND p.sink = ?2
+                """)
+            deletePending = try db.prepare("DELETE FROM pending WHERE record_id = ?1 AND sink = ?2 RETURNING (SELECT size FROM records WHERE id = ?1)")
+            insertDelivery = try db.prepare("INSERT INTO deliveries(record_id, sink, delivered_at) VALUES(?1, ?2, ?3)")
             selectRange = try db.prepare("""
-                SELECT id, seq, state, appended_at, hash, bytes FROM records
-                WHERE meter = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq LIMIT ?4
+                SELECT r.id, r.seq, EXISTS(SELECT 1 FROM pending p WHERE p.record_id = r.id AND p.sink = ?5), r.appended_at, r.hash, r.bytes
+                FROM records r WHERE r.meter = ?1 AND r.seq BETWEEN ?2 AND ?3 ORDER BY r.seq LIMIT ?4
                 """)
-            expireDelivered = try db.prepare("DELETE FROM records WHERE state = 2 AND delivered_at < ?1 RETURNING size")
-            scanDelivered = try db.prepare("SELECT id, size FROM records WHERE state = 2 ORDER BY id")
-            pruneDeliveredUpTo = try db.prepare("DELETE FROM records WHERE state = 2 AND id <= ?1 RETURNING size")
-            scanPending = try db.prepare("SELECT id, meter, seq, size FROM records WHERE state = 0 ORDER BY id")
-            dropPending = try db.prepare("DELETE FROM records WHERE id = ?1 AND state = 0 RETURNING size")
+            // A record leaves by retention once no sink owes it and the last delivery is older than the cut-off.
+            expireDelivered = try db.prepare("""
+                DELETE FROM records WHERE id IN (SELECT record_id FROM deliveries GROUP BY record_id HAVING max(delivered_at) < ?1)
+                AND id NOT IN (SELECT record_id FROM pending) RETURNING size
+                """)
+            scanDelivered = try db.prepare("SELECT id, size FROM records WHERE id NOT IN (SELECT record_id FROM pending) ORDER BY id")
+            pruneDeliveredUpTo = try db.prepare("DELETE FROM records WHERE id <= ?1 AND id NOT IN (SELECT record_id FROM pending) RETURNING size")
+            scanPending = try db.prepare("""
+                SELECT r.id, r.meter, r.seq, r.size FROM pending p CROSS JOIN records r ON r.id = p.record_id WHERE p.sink = ?1 ORDER BY p.record_id
+                """)
+            dropPending = try db.prepare("DELETE FROM records WHERE id = ?1 AND id IN (SELECT record_id FROM pending) RETURNING size")
             deleteLossStatements = try db.prepare("DELETE FROM loss_statements WHERE meter = ?1")
             insertLossStatement = try db.prepare("INSERT INTO loss_statements(meter, from_seq, to_seq, cause, carried_by) VALUES(?1, ?2, ?3, ?4, ?5)")
-            selectUnsentSeq = try db.prepare("SELECT 1 FROM records WHERE meter = ?1 AND seq = ?2 AND state <> 2")
+            selectUnsentSeq = try db.prepare("SELECT 1 FROM records r CROSS JOIN pending p ON p.record_id = r.id WHERE r.meter = ?1 AND r.seq = ?2")
         }
     }
 
@@ -112,14 +149,16 @@ extension SQLiteOutbox {
         try statement.step()
     }
 
-    static func resetInflight(_ db: SQLiteDatabase) throws(SQLiteError) -> Int64 {
-        try db.execute("UPDATE records SET state = 0 WHERE state = 1")
-        return db.changes
+    /// Rows a build from before inflight was kept in memory left inflight (state 1), read before step 3 makes them
+    /// pending: the open report counts them. 0 for a store without the old `state` column.
+    static func legacyInflight(_ db: SQLiteDatabase) throws(SQLiteError) -> Int64 {
+        guard try db.hasTable("records"), try db.hasColumn("state", in: "records") else { return 0 }
+        return try db.scalarInt("SELECT count(*) FROM records WHERE state = 1") ?? 0
     }
 
     static func byteTotals(_ db: SQLiteDatabase) throws(SQLiteError) -> (unsent: Int64, delivered: Int64) {
-        let unsent = try db.scalarInt("SELECT sum(size) FROM records WHERE state IN (0, 1)") ?? 0
-        let delivered = try db.scalarInt("SELECT sum(size) FROM records WHERE state = 2") ?? 0
+        let unsent = try db.scalarInt("SELECT sum(size) FROM records WHERE id IN (SELECT record_id FROM pending)") ?? 0
+        let delivered = try db.scalarInt("SELECT sum(size) FROM records WHERE id NOT IN (SELECT record_id FROM pending)") ?? 0
         return (unsent, delivered)
     }
 

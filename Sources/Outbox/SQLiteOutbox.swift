@@ -19,10 +19,11 @@ import SQLite
 /// Records are never lost that way; ordering of WAL frames keeps every later FULL commit durable together
 /// with the NORMAL ones before it.
 ///
-/// Inflight is a state of this process only: a claim hands records out without writing their rows (every
-/// inflight record is pending again after a restart anyway), so each record's row is written twice, by its
-/// append and by its delivered mark. On disk a claimed record stays pending; `metergate outbox stats` run
-/// beside the gateway counts it there, and ``stats()`` of the gateway's own store as inflight.
+/// A record's row is written once. What a sink still owes is a row of `pending` (made with the record, in the same
+/// transaction), what it delivered a row of `deliveries`; this store serves one sink (``OutboxConfiguration/sink``).
+/// Inflight is a state of this process only: a claim hands records out without writing anything (every inflight
+/// record is pending again after a restart anyway). On disk a claimed record stays pending; `metergate outbox
+/// stats` run beside the gateway counts it there, and ``stats()`` of the gateway's own store as inflight.
 public actor SQLiteOutbox: OutboxStore {
     /// How thoroughly the file is checked when opened.
     public enum IntegrityCheck: Sendable, Hashable {
@@ -153,6 +154,8 @@ public actor SQLiteOutbox: OutboxStore {
         } catch {
             throw OutboxError.from(error)
         }
+        let reset: Int64
+        do throws(SQLiteError) { reset = options.inspectOnly ? 0 : try Self.legacyInflight(db) } catch { throw OutboxError.from(error) }
         do throws(SQLiteMigrator.Failure) { try Self.migrator.migrate(db) } catch { throw .schema(error) }
         do throws(SQLiteError) {
             try db.execute("BEGIN IMMEDIATE")
@@ -165,13 +168,12 @@ public actor SQLiteOutbox: OutboxStore {
                 epoch = fresh
                 created = true
             }
-            let reset = options.inspectOnly ? 0 : try Self.resetInflight(db)
             try db.execute("COMMIT")
             self.epoch = epoch!
             self.droppedTotal = Int64(try Self.meta(db, "dropped_total") ?? "0") ?? 0
             (self.unsentBytes, self.deliveredBytes) = try Self.byteTotals(db)
             heads = try Self.loadHeads(db)
-            self.statements = try Statements(db)
+            self.statements = try Statements(db, sink: configuration.sink)
             report = OutboxOpenReport(created: created, quarantined: quarantined, inflightReset: reset)
         } catch {
             throw OutboxError.from(error)

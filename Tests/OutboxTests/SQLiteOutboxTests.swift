@@ -22,15 +22,12 @@ import Testing
         let peek = try SQLiteDatabase(path: path, readOnly: true)
         #expect(try peek.scalarText("PRAGMA journal_mode") == "wal")
         // A claim writes no row: inflight lives in the process that claimed.
-        #expect(try peek.scalarInt("SELECT count(*) FROM records WHERE state = 0") == 3)
-        // Files written before claims were kept in memory held inflight rows (state 1); they are pending again at open.
-        let legacy = try SQLiteDatabase(path: path)
-        try legacy.execute("UPDATE records SET state = 1 WHERE seq <= 2")
+        #expect(try peek.scalarInt("SELECT count(*) FROM pending WHERE sink = 'mqtt'") == 3)
 
         let second = try await SQLiteOutbox.open(path: path, configuration: OutboxConfiguration())
         #expect(!second.openReport.created)
         #expect(second.epoch == first.epoch)
-        #expect(second.openReport.inflightReset == 2, "inflight rows of an earlier version become pending at open")
+        #expect(second.openReport.inflightReset == 0)
         _ = try await second.append(meter: "m", chainedRecord("m"))
         let all = try await second.records(meter: "m", seqs: 1...10, limit: 10)
         #expect(all.map(\.state) == [.pending, .pending, .pending, .pending])
@@ -83,7 +80,7 @@ import Testing
     /// start too: an unsent record that no longer matches its hash, or a chain head that is not its last
     /// record's hash, moves the store aside rather than publishing a changed record or chaining onto it.
     @Test(arguments: ["UPDATE records SET bytes = CAST(upper(CAST(bytes AS TEXT)) AS BLOB) WHERE seq = 2",
-                      "UPDATE records SET state = 2, bytes = CAST(upper(CAST(bytes AS TEXT)) AS BLOB) WHERE seq = 1",
+                      "DELETE FROM pending WHERE record_id = 1; UPDATE records SET bytes = CAST(upper(CAST(bytes AS TEXT)) AS BLOB) WHERE seq = 1",
                       "UPDATE records SET hash = zeroblob(32) WHERE seq = 3",
                       "UPDATE streams SET last_hash = zeroblob(32)"])
     func aChangedValueIsFoundAtStartAndTheStoreMovedAside(damage: String) async throws {
