@@ -6,7 +6,7 @@ between `<!-- targets:begin -->` and `<!-- targets:end -->`. Nothing in either b
     python3 bench/render_doc.py RESULTS.txt [BENCHMARKS.md]
 
 A row is a target when its reference column says `target …`. Met: `target <= N` with no unit compares the
-ratio with N (the RTU rows' ratio is cycle ÷ wire time); `target <= N unit` compares the ratio (measured ÷
+ratio with N (the RTU rows' ratio is cycle ÷ wire time), `target >= Nx` likewise from below; `target <= N unit` compares the ratio (measured ÷
 target) with 1; `target <= Nx …` compares the ratio with N; `target N` with N below 10 compares the ratio with N (a ratio target, as 0.60 of the raw
 signing rate), larger N compares measured ÷ target with 1.
 """
@@ -28,7 +28,7 @@ def rows(results):
 
 
 def met(reference, ratio):
-    m = re.match(r"target (<=)?\s*([0-9.]+)(x?)\s*(\S*)", reference)
+    m = re.match(r"target (<=|>=)?\s*([0-9.]+)(x?)\s*(\S*)", reference)
     if not m or not ratio:
         return None
     try:
@@ -36,8 +36,10 @@ def met(reference, ratio):
     except ValueError:
         return None
     at_most, n, times, unit = m.group(1), float(m.group(2)), m.group(3), m.group(4)
-    if at_most:
+    if at_most == "<=":
         return r <= (n if times or not unit else 1.0)
+    if at_most == ">=":
+        return r >= (n if times or not unit else 1.0)
     return r >= (n if n < 10 else 1.0)
 
 

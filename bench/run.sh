@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every MeterGate benchmark in one command: builds release, runs the per-area benchmarks (signing, Modbus,
 # outbox, accounting), the whole gateway end to end in one process (pinned to CPU 0 with taskset), the
-# gateway footprint, its polling cost against a C libmodbus loop, and its disk writes (also at a 15 min
+# gateway footprint, its polling cost against a C libmodbus loop, its CPU per reading against the floors of
+# its parts and a Python reference, the installed binary's size, and its disk writes (also at a 15 min
 # interval, state saved every 10 s and 1 min: about 4 minutes more), prints one table of key figures (each next to its limit or reference as a ratio measured
 # in the same run), then each benchmark's own table, and writes all of it to a file. Figures are comparable
 # only within one run on one machine.
@@ -72,6 +73,13 @@ else
   run polling python3 bench/polling/polling.py --bin "$sbin" --meters 100 --seconds "$poll_seconds"
   # 1,000 meters on ten servers, a 15 s interval: every record of the window measured, and the CPU share.
   run polling-1000 python3 bench/polling/polling.py --bin "$sbin" --meters 1000 --ports 10 --interval 15s --no-reference --seconds "$poll_seconds"
+  # CPU per reading on the whole job (1 s interval, so every poll closes one) against the floors of its parts and a
+  # Python reference making the same requests to the same servers; the floors from this run's pipeline and signing.
+  run perreading python3 bench/perreading/perreading.py --bin "$sbin" --seconds "$poll_seconds" --floors "$raw"
+  # The binary as scripts/install.sh installs it: static Swift runtime, stripped.
+  strip -o "$raw/metergate.stripped" "$sbin/metergate"
+  echo "binary metergate, static Swift runtime, stripped: $(stat -c %s "$raw/metergate.stripped") bytes" > "$raw/binary.txt"
+  rm -f "$raw/metergate.stripped"
   # Flash wear at the usual 15 min settlement, where the open intervals' state saves are most of the writes:
   # the default outbox.state_save (10 s, six saves in the window) and 1m (three saves).
   run disk-10s python3 bench/footprint/footprint.py --bin "$sbin/metergate" --meters 100 --interval 15m --seconds 60
@@ -185,6 +193,14 @@ summary() {
     END { if (share != "") printf "%-11s %-58s %16s %26s %7s\n", "polling", "gateway CPU share of one core, 1000 meters at 1 Hz", share " %", "", ""
           if (n) printf "%-11s %-58s %16s %26s %7.4f\n", "polling", "1000 meters at 1 Hz, 15 s interval: records measured", m "/" n, "target 1 (all)", int(m / n * 10000) / 10000 }
   ' "$raw/polling-1000.txt"
+  [ -f "$raw/perreading.txt" ] && awk '
+    /^gateway / && NF == 10 { printf "%-11s %-58s %16s %26s %7s\n", "reading", "gateway CPU per reading vs the floors of its parts, self-check " $2, $5 " us", "target <= 1.25x " $6 " us", $7 }
+    /^python / && NF == 11 { sub(/\)$/, "", $11); printf "%-11s %-58s %16s %26s %7s\n", "reading", "Python reference CPU per reading / the gateway, self-check " $2, $5 " us", "target >= " $11 "x", $8 }
+  ' "$raw/perreading.txt"
+  [ -f "$raw/binary.txt" ] && awk '
+    /^binary / { mb = $NF == "bytes" ? $(NF - 1) / 1e6 : 0
+                 if (mb) printf "%-11s %-58s %16s %26s %7.2f\n", "binary", "metergate as installed (static Swift runtime, stripped)", sprintf("%.1f MB", mb), "target <= 30 MB", mb / 30 }
+  ' "$raw/binary.txt"
   [ -f "$raw/disk-records.txt" ] && awk '
     /^outbox +[0-9]+ records, [0-9]+ B of records/ { n=$2; bytes=$4 }
     /^disk / { for (i = 1; i <= NF; i++) if ($(i+1) == "B" && $(i+2) == "per" && $(i+3) ~ /^record/) per=$i }
@@ -205,7 +221,7 @@ summary() {
   done
   echo
   echo "Machine: shared and noisy (other builds may run at the same time); compare ratios, not absolute figures, across runs."
-  for f in signing modbus outbox accounting ledger pipeline footprint polling polling-1000 disk-10s disk-1m disk-records flash; do
+  for f in signing modbus outbox accounting ledger pipeline footprint polling polling-1000 perreading binary disk-10s disk-1m disk-records flash; do
     [ -f "$raw/$f.txt" ] || continue
     echo; echo "---- $f"; cat "$raw/$f.txt"
   done

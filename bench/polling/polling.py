@@ -60,6 +60,113 @@ def plan_requests(binary):
     return found
 
 
+class Work:
+    """A scratch folder and the processes started in it (`spawn`, output to a log file there); leaving the `with`
+    block kills them, newest first, and removes the folder."""
+
+    def __init__(self, prefix):
+        self.path = tempfile.mkdtemp(prefix=prefix)
+        self.procs = []
+
+    def spawn(self, argv, log, **kw):
+        p = subprocess.Popen(argv, stdout=open(os.path.join(self.path, log), "wb"), stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, cwd=REPO, **kw)
+        self.procs.append(p)
+        return p
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def start_meters(binary, python, work, spawn, meters, ports, requests):
+    """`ports` pymodbus servers of meters/ports units each, every unit answering the register image of one eastron-sdm630 of
+    MeterGate's simulator (read once with pymodbus, so the values are plausible). Returns the servers' ports."""
+    sport = free_port()
+    sim = spawn([binary, "simulate", "--tcp", f"127.0.0.1:{sport}", "--meter", f"1={PROFILE}:3000"], "simulator.log")
+    if not wait_until(lambda: "listening tcp" in open(f"{work}/simulator.log").read(), 30):
+        sys.exit("polling: the simulator did not start")
+    image_path = os.path.join(work, "image.json")
+    reader = f"""
+import json, sys
+from pymodbus.client import ModbusTcpClient
+c = ModbusTcpClient("127.0.0.1", port={sport}); c.connect()
+image = {{"input": {{}}, "holding": {{}}}}
+for fc, address, count in {json.dumps(requests + [(3, 0xFC00, 2)])}:
+    r = (c.read_holding_registers if fc == 3 else c.read_input_registers)(address, count=count, device_id=1)
+    if not r.isError():
+        image["holding" if fc == 3 else "input"].update({{str(address + i): w for i, w in enumerate(r.registers)}})
+json.dump(image, open({image_path!r}, "w"))
+"""
+    subprocess.run([python, "-c", reader], check=True)
+    sim.kill()
+    sim.wait()
+
+    found = [free_port() for _ in range(ports)]
+    for i, port in enumerate(found):
+        spawn([python, os.path.join(HERE, "register_server.py"), str(port), str(meters // ports), image_path], f"server-{i}.log")
+    for i, port in enumerate(found):
+        if not wait_until(lambda: "listening" in open(f"{work}/server-{i}.log").read() and
+                          subprocess.run(["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}"], capture_output=True).returncode == 0, 30):
+            sys.exit(f"polling: pymodbus server {i} did not start: " + open(f"{work}/server-{i}.log").read()[-1000:])
+    return found
+
+
+def start_mosquitto(work, spawn):
+    """A mosquitto of its own on a free loopback port; returns the port."""
+    port = free_port()
+    with open(f"{work}/mosquitto.conf", "w") as f:
+        f.write(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+    spawn(["mosquitto", "-c", f"{work}/mosquitto.conf"], "mosquitto.log")
+    if not wait_until(lambda: subprocess.run(["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}"], capture_output=True).returncode == 0, 30):
+        sys.exit("polling: mosquitto did not start: " + open(f"{work}/mosquitto.log").read()[-1000:])
+    return port
+
+
+def start_gateway(binary, work, spawn, ports, per_port, interval, metrics_port, broker_port, self_check=True, name="gateway"):
+    """`metergate run` polling every unit of `ports` at 1 s, state in WORK/NAME-state, log in WORK/NAME.log."""
+    if not os.path.exists(f"{work}/k.key"):
+        subprocess.run([binary, "keygen", "--out", f"{work}/k.key"], check=True, capture_output=True)
+    lines = [f"gateway: {{ id: poll-gw, board: sim, state_dir: {work}/{name}-state, interval: {interval} }}",
+             f"metrics: {{ listen: 127.0.0.1:{metrics_port} }}", "buses:"]
+    lines += [f"  - {{ id: b{i}, tcp: {{ host: 127.0.0.1, port: {port} }}, timeout: 1s }}" for i, port in enumerate(ports)]
+    lines.append("meters:")
+    lines += [f"  - {{ id: m{i}-{u}, bus: b{i}, unit: {u}, profile: {PROFILE}, poll: 1s }}"
+              for i in range(len(ports)) for u in range(1, per_port + 1)]
+    lines += [f"mqtt: {{ host: 127.0.0.1, port: {broker_port} }}",
+              f"signing: {{ key: {work}/k.key, self_check: {'true' if self_check else 'false'} }}"]
+    with open(f"{work}/{name}.yaml", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return spawn([binary, "run", "--config", f"{work}/{name}.yaml", "--boards", f"{REPO}/boards", "--profiles", f"{REPO}/profiles"],
+                 f"{name}.log")
+
+
+def metric(port, name):
+    """The sum over its labels of one metric of a gateway's /metrics, and the labelled values (label text → value)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    values = {labels or "": float(value) for labels, value in re.findall(rf'^{name}(?:\{{([^}}]*)\}})?\s+([0-9.e+-]+)', text, re.M)}
+    return sum(values.values()), values
+
+
+def c_loop_reference(cc, work, warmup, seconds, per_port, ports, requests):
+    """Builds c_loop.c and runs it on the servers: its CPU seconds, requests answered and failed, wall seconds."""
+    c_loop = os.path.join(work, "c_loop")
+    subprocess.run([cc, "-O2", "-o", c_loop, os.path.join(HERE, "c_loop.c"), "-lmodbus", "-lpthread", "-I/usr/include/modbus"],
+                   check=True)
+    spec = [f"{fc}:{address}:{count}" for fc, address, count in requests]
+    ref = subprocess.run([c_loop, str(warmup), str(seconds), str(per_port), ",".join(map(str, ports))] + spec,
+                         capture_output=True, text=True)
+    if ref.returncode != 0:
+        sys.exit(f"polling: c_loop failed: {ref.stderr}")
+    return {k: float(v) for k, v in (line.split() for line in ref.stdout.split("\n") if line)}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", required=True, help="directory holding metergate (e.g. .build/release)")
@@ -77,84 +184,27 @@ def main():
         sys.exit("polling: --meters must split evenly among --ports")
     binary = os.path.join(o.bin, "metergate")
     python = peer_python()
-    work = tempfile.mkdtemp(prefix="metergate-polling-")
-    procs = []
-
-    def spawn(argv, log, **kw):
-        p = subprocess.Popen(argv, stdout=open(os.path.join(work, log), "wb"), stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, cwd=REPO, **kw)
-        procs.append(p)
-        return p
-
-    try:
+    with Work("metergate-polling-") as w:
+        work, spawn = w.path, w.spawn
         requests = plan_requests(binary)
-        c_loop = os.path.join(work, "c_loop")
-        subprocess.run([o.cc, "-O2", "-o", c_loop, os.path.join(HERE, "c_loop.c"), "-lmodbus", "-lpthread",
-                        "-I/usr/include/modbus"], check=True)
-
-        # The register image: one SDM630 of MeterGate's simulator, read with pymodbus.
-        sport = free_port()
-        sim = spawn([binary, "simulate", "--tcp", f"127.0.0.1:{sport}", "--meter", f"1={PROFILE}:3000"], "simulator.log")
-        if not wait_until(lambda: "listening tcp" in open(f"{work}/simulator.log").read(), 30):
-            sys.exit("polling: the simulator did not start")
-        image_path = os.path.join(work, "image.json")
-        reader = f"""
-import json, sys
-from pymodbus.client import ModbusTcpClient
-c = ModbusTcpClient("127.0.0.1", port={sport}); c.connect()
-image = {{"input": {{}}, "holding": {{}}}}
-for fc, address, count in {json.dumps(requests + [(3, 0xFC00, 2)])}:
-    r = (c.read_holding_registers if fc == 3 else c.read_input_registers)(address, count=count, device_id=1)
-    if not r.isError():
-        image["holding" if fc == 3 else "input"].update({{str(address + i): w for i, w in enumerate(r.registers)}})
-json.dump(image, open({image_path!r}, "w"))
-"""
-        subprocess.run([python, "-c", reader], check=True)
-        sim.kill()
-        sim.wait()
-
-        ports = [free_port() for _ in range(o.ports)]
+        ports = start_meters(binary, python, work, spawn, o.meters, o.ports, requests)
         per_port = o.meters // o.ports
-        for i, port in enumerate(ports):
-            spawn([python, os.path.join(HERE, "register_server.py"), str(port), str(per_port), image_path], f"server-{i}.log")
-        for i, port in enumerate(ports):
-            if not wait_until(lambda: "listening" in open(f"{work}/server-{i}.log").read() and
-                              subprocess.run(["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}"], capture_output=True).returncode == 0, 30):
-                sys.exit(f"polling: pymodbus server {i} did not start: " + open(f"{work}/server-{i}.log").read()[-1000:])
 
         # The reference, alone on the machine with the servers.
         spec = [f"{fc}:{address}:{count}" for fc, address, count in requests]
-        c = None
-        if not o.no_reference:
-            ref = subprocess.run([c_loop, str(o.warmup), str(o.seconds), str(per_port), ",".join(map(str, ports))] + spec,
-                                 capture_output=True, text=True)
-            if ref.returncode != 0:
-                sys.exit(f"polling: c_loop failed: {ref.stderr}")
-            c = {k: float(v) for k, v in (line.split() for line in ref.stdout.split("\n") if line)}
+        c = None if o.no_reference else c_loop_reference(o.cc, work, o.warmup, o.seconds, per_port, ports, requests)
 
         # The gateway, on the same servers.
-        bport, mport = free_port(), free_port()
-        with open(f"{work}/mosquitto.conf", "w") as f:
-            f.write(f"listener {bport} 127.0.0.1\nallow_anonymous true\n")
-        spawn(["mosquitto", "-c", f"{work}/mosquitto.conf"], "mosquitto.log")
-        subprocess.run([binary, "keygen", "--out", f"{work}/k.key"], check=True, capture_output=True)
-        lines = [f"gateway: {{ id: poll-gw, board: sim, state_dir: {work}/state, interval: {o.interval} }}",
-                 f"metrics: {{ listen: 127.0.0.1:{mport} }}", "buses:"]
-        lines += [f"  - {{ id: b{i}, tcp: {{ host: 127.0.0.1, port: {port} }}, timeout: 1s }}" for i, port in enumerate(ports)]
-        lines.append("meters:")
-        lines += [f"  - {{ id: m{i}-{u}, bus: b{i}, unit: {u}, profile: {PROFILE}, poll: 1s }}"
-                  for i in range(o.ports) for u in range(1, per_port + 1)]
-        lines += [f"mqtt: {{ host: 127.0.0.1, port: {bport} }}", f"signing: {{ key: {work}/k.key }}"]
-        with open(f"{work}/gw.yaml", "w") as f:
-            f.write("\n".join(lines) + "\n")
-        gw = spawn([binary, "run", "--config", f"{work}/gw.yaml", "--boards", f"{REPO}/boards", "--profiles", f"{REPO}/profiles"],
-                   "gateway.log")
+        bport, mport = start_mosquitto(work, spawn), free_port()
+        gw = start_gateway(binary, work, spawn, ports, per_port, interval=o.interval, metrics_port=mport, broker_port=bport)
 
         def polls():
-            text = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read().decode()
+            _, values = metric(mport, "metergate_polls_total")
             total = {"ok": 0.0, "error": 0.0}
-            for result, value in re.findall(r'^metergate_polls_total\{[^}]*result="(ok|error)"[^}]*\}\s+([0-9.e+]+)', text, re.M):
-                total[result] += float(value)
+            for labels, value in values.items():
+                result = re.search(r'result="(ok|error)"', labels)
+                if result:
+                    total[result.group(1)] += value
             return total
 
         time.sleep(o.warmup)
@@ -187,7 +237,7 @@ json.dump(image, open({image_path!r}, "w"))
             print(f"ratio    gateway / C loop CPU per request: {gw_us / c_us:.2f} (target <= 1.3)")
         # Records of the intervals that lie wholly inside the window, by quality (every one should be measured).
         qualities = {}
-        db = f"{work}/state/outbox.sqlite"
+        db = f"{work}/gateway-state/outbox.sqlite"
         if os.path.exists(db):
             con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
             for (blob,) in con.execute("SELECT bytes FROM records"):
@@ -199,12 +249,6 @@ json.dump(image, open({image_path!r}, "w"))
             total = sum(qualities.values())
             print(f"records  {total} intervals wholly inside the window: "
                   + ", ".join(f"{n} {q}" for q, n in sorted(qualities.items())) + f"; measured {qualities.get('measured', 0)} of {total}")
-    finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
