@@ -1488,13 +1488,20 @@ def scenario_clock(sc, opts):
     sc.expect(wait_until(lambda: len(sc.read_received()[0]) >= 4, 40), f"no readings before the clock steps: {tail(g.log())}")
     # (offset, seconds held, the step it makes in seconds, whether its interval closes within the hold)
     steps = [("-20s", 26, -20, True), ("+1h", 6, 3620, True), ("+0", 6, -3600, False), ("-90s", 6, -90, False)]
-    for offset, hold, made, _ in steps:
+    for offset, hold, made, closes in steps:
         with open(offset_file, "w") as f:
             f.write(offset + "\n")
         # The ground truth follows the gateway's wall clock: the intervals it must sign are those its clock passed.
         sc.clock_offsets.append((time.time(), sc.clock_offsets[-1][1] + made))
         time.sleep(hold)
-    sc.injected.append("wall clock offset " + " → ".join(f"{o} for {h} s" for o, h, _, _ in steps) + " (libfaketime; monotonic clocks real)")
+        if closes:
+            # A busy machine may close the interval carrying the step after the hold (the hour skipped is thousands of
+            # gap readings to sign first); the next step back would then hold it open for an hour. Wait for its notice.
+            def carried(step=made):
+                return all(any(abs(m[2] / 1e9 - step) < 3 for m in clock_steps_logged(g.log(), meter)) for meter in sc.meter_ids)
+            sc.expect(wait_until(carried, 120, 0.5), f"no interval carrying the {made:+d} s step closed within {hold} + 120 s: {tail(g.log())}")
+    sc.injected.append("wall clock offset " + " → ".join(f"{o} for {h} s" + (" and until its interval closed" if c else "") for o, h, _, c in steps)
+                       + " (libfaketime; monotonic clocks real)")
     sc.expect(g.running(), f"the gateway died on a clock step: {tail(g.log())}")
     # The hour skipped forward is thousands of gap readings; a busy machine needs a while to sign and deliver them.
     # An empty backlog alone proves nothing while they are still being signed (not yet in the outbox): wait until

@@ -109,7 +109,9 @@ public final class PostgresServer: @unchecked Sendable {
         let child = asPostgres
             ? try BackgroundProcess("/usr/sbin/runuser", ["-u", "postgres", "--", "\(bin)/postgres"] + arguments, logPath: log)
             : try BackgroundProcess("\(bin)/postgres", arguments, logPath: log)
-        let failed = { child.log.contains("FATAL") || child.log.contains("could not bind") }
+        // Failed: the server exited, or cannot listen. Not any FATAL line: while a server restarted after a crash
+        // recovers, each client that connects is refused with "FATAL: the database system is starting up".
+        let failed = { !child.isRunning || child.log.contains("could not bind") }
         let up = waitUntil(timeout: 60) { (isListening(port: port) && child.log.contains("ready to accept connections")) || failed() }
         return ProcessResult(status: up && !failed() ? 0 : 1, stdout: "", stderr: child.log)
     }
