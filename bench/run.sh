@@ -66,6 +66,7 @@ else
   # rebuilt at each switch).
   echo "building metergate with the static Swift runtime, as installed…" >&2
   static=(-c release --static-swift-stdlib --scratch-path .build/static)
+  bash scripts/fresh-scratch.sh .build/static
   swift build "${static[@]}" --product metergate 2>&1 | grep -E "error|warning:" >&2 || true
   sbin="$(swift build "${static[@]}" --show-bin-path)"
   run footprint python3 bench/footprint/footprint.py --bin "$sbin/metergate" --meters 100 --seconds "$fp_seconds"

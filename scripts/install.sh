@@ -12,8 +12,11 @@ PREFIX="${PREFIX:-/usr}"
 DESTDIR="${DESTDIR:-}"
 if [ "${SKIP_SETUP:-}" != 1 ]; then bash scripts/setup.sh; fi
 
-swift build -c release --static-swift-stdlib --product metergate
-bin="$(swift build -c release --show-bin-path)/metergate"
+# Its own scratch path, emptied when the sources changed (scripts/fresh-scratch.sh says why).
+scratch=(-c release --static-swift-stdlib --scratch-path .build/install)
+bash scripts/fresh-scratch.sh .build/install
+swift build "${scratch[@]}" --product metergate
+bin="$(swift build "${scratch[@]}" --show-bin-path)/metergate"
 
 install -d "$DESTDIR$PREFIX/bin" "$DESTDIR$PREFIX/share/metergate" "$DESTDIR/etc/systemd/system" \
   "$DESTDIR/usr/lib/sysusers.d" "$DESTDIR/etc/metergate"
