@@ -42,7 +42,7 @@ def reference_python():
     return python
 
 
-def floors(bin_dir, from_dir, work):
+def floors(bin_dir, from_dir):
     """Per reading, in µs: raw signature, built, stored, sent (pipeline-bench, EdDSA) and raw verify (signing-bench),
     from the raw outputs of the same bench run in `from_dir`, or measured here."""
     if from_dir:
@@ -50,12 +50,12 @@ def floors(bin_dir, from_dir, work):
     else:
         pipeline = subprocess.run([os.path.join(bin_dir, "pipeline-bench"), "--meters", "100", "--intervals", "30",
                                    "--algorithm", "EdDSA", "--self-check", "off"], capture_output=True, text=True, check=True,
-                                  cwd=work).stdout
+                                  cwd=REPO).stdout
         signing = subprocess.run([os.path.join(bin_dir, "signing-bench"), "--raw-verify-only", "--seconds", "3"],
                                  capture_output=True, text=True, check=True).stdout
     row = re.search(r"^EdDSA\s+(\d+)\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)\s+(within|out of) reach$",
                     pipeline, re.M)
-    verify = re.search(r"swift-crypto raw verify/CPU-s: Ed25519 ([0-9,]+)", signing)
+    verify = re.search(r"swift-crypto raw verify/CPU-s: Ed25519\s+([0-9,]+)", signing)
     if not row or not verify:
         sys.exit("perreading: no EdDSA floors row in pipeline-bench's output or no raw verify rate in signing-bench's")
     sign, built, stored, sent = (float(row.group(i)) for i in (2, 3, 4, 5))
@@ -82,11 +82,13 @@ def main():
         per_port = o.meters // o.ports
         ports = start_meters(binary, python, work, spawn, o.meters, o.ports, requests)
         broker = start_mosquitto(work, spawn)
+        print("perreading: the C loop on the servers…", file=sys.stderr, flush=True)
         c = c_loop_reference(o.cc, work, o.warmup, o.seconds, per_port, ports, requests)
         request_us = c["cpu_seconds"] / max(1, c["answered"]) * 1e6
 
         gateway = {}
         for check in ("on", "off"):
+            print(f"perreading: the gateway, self-check {check}…", file=sys.stderr, flush=True)
             mport = free_port()
             gw = start_gateway(binary, work, spawn, ports, per_port, interval="1s", metrics_port=mport, broker_port=broker,
                                self_check=check == "on", name=f"gateway-{check}")
@@ -103,6 +105,7 @@ def main():
         reference = {}
         spec = ",".join(f"{fc}:{address}:{count}" for fc, address, count in requests)
         for check in ("on", "off"):
+            print(f"perreading: the Python reference, self-check {check}…", file=sys.stderr, flush=True)
             out = subprocess.run([python, os.path.join(HERE, "python_pipeline.py"), "--ports", ",".join(map(str, ports)),
                                   "--units", str(per_port), "--requests", spec, "--broker", str(broker),
                                   "--db", f"{work}/python-{check}.sqlite", "--self-check", check,
@@ -112,7 +115,8 @@ def main():
             values = {k: float(v) for k, v in (line.split() for line in out.stdout.split("\n") if line)}
             reference[check] = {"cpu": values["cpu_seconds"], "readings": values["acknowledged"], "wall": values["wall_seconds"]}
 
-        f = floors(o.bin, o.floors, work)
+        print("perreading: the floors…" if o.floors is None else f"perreading: the floors from {o.floors}", file=sys.stderr, flush=True)
+        f = floors(o.bin, o.floors)
         expected = o.meters * o.seconds
         print(f"per reading: {o.meters} eastron-sdm630 meters on {o.ports} pymodbus server(s), polled at 1 Hz, interval 1 s, "
               f"{len(requests)} requests a reading ({spec}), a real mosquitto, {o.warmup} s warm-up, {o.seconds} s measured "

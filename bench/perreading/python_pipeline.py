@@ -46,12 +46,14 @@ def float32(words, offset):
 
 
 class Publisher:
-    """paho-mqtt at QoS 1 with a window of 20; collects the record ids whose PUBACK came."""
+    """paho-mqtt at QoS 1 with a window of 20; collects the record ids whose PUBACK came. The callback runs on paho's
+    network thread and takes only this object's lock, never while the main thread is inside paho (that order
+    deadlocks against paho's own locks)."""
 
     def __init__(self, port):
         self.lock = threading.Lock()
-        self.by_mid = {}
-        self.acked = []
+        self.by_mid = {}          # main thread only
+        self.acked_mids = []
         self.acked_total = 0
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="python-reference", clean_session=False)
         self.client.max_inflight_messages_set(20)
@@ -61,20 +63,21 @@ class Publisher:
 
     def on_publish(self, client, userdata, mid, reason_code, properties):
         with self.lock:
-            record_id = self.by_mid.pop(mid, None)
-            if record_id is not None:
-                self.acked.append(record_id)
-                self.acked_total += 1
+            self.acked_mids.append(mid)
+            self.acked_total += 1
 
     def publish(self, topic, payload, record_id):
-        with self.lock:  # the PUBACK may come before publish() returns
-            info = self.client.publish(topic, payload, qos=1)
-            self.by_mid[info.mid] = record_id
+        self.by_mid[self.client.publish(topic, payload, qos=1).mid] = record_id
 
     def take_acked(self):
+        """The record ids acknowledged since the last call (their publish has returned: same thread)."""
         with self.lock:
-            acked, self.acked = self.acked, []
-            return acked
+            mids, self.acked_mids = self.acked_mids, []
+        return [self.by_mid.pop(mid) for mid in mids if mid in self.by_mid]
+
+    def acknowledged(self):
+        with self.lock:
+            return self.acked_total
 
 
 def main():
@@ -176,9 +179,9 @@ def main():
             db.execute("PRAGMA synchronous=FULL")
         now = time.time()
         if window is None and now - start >= o.warmup:
-            window = (cpu_seconds(), publisher.acked_total, time.monotonic())
+            window = (cpu_seconds(), publisher.acknowledged(), time.monotonic())
         elif window is not None and time.monotonic() - window[2] >= o.seconds:
-            cpu, acked_total, t1 = cpu_seconds(), publisher.acked_total, time.monotonic()
+            cpu, acked_total, t1 = cpu_seconds(), publisher.acknowledged(), time.monotonic()
             print(f"cpu_seconds {cpu - window[0]:.4f}\nacknowledged {acked_total - window[1]}\nwall_seconds {t1 - window[2]:.3f}\n"
                   f"meters {len(meters)}", flush=True)
             break
