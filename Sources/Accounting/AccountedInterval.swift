@@ -20,6 +20,12 @@ public enum AccountingEvent: Sendable, Hashable, Codable {
     /// Energy that belonged before the last closed interval's end (wall clock stepped back, or an interval was
     /// closed for lack of samples) was booked into this interval instead.
     case lateEnergy
+
+    /// Whether this is a ``clockStep(nanoseconds:)``.
+    public var isClockStep: Bool {
+        if case .clockStep = self { return true }
+        return false
+    }
 }
 
 /// One source's result for one settlement interval, with the events behind its quality.

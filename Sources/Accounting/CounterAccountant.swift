@@ -170,6 +170,9 @@ public struct CounterAccountant: Sendable {
         let limit = maximumIncrease(elapsedNanos: step.elapsedNanos)
         var events = step.events
         var quality = Quality.measured
+        // The counter difference is exact over the monotonic time, but the labels that place it rest on a wall clock
+        // that just jumped: the interval is flagged, whether the sample or the silence tick reached it first.
+        if events.contains(where: \.isClockStep) { quality = .estimated }
         if rebasing {
             events.append(.meterReplaced(fromCounts: state.importChannel.lastRaw, toCounts: reading.importCount))
             quality = .gap

@@ -154,7 +154,29 @@ import Testing
         // 30:00 … 2:30:00 on the wall clock saw no time pass: eight empty gap intervals, then the energy goes on.
         let empty = results.results.filter { $0.importDelta == .zero }
         #expect(empty.count == 8 && empty.allSatisfy { $0.quality == .gap })
-        #expect(results.contains { $0.events.contains(.clockStep(nanoseconds: 2 * 60 * minute)) })
+        // The sample after the step reached its interval before any silence tick: that interval is flagged too.
+        let stepped = results.filter { $0.events.contains(.clockStep(nanoseconds: 2 * 60 * minute)) }
+        #expect(stepped.count == 1 && stepped.allSatisfy { $0.result.quality == .estimated }, "\(stepped.map(\.result.quality))")
+    }
+
+    /// The other order, as the gateway's tick can make it: after the step forward, silence ticks close the skipped
+    /// intervals before the next sample arrives. The interval that sample lands in carries the step and is flagged.
+    @Test func aStepForwardIsFlaggedWhenTicksClosedTheSkippedTimeFirst() throws {
+        var meter = accountant()
+        var results: [AccountedInterval] = []
+        for m in Int64(0)...30 { results += try meter.add(.init(time: at(m * minute), importCount: UInt64(20 * m))) }
+        // Six silent monotonic minutes (more than the 5-minute gap limit) later the wall clock reads two hours more;
+        // the tick sees it before the next poll does and closes the skipped intervals as gaps.
+        let ticked = meter.tick(now: at(36 * minute, wallShift: 2 * 60 * minute))
+        #expect(!ticked.isEmpty && ticked.allSatisfy { $0.result.quality == .gap })
+        results += ticked
+        for m in Int64(37)...60 {
+            results += try meter.add(.init(time: at(m * minute, wallShift: 2 * 60 * minute), importCount: UInt64(20 * m)))
+        }
+        expectConsistent(results.results)
+        #expect(sum(results.results, \.importDelta) == 1_200_000)
+        let stepped = results.filter { $0.events.contains(where: \.isClockStep) }
+        #expect(stepped.count == 1 && stepped.allSatisfy { $0.result.quality >= .estimated }, "\(stepped.map(\.result.quality))")
     }
 
     /// The fault suite's step back (faults/faultsuite.py, scenario_clock) in small: the wall clock goes back 90 s
