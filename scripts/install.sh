@@ -20,7 +20,7 @@ bin="$(swift build "${scratch[@]}" --show-bin-path)/metergate"
 
 install -d "$DESTDIR$PREFIX/bin" "$DESTDIR$PREFIX/share/metergate" "$DESTDIR/etc/systemd/system" \
   "$DESTDIR/usr/lib/sysusers.d" "$DESTDIR/etc/metergate"
-install -s -m 0755 "$bin" "$DESTDIR$PREFIX/bin/metergate"   # stripped: 66 MB instead of 108 MB
+install -s -m 0755 "$bin" "$DESTDIR$PREFIX/bin/metergate"   # stripped (BENCHMARKS.md, binary row)
 for dir in boards profiles examples; do
   rm -rf "$DESTDIR$PREFIX/share/metergate/$dir"
   cp -r "$dir" "$DESTDIR$PREFIX/share/metergate/$dir"
